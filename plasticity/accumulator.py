@@ -1,0 +1,497 @@
+r"""Accumulator: gathers potentiation and depression for one parameter, then bounds it.
+
+A learning rule appends non-negative magnitudes to :attr:`Accumulator.pos` and
+:attr:`Accumulator.neg` during a window (e.g. once per chunk of time steps). At the end
+of the window :meth:`Accumulator.update` reduces each component over the appends and
+applies the configured weight bounds:
+
+.. math::
+
+    \Delta w = f_+(w)\,\mathrm{pos} - f_-(w)\,\mathrm{neg}
+
+The API follows inferno's ``Accumulator`` exactly (``pos``/``neg`` properties where
+setting appends, ``update``, ``forward``, ``clear``, ``reduction``, ``upperbound``,
+``lowerbound``, ``fullbound``), and fixes what it gets wrong:
+
+* sum and mean (also ``torch.amax``/``torch.amin``) are *running* reductions: memory does
+  not grow with the number of appends. A custom ``fn(stacked, dim)`` keeps the appends.
+* reduced components live in plain buffers (never ``nn.Parameter``); nothing is cached,
+  so nothing goes stale.
+* appended tensors are copied and detached: never aliased, never carrying autograd.
+* a bound without its limit, a NaN limit, ``min > max`` or an unknown bound keyword is
+  an error when the bound is configured, not when the update is computed.
+* ``state_dict()`` round-trips in the middle of a window, append counts included.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .bounds import FullBounding, HalfBounding
+
+__all__ = ["Accumulator"]
+
+Reducer = Callable[[Tensor, int], Tensor]
+
+# reductions computed on the fly, O(1) memory in the number of appends
+_RUNNING: dict[Any, str] = {torch.sum: "sum", torch.mean: "mean", torch.amax: "amax", torch.amin: "amin"}
+_COMPONENTS = ("pos", "neg")
+
+
+def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
+    if value is None:
+        raise ValueError(f"{where}: `{name}` is required when a bound is given; pass a number")
+    if isinstance(value, Tensor):
+        if not value.is_floating_point():
+            raise TypeError(f"{where}: `{name}` must be a float or a floating tensor, got {value.dtype}")
+        if torch.isnan(value).any():
+            raise ValueError(f"{where}: `{name}` contains NaN; pass a finite number")
+        return value.detach().clone()
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"{where}: `{name}` is NaN; pass a number")
+    return value
+
+
+def _check_order(where: str, upper: float | Tensor | None, lower: float | Tensor | None) -> None:
+    if upper is None or lower is None:
+        return
+    bad = bool((torch.as_tensor(lower) > torch.as_tensor(upper)).any())
+    if bad:
+        raise ValueError(f"{where}: the lower limit {lower} exceeds the upper limit {upper}; need min <= max")
+
+
+def _trial(where: str, call: Callable[[], Tensor]) -> None:
+    """Calls a bound once on a tiny tensor so bad keywords fail at configuration time."""
+    try:
+        out = call()
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: {err}") from err
+    if not isinstance(out, Tensor):
+        raise TypeError(f"{where}: the bound must return a Tensor, got {type(out).__name__}")
+
+
+def _name(fn: Callable) -> str:
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
+class Accumulator(nn.Module):
+    r"""Used to accumulate updates for a parameter.
+
+    ``pos`` and ``neg`` hold non-negative magnitudes of potentiation and depression.
+    Setting either *appends* to that component; reading it returns the component
+    reduced over the appends (sum by default), or ``None`` if nothing was appended.
+
+    Args:
+        check_finite: reject appends that contain NaN or infinity (one reduction over
+            the appended tensor per append). Defaults to ``True``.
+
+    Shape:
+        Every append to ``pos`` and ``neg`` must have the same shape, the shape of the
+        parameter they update. Device and dtype are those of the first append (later
+        appends are converted); integer or boolean appends become the default float.
+
+    Example:
+        >>> import torch
+        >>> import plasticity as pl
+        >>> acc = pl.Accumulator()
+        >>> acc.upperbound(pl.bounds.upper_multiplicative, 1.0)
+        >>> acc.lowerbound(pl.bounds.lower_multiplicative, 0.0)
+        >>> w = torch.tensor([0.25, 0.5, 0.75])
+        >>> acc.pos = torch.tensor([1.0, 1.0, 0.0])
+        >>> acc.pos = torch.tensor([1.0, 0.0, 0.0])
+        >>> acc.neg = torch.tensor([0.0, 0.0, 1.0])
+        >>> acc.pos
+        tensor([2., 1., 0.])
+        >>> acc.update(w)   # (1 - w) * pos - (w - 0) * neg
+        tensor([ 1.5000,  0.5000, -0.7500])
+        >>> acc(w)          # forward: the parameter with the update applied
+        tensor([1.7500, 1.0000, 0.0000])
+        >>> acc.clear(); acc.pos is None
+        True
+    """
+
+    pos_acc: Tensor | None
+    neg_acc: Tensor | None
+
+    def __init__(self, *, check_finite: bool = True) -> None:
+        super().__init__()
+        self.check_finite = bool(check_finite)
+        # running reductions (sum for "sum"/"mean", extremum for "amax"/"amin")
+        self.register_buffer("pos_acc", None)
+        self.register_buffer("neg_acc", None)
+        self._counts = {"pos": 0, "neg": 0}
+        self._lists: dict[str, list[Tensor]] = {"pos": [], "neg": []}
+        self._reducer: Reducer = torch.sum
+        self._mode = "sum"
+        self._upper: tuple[HalfBounding, float | Tensor, dict[str, Any]] | None = None
+        self._lower: tuple[HalfBounding, float | Tensor, dict[str, Any]] | None = None
+        self._full: tuple[FullBounding, float | Tensor | None, float | Tensor | None, dict[str, Any]] | None = None
+
+    # ------------------------------------------------------------------ components
+
+    @property
+    def pos(self) -> Tensor | None:
+        r"""Positive update component.
+
+        Args:
+            value (torch.Tensor | None): appends to update component.
+
+        Returns:
+            torch.Tensor | None: accumulated update component.
+        """
+        return self._read("pos")
+
+    @pos.setter
+    def pos(self, value: Tensor | None) -> None:
+        self._append("pos", value)
+
+    @pos.deleter
+    def pos(self) -> None:
+        self._reset("pos")
+
+    @property
+    def neg(self) -> Tensor | None:
+        r"""Negative update component.
+
+        Args:
+            value (torch.Tensor | None): appends to update component.
+
+        Returns:
+            torch.Tensor | None: accumulated update component.
+        """
+        return self._read("neg")
+
+    @neg.setter
+    def neg(self, value: Tensor | None) -> None:
+        self._append("neg", value)
+
+    @neg.deleter
+    def neg(self) -> None:
+        self._reset("neg")
+
+    @property
+    def counts(self) -> tuple[int, int]:
+        """Number of appends to ``pos`` and to ``neg`` in the current window."""
+        return self._counts["pos"], self._counts["neg"]
+
+    def _reference(self) -> Tensor | None:
+        for c in _COMPONENTS:
+            buf = self._buffers[f"{c}_acc"]
+            if buf is not None:
+                return buf
+            if self._lists[c]:
+                return self._lists[c][0]
+        return None
+
+    def _append(self, which: str, value: Tensor | None) -> None:
+        if value is None:
+            return
+        if not isinstance(value, Tensor):
+            raise TypeError(f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}")
+        ref = self._reference()
+        if ref is not None and value.shape != ref.shape:
+            raise ValueError(
+                f"Accumulator.{which}: appended shape {tuple(value.shape)} differs from the "
+                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's shape"
+            )
+        v = value.detach()
+        if ref is not None:
+            v = v.to(device=ref.device, dtype=ref.dtype)
+        elif not v.is_floating_point():
+            v = v.to(torch.get_default_dtype())
+        if self.check_finite and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
+        mode = self._mode
+        if mode == "custom":
+            self._lists[which].append(v.clone(memory_format=torch.contiguous_format))
+        else:
+            acc = self._buffers[f"{which}_acc"]
+            if acc is None:
+                self._buffers[f"{which}_acc"] = v.clone(memory_format=torch.contiguous_format)
+            elif mode in ("sum", "mean"):
+                acc.add_(v)
+            elif mode == "amax":
+                torch.maximum(acc, v, out=acc)
+            else:
+                torch.minimum(acc, v, out=acc)
+        self._counts[which] += 1
+
+    def _read(self, which: str) -> Tensor | None:
+        n = self._counts[which]
+        if n == 0:
+            return None
+        if self._mode == "custom":
+            return self._reducer(torch.stack(self._lists[which], 0), 0)
+        acc = self._buffers[f"{which}_acc"]
+        assert acc is not None
+        return acc / n if self._mode == "mean" else acc.clone()
+
+    def _reset(self, which: str) -> None:
+        self._buffers[f"{which}_acc"] = None
+        self._lists[which] = []
+        self._counts[which] = 0
+
+    def clear(self, **kwargs: Any) -> None:
+        r"""Clears the accumulator's state (both components; bounds and reduction stay)."""
+        for c in _COMPONENTS:
+            self._reset(c)
+
+    def reduction(self, fn: Reducer | None = None) -> None:
+        r"""Sets the function used for reducing multiple updates.
+
+        When ``fn`` is ``None``, it sets the default reducer, :py:func:`torch.sum`.
+        ``torch.sum``, ``torch.mean``, ``torch.amax`` and ``torch.amin`` are computed as
+        running reductions; any other ``fn(stacked, dim)`` receives the appended tensors
+        stacked along ``dim=0`` and so keeps them until :meth:`clear`.
+
+        Args:
+            fn (Callable[[torch.Tensor, int], torch.Tensor] | None, optional):
+                function for reducing updates. Defaults to ``None``.
+
+        Raises:
+            ValueError: if the current window already holds appends and the kind of
+                reduction changes (call :meth:`clear` first).
+        """
+        if fn is None:
+            fn = torch.sum
+        if not callable(fn):
+            raise TypeError(f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}")
+        mode = _RUNNING.get(fn, "custom")
+        if mode != self._mode and any(self._counts.values()):
+            raise ValueError(
+                "Accumulator.reduction: cannot change the reduction in the middle of a window "
+                "that holds appends; call clear() first"
+            )
+        self._reducer = fn
+        self._mode = mode
+
+    # ---------------------------------------------------------------------- bounds
+
+    def upperbound(self, bound: HalfBounding | None, max: float | None = None, /, **kwargs: Any) -> None:
+        r"""Sets the function used for parameter bounding on the upper limit.
+
+        When ``bound`` is ``None``, no upper bound will be applied (and will remove
+        any full bound present). When ``bound`` is not ``None``, then ``max`` cannot
+        be ``None``.
+
+        Args:
+            bound (HalfBounding | None): bounding function, e.g.
+                :func:`plasticity.bounds.upper_multiplicative`.
+            max (float | None, optional): upper bound. Defaults to ``None``.
+            **kwargs (Any): keyword arguments for the bounding function.
+        """
+        self._set_half("upperbound", "max", bound, max, kwargs)
+
+    def lowerbound(self, bound: HalfBounding | None, min: float | None = None, /, **kwargs: Any) -> None:
+        r"""Sets the function used for parameter bounding on the lower limit.
+
+        When ``bound`` is ``None``, no lower bound will be applied (and will remove
+        any full bound present). When ``bound`` is not ``None``, then ``min`` cannot
+        be ``None``.
+
+        Args:
+            bound (HalfBounding | None): bounding function, e.g.
+                :func:`plasticity.bounds.lower_multiplicative`.
+            min (float | None, optional): lower bound. Defaults to ``None``.
+            **kwargs (Any): keyword arguments for the bounding function.
+        """
+        self._set_half("lowerbound", "min", bound, min, kwargs)
+
+    def _set_half(self, where: str, name: str, bound: Any, limit: Any, kwargs: dict[str, Any]) -> None:
+        if bound is None:
+            if name == "max":
+                self._upper = None
+            else:
+                self._lower = None
+            self._full = None
+            return
+        if not callable(bound):
+            raise TypeError(f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}")
+        limit = _check_limit(where, name, limit)
+        other = None if self._full is not None else (self._lower if name == "max" else self._upper)
+        if other is not None:
+            upper, lower = (limit, other[1]) if name == "max" else (other[1], limit)
+            _check_order(where, upper, lower)
+        dev = limit.device if isinstance(limit, Tensor) else None
+        _trial(where, lambda: bound(torch.zeros(1, device=dev), torch.zeros(1, device=dev), limit, **kwargs))
+        entry = (bound, limit, dict(kwargs))
+        if name == "max":
+            self._upper = entry
+        else:
+            self._lower = entry
+        if self._full is not None:
+            self._full = None
+            # the full bound also bounded the other side; it is removed with it
+            if name == "max":
+                self._lower = None
+            else:
+                self._upper = None
+
+    def fullbound(
+        self,
+        bound: FullBounding | None,
+        max: float | None = None,
+        min: float | None = None,
+        /,
+        **kwargs: Any,
+    ) -> None:
+        r"""Sets the function used for parameter bounding on the upper and lower limits.
+
+        When ``bound`` is ``None``, no full bound will be applied (and will remove
+        any upper or lower bound present). When ``bound`` is not ``None``, then
+        ``max`` or ``min`` cannot be ``None`` (one of them may be: that side is then
+        left unbounded).
+
+        Args:
+            bound (FullBounding | None): bounding function, e.g.
+                :func:`plasticity.bounds.multiplicative`.
+            max (float | None, optional): upper bound. Defaults to ``None``.
+            min (float | None, optional): lower bound. Defaults to ``None``.
+            **kwargs (Any): keyword arguments for the bounding function.
+        """
+        where = "fullbound"
+        if bound is None:
+            self._full = self._upper = self._lower = None
+            return
+        if not callable(bound):
+            raise TypeError(f"{where}: `bound` must be a FullBounding function or None, got {bound!r}")
+        if max is None and min is None:
+            raise ValueError(f"{where}: at least one of `max` and `min` is required when a bound is given")
+        mx = None if max is None else _check_limit(where, "max", max)
+        mn = None if min is None else _check_limit(where, "min", min)
+        _check_order(where, mx, mn)
+        dev = next((v.device for v in (mx, mn) if isinstance(v, Tensor)), None)
+        z = torch.zeros(1, device=dev)
+        _trial(where, lambda: bound(z, z, z, mx, mn, **kwargs))
+        self._full = (bound, mx, mn, dict(kwargs))
+        self._upper = self._lower = None
+
+    # ---------------------------------------------------------------------- update
+
+    @torch.no_grad()
+    def update(self, param: Tensor, **kwargs: Any) -> Tensor | None:
+        r"""Computes the update.
+
+        Args:
+            param (torch.Tensor): parameter being updated.
+
+        Returns:
+            torch.Tensor | None: value of the update, or ``None`` if nothing was appended.
+        """
+        if not isinstance(param, Tensor):
+            raise TypeError(f"Accumulator.update: `param` must be a torch.Tensor, got {type(param).__name__}")
+        pos, neg = self.pos, self.neg
+        if pos is None and neg is None:
+            return None
+        shape = (pos if pos is not None else neg).shape  # type: ignore[union-attr]
+        if param.shape != shape:
+            raise ValueError(
+                f"Accumulator.update: `param` has shape {tuple(param.shape)} but the accumulated "
+                f"updates have shape {tuple(shape)}; pass the parameter these updates were made for"
+            )
+        w = param.detach()
+        pos = None if pos is None else pos.to(device=w.device, dtype=w.dtype)
+        neg = None if neg is None else neg.to(device=w.device, dtype=w.dtype)
+        if self._full is not None:
+            fn, mx, mn, kw = self._full
+            return fn(
+                w,
+                torch.zeros_like(w) if pos is None else pos,
+                torch.zeros_like(w) if neg is None else neg,
+                mx,
+                mn,
+                **kw,
+            )
+        out: Tensor | None = None
+        if pos is not None:
+            out = pos if self._upper is None else self._upper[0](w, pos, self._upper[1], **self._upper[2])
+        if neg is not None:
+            n = neg if self._lower is None else self._lower[0](w, neg, self._lower[1], **self._lower[2])
+            out = -n if out is None else out - n
+        return out
+
+    @torch.no_grad()
+    def forward(self, param: Tensor, **kwargs: Any) -> Tensor:
+        r"""Computes the update and returns a tensor with it applied.
+
+        Args:
+            param (torch.Tensor): parameter being updated.
+
+        Returns:
+            torch.Tensor: parameter with the update applied (``param`` itself when
+            nothing was appended).
+        """
+        update = self.update(param, **kwargs)
+        if update is None:
+            return param
+        return param.detach() + update
+
+    # --------------------------------------------------------------- state & devices
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {
+            "mode": self._mode,
+            "counts": dict(self._counts),
+            "lists": {c: [t.clone() for t in self._lists[c]] for c in _COMPONENTS},
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        self._check_extra_state(state)
+        self._counts = {c: int(state["counts"][c]) for c in _COMPONENTS}
+        ref = self._reference()
+        self._lists = {
+            c: [t.detach().clone() if ref is None else t.detach().to(ref).clone() for t in state["lists"][c]]
+            for c in _COMPONENTS
+        }
+
+    def _check_extra_state(self, state: Any) -> None:
+        if not isinstance(state, dict) or not {"mode", "counts", "lists"} <= state.keys():
+            raise ValueError("Accumulator.load_state_dict: the extra state is not an Accumulator's")
+        if state["mode"] != self._mode:
+            raise ValueError(
+                f"Accumulator.load_state_dict: the saved window was reduced with {state['mode']!r} "
+                f"but this accumulator uses {self._mode!r}; call reduction(...) to match first"
+            )
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        # validate before touching anything, so a bad state leaves this accumulator as it was
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None:
+            self._check_extra_state(extra)
+        # the running components exist only while a window holds appends, on either side
+        for c in _COMPONENTS:
+            key = f"{prefix}{c}_acc"
+            if key in state_dict:
+                if self._buffers[f"{c}_acc"] is None:
+                    self._buffers[f"{c}_acc"] = torch.empty_like(state_dict[key])
+            else:
+                self._buffers[f"{c}_acc"] = None
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
+        super()._apply(fn, recurse)
+        self._lists = {c: [fn(t) for t in self._lists[c]] for c in _COMPONENTS}
+        return self
+
+    def extra_repr(self) -> str:
+        parts = [f"reduction={_name(self._reducer)}", f"counts={self.counts}"]
+        if self._full is not None:
+            parts.append(f"fullbound={_name(self._full[0])}(max={self._full[1]}, min={self._full[2]})")
+        if self._upper is not None:
+            parts.append(f"upperbound={_name(self._upper[0])}(max={self._upper[1]})")
+        if self._lower is not None:
+            parts.append(f"lowerbound={_name(self._lower[0])}(min={self._lower[1]})")
+        return ", ".join(parts)

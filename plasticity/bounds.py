@@ -1,0 +1,386 @@
+r"""Weight-dependence ("bounding") functions for plasticity updates.
+
+A learning rule produces two non-negative magnitudes per synapse: potentiation
+``pos`` and depression ``neg``. A bound scales them by a function of the current
+weight :math:`w` so that weights approach their limits softly (soft bounds) or stop
+at them (hard bounds). The signed update is then
+
+.. math::
+
+    \Delta w = f_+(w)\,\mathrm{pos} - f_-(w)\,\mathrm{neg}.
+
+Two kinds of callables are provided:
+
+* **Half bounds** ``f(param, update, limit, **kw) -> Tensor`` scale one component:
+  the ``upper_*`` functions scale ``pos`` against the upper limit, the ``lower_*``
+  functions scale ``neg`` against the lower limit (:class:`HalfBounding`).
+* **Full bounds** ``f(param, pos, neg, max, min, **kw) -> Tensor`` return the signed
+  update :math:`\Delta w` (:class:`FullBounding`). Either limit may be ``None``, which
+  leaves that side unbounded.
+
+Soft bases (``max - w`` and ``w - min``) are clamped at zero, so a weight that lies
+outside its range is never pushed further out, never flips the sign of a component and
+never produces NaN (a negative base raised to a fractional power would).
+
+This module is pure tensor math and imports nothing else from ``plasticity``.
+
+Example:
+    >>> import torch
+    >>> from plasticity import bounds
+    >>> w = torch.tensor([0.0, 0.5, 1.0, 1.5])
+    >>> bounds.upper_multiplicative(w, torch.ones(4), 1.0)
+    tensor([1.0000, 0.5000, 0.0000, 0.0000])
+    >>> bounds.multiplicative(w, torch.ones(4), torch.ones(4), 1.0, 0.0)
+    tensor([ 1.0000,  0.0000, -1.0000, -1.5000])
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Protocol, runtime_checkable
+
+from torch import Tensor
+
+__all__ = [
+    "HalfBounding",
+    "FullBounding",
+    "upper_power",
+    "lower_power",
+    "upper_scaled_power",
+    "lower_scaled_power",
+    "upper_multiplicative",
+    "lower_multiplicative",
+    "upper_sharp",
+    "lower_sharp",
+    "power",
+    "scaled_power",
+    "multiplicative",
+    "sharp",
+]
+
+Limit = float | Tensor
+
+
+@runtime_checkable
+class HalfBounding(Protocol):
+    r"""Scales one update component by a function of the parameter and one limit.
+
+    Args:
+        param: current value of the parameter (e.g. a synaptic weight).
+        update: the non-negative component to scale (``pos`` or ``neg``).
+        limit: the upper limit (for functions scaling ``pos``) or the lower limit (for
+            functions scaling ``neg``); a number or a tensor broadcastable to ``param``.
+        **kwargs: keyword arguments of the particular bound, e.g. ``power=``.
+
+    Returns:
+        The scaled component, of the broadcast shape of ``param`` and ``update``.
+    """
+
+    def __call__(self, param: Tensor, update: Tensor, limit: Limit, /, **kwargs) -> Tensor: ...
+
+
+@runtime_checkable
+class FullBounding(Protocol):
+    r"""Combines both components into the signed, bounded update.
+
+    Args:
+        param: current value of the parameter.
+        pos: non-negative potentiation component.
+        neg: non-negative depression component.
+        max: upper limit, or ``None`` to leave ``pos`` unscaled.
+        min: lower limit, or ``None`` to leave ``neg`` unscaled.
+        **kwargs: keyword arguments of the particular bound.
+
+    Returns:
+        The signed update :math:`f_+(w)\,\mathrm{pos} - f_-(w)\,\mathrm{neg}`.
+    """
+
+    def __call__(
+        self,
+        param: Tensor,
+        pos: Tensor,
+        neg: Tensor,
+        max: Limit | None,
+        min: Limit | None,
+        /,
+        **kwargs,
+    ) -> Tensor: ...
+
+
+# ----------------------------------------------------------------------------- checks
+
+
+def _check_exponent(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a real number >= 0 (the Gütig exponent μ), got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"`{name}` must be a finite number >= 0 (the Gütig exponent μ), got {value}")
+    return value
+
+
+def _check_range(value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`range` must be a positive real number (max - min), got {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"`range` must be a finite number > 0 (max - min), got {value}")
+    return value
+
+
+def _base(diff: Tensor) -> Tensor:
+    # distance to the limit, clamped so a weight outside its range gives 0, not < 0
+    return diff.clamp_min(0)
+
+
+# ----------------------------------------------------------------------- half bounds
+
+
+def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0) -> Tensor:
+    r"""Soft upper bound with exponent μ (Gütig et al. 2003).
+
+    .. math:: f_+(w)\,\mathrm{pos} = \max(w_\text{max} - w, 0)^{\mu}\,\mathrm{pos}
+
+    ``power=0`` is additive STDP (no weight dependence inside the range), ``power=1`` is
+    :func:`upper_multiplicative`.
+
+    Example:
+        >>> import torch
+        >>> upper_power(torch.tensor([0.0, 0.75, 2.0]), torch.ones(3), 1.0, power=0.5)
+        tensor([1.0000, 0.5000, 0.0000])
+    """
+    mu = _check_exponent("power", power)
+    return _base(limit - param).pow(mu) * update
+
+
+def lower_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0) -> Tensor:
+    r"""Soft lower bound with exponent μ (Gütig et al. 2003).
+
+    .. math:: f_-(w)\,\mathrm{neg} = \max(w - w_\text{min}, 0)^{\mu}\,\mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> lower_power(torch.tensor([-1.0, 0.25, 1.0]), torch.ones(3), 0.0, power=0.5)
+        tensor([0.0000, 0.5000, 1.0000])
+    """
+    mu = _check_exponent("power", power)
+    return _base(param - limit).pow(mu) * update
+
+
+def upper_scaled_power(
+    param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0, range: float = 1.0
+) -> Tensor:
+    r"""Soft upper bound on the distance normalized by the weight range.
+
+    .. math::
+        f_+(w)\,\mathrm{pos} =
+        \left(\frac{\max(w_\text{max} - w, 0)}{w_\text{max} - w_\text{min}}\right)^{\mu}
+        \mathrm{pos}
+
+    ``range`` is :math:`w_\text{max} - w_\text{min}` (a half bound does not know the
+    other limit). With the normalization the factor lies in ``[0, 1]`` inside the range,
+    so the amplitude keeps its meaning for any ``power``.
+
+    Example:
+        >>> import torch
+        >>> upper_scaled_power(torch.tensor([0.0, 1.0]), torch.ones(2), 2.0, range=4.0)
+        tensor([0.5000, 0.2500])
+    """
+    mu = _check_exponent("power", power)
+    r = _check_range(range)
+    return (_base(limit - param) / r).pow(mu) * update
+
+
+def lower_scaled_power(
+    param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0, range: float = 1.0
+) -> Tensor:
+    r"""Soft lower bound on the distance normalized by the weight range.
+
+    .. math::
+        f_-(w)\,\mathrm{neg} =
+        \left(\frac{\max(w - w_\text{min}, 0)}{w_\text{max} - w_\text{min}}\right)^{\mu}
+        \mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> lower_scaled_power(torch.tensor([0.0, 1.0]), torch.ones(2), -2.0, range=4.0)
+        tensor([0.5000, 0.7500])
+    """
+    mu = _check_exponent("power", power)
+    r = _check_range(range)
+    return (_base(param - limit) / r).pow(mu) * update
+
+
+def upper_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
+    r"""Soft upper bound, linear in the distance (van Rossum et al. 2000).
+
+    .. math:: f_+(w)\,\mathrm{pos} = \max(w_\text{max} - w, 0)\,\mathrm{pos}
+
+    Example:
+        >>> import torch
+        >>> upper_multiplicative(torch.tensor([0.25, 3.0]), torch.ones(2), 1.0)
+        tensor([0.7500, 0.0000])
+    """
+    return _base(limit - param) * update
+
+
+def lower_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
+    r"""Soft lower bound, linear in the distance (van Rossum et al. 2000).
+
+    .. math:: f_-(w)\,\mathrm{neg} = \max(w - w_\text{min}, 0)\,\mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> lower_multiplicative(torch.tensor([0.25, -3.0]), torch.ones(2), 0.0)
+        tensor([0.2500, 0.0000])
+    """
+    return _base(param - limit) * update
+
+
+def upper_sharp(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
+    r"""Hard upper bound: potentiation only while the weight is below the limit.
+
+    .. math:: f_+(w)\,\mathrm{pos} = [w < w_\text{max}]\,\mathrm{pos}
+
+    Example:
+        >>> import torch
+        >>> upper_sharp(torch.tensor([0.5, 1.0, 2.0]), torch.ones(3), 1.0)
+        tensor([1., 0., 0.])
+    """
+    return update * (param < limit).to(update.dtype)
+
+
+def lower_sharp(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
+    r"""Hard lower bound: depression only while the weight is above the limit.
+
+    .. math:: f_-(w)\,\mathrm{neg} = [w > w_\text{min}]\,\mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> lower_sharp(torch.tensor([-1.0, 0.0, 0.5]), torch.ones(3), 0.0)
+        tensor([0., 0., 1.])
+    """
+    return update * (param > limit).to(update.dtype)
+
+
+# ----------------------------------------------------------------------- full bounds
+
+# the full bounds take keywords named `upper_power`/`lower_power`, which shadow these
+_upper_power = upper_power
+_lower_power = lower_power
+
+
+def _combine(pos_part: Tensor, neg_part: Tensor) -> Tensor:
+    return pos_part - neg_part
+
+
+def power(
+    param: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    max: Limit | None,
+    min: Limit | None,
+    /,
+    *,
+    upper_power: float = 1.0,
+    lower_power: float = 1.0,
+) -> Tensor:
+    r"""Soft bounds on both sides with exponents μ₊, μ₋ (Gütig et al. 2003).
+
+    .. math::
+        \Delta w = \max(w_\text{max} - w, 0)^{\mu_+}\,\mathrm{pos}
+                 - \max(w - w_\text{min}, 0)^{\mu_-}\,\mathrm{neg}
+
+    A ``None`` limit leaves its component unscaled.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([0.0, 0.25, 1.0])
+        >>> power(w, torch.ones(3), torch.ones(3), 1.0, 0.0, upper_power=0.5, lower_power=0.5)
+        tensor([ 1.0000,  0.3660, -1.0000])
+    """
+    _check_exponent("upper_power", upper_power)
+    _check_exponent("lower_power", lower_power)
+    p = pos if max is None else _upper_power(param, pos, max, power=upper_power)
+    n = neg if min is None else _lower_power(param, neg, min, power=lower_power)
+    return _combine(p, n)
+
+
+def scaled_power(
+    param: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    max: Limit | None,
+    min: Limit | None,
+    /,
+    *,
+    upper_power: float = 1.0,
+    lower_power: float = 1.0,
+    range: float | None = None,
+) -> Tensor:
+    r"""Soft bounds on both sides, distances normalized by the weight range.
+
+    .. math::
+        \Delta w = \left(\tfrac{\max(w_\text{max} - w, 0)}{R}\right)^{\mu_+}\mathrm{pos}
+                 - \left(\tfrac{\max(w - w_\text{min}, 0)}{R}\right)^{\mu_-}\mathrm{neg},
+        \qquad R = w_\text{max} - w_\text{min}
+
+    ``range`` defaults to ``max - min``; it must be given when one limit is ``None``.
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([0.0, 1.0, 2.0])
+        >>> scaled_power(w, torch.ones(3), torch.ones(3), 2.0, 0.0)
+        tensor([ 1.,  0., -1.])
+    """
+    _check_exponent("upper_power", upper_power)
+    _check_exponent("lower_power", lower_power)
+    if range is None:
+        if max is None or min is None:
+            raise ValueError(
+                "scaled_power with a `None` limit needs `range=` (the weight range max - min)"
+            )
+        if isinstance(max, Tensor) or isinstance(min, Tensor):
+            raise ValueError("scaled_power with tensor limits needs an explicit `range=` number")
+        range = float(max) - float(min)
+    r = _check_range(range)
+    p = pos if max is None else upper_scaled_power(param, pos, max, power=upper_power, range=r)
+    n = neg if min is None else lower_scaled_power(param, neg, min, power=lower_power, range=r)
+    return _combine(p, n)
+
+
+def multiplicative(
+    param: Tensor, pos: Tensor, neg: Tensor, max: Limit | None, min: Limit | None, /
+) -> Tensor:
+    r"""Soft multiplicative bounds on both sides (van Rossum et al. 2000).
+
+    .. math::
+        \Delta w = \max(w_\text{max} - w, 0)\,\mathrm{pos} - \max(w - w_\text{min}, 0)\,\mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> multiplicative(torch.tensor([0.25]), torch.ones(1), torch.ones(1), 1.0, None)
+        tensor([-0.2500])
+    """
+    p = pos if max is None else upper_multiplicative(param, pos, max)
+    n = neg if min is None else lower_multiplicative(param, neg, min)
+    return _combine(p, n)
+
+
+def sharp(
+    param: Tensor, pos: Tensor, neg: Tensor, max: Limit | None, min: Limit | None, /
+) -> Tensor:
+    r"""Hard bounds on both sides.
+
+    .. math:: \Delta w = [w < w_\text{max}]\,\mathrm{pos} - [w > w_\text{min}]\,\mathrm{neg}
+
+    Example:
+        >>> import torch
+        >>> sharp(torch.tensor([0.0, 0.5, 1.0]), torch.ones(3), torch.ones(3), 1.0, 0.0)
+        tensor([ 1.,  0., -1.])
+    """
+    p = pos if max is None else upper_sharp(param, pos, max)
+    n = neg if min is None else lower_sharp(param, neg, min)
+    return _combine(p, n)
+

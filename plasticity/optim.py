@@ -1,0 +1,586 @@
+r"""Parameter-transforming optimizers, drop-in compatible with ``rai_toolbox.optim``.
+
+A :class:`ParamTransformingOptimizer` wraps any torch optimizer (``InnerOpt``) and
+applies in-place transforms around its step::
+
+    _pre_step_transform_(param)      # e.g. clamp or rescale the gradient
+    InnerOpt.step()                  # SGD, Adam, ... (shares param_groups and state)
+    _post_step_transform_(param)     # e.g. clamp or normalize the parameter
+
+For plasticity, a rule writes :math:`-\Delta w` into ``weight.grad``; with the default
+``InnerOpt=SGD`` and ``lr=1`` the step adds :math:`\Delta w`, then
+:class:`ClampedParameterOptimizer` keeps every weight inside ``[clamp_min, clamp_max]``
+and :class:`L1NormalizedParameterOptimizer` rescales each post-neuron's incoming weights
+(Diehl & Cook 2015). :class:`ChainedParamTransformingOptimizer` composes them.
+
+Beyond ``rai_toolbox``: settings are validated in ``add_param_group`` and before every
+step (not only at construction), a single bound is checked for type and NaN, the
+caller's ``defaults`` dict is never mutated, and ``copy.deepcopy``/``pickle`` work.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterable
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import SGD, Optimizer
+
+__all__ = [
+    "ParamTransformingOptimizer",
+    "ChainedParamTransformingOptimizer",
+    "ClampedGradientOptimizer",
+    "ClampedParameterOptimizer",
+    "L1NormalizedParameterOptimizer",
+    "normalize_",
+]
+
+InnerOptLike = type[Optimizer] | functools.partial | Optimizer
+
+
+def _is_optimizer_factory(obj: Any) -> bool:
+    if isinstance(obj, type):
+        return issubclass(obj, Optimizer)
+    if isinstance(obj, functools.partial):
+        return _is_optimizer_factory(obj.func)
+    return False
+
+
+def _factory_class(obj: Any) -> Any:
+    while isinstance(obj, functools.partial):
+        obj = obj.func
+    return obj
+
+
+def _reshape_to_batch(x: Tensor, param_ndim: int | None) -> Tensor:
+    """A view of ``x`` shaped ``(N, d0, ...)`` where ``(d0, ...)`` has ``param_ndim`` dims."""
+    if param_ndim is None:
+        param_ndim = x.ndim
+    if param_ndim < 0:
+        param_ndim += x.ndim
+    delta = (1 + param_ndim) - x.ndim
+    if delta > 0:
+        x = x[(None,) * delta]
+    elif delta < 0:
+        x = x.view(-1, *x.shape[x.ndim - param_ndim :])
+    if x.ndim < 2:
+        x = x.view(*x.shape, *(1,) * (2 - x.ndim))
+    return x
+
+
+def _to_batch(p: Tensor, param_ndim: int | None) -> Tensor:
+    vp = _reshape_to_batch(p, param_ndim)
+    if p.grad is not None:
+        vp.grad = _reshape_to_batch(p.grad, param_ndim)
+    return vp
+
+
+def _check_real(where: str, name: str, value: Any, *, optional: bool) -> None:
+    if value is None:
+        if optional:
+            return
+        raise ValueError(f"{where}: `{name}` is required; pass a number")
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}")
+    if math.isnan(float(value)):
+        raise ValueError(f"{where}: `{name}` is NaN; pass a number")
+
+
+class ParamTransformingOptimizer(Optimizer):
+    r"""An optimizer that transforms each parameter in-place before and after ``InnerOpt.step``.
+
+    Subclasses override ``_pre_step_transform_(param, optim_group)`` and/or
+    ``_post_step_transform_(param, optim_group)``; ``param`` (and ``param.grad``) arrive
+    reshaped to ``(N, d0, ...)`` with ``param_ndim`` trailing dimensions, and the
+    transform must act in-place, broadcasting over the leading dimension.
+
+    ``param_groups``, ``defaults`` and ``state`` are the inner optimizer's own objects,
+    so LR schedulers, ``add_param_group``, ``state_dict``/``load_state_dict`` drive the
+    inner step directly.
+
+    Args:
+        params: iterable of tensors or of dicts defining parameter groups (may be
+            ``None`` when ``InnerOpt`` is an optimizer instance).
+        InnerOpt: the optimizer doing the gradient step: a class, a
+            ``functools.partial`` of one, or an instance. Defaults to ``torch.optim.SGD``.
+        param_ndim: trailing dimensions each transform sees (``None``: the whole tensor;
+            negative: offset from ``ndim``). Per group. Defaults to ``-1``.
+        grad_scale: multiplies each gradient after the pre-step transform. Per group.
+        grad_bias: added to each gradient after the pre-step transform. Per group.
+        defaults: default settings for all parameter groups (copied, never mutated).
+        **inner_opt_kwargs: passed to ``InnerOpt`` (e.g. ``lr=1.0``).
+
+    Example:
+        A gradient-sign optimizer on top of AdamW:
+
+        >>> import torch as tr
+        >>> from plasticity.optim import ParamTransformingOptimizer
+        >>> class SignedGradientOptim(ParamTransformingOptimizer):
+        ...     def _pre_step_transform_(self, param: tr.Tensor, **_kwds) -> None:
+        ...         if param.grad is None:
+        ...             return
+        ...         tr.sign(param.grad, out=param.grad)  # operates in-place
+        >>> x = tr.tensor([-10.0, 10.0], requires_grad=True)
+        >>> optim = SignedGradientOptim([x], InnerOpt=tr.optim.AdamW, lr=0.1)
+        >>> (10_000 * x).sum().backward()
+        >>> optim.step()   # AdamW: x*(1 - lr*0.01) - lr*sign(grad)
+        >>> x
+        tensor([-10.0900,   9.8900], requires_grad=True)
+
+        Clamping after the step:
+
+        >>> class ClampedParamOptim(ParamTransformingOptimizer):
+        ...     def _post_step_transform_(self, param: tr.Tensor, optim_group: dict) -> None:
+        ...         param.clamp_(min=-1.0, max=1.0)
+        >>> x = tr.tensor([-10., 1.], requires_grad=True)
+        >>> optim = ClampedParamOptim([x], lr=0.1)
+        >>> x.backward(gradient=tr.tensor([-1., 1.]))
+        >>> optim.step()
+        >>> x
+        tensor([-1.0000,  0.9000], requires_grad=True)
+    """
+
+    inner_opt: Optimizer
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | None = None,
+        InnerOpt: InnerOptLike = SGD,
+        *,
+        param_ndim: int | None = -1,
+        grad_scale: float = 1.0,
+        grad_bias: float = 0.0,
+        defaults: dict[str, Any] | None = None,
+        **inner_opt_kwargs: Any,
+    ) -> None:
+        if defaults is not None and not isinstance(defaults, dict):
+            raise TypeError(f"`defaults` must be a dict or None, got {type(defaults).__name__}")
+        defaults = dict(defaults or {})  # never mutate the caller's dict
+        defaults.setdefault("param_ndim", param_ndim)
+        defaults.setdefault("grad_scale", grad_scale)
+        defaults.setdefault("grad_bias", grad_bias)
+
+        if isinstance(InnerOpt, Optimizer):
+            if inner_opt_kwargs:
+                raise TypeError(
+                    "`InnerOpt` is an optimizer instance, so keyword arguments "
+                    f"{sorted(inner_opt_kwargs)} cannot configure it; pass a class or partial"
+                )
+            inner = InnerOpt
+            # fill our settings into the inner optimizer's own group dicts
+            for group in inner.param_groups:
+                for key, value in defaults.items():
+                    group.setdefault(key, value)
+        elif _is_optimizer_factory(InnerOpt):
+            if params is None:
+                raise TypeError("`params` cannot be None when `InnerOpt` is an optimizer class or partial")
+            groups = list(params)
+            if len(groups) == 0:
+                raise ValueError("`params` is an empty list; pass the tensors to optimize")
+            if not isinstance(groups[0], dict):
+                groups = [{"params": groups}]
+            else:
+                groups = [dict(g) for g in groups]  # the caller's dicts stay untouched
+            for group in groups:
+                for key, value in defaults.items():
+                    group.setdefault(key, value)
+            inner = InnerOpt(groups, **inner_opt_kwargs)
+            if not isinstance(inner, Optimizer):
+                raise TypeError(f"`InnerOpt` built {type(inner).__name__}, not a torch Optimizer")
+        else:
+            raise TypeError(
+                "`InnerOpt` must be a torch.optim.Optimizer class, a functools.partial of one, "
+                f"or an instance; got {InnerOpt!r}"
+            )
+
+        for group in inner.param_groups:
+            self._validate_group(group)
+
+        # our defaults join the inner optimizer's, then both objects share every dict
+        for key, value in defaults.items():
+            inner.defaults.setdefault(key, value)
+        self._initializing = True  # Optimizer.__init__ calls add_param_group per group
+        Optimizer.__init__(self, inner.param_groups, inner.defaults)
+        del self._initializing
+        self.inner_opt = inner
+        self._share_inner_state()
+
+    # -------------------------------------------------------------- hooks for subclasses
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        """Raises a clear error if a parameter group's settings are invalid."""
+        where = type(self).__name__
+        param_ndim = group.get("param_ndim")
+        if param_ndim is not None and (isinstance(param_ndim, bool) or not isinstance(param_ndim, int)):
+            raise TypeError(f"{where}: `param_ndim` must be an int or None, got {param_ndim!r}")
+        for name in ("grad_scale", "grad_bias"):
+            _check_real(where, name, group.get(name), optional=False)
+        for p in group["params"]:
+            if param_ndim is not None and not (-p.ndim <= param_ndim <= max(p.ndim, 0)):
+                if not (p.ndim == 0 and param_ndim in (0, -1)):
+                    raise ValueError(
+                        f"{where}: `param_ndim={param_ndim}` does not fit a parameter with "
+                        f"{p.ndim} dimensions; use a value in [{-p.ndim}, {p.ndim}] or None"
+                    )
+
+    def _pre_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        """In-place transform of each parameter (usually its gradient) before the step."""
+
+    def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        """In-place transform of each parameter after the step."""
+
+    # ------------------------------------------------------------------ state sharing
+
+    def _share_inner_state(self) -> None:
+        self.param_groups = self.inner_opt.param_groups
+        self.state = self.inner_opt.state
+        self.defaults = self.inner_opt.defaults
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a parameter group, validated with this optimizer's rules, to the inner optimizer."""
+        if self.__dict__.get("_initializing"):  # Optimizer.__init__: the inner opt has them
+            return
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        candidate = dict(param_group)
+        params = candidate["params"]
+        candidate["params"] = [params] if isinstance(params, Tensor) else list(params)
+        for key, value in self.defaults.items():
+            candidate.setdefault(key, value)
+        self._validate_group(candidate)
+        self.inner_opt.add_param_group(candidate)
+        self._share_inner_state()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.inner_opt.state_dict()
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = state_dict.get("param_groups", [])
+        for saved, current in zip(groups, self.inner_opt.param_groups, strict=False):
+            trial = {**current, **{k: v for k, v in saved.items() if k != "params"}}
+            self._validate_group(trial)
+        self.inner_opt.load_state_dict(state_dict)
+        self._share_inner_state()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("step", None)  # an LR scheduler's per-instance wrapper is not picklable
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if "inner_opt" in state:
+            self.__dict__.update(state)
+            Optimizer.__setstate__(self, {})  # re-creates missing hook dicts, patches step
+            self._share_inner_state()
+        else:  # torch's own load path hands us {"state": ..., "param_groups": ...}
+            self.inner_opt.__setstate__(state)
+            self._share_inner_state()
+
+    def __repr__(self) -> str:
+        return super().__repr__().replace("(", f" [{type(self.inner_opt).__name__}](", 1)
+
+    # -------------------------------------------------------------------------- step
+
+    def _validate_all(self) -> None:
+        for group in self.param_groups:
+            self._validate_group(group)
+
+    @torch.no_grad()
+    def _apply_pre_step_transform_(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                vp = _to_batch(p, group["param_ndim"])
+                self._pre_step_transform_(vp, optim_group=group)
+                if vp.grad is None or vp.grad.data_ptr() != p.grad.data_ptr():
+                    raise ValueError(
+                        f"{type(self).__name__}._pre_step_transform_ did not modify the gradient "
+                        "in-place; write into param.grad (e.g. param.grad.mul_(...)), do not replace it"
+                    )
+                if group["grad_scale"] != 1.0:
+                    p.grad.mul_(group["grad_scale"])
+                if group["grad_bias"] != 0.0:
+                    p.grad.add_(group["grad_bias"])
+
+    @torch.no_grad()
+    def project(self) -> None:
+        """Applies ``_post_step_transform_`` to every parameter, with or without a gradient.
+
+        ``step()`` calls it after the inner step.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._post_step_transform_(_to_batch(p, group["param_ndim"]), optim_group=group)
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
+        """Pre-step transform, ``InnerOpt.step(closure)``, then post-step transform.
+
+        With a closure, the pre-step transform runs after the closure has computed the
+        gradients (inside the inner optimizer's step).
+        """
+        self._validate_all()  # before anything changes: settings may have been edited
+        if closure is not None:
+
+            def transformed_closure():
+                with torch.enable_grad():
+                    loss = closure()
+                self._apply_pre_step_transform_()
+                return loss
+
+            loss = self.inner_opt.step(transformed_closure)
+        else:
+            self._apply_pre_step_transform_()
+            self.inner_opt.step()
+            loss = None
+        self.project()
+        return loss
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        self.inner_opt.zero_grad(set_to_none=set_to_none)
+
+
+class ChainedParamTransformingOptimizer(ParamTransformingOptimizer):
+    r"""Chains parameter-transforming optimizers around one inner step.
+
+    ``Opt1, ..., OptN`` applies their pre-step transforms left to right, then
+    ``InnerOpt.step()``, then their post-step transforms left to right. All share one
+    set of ``param_groups`` (each group carries every member's settings).
+
+    Args:
+        *transforming_optimizers: classes or ``functools.partial`` s of
+            :class:`ParamTransformingOptimizer` subclasses.
+        params, InnerOpt, param_ndim, grad_scale, grad_bias, defaults, **inner_opt_kwargs:
+            as for :class:`ParamTransformingOptimizer`.
+
+    Example:
+        Normalize each post-neuron's incoming weights to an L1 sum of 1, then clamp:
+
+        >>> import torch, functools
+        >>> from plasticity.optim import (ChainedParamTransformingOptimizer,
+        ...     L1NormalizedParameterOptimizer, ClampedParameterOptimizer)
+        >>> w = torch.tensor([[0.2, 0.2, 0.6], [1.0, 1.0, 2.0]], requires_grad=True)
+        >>> opt = ChainedParamTransformingOptimizer(
+        ...     functools.partial(L1NormalizedParameterOptimizer, norm=1.0),
+        ...     functools.partial(ClampedParameterOptimizer, clamp_min=0.0, clamp_max=0.4),
+        ...     params=[w], lr=1.0)
+        >>> w.grad = torch.zeros_like(w)
+        >>> opt.step()
+        >>> w
+        tensor([[0.2000, 0.2000, 0.4000],
+                [0.2500, 0.2500, 0.4000]], requires_grad=True)
+    """
+
+    def __init__(
+        self,
+        *transforming_optimizers: type[ParamTransformingOptimizer] | functools.partial,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | None = None,
+        InnerOpt: InnerOptLike = SGD,
+        param_ndim: int | None = -1,
+        grad_scale: float = 1.0,
+        grad_bias: float = 0.0,
+        defaults: dict[str, Any] | None = None,
+        **inner_opt_kwargs: Any,
+    ) -> None:
+        for opt in transforming_optimizers:
+            cls = _factory_class(opt)
+            if not (isinstance(cls, type) and issubclass(cls, ParamTransformingOptimizer)):
+                raise TypeError(
+                    "*transforming_optimizers must be ParamTransformingOptimizer classes or "
+                    f"partials of them, got {opt!r}"
+                )
+        self._chain: tuple[ParamTransformingOptimizer, ...] = ()
+        super().__init__(
+            params,
+            InnerOpt,
+            param_ndim=param_ndim,
+            grad_scale=grad_scale,
+            grad_bias=grad_bias,
+            defaults=defaults,
+            **inner_opt_kwargs,
+        )
+        self._chain = tuple(
+            opt(params, InnerOpt=self.inner_opt, defaults=dict(self.defaults))
+            for opt in transforming_optimizers
+        )
+        self._share_inner_state()
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        for opt in getattr(self, "_chain", ()):
+            opt._validate_group(group)
+
+    def _pre_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        for opt in self._chain:
+            opt._pre_step_transform_(param, optim_group=optim_group)
+
+    def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        for opt in self._chain:
+            opt._post_step_transform_(param, optim_group=optim_group)
+
+    def _share_inner_state(self) -> None:
+        super()._share_inner_state()
+        for opt in getattr(self, "_chain", ()):
+            opt._share_inner_state()
+
+    def __repr__(self) -> str:
+        names = " ○ ".join(type(o).__name__ for o in reversed(self._chain)) or type(self).__name__
+        return Optimizer.__repr__(self).replace(
+            type(self).__name__ + " (", f"{names} [{type(self.inner_opt).__name__}] (", 1
+        )
+
+
+class _ClampedOptim(ParamTransformingOptimizer):
+    """Shared constructor and validation of the clamping optimizers."""
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | None = None,
+        InnerOpt: InnerOptLike = SGD,
+        *,
+        clamp_min: float | None = None,
+        clamp_max: float | None = None,
+        defaults: dict[str, Any] | None = None,
+        param_ndim: int | None = None,
+        **inner_opt_kwargs: Any,
+    ) -> None:
+        defaults = dict(defaults or {})
+        defaults.setdefault("clamp_min", clamp_min)
+        defaults.setdefault("clamp_max", clamp_max)
+        super().__init__(params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        where = type(self).__name__
+        lo, hi = group.get("clamp_min"), group.get("clamp_max")
+        if lo is None and hi is None:
+            raise ValueError(f"{where}: either `clamp_min` or `clamp_max` must be specified")
+        _check_real(where, "clamp_min", lo, optional=True)
+        _check_real(where, "clamp_max", hi, optional=True)
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"{where}: `clamp_min`={lo} exceeds `clamp_max`={hi}; need clamp_min <= clamp_max")
+
+
+class ClampedGradientOptimizer(_ClampedOptim):
+    """Clamps each gradient element to ``[clamp_min, clamp_max]`` **before** ``InnerOpt.step()``.
+
+    Example:
+        >>> import torch as tr
+        >>> from plasticity.optim import ClampedGradientOptimizer
+        >>> x = tr.ones(2, requires_grad=True)
+        >>> optim = ClampedGradientOptimizer(params=[x], lr=1.0, clamp_min=-1.0, clamp_max=3.0)
+        >>> x.backward(gradient=tr.tensor([-0.5, 10]))
+        >>> optim.step()
+        >>> x.grad
+        tensor([-0.5000,  3.0000])
+        >>> x
+        tensor([ 1.5000, -2.0000], requires_grad=True)
+    """
+
+    def _pre_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        if param.grad is not None:
+            param.grad.clamp_(min=optim_group["clamp_min"], max=optim_group["clamp_max"])
+
+
+class ClampedParameterOptimizer(_ClampedOptim):
+    """Clamps each parameter element to ``[clamp_min, clamp_max]`` **after** ``InnerOpt.step()``.
+
+    Every parameter of every group is clamped after each step, whether or not it had a
+    gradient. The limits are per parameter group.
+
+    Example:
+        Let's perform a step with SGD using a learning rate of 1.0 to each of our
+        parameters and then clamp their parameters to [-1.0, 3.0].
+
+        >>> import torch as tr
+        >>> from plasticity.optim import ClampedParameterOptimizer
+        >>> x = tr.ones(2, requires_grad=True)
+        >>> optim = ClampedParameterOptimizer(params=[x], lr=1.0, clamp_min=-1.0, clamp_max=3.0)
+        >>> x.backward(gradient=tr.tensor([0.5, -10.0]))
+        >>> optim.step()
+        >>> x
+        tensor([0.5000, 3.0000], requires_grad=True)
+    """
+
+    def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        param.clamp_(min=optim_group["clamp_min"], max=optim_group["clamp_max"])
+
+
+@torch.no_grad()
+def normalize_(weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, eps: float = 0.0) -> Tensor:
+    r"""Scales ``weight`` in-place so that the L1 norm along ``dim`` equals ``norm``.
+
+    .. math:: w_{ij} \leftarrow w_{ij}\,\frac{\text{norm}}{\sum_j |w_{ij}|}
+
+    For a ``[N_out, N_in]`` synapse and ``dim=-1`` each post-neuron's incoming weights
+    sum to ``norm`` (Diehl & Cook 2015 use ``norm = 78`` for 784 inputs). Slices whose
+    L1 norm is ``<= eps`` are left unchanged (no division by zero).
+
+    Example:
+        >>> import torch
+        >>> w = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
+        >>> normalize_(w, 2.0)
+        tensor([[0.5000, 1.5000],
+                [0.0000, 0.0000]])
+    """
+    _check_real("normalize_", "norm", norm, optional=False)
+    if not (norm > 0 and math.isfinite(norm)):
+        raise ValueError(f"normalize_: `norm` must be a finite number > 0, got {norm}")
+    total = weight.abs().sum(dim=dim, keepdim=True)
+    scale = torch.where(total > eps, norm / total.clamp_min(torch.finfo(weight.dtype).tiny), torch.ones_like(total))
+    return weight.mul_(scale)
+
+
+class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
+    r"""After ``InnerOpt.step()``, rescales each slice of a parameter to an L1 sum of ``norm``.
+
+    With the default ``param_ndim=-1`` each slice is one row of a ``[N_out, N_in]``
+    weight (all incoming weights of one post-neuron) or one output channel of a conv
+    weight. Compose with clamping through :class:`ChainedParamTransformingOptimizer`.
+
+    Args:
+        norm: target L1 sum of each slice (Diehl & Cook 2015: 78 for 784 inputs). Per group.
+        params, InnerOpt, param_ndim, defaults, **inner_opt_kwargs: as for
+            :class:`ParamTransformingOptimizer`.
+
+    Example:
+        >>> import torch
+        >>> from plasticity.optim import L1NormalizedParameterOptimizer
+        >>> w = torch.tensor([[1.0, 1.0], [2.0, 6.0]], requires_grad=True)
+        >>> opt = L1NormalizedParameterOptimizer([w], lr=1.0, norm=4.0)
+        >>> opt.step()
+        >>> w
+        tensor([[2., 2.],
+                [1., 3.]], requires_grad=True)
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]] | None = None,
+        InnerOpt: InnerOptLike = SGD,
+        *,
+        norm: float | None = None,
+        param_ndim: int | None = -1,
+        defaults: dict[str, Any] | None = None,
+        **inner_opt_kwargs: Any,
+    ) -> None:
+        defaults = dict(defaults or {})
+        defaults.setdefault("norm", norm)
+        super().__init__(params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        super()._validate_group(group)
+        where = type(self).__name__
+        norm = group.get("norm")
+        _check_real(where, "norm", norm, optional=False)
+        if not (norm > 0 and math.isfinite(norm)):
+            raise ValueError(f"{where}: `norm` must be a finite number > 0, got {norm}")
+
+    def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
+        dims = tuple(range(1, param.ndim))
+        normalize_(param, optim_group["norm"], dim=dims)
