@@ -1,0 +1,374 @@
+"""Accumulator: the seed API, running reductions, copies, bounds, errors and state."""
+
+from __future__ import annotations
+
+import copy
+import io
+import pickle
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import plasticity as pl
+from plasticity import bounds
+
+
+def rand(*shape, seed=0, dtype=torch.float64, device="cpu"):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(*shape, generator=g, dtype=dtype).to(device)
+
+
+# ------------------------------------------------------------------- seed semantics
+
+
+def test_empty_accumulator_reads_none_and_updates_nothing():
+    acc = pl.Accumulator()
+    w = torch.ones(3)
+    assert acc.pos is None and acc.neg is None
+    assert acc.update(w) is None
+    assert acc(w) is w
+    acc.pos = None  # setting None is a no-op
+    assert acc.pos is None and acc.counts == (0, 0)
+
+
+def test_setting_appends_and_reading_reduces(device):
+    acc = pl.Accumulator()
+    xs = [rand(2, 3, seed=s, device=device) for s in range(4)]
+    for x in xs:
+        acc.pos = x
+    acc.neg = xs[0]
+    torch.testing.assert_close(acc.pos, sum(xs))
+    torch.testing.assert_close(acc.neg, xs[0])
+    assert acc.counts == (4, 1)
+    del acc.pos
+    assert acc.pos is None and acc.neg is not None
+    acc.clear()
+    assert acc.pos is None and acc.neg is None and acc.counts == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "fn, ref",
+    [
+        (None, lambda s: s.sum(0)),
+        (torch.sum, lambda s: s.sum(0)),
+        (torch.mean, lambda s: s.mean(0)),
+        (torch.amax, lambda s: s.amax(0)),
+        (torch.amin, lambda s: s.amin(0)),
+        (lambda x, dim: torch.quantile(x, 0.5, dim=dim), lambda s: s.median(0).values),
+        (torch.prod, lambda s: s.prod(0)),
+    ],
+)
+def test_reductions(fn, ref, device):
+    acc = pl.Accumulator()
+    acc.reduction(fn)
+    xs = [rand(3, 4, seed=s, device=device) for s in range(5)]
+    for x in xs:
+        acc.pos = x
+        acc.neg = 2 * x
+    stacked = torch.stack(xs)
+    torch.testing.assert_close(acc.pos, ref(stacked))
+    torch.testing.assert_close(acc.neg, ref(2 * stacked))
+
+
+def test_running_reductions_do_not_grow_with_appends():
+    for fn in (torch.sum, torch.mean, torch.amax):
+        acc = pl.Accumulator()
+        acc.reduction(fn)
+        acc.pos = torch.zeros(50, 50)
+        ptr = acc.pos_acc.data_ptr()
+        for _ in range(1000):
+            acc.pos = torch.rand(50, 50)
+        assert acc.pos_acc.data_ptr() == ptr  # updated in place, one tensor
+        assert acc._lists["pos"] == []
+        assert len(acc.state_dict()) == 2  # pos_acc + extra state (counts), nothing per append
+        assert acc.counts == (1001, 0)
+
+
+def test_custom_reduction_keeps_appends_until_clear():
+    acc = pl.Accumulator()
+    acc.reduction(torch.prod)
+    for _ in range(3):
+        acc.pos = torch.full((2,), 2.0)
+    assert len(acc._lists["pos"]) == 3
+    torch.testing.assert_close(acc.pos, torch.full((2,), 8.0))
+    acc.clear()
+    assert acc._lists["pos"] == []
+
+
+@given(st.lists(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=3, max_size=3), min_size=1, max_size=30))
+def test_sum_equals_sum_of_appends(rows):
+    acc = pl.Accumulator()
+    for r in rows:
+        acc.pos = torch.tensor(r, dtype=torch.float64)
+    expected = [sum(r[i] for r in rows) for i in range(3)]
+    torch.testing.assert_close(acc.pos, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-9)
+
+
+@given(st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=40))
+def test_mean_equals_mean_of_appends(vals):
+    acc = pl.Accumulator()
+    acc.reduction(torch.mean)
+    for v in vals:
+        acc.neg = torch.tensor([v], dtype=torch.float64)
+    torch.testing.assert_close(acc.neg, torch.tensor([sum(vals) / len(vals)], dtype=torch.float64))
+
+
+# ----------------------------------------------------------- copies, buffers, dtypes
+
+
+@pytest.mark.parametrize("fn", [torch.sum, torch.prod])
+def test_appends_are_copied_never_aliased(fn):
+    acc = pl.Accumulator()
+    acc.reduction(fn)
+    x = torch.ones(3)
+    acc.pos = x
+    x.add_(100.0)  # the caller reuses its buffer
+    torch.testing.assert_close(acc.pos, torch.ones(3))
+    out = acc.pos
+    out.add_(5.0)  # mutating what was read does not touch the state
+    torch.testing.assert_close(acc.pos, torch.ones(3))
+
+
+def test_appends_carry_no_autograd_history():
+    w = torch.ones(3, requires_grad=True)
+    acc = pl.Accumulator()
+    acc.pos = w * 2
+    acc.pos = w * 3
+    assert not acc.pos.requires_grad and acc.pos.grad_fn is None
+    assert not acc.pos_acc.requires_grad
+
+
+def test_state_is_plain_buffers_never_parameters():
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2)
+    acc.neg = torch.ones(2)
+    assert list(acc.parameters()) == []
+    assert {"pos_acc", "neg_acc"} <= dict(acc.named_buffers()).keys()
+    assert not isinstance(acc.pos_acc, torch.nn.Parameter)
+
+
+def test_device_and_dtype_follow_the_first_append(device):
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2, dtype=torch.float64, device=device)
+    acc.pos = torch.ones(2, dtype=torch.float32)  # converted to the first append's
+    acc.neg = torch.ones(2, dtype=torch.float16)
+    assert acc.pos.dtype == torch.float64 and acc.pos.device.type == device.type
+    assert acc.neg.dtype == torch.float64 and acc.neg.device.type == device.type
+    ints = pl.Accumulator()
+    ints.pos = torch.ones(2, dtype=torch.int64)
+    assert ints.pos.dtype == torch.get_default_dtype()
+
+
+def test_module_to_moves_state_including_kept_appends():
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2)
+    acc.to(torch.float64)
+    assert acc.pos.dtype == torch.float64
+    custom = pl.Accumulator()
+    custom.reduction(torch.prod)
+    custom.pos = torch.ones(2)
+    custom.double()
+    assert custom.pos.dtype == torch.float64
+
+
+# ------------------------------------------------------------------------- errors
+
+
+def snapshot(acc: pl.Accumulator):
+    return (acc.counts, None if acc.pos is None else acc.pos.clone(), None if acc.neg is None else acc.neg.clone())
+
+
+def same(a, b):
+    assert a[0] == b[0]
+    for x, y in zip(a[1:], b[1:], strict=True):
+        assert (x is None and y is None) or torch.equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "which, value, exc, words",
+    [
+        ("pos", torch.ones(3, 3), ValueError, "shape"),
+        ("neg", torch.ones(2), ValueError, "shape"),
+        ("pos", torch.tensor([1.0, float("nan"), 0.0]), ValueError, "NaN"),
+        ("neg", torch.tensor([1.0, float("inf"), 0.0]), ValueError, "infinity"),
+        ("pos", [1.0, 2.0, 3.0], TypeError, "Tensor"),
+    ],
+)
+def test_bad_appends_raise_and_change_nothing(which, value, exc, words):
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(3)
+    before = snapshot(acc)
+    with pytest.raises(exc, match=words):
+        setattr(acc, which, value)
+    same(before, snapshot(acc))
+
+
+def test_finite_check_can_be_switched_off():
+    acc = pl.Accumulator(check_finite=False)
+    acc.pos = torch.tensor([float("inf")])
+    assert torch.isinf(acc.pos).all()
+
+
+@pytest.mark.parametrize(
+    "configure, exc, words",
+    [
+        (lambda a: a.upperbound(bounds.upper_multiplicative), ValueError, "max"),
+        (lambda a: a.lowerbound(bounds.lower_multiplicative, None), ValueError, "min"),
+        (lambda a: a.upperbound(bounds.upper_multiplicative, float("nan")), ValueError, "NaN"),
+        (lambda a: a.lowerbound(bounds.lower_sharp, torch.tensor([0.0, float("nan")])), ValueError, "NaN"),
+        (lambda a: a.upperbound(bounds.upper_multiplicative, "1.0"), TypeError, "max"),
+        (lambda a: a.upperbound("upper_multiplicative", 1.0), TypeError, "bound"),
+        (lambda a: a.upperbound(bounds.upper_power, 1.0, power=-1.0), ValueError, "power"),
+        (lambda a: a.upperbound(bounds.upper_power, 1.0, mu=2.0), TypeError, "mu"),
+        (lambda a: a.lowerbound(bounds.lower_multiplicative, 2.0), ValueError, "min <= max"),
+        (lambda a: a.fullbound(bounds.multiplicative), ValueError, "max"),
+        (lambda a: a.fullbound(bounds.multiplicative, 0.0, 1.0), ValueError, "min <= max"),
+        (lambda a: a.fullbound(bounds.power, 1.0, 0.0, upper_power=float("nan")), ValueError, "upper_power"),
+        (lambda a: a.fullbound(bounds.multiplicative, None, float("nan")), ValueError, "NaN"),
+    ],
+)
+def test_bad_bounds_fail_at_configuration_and_keep_the_old_ones(configure, exc, words):
+    acc = pl.Accumulator()
+    acc.upperbound(bounds.upper_multiplicative, 1.0)
+    acc.pos = torch.ones(2)
+    w = torch.tensor([0.25, 0.5])
+    before = acc.update(w)
+    with pytest.raises(exc, match=words):
+        configure(acc)
+    torch.testing.assert_close(acc.update(w), before)
+
+
+def test_update_with_wrong_param_shape_raises():
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2, 3)
+    with pytest.raises(ValueError, match="param"):
+        acc.update(torch.ones(3, 2))
+    with pytest.raises(TypeError, match="param"):
+        acc.update([1.0])
+
+
+def test_reduction_change_mid_window_is_an_error():
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2)
+    with pytest.raises(ValueError, match="clear"):
+        acc.reduction(torch.mean)
+    acc.reduction(torch.sum)  # same kind: fine
+    with pytest.raises(TypeError):
+        acc.reduction(3)
+    acc.clear()
+    acc.reduction(torch.mean)
+
+
+# ------------------------------------------------------------------------ bounds
+
+
+def test_half_bounds_are_applied_to_their_component(device):
+    w = rand(5, 4, seed=3, device=device) * 1.4 - 0.2
+    pos, neg = rand(5, 4, seed=4, device=device), rand(5, 4, seed=5, device=device)
+    acc = pl.Accumulator()
+    acc.upperbound(bounds.upper_power, 1.0, power=0.5)
+    acc.lowerbound(bounds.lower_sharp, 0.0)
+    acc.pos, acc.neg = pos, neg
+    expected = (1.0 - w).clamp_min(0) ** 0.5 * pos - (w > 0).double() * neg
+    torch.testing.assert_close(acc.update(w), expected)
+    torch.testing.assert_close(acc(w), w + expected)
+
+
+def test_unbounded_update_is_pos_minus_neg():
+    acc = pl.Accumulator()
+    acc.pos, acc.neg = torch.tensor([3.0, 1.0]), torch.tensor([1.0, 2.0])
+    torch.testing.assert_close(acc.update(torch.zeros(2)), torch.tensor([2.0, -1.0]))
+    only_neg = pl.Accumulator()
+    only_neg.lowerbound(bounds.lower_multiplicative, 0.0)
+    only_neg.neg = torch.tensor([1.0, 1.0])
+    torch.testing.assert_close(only_neg.update(torch.tensor([0.5, 2.0])), torch.tensor([-0.5, -2.0]))
+
+
+def test_fullbound_and_one_sided_fullbound():
+    w = torch.tensor([0.0, 0.5, 1.5], dtype=torch.float64)
+    acc = pl.Accumulator()
+    acc.fullbound(bounds.multiplicative, 1.0, 0.0)
+    acc.neg = torch.ones(3, dtype=torch.float64)  # pos missing: treated as zeros
+    torch.testing.assert_close(acc.update(w), -w)
+    acc.pos = torch.ones(3, dtype=torch.float64)
+    torch.testing.assert_close(acc.update(w), bounds.multiplicative(w, torch.ones_like(w), torch.ones_like(w), 1.0, 0.0))
+    one_sided = pl.Accumulator()
+    one_sided.fullbound(bounds.sharp, 1.0, None)
+    one_sided.pos = torch.ones(3, dtype=torch.float64)
+    one_sided.neg = torch.ones(3, dtype=torch.float64)
+    torch.testing.assert_close(one_sided.update(w), torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64))
+
+
+def test_none_semantics_of_the_seed():
+    w = torch.tensor([0.5])
+    acc = pl.Accumulator()
+    acc.pos, acc.neg = torch.ones(1), torch.ones(1)
+    acc.fullbound(bounds.multiplicative, 1.0, 0.0)
+    acc.upperbound(None)  # removes the full bound
+    torch.testing.assert_close(acc.update(w), torch.tensor([0.0]))  # 1 - 1, unbounded
+    acc.upperbound(bounds.upper_multiplicative, 1.0)
+    acc.lowerbound(bounds.lower_multiplicative, 0.0)
+    acc.fullbound(None)  # removes both halves
+    torch.testing.assert_close(acc.update(w), torch.tensor([0.0]))
+    acc.upperbound(bounds.upper_multiplicative, 1.0)
+    acc.lowerbound(bounds.lower_multiplicative, 0.0)
+    acc.lowerbound(None)  # removes only the lower half
+    torch.testing.assert_close(acc.update(w), torch.tensor([0.5 - 1.0]))
+    acc.fullbound(bounds.sharp, 1.0, 0.0)  # replaces the halves
+    torch.testing.assert_close(acc.update(w), torch.tensor([0.0]))
+
+
+# ---------------------------------------------------------------- state & copies
+
+
+@pytest.mark.parametrize("fn", [torch.sum, torch.mean, torch.amax, torch.prod])
+def test_state_dict_round_trips_mid_window(fn):
+    xs = [rand(3, 2, seed=s) for s in range(6)]
+    a = pl.Accumulator()
+    a.reduction(fn)
+    a.pos, a.pos, a.neg = xs[0], xs[1], xs[2]
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    b = pl.Accumulator()
+    b.reduction(fn)
+    b.load_state_dict(torch.load(io.BytesIO(buf.getvalue())))
+    assert b.counts == a.counts == (2, 1)
+    for acc in (a, b):  # the window continues identically
+        acc.pos, acc.neg, acc.neg = xs[3], xs[4], xs[5]
+    torch.testing.assert_close(b.pos, a.pos)
+    torch.testing.assert_close(b.neg, a.neg)
+
+
+def test_loading_an_empty_window_clears_and_a_mismatch_changes_nothing():
+    empty = pl.Accumulator().state_dict()
+    a = pl.Accumulator()
+    a.pos = torch.ones(2)
+    a.load_state_dict(empty)
+    assert a.pos is None and a.counts == (0, 0)
+    a.pos = torch.ones(2)
+    meaned = pl.Accumulator()
+    meaned.reduction(torch.mean)
+    meaned.neg = torch.ones(2)
+    with pytest.raises(ValueError, match="reduction"):
+        a.load_state_dict(meaned.state_dict())
+    assert a.counts == (1, 0) and a.neg is None
+
+
+def test_deepcopy_and_pickle_keep_bounds_and_window():
+    a = pl.Accumulator()
+    a.upperbound(bounds.upper_power, 1.0, power=2.0)
+    a.lowerbound(bounds.lower_multiplicative, 0.0)
+    a.pos, a.neg = torch.ones(2), torch.full((2,), 0.5)
+    w = torch.tensor([0.2, 0.9])
+    for b in (copy.deepcopy(a), pickle.loads(pickle.dumps(a))):
+        torch.testing.assert_close(b.update(w), a.update(w))
+        b.pos = torch.ones(2)
+        assert a.counts == (1, 1)  # independent
+
+
+def test_repr_names_reduction_and_bounds():
+    a = pl.Accumulator()
+    a.upperbound(bounds.upper_sharp, 1.0)
+    assert "upper_sharp" in repr(a) and "reduction=sum" in repr(a)

@@ -1,0 +1,185 @@
+"""Every bound against its equation, written independently as a loop over scalars."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plasticity import bounds
+
+# --------------------------------------------------------------- scalar references
+
+
+def ref_upper(kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0) -> float:
+    d = max(lim - w, 0.0)
+    if kind == "power":
+        return (d**mu) * u
+    if kind == "scaled_power":
+        return ((d / rng) ** mu) * u
+    if kind == "multiplicative":
+        return d * u
+    if kind == "sharp":
+        return u if w < lim else 0.0
+    raise AssertionError(kind)
+
+
+def ref_lower(kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0) -> float:
+    d = max(w - lim, 0.0)
+    if kind == "power":
+        return (d**mu) * u
+    if kind == "scaled_power":
+        return ((d / rng) ** mu) * u
+    if kind == "multiplicative":
+        return d * u
+    if kind == "sharp":
+        return u if w > lim else 0.0
+    raise AssertionError(kind)
+
+
+def elementwise(fn, *tensors) -> torch.Tensor:
+    flat = [t.flatten().tolist() for t in tensors]
+    return torch.tensor([fn(*vals) for vals in zip(*flat, strict=True)], dtype=torch.float64).view(
+        tensors[0].shape
+    )
+
+
+KINDS = ["power", "scaled_power", "multiplicative", "sharp"]
+
+
+def half_kwargs(kind: str, mu: float, rng: float) -> dict:
+    if kind == "power":
+        return {"power": mu}
+    if kind == "scaled_power":
+        return {"power": mu, "range": rng}
+    return {}
+
+
+HALF_CASES = [(k, mu) for k in ("power", "scaled_power") for mu in (0.0, 0.5, 1.0, 2.3)] + [
+    ("multiplicative", 1.0),
+    ("sharp", 1.0),
+]
+
+
+@pytest.mark.parametrize("kind, mu", HALF_CASES)
+def test_half_bounds_match_equation(kind, mu, device):
+    g = torch.Generator().manual_seed(1)
+    w = (torch.rand(7, 5, generator=g, dtype=torch.float64) * 3 - 1).to(device)  # [-1, 2]: outside [0, 1] too
+    w[0, 0], w[0, 1] = 1.0, 0.0  # exactly at the limits
+    upd = torch.rand(7, 5, generator=g, dtype=torch.float64).to(device)
+    kw = half_kwargs(kind, mu, 1.5)
+    up = getattr(bounds, f"upper_{kind}")(w, upd, 1.0, **kw)
+    lo = getattr(bounds, f"lower_{kind}")(w, upd, 0.0, **kw)
+    exp_up = elementwise(lambda a, b: ref_upper(kind, a, b, 1.0, mu, 1.5), w.cpu(), upd.cpu())
+    exp_lo = elementwise(lambda a, b: ref_lower(kind, a, b, 0.0, mu, 1.5), w.cpu(), upd.cpu())
+    assert up.dtype == torch.float64 and up.device == w.device
+    torch.testing.assert_close(up.cpu(), exp_up, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(lo.cpu(), exp_lo, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("limits", [(1.0, 0.0), (1.0, None), (None, 0.0)])
+def test_full_bounds_match_equation(kind, limits, device):
+    mx, mn = limits
+    g = torch.Generator().manual_seed(2)
+    w = (torch.rand(4, 6, generator=g, dtype=torch.float64) * 3 - 1).to(device)
+    pos = torch.rand(4, 6, generator=g, dtype=torch.float64).to(device)
+    neg = torch.rand(4, 6, generator=g, dtype=torch.float64).to(device)
+    mu_up, mu_lo, rng = 0.7, 1.3, 2.0
+    if kind == "power":
+        kw = {"upper_power": mu_up, "lower_power": mu_lo}
+    elif kind == "scaled_power":
+        kw = {"upper_power": mu_up, "lower_power": mu_lo, "range": rng}
+    else:
+        kw, mu_up, mu_lo = {}, 1.0, 1.0
+    out = getattr(bounds, kind)(w, pos, neg, mx, mn, **kw)
+
+    def ref(a, p, n):
+        up = p if mx is None else ref_upper(kind, a, p, mx, mu_up, rng)
+        lo = n if mn is None else ref_lower(kind, a, n, mn, mu_lo, rng)
+        return up - lo
+
+    torch.testing.assert_close(out.cpu(), elementwise(ref, w.cpu(), pos.cpu(), neg.cpu()), rtol=1e-12, atol=1e-12)
+
+
+def test_scaled_power_default_range_is_max_minus_min():
+    w = torch.tensor([0.5, 1.0, 2.5], dtype=torch.float64)
+    one = torch.ones(3, dtype=torch.float64)
+    out = bounds.scaled_power(w, one, one, 3.0, 0.5, upper_power=2.0, lower_power=0.5)
+    exp = torch.tensor([((3 - a) / 2.5) ** 2 - (max(a - 0.5, 0) / 2.5) ** 0.5 for a in w.tolist()], dtype=torch.float64)
+    torch.testing.assert_close(out, exp)
+
+
+def test_tensor_limits_broadcast():
+    w = torch.tensor([[0.0, 0.5], [0.5, 1.0]])
+    limit = torch.tensor([[1.0], [2.0]])  # per post-neuron upper limit
+    out = bounds.upper_multiplicative(w, torch.ones(2, 2), limit)
+    torch.testing.assert_close(out, torch.tensor([[1.0, 0.5], [1.5, 1.0]]))
+
+
+@pytest.mark.parametrize(
+    "call, exc",
+    [
+        (lambda: bounds.upper_power(torch.zeros(1), torch.ones(1), 1.0, power=-1.0), ValueError),
+        (lambda: bounds.lower_power(torch.zeros(1), torch.ones(1), 0.0, power=float("nan")), ValueError),
+        (lambda: bounds.upper_power(torch.zeros(1), torch.ones(1), 1.0, power="2"), TypeError),
+        (lambda: bounds.upper_scaled_power(torch.zeros(1), torch.ones(1), 1.0, range=0.0), ValueError),
+        (lambda: bounds.lower_scaled_power(torch.zeros(1), torch.ones(1), 0.0, range=-2.0), ValueError),
+        (lambda: bounds.scaled_power(torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, None), ValueError),
+        (lambda: bounds.power(torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, 0.0, upper_power=-0.5), ValueError),
+        (lambda: bounds.upper_multiplicative(torch.zeros(1), torch.ones(1), 1.0, power=2.0), TypeError),
+    ],
+)
+def test_bad_keywords_raise(call, exc):
+    with pytest.raises(exc):
+        call()
+
+
+# --------------------------------------------------------------------- properties
+
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+magnitude = st.floats(0.0, 1e3, allow_nan=False, allow_infinity=False)
+exponent = st.floats(0.0, 4.0, allow_nan=False)
+
+
+@given(w=st.lists(finite, min_size=1, max_size=16), u=magnitude, lo=finite, width=st.floats(0.0, 100.0), mu=exponent)
+def test_half_bounds_finite_nonnegative_and_zero_outside(w, u, lo, width, mu):
+    hi = lo + width
+    wt = torch.tensor(w, dtype=torch.float64)
+    ut = torch.full_like(wt, u)
+    for kind in KINDS:
+        kw_up = half_kwargs(kind, mu, max(width, 1e-3))
+        up = getattr(bounds, f"upper_{kind}")(wt, ut, hi, **kw_up)
+        lo_ = getattr(bounds, f"lower_{kind}")(wt, ut, lo, **kw_up)
+        for out in (up, lo_):
+            assert torch.isfinite(out).all(), (kind, out)
+            assert (out >= 0).all(), (kind, out)  # the sign of the component never flips
+        if kind != "power" or mu > 0:  # μ = 0 is additive: unbounded by design (0**0 == 1)
+            if kind != "scaled_power" or mu > 0:
+                assert (up[wt > hi] == 0).all()  # no further potentiation above the range
+                assert (lo_[wt < lo] == 0).all()  # no further depression below it
+
+
+@given(w=st.lists(finite, min_size=1, max_size=16), p=magnitude, n=magnitude, lo=finite, width=st.floats(0.01, 100.0),
+       mu_up=st.floats(0.01, 4.0), mu_lo=st.floats(0.01, 4.0))
+def test_full_bounds_never_push_a_weight_further_out(w, p, n, lo, width, mu_up, mu_lo):
+    hi = lo + width
+    wt = torch.tensor(w, dtype=torch.float64)
+    pt, nt = torch.full_like(wt, p), torch.full_like(wt, n)
+    outs = [
+        bounds.power(wt, pt, nt, hi, lo, upper_power=mu_up, lower_power=mu_lo),
+        bounds.scaled_power(wt, pt, nt, hi, lo, upper_power=mu_up, lower_power=mu_lo),
+        bounds.multiplicative(wt, pt, nt, hi, lo),
+        bounds.sharp(wt, pt, nt, hi, lo),
+    ]
+    for out in outs:
+        assert torch.isfinite(out).all()
+        assert (out[wt >= hi] <= 0).all()
+        assert (out[wt <= lo] >= 0).all()
+    inside = (wt >= lo) & (wt <= hi)
+    scaled = outs[1]  # normalized by the range: each factor lies in [0, 1] inside the range
+    assert (scaled[inside] <= pt[inside] * (1 + 1e-12)).all()
+    assert (scaled[inside] >= -nt[inside] * (1 + 1e-12)).all()
