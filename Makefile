@@ -26,7 +26,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q --nbmake tests plasticity README.md notebooks
+	$(PY) -m pytest -q --nbmake tests plasticity notebooks
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

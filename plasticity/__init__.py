@@ -1,4 +1,4 @@
-"""plasticity: STDP-style learning rules for snnTorch, with bounded accumulators and clamped optimizers.
+"""plasticity: STDP-style plasticity for snnTorch: bounded accumulators, clamped optimizers.
 
 Public names:
 

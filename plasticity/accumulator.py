@@ -40,7 +40,12 @@ __all__ = ["Accumulator"]
 Reducer = Callable[[Tensor, int], Tensor]
 
 # reductions computed on the fly, O(1) memory in the number of appends
-_RUNNING: dict[Any, str] = {torch.sum: "sum", torch.mean: "mean", torch.amax: "amax", torch.amin: "amin"}
+_RUNNING: dict[Any, str] = {
+    torch.sum: "sum",
+    torch.mean: "mean",
+    torch.amax: "amax",
+    torch.amin: "amin",
+}
 _COMPONENTS = ("pos", "neg")
 
 
@@ -49,12 +54,16 @@ def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
         raise ValueError(f"{where}: `{name}` is required when a bound is given; pass a number")
     if isinstance(value, Tensor):
         if not value.is_floating_point():
-            raise TypeError(f"{where}: `{name}` must be a float or a floating tensor, got {value.dtype}")
+            raise TypeError(
+                f"{where}: `{name}` must be a float or a floating tensor, got {value.dtype}"
+            )
         if torch.isnan(value).any():
             raise ValueError(f"{where}: `{name}` contains NaN; pass a finite number")
         return value.detach().clone()
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}"
+        )
     value = float(value)
     if math.isnan(value):
         raise ValueError(f"{where}: `{name}` is NaN; pass a number")
@@ -66,7 +75,9 @@ def _check_order(where: str, upper: float | Tensor | None, lower: float | Tensor
         return
     bad = bool((torch.as_tensor(lower) > torch.as_tensor(upper)).any())
     if bad:
-        raise ValueError(f"{where}: the lower limit {lower} exceeds the upper limit {upper}; need min <= max")
+        raise ValueError(
+            f"{where}: the lower limit {lower} exceeds the upper limit {upper}; need min <= max"
+        )
 
 
 def _trial(where: str, call: Callable[[], Tensor]) -> None:
@@ -134,7 +145,9 @@ class Accumulator(nn.Module):
         self._mode = "sum"
         self._upper: tuple[HalfBounding, float | Tensor, dict[str, Any]] | None = None
         self._lower: tuple[HalfBounding, float | Tensor, dict[str, Any]] | None = None
-        self._full: tuple[FullBounding, float | Tensor | None, float | Tensor | None, dict[str, Any]] | None = None
+        self._full: (
+            tuple[FullBounding, float | Tensor | None, float | Tensor | None, dict[str, Any]] | None
+        ) = None
 
     # ------------------------------------------------------------------ components
 
@@ -196,12 +209,15 @@ class Accumulator(nn.Module):
         if value is None:
             return
         if not isinstance(value, Tensor):
-            raise TypeError(f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}")
+            raise TypeError(
+                f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}"
+            )
         ref = self._reference()
         if ref is not None and value.shape != ref.shape:
             raise ValueError(
                 f"Accumulator.{which}: appended shape {tuple(value.shape)} differs from the "
-                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's shape"
+                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's "
+                "shape"
             )
         v = value.detach()
         if ref is not None:
@@ -264,7 +280,9 @@ class Accumulator(nn.Module):
         if fn is None:
             fn = torch.sum
         if not callable(fn):
-            raise TypeError(f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}")
+            raise TypeError(
+                f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}"
+            )
         mode = _RUNNING.get(fn, "custom")
         if mode != self._mode and any(self._counts.values()):
             raise ValueError(
@@ -276,7 +294,9 @@ class Accumulator(nn.Module):
 
     # ---------------------------------------------------------------------- bounds
 
-    def upperbound(self, bound: HalfBounding | None, max: float | None = None, /, **kwargs: Any) -> None:
+    def upperbound(
+        self, bound: HalfBounding | None, max: float | None = None, /, **kwargs: Any
+    ) -> None:
         r"""Sets the function used for parameter bounding on the upper limit.
 
         When ``bound`` is ``None``, no upper bound will be applied (and will remove
@@ -291,7 +311,9 @@ class Accumulator(nn.Module):
         """
         self._set_half("upperbound", "max", bound, max, kwargs)
 
-    def lowerbound(self, bound: HalfBounding | None, min: float | None = None, /, **kwargs: Any) -> None:
+    def lowerbound(
+        self, bound: HalfBounding | None, min: float | None = None, /, **kwargs: Any
+    ) -> None:
         r"""Sets the function used for parameter bounding on the lower limit.
 
         When ``bound`` is ``None``, no lower bound will be applied (and will remove
@@ -306,7 +328,9 @@ class Accumulator(nn.Module):
         """
         self._set_half("lowerbound", "min", bound, min, kwargs)
 
-    def _set_half(self, where: str, name: str, bound: Any, limit: Any, kwargs: dict[str, Any]) -> None:
+    def _set_half(
+        self, where: str, name: str, bound: Any, limit: Any, kwargs: dict[str, Any]
+    ) -> None:
         if bound is None:
             if name == "max":
                 self._upper = None
@@ -315,14 +339,19 @@ class Accumulator(nn.Module):
             self._full = None
             return
         if not callable(bound):
-            raise TypeError(f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}")
+            raise TypeError(
+                f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}"
+            )
         limit = _check_limit(where, name, limit)
         other = None if self._full is not None else (self._lower if name == "max" else self._upper)
         if other is not None:
             upper, lower = (limit, other[1]) if name == "max" else (other[1], limit)
             _check_order(where, upper, lower)
         dev = limit.device if isinstance(limit, Tensor) else None
-        _trial(where, lambda: bound(torch.zeros(1, device=dev), torch.zeros(1, device=dev), limit, **kwargs))
+        _trial(
+            where,
+            lambda: bound(torch.zeros(1, device=dev), torch.zeros(1, device=dev), limit, **kwargs),
+        )
         entry = (bound, limit, dict(kwargs))
         if name == "max":
             self._upper = entry
@@ -363,9 +392,13 @@ class Accumulator(nn.Module):
             self._full = self._upper = self._lower = None
             return
         if not callable(bound):
-            raise TypeError(f"{where}: `bound` must be a FullBounding function or None, got {bound!r}")
+            raise TypeError(
+                f"{where}: `bound` must be a FullBounding function or None, got {bound!r}"
+            )
         if max is None and min is None:
-            raise ValueError(f"{where}: at least one of `max` and `min` is required when a bound is given")
+            raise ValueError(
+                f"{where}: at least one of `max` and `min` is required when a bound is given"
+            )
         mx = None if max is None else _check_limit(where, "max", max)
         mn = None if min is None else _check_limit(where, "min", min)
         _check_order(where, mx, mn)
@@ -388,7 +421,9 @@ class Accumulator(nn.Module):
             torch.Tensor | None: value of the update, or ``None`` if nothing was appended.
         """
         if not isinstance(param, Tensor):
-            raise TypeError(f"Accumulator.update: `param` must be a torch.Tensor, got {type(param).__name__}")
+            raise TypeError(
+                f"Accumulator.update: `param` must be a torch.Tensor, got {type(param).__name__}"
+            )
         pos, neg = self.pos, self.neg
         if pos is None and neg is None:
             return None
@@ -413,9 +448,17 @@ class Accumulator(nn.Module):
             )
         out: Tensor | None = None
         if pos is not None:
-            out = pos if self._upper is None else self._upper[0](w, pos, self._upper[1], **self._upper[2])
+            out = (
+                pos
+                if self._upper is None
+                else self._upper[0](w, pos, self._upper[1], **self._upper[2])
+            )
         if neg is not None:
-            n = neg if self._lower is None else self._lower[0](w, neg, self._lower[1], **self._lower[2])
+            n = (
+                neg
+                if self._lower is None
+                else self._lower[0](w, neg, self._lower[1], **self._lower[2])
+            )
             out = -n if out is None else out - n
         return out
 
@@ -449,7 +492,10 @@ class Accumulator(nn.Module):
         self._counts = {c: int(state["counts"][c]) for c in _COMPONENTS}
         ref = self._reference()
         self._lists = {
-            c: [t.detach().clone() if ref is None else t.detach().to(ref).clone() for t in state["lists"][c]]
+            c: [
+                t.detach().clone() if ref is None else t.detach().to(ref).clone()
+                for t in state["lists"][c]
+            ]
             for c in _COMPONENTS
         }
 
@@ -489,7 +535,9 @@ class Accumulator(nn.Module):
     def extra_repr(self) -> str:
         parts = [f"reduction={_name(self._reducer)}", f"counts={self.counts}"]
         if self._full is not None:
-            parts.append(f"fullbound={_name(self._full[0])}(max={self._full[1]}, min={self._full[2]})")
+            parts.append(
+                f"fullbound={_name(self._full[0])}(max={self._full[1]}, min={self._full[2]})"
+            )
         if self._upper is not None:
             parts.append(f"upperbound={_name(self._upper[0])}(max={self._upper[1]})")
         if self._lower is not None:

@@ -113,10 +113,14 @@ class FullBounding(Protocol):
 
 def _check_exponent(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a real number >= 0 (the Gütig exponent μ), got {value!r}")
+        raise TypeError(
+            f"`{name}` must be a real number >= 0 (the Gütig exponent μ), got {value!r}"
+        )
     value = float(value)
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"`{name}` must be a finite number >= 0 (the Gütig exponent μ), got {value}")
+        raise ValueError(
+            f"`{name}` must be a finite number >= 0 (the Gütig exponent μ), got {value}"
+        )
     return value
 
 
@@ -383,4 +387,3 @@ def sharp(
     p = pos if max is None else upper_sharp(param, pos, max)
     n = neg if min is None else lower_sharp(param, neg, min)
     return _combine(p, n)
-

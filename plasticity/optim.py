@@ -85,7 +85,9 @@ def _check_real(where: str, name: str, value: Any, *, optional: bool) -> None:
             return
         raise ValueError(f"{where}: `{name}` is required; pass a number")
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}")
+        raise TypeError(
+            f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}"
+        )
     if math.isnan(float(value)):
         raise ValueError(f"{where}: `{name}` is NaN; pass a number")
 
@@ -177,7 +179,9 @@ class ParamTransformingOptimizer(Optimizer):
                     group.setdefault(key, value)
         elif _is_optimizer_factory(InnerOpt):
             if params is None:
-                raise TypeError("`params` cannot be None when `InnerOpt` is an optimizer class or partial")
+                raise TypeError(
+                    "`params` cannot be None when `InnerOpt` is an optimizer class or partial"
+                )
             groups = list(params)
             if len(groups) == 0:
                 raise ValueError("`params` is an empty list; pass the tensors to optimize")
@@ -215,7 +219,9 @@ class ParamTransformingOptimizer(Optimizer):
         """Raises a clear error if a parameter group's settings are invalid."""
         where = type(self).__name__
         param_ndim = group.get("param_ndim")
-        if param_ndim is not None and (isinstance(param_ndim, bool) or not isinstance(param_ndim, int)):
+        if param_ndim is not None and (
+            isinstance(param_ndim, bool) or not isinstance(param_ndim, int)
+        ):
             raise TypeError(f"{where}: `param_ndim` must be an int or None, got {param_ndim!r}")
         for name in ("grad_scale", "grad_bias"):
             _check_real(where, name, group.get(name), optional=False)
@@ -300,7 +306,8 @@ class ParamTransformingOptimizer(Optimizer):
                 if vp.grad is None or vp.grad.data_ptr() != p.grad.data_ptr():
                     raise ValueError(
                         f"{type(self).__name__}._pre_step_transform_ did not modify the gradient "
-                        "in-place; write into param.grad (e.g. param.grad.mul_(...)), do not replace it"
+                        "in-place; write into param.grad (e.g. param.grad.mul_(...)), do not "
+                        "replace it"
                     )
                 if group["grad_scale"] != 1.0:
                     p.grad.mul_(group["grad_scale"])
@@ -452,7 +459,9 @@ class _ClampedOptim(ParamTransformingOptimizer):
         defaults = dict(defaults or {})
         defaults.setdefault("clamp_min", clamp_min)
         defaults.setdefault("clamp_max", clamp_max)
-        super().__init__(params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs)
+        super().__init__(
+            params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
@@ -463,7 +472,9 @@ class _ClampedOptim(ParamTransformingOptimizer):
         _check_real(where, "clamp_min", lo, optional=True)
         _check_real(where, "clamp_max", hi, optional=True)
         if lo is not None and hi is not None and lo > hi:
-            raise ValueError(f"{where}: `clamp_min`={lo} exceeds `clamp_max`={hi}; need clamp_min <= clamp_max")
+            raise ValueError(
+                f"{where}: `clamp_min`={lo} exceeds `clamp_max`={hi}; need clamp_min <= clamp_max"
+            )
 
 
 class ClampedGradientOptimizer(_ClampedOptim):
@@ -512,7 +523,9 @@ class ClampedParameterOptimizer(_ClampedOptim):
 
 
 @torch.no_grad()
-def normalize_(weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, eps: float = 0.0) -> Tensor:
+def normalize_(
+    weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, eps: float = 0.0
+) -> Tensor:
     r"""Scales ``weight`` in-place so that the L1 norm along ``dim`` equals ``norm``.
 
     .. math:: w_{ij} \leftarrow w_{ij}\,\frac{\text{norm}}{\sum_j |w_{ij}|}
@@ -532,7 +545,9 @@ def normalize_(weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, 
     if not (norm > 0 and math.isfinite(norm)):
         raise ValueError(f"normalize_: `norm` must be a finite number > 0, got {norm}")
     total = weight.abs().sum(dim=dim, keepdim=True)
-    scale = torch.where(total > eps, norm / total.clamp_min(torch.finfo(weight.dtype).tiny), torch.ones_like(total))
+    scale = torch.where(
+        total > eps, norm / total.clamp_min(torch.finfo(weight.dtype).tiny), torch.ones_like(total)
+    )
     return weight.mul_(scale)
 
 
@@ -571,7 +586,9 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
     ) -> None:
         defaults = dict(defaults or {})
         defaults.setdefault("norm", norm)
-        super().__init__(params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs)
+        super().__init__(
+            params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs
+        )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)

@@ -97,13 +97,21 @@ def test_custom_reduction_keeps_appends_until_clear():
     assert acc._lists["pos"] == []
 
 
-@given(st.lists(st.lists(st.floats(0, 1e6, allow_nan=False), min_size=3, max_size=3), min_size=1, max_size=30))
+@given(
+    st.lists(
+        st.lists(st.floats(0, 1e6, allow_nan=False), min_size=3, max_size=3),
+        min_size=1,
+        max_size=30,
+    )
+)
 def test_sum_equals_sum_of_appends(rows):
     acc = pl.Accumulator()
     for r in rows:
         acc.pos = torch.tensor(r, dtype=torch.float64)
     expected = [sum(r[i] for r in rows) for i in range(3)]
-    torch.testing.assert_close(acc.pos, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-9)
+    torch.testing.assert_close(
+        acc.pos, torch.tensor(expected, dtype=torch.float64), rtol=1e-12, atol=1e-9
+    )
 
 
 @given(st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=40))
@@ -177,7 +185,11 @@ def test_module_to_moves_state_including_kept_appends():
 
 
 def snapshot(acc: pl.Accumulator):
-    return (acc.counts, None if acc.pos is None else acc.pos.clone(), None if acc.neg is None else acc.neg.clone())
+    return (
+        acc.counts,
+        None if acc.pos is None else acc.pos.clone(),
+        None if acc.neg is None else acc.neg.clone(),
+    )
 
 
 def same(a, b):
@@ -217,7 +229,11 @@ def test_finite_check_can_be_switched_off():
         (lambda a: a.upperbound(bounds.upper_multiplicative), ValueError, "max"),
         (lambda a: a.lowerbound(bounds.lower_multiplicative, None), ValueError, "min"),
         (lambda a: a.upperbound(bounds.upper_multiplicative, float("nan")), ValueError, "NaN"),
-        (lambda a: a.lowerbound(bounds.lower_sharp, torch.tensor([0.0, float("nan")])), ValueError, "NaN"),
+        (
+            lambda a: a.lowerbound(bounds.lower_sharp, torch.tensor([0.0, float("nan")])),
+            ValueError,
+            "NaN",
+        ),
         (lambda a: a.upperbound(bounds.upper_multiplicative, "1.0"), TypeError, "max"),
         (lambda a: a.upperbound("upper_multiplicative", 1.0), TypeError, "bound"),
         (lambda a: a.upperbound(bounds.upper_power, 1.0, power=-1.0), ValueError, "power"),
@@ -225,7 +241,11 @@ def test_finite_check_can_be_switched_off():
         (lambda a: a.lowerbound(bounds.lower_multiplicative, 2.0), ValueError, "min <= max"),
         (lambda a: a.fullbound(bounds.multiplicative), ValueError, "max"),
         (lambda a: a.fullbound(bounds.multiplicative, 0.0, 1.0), ValueError, "min <= max"),
-        (lambda a: a.fullbound(bounds.power, 1.0, 0.0, upper_power=float("nan")), ValueError, "upper_power"),
+        (
+            lambda a: a.fullbound(bounds.power, 1.0, 0.0, upper_power=float("nan")),
+            ValueError,
+            "upper_power",
+        ),
         (lambda a: a.fullbound(bounds.multiplicative, None, float("nan")), ValueError, "NaN"),
     ],
 )
@@ -283,7 +303,9 @@ def test_unbounded_update_is_pos_minus_neg():
     only_neg = pl.Accumulator()
     only_neg.lowerbound(bounds.lower_multiplicative, 0.0)
     only_neg.neg = torch.tensor([1.0, 1.0])
-    torch.testing.assert_close(only_neg.update(torch.tensor([0.5, 2.0])), torch.tensor([-0.5, -2.0]))
+    torch.testing.assert_close(
+        only_neg.update(torch.tensor([0.5, 2.0])), torch.tensor([-0.5, -2.0])
+    )
 
 
 def test_fullbound_and_one_sided_fullbound():
@@ -293,12 +315,16 @@ def test_fullbound_and_one_sided_fullbound():
     acc.neg = torch.ones(3, dtype=torch.float64)  # pos missing: treated as zeros
     torch.testing.assert_close(acc.update(w), -w)
     acc.pos = torch.ones(3, dtype=torch.float64)
-    torch.testing.assert_close(acc.update(w), bounds.multiplicative(w, torch.ones_like(w), torch.ones_like(w), 1.0, 0.0))
+    torch.testing.assert_close(
+        acc.update(w), bounds.multiplicative(w, torch.ones_like(w), torch.ones_like(w), 1.0, 0.0)
+    )
     one_sided = pl.Accumulator()
     one_sided.fullbound(bounds.sharp, 1.0, None)
     one_sided.pos = torch.ones(3, dtype=torch.float64)
     one_sided.neg = torch.ones(3, dtype=torch.float64)
-    torch.testing.assert_close(one_sided.update(w), torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64))
+    torch.testing.assert_close(
+        one_sided.update(w), torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64)
+    )
 
 
 def test_none_semantics_of_the_seed():

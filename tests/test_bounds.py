@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from hypothesis import given
@@ -14,7 +12,9 @@ from plasticity import bounds
 # --------------------------------------------------------------- scalar references
 
 
-def ref_upper(kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0) -> float:
+def ref_upper(
+    kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0
+) -> float:
     d = max(lim - w, 0.0)
     if kind == "power":
         return (d**mu) * u
@@ -27,7 +27,9 @@ def ref_upper(kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: f
     raise AssertionError(kind)
 
 
-def ref_lower(kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0) -> float:
+def ref_lower(
+    kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0
+) -> float:
     d = max(w - lim, 0.0)
     if kind == "power":
         return (d**mu) * u
@@ -67,7 +69,9 @@ HALF_CASES = [(k, mu) for k in ("power", "scaled_power") for mu in (0.0, 0.5, 1.
 @pytest.mark.parametrize("kind, mu", HALF_CASES)
 def test_half_bounds_match_equation(kind, mu, device):
     g = torch.Generator().manual_seed(1)
-    w = (torch.rand(7, 5, generator=g, dtype=torch.float64) * 3 - 1).to(device)  # [-1, 2]: outside [0, 1] too
+    w = (torch.rand(7, 5, generator=g, dtype=torch.float64) * 3 - 1).to(
+        device
+    )  # [-1, 2]: outside [0, 1] too
     w[0, 0], w[0, 1] = 1.0, 0.0  # exactly at the limits
     upd = torch.rand(7, 5, generator=g, dtype=torch.float64).to(device)
     kw = half_kwargs(kind, mu, 1.5)
@@ -102,14 +106,19 @@ def test_full_bounds_match_equation(kind, limits, device):
         lo = n if mn is None else ref_lower(kind, a, n, mn, mu_lo, rng)
         return up - lo
 
-    torch.testing.assert_close(out.cpu(), elementwise(ref, w.cpu(), pos.cpu(), neg.cpu()), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        out.cpu(), elementwise(ref, w.cpu(), pos.cpu(), neg.cpu()), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_scaled_power_default_range_is_max_minus_min():
     w = torch.tensor([0.5, 1.0, 2.5], dtype=torch.float64)
     one = torch.ones(3, dtype=torch.float64)
     out = bounds.scaled_power(w, one, one, 3.0, 0.5, upper_power=2.0, lower_power=0.5)
-    exp = torch.tensor([((3 - a) / 2.5) ** 2 - (max(a - 0.5, 0) / 2.5) ** 0.5 for a in w.tolist()], dtype=torch.float64)
+    exp = torch.tensor(
+        [((3 - a) / 2.5) ** 2 - (max(a - 0.5, 0) / 2.5) ** 0.5 for a in w.tolist()],
+        dtype=torch.float64,
+    )
     torch.testing.assert_close(out, exp)
 
 
@@ -124,13 +133,33 @@ def test_tensor_limits_broadcast():
     "call, exc",
     [
         (lambda: bounds.upper_power(torch.zeros(1), torch.ones(1), 1.0, power=-1.0), ValueError),
-        (lambda: bounds.lower_power(torch.zeros(1), torch.ones(1), 0.0, power=float("nan")), ValueError),
+        (
+            lambda: bounds.lower_power(torch.zeros(1), torch.ones(1), 0.0, power=float("nan")),
+            ValueError,
+        ),
         (lambda: bounds.upper_power(torch.zeros(1), torch.ones(1), 1.0, power="2"), TypeError),
-        (lambda: bounds.upper_scaled_power(torch.zeros(1), torch.ones(1), 1.0, range=0.0), ValueError),
-        (lambda: bounds.lower_scaled_power(torch.zeros(1), torch.ones(1), 0.0, range=-2.0), ValueError),
-        (lambda: bounds.scaled_power(torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, None), ValueError),
-        (lambda: bounds.power(torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, 0.0, upper_power=-0.5), ValueError),
-        (lambda: bounds.upper_multiplicative(torch.zeros(1), torch.ones(1), 1.0, power=2.0), TypeError),
+        (
+            lambda: bounds.upper_scaled_power(torch.zeros(1), torch.ones(1), 1.0, range=0.0),
+            ValueError,
+        ),
+        (
+            lambda: bounds.lower_scaled_power(torch.zeros(1), torch.ones(1), 0.0, range=-2.0),
+            ValueError,
+        ),
+        (
+            lambda: bounds.scaled_power(torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, None),
+            ValueError,
+        ),
+        (
+            lambda: bounds.power(
+                torch.zeros(1), torch.ones(1), torch.ones(1), 1.0, 0.0, upper_power=-0.5
+            ),
+            ValueError,
+        ),
+        (
+            lambda: bounds.upper_multiplicative(torch.zeros(1), torch.ones(1), 1.0, power=2.0),
+            TypeError,
+        ),
     ],
 )
 def test_bad_keywords_raise(call, exc):
@@ -145,7 +174,13 @@ magnitude = st.floats(0.0, 1e3, allow_nan=False, allow_infinity=False)
 exponent = st.floats(0.0, 4.0, allow_nan=False)
 
 
-@given(w=st.lists(finite, min_size=1, max_size=16), u=magnitude, lo=finite, width=st.floats(0.0, 100.0), mu=exponent)
+@given(
+    w=st.lists(finite, min_size=1, max_size=16),
+    u=magnitude,
+    lo=finite,
+    width=st.floats(0.0, 100.0),
+    mu=exponent,
+)
 def test_half_bounds_finite_nonnegative_and_zero_outside(w, u, lo, width, mu):
     hi = lo + width
     wt = torch.tensor(w, dtype=torch.float64)
@@ -163,8 +198,15 @@ def test_half_bounds_finite_nonnegative_and_zero_outside(w, u, lo, width, mu):
                 assert (lo_[wt < lo] == 0).all()  # no further depression below it
 
 
-@given(w=st.lists(finite, min_size=1, max_size=16), p=magnitude, n=magnitude, lo=finite, width=st.floats(0.01, 100.0),
-       mu_up=st.floats(0.01, 4.0), mu_lo=st.floats(0.01, 4.0))
+@given(
+    w=st.lists(finite, min_size=1, max_size=16),
+    p=magnitude,
+    n=magnitude,
+    lo=finite,
+    width=st.floats(0.01, 100.0),
+    mu_up=st.floats(0.01, 4.0),
+    mu_lo=st.floats(0.01, 4.0),
+)
 def test_full_bounds_never_push_a_weight_further_out(w, p, n, lo, width, mu_up, mu_lo):
     hi = lo + width
     wt = torch.tensor(w, dtype=torch.float64)

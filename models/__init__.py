@@ -1,0 +1,1 @@
+"""Runnable reproductions built on plasticity (the library never imports from here)."""
