@@ -12,34 +12,30 @@ from plasticity import bounds
 # --------------------------------------------------------------- scalar references
 
 
+def ref_factor(kind: str, dist: float, mu: float, rng: float) -> float:
+    """Weight-dependence factor from the distance to the limit (negative: outside)."""
+    d = max(dist, 0.0)
+    if kind == "power":
+        return d**mu
+    if kind == "scaled_power":
+        return (d / rng) ** mu
+    if kind == "multiplicative":
+        return d
+    if kind == "sharp":
+        return 1.0 if dist > 0 else 0.0
+    raise AssertionError(kind)
+
+
 def ref_upper(
     kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0
 ) -> float:
-    d = max(lim - w, 0.0)
-    if kind == "power":
-        return (d**mu) * u
-    if kind == "scaled_power":
-        return ((d / rng) ** mu) * u
-    if kind == "multiplicative":
-        return d * u
-    if kind == "sharp":
-        return u if w < lim else 0.0
-    raise AssertionError(kind)
+    return ref_factor(kind, lim - w, mu, rng) * u
 
 
 def ref_lower(
     kind: str, w: float, u: float, lim: float, mu: float = 1.0, rng: float = 1.0
 ) -> float:
-    d = max(w - lim, 0.0)
-    if kind == "power":
-        return (d**mu) * u
-    if kind == "scaled_power":
-        return ((d / rng) ** mu) * u
-    if kind == "multiplicative":
-        return d * u
-    if kind == "sharp":
-        return u if w > lim else 0.0
-    raise AssertionError(kind)
+    return ref_factor(kind, w - lim, mu, rng) * u
 
 
 def elementwise(fn, *tensors) -> torch.Tensor:
