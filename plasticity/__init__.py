@@ -9,7 +9,7 @@ Public names:
   compatible with ``rai_toolbox.optim``.
 """
 
-from . import bounds, optim
+from . import bounds, functional, optim
 from .accumulator import Accumulator
 from .optim import (
     ChainedParamTransformingOptimizer,
@@ -18,12 +18,18 @@ from .optim import (
     L1NormalizedParameterOptimizer,
     ParamTransformingOptimizer,
 )
+from .rules import STDP, TRIPLET_PRESETS, PlasticityRule, TripletSTDP
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator",
+    "STDP",
+    "TripletSTDP",
+    "TRIPLET_PRESETS",
+    "PlasticityRule",
     "bounds",
+    "functional",
     "optim",
     "ParamTransformingOptimizer",
     "ChainedParamTransformingOptimizer",

@@ -1,0 +1,31 @@
+"""Pure kernels: trace scans, dense/conv correlation, rule math (no modules, no hooks)."""
+
+from .correlate import KERNELS, SPARSE_DENSITY, conv_correlate, dense_correlate
+from .stdp import (
+    COINCIDENT,
+    PairParams,
+    PairState,
+    TripletParams,
+    TripletState,
+    pair_stdp,
+    triplet_stdp,
+)
+from .traces import TRACE_MODES, decay_factor, previous_trace, scan_trace
+
+__all__ = [
+    "KERNELS",
+    "SPARSE_DENSITY",
+    "COINCIDENT",
+    "TRACE_MODES",
+    "PairParams",
+    "PairState",
+    "TripletParams",
+    "TripletState",
+    "conv_correlate",
+    "dense_correlate",
+    "decay_factor",
+    "pair_stdp",
+    "previous_trace",
+    "scan_trace",
+    "triplet_stdp",
+]

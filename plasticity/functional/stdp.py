@@ -1,0 +1,155 @@
+r"""Pair and triplet STDP on a chunk of steps, as pure functions of tensors.
+
+Both take spikes ``pre`` ``[T, B, *in]`` and ``post`` ``[T, B, *out]``, the traces carried
+from the previous chunk, the parameters, and a ``correlate(post_side, pre_side, sparse)``
+function (dense GEMM or conv weight-grad, see :mod:`plasticity.functional.correlate`).
+They return the non-negative magnitudes ``pos`` and ``neg`` of the chunk (weight-shaped,
+amplitudes and batch reduction applied) and the traces to carry on.
+
+Pair STDP (all-to-all, ``coincident="ltp"``) equals the pair sums
+
+.. math::
+    \mathrm{pos}_{ij} = \frac{A_+}{B}\sum_b \sum_{t^\text{post}_i \ge t^\text{pre}_j}
+        e^{-(t^\text{post}_i - t^\text{pre}_j)\,dt/\tau_+},\qquad
+    \mathrm{neg}_{ij} = \frac{A_-}{B}\sum_b \sum_{t^\text{pre}_j > t^\text{post}_i}
+        e^{-(t^\text{pre}_j - t^\text{post}_i)\,dt/\tau_-}.
+
+``coincident="both"`` also counts same-step pairs as depression (``≥`` in both sums);
+``"none"`` counts them in neither (``>`` in both). Nearest-spike traces keep only the
+most recent spike on each side (symmetric nearest-spike pairing).
+
+Triplet STDP (Pfister & Gerstner 2006) adds a slow detector on the other side:
+
+.. math::
+    \mathrm{pos}_{ij} = \sum_{t^\text{post}} r_{1,j}(t)\,[A_2^+ + A_3^+\,o_{2,i}(t-\epsilon)],
+    \qquad
+    \mathrm{neg}_{ij} = \sum_{t^\text{pre}} o_{1,i}(t)\,[A_2^- + A_3^-\,r_{2,j}(t-\epsilon)],
+
+with :math:`r_1, o_1` decaying with :math:`\tau_+, \tau_-` and :math:`r_2, o_2` with
+:math:`\tau_x, \tau_y`; :math:`t-\epsilon` means before the current spike is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from torch import Tensor
+
+from .traces import previous_trace, scan_trace
+
+__all__ = [
+    "PairParams",
+    "PairState",
+    "TripletParams",
+    "TripletState",
+    "pair_stdp",
+    "triplet_stdp",
+    "COINCIDENT",
+]
+
+COINCIDENT = ("ltp", "both", "none")
+
+Correlate = Callable[[Tensor, Tensor, str | None], Tensor]
+
+
+class PairParams(NamedTuple):
+    """Parameters of pair STDP; ``scale`` is the batch reduction (1/B for the mean)."""
+
+    a_plus: float
+    a_minus: float
+    decay_plus: float
+    decay_minus: float
+    trace: str = "all-to-all"
+    coincident: str = "ltp"
+    scale: float = 1.0
+
+
+class PairState(NamedTuple):
+    """Traces after the last processed step: ``x_pre`` ``[B, *in]``, ``y_post`` ``[B, *out]``."""
+
+    x_pre: Tensor
+    y_post: Tensor
+
+
+class TripletParams(NamedTuple):
+    a2_plus: float
+    a3_plus: float
+    a2_minus: float
+    a3_minus: float
+    decay_plus: float
+    decay_minus: float
+    decay_x: float
+    decay_y: float
+    trace: str = "all-to-all"
+    coincident: str = "ltp"
+    scale: float = 1.0
+
+
+class TripletState(NamedTuple):
+    """``r1``/``r2`` presynaptic (τ₊, τₓ), ``o1``/``o2`` postsynaptic (τ₋, τ_y) traces."""
+
+    r1: Tensor
+    r2: Tensor
+    o1: Tensor
+    o2: Tensor
+
+
+def _used(
+    traces: Tensor, spikes: Tensor, trace0: Tensor, decay: float, include_current: bool, mode: str
+) -> Tensor:
+    """The trace a pairing reads: with or without the same step's spikes."""
+    if include_current:
+        return traces
+    if mode == "all-to-all":
+        return traces - spikes
+    return previous_trace(traces, trace0, decay)
+
+
+def pair_stdp(
+    pre: Tensor, post: Tensor, state: PairState, params: PairParams, correlate: Correlate
+):
+    """Pair STDP over one chunk. Returns ``(pos, neg, new_state)``.
+
+    Example:
+        A pre spike at step 0 and a post spike at step 2 (dt = 1, τ = 1):
+
+        >>> import math, torch
+        >>> from plasticity.functional import dense_correlate
+        >>> pre = torch.tensor([1.0, 0, 0]).view(3, 1, 1)
+        >>> post = torch.tensor([0, 0, 1.0]).view(3, 1, 1)
+        >>> d = math.exp(-1.0)
+        >>> pos, neg, _ = pair_stdp(pre, post, PairState(torch.zeros(1, 1), torch.zeros(1, 1)),
+        ...                         PairParams(1.0, 1.0, d, d), dense_correlate)
+        >>> round(float(pos), 6) == round(math.exp(-2.0), 6), float(neg)
+        (True, 0.0)
+    """
+    mode, coincident = params.trace, params.coincident
+    x = scan_trace(pre, state.x_pre, params.decay_plus, mode)
+    y = scan_trace(post, state.y_post, params.decay_minus, mode)
+    x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
+    y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
+    pos = correlate(post, x_used, "post").mul_(params.a_plus * params.scale)
+    neg = correlate(y_used, pre, "pre").mul_(params.a_minus * params.scale)
+    return pos, neg, PairState(x[-1].clone(), y[-1].clone())
+
+
+def triplet_stdp(
+    pre: Tensor, post: Tensor, state: TripletState, params: TripletParams, correlate: Correlate
+):
+    """Triplet STDP over one chunk. Returns ``(pos, neg, new_state)``."""
+    mode, coincident = params.trace, params.coincident
+    r1 = scan_trace(pre, state.r1, params.decay_plus, mode)
+    r2 = scan_trace(pre, state.r2, params.decay_x, mode)
+    o1 = scan_trace(post, state.o1, params.decay_minus, mode)
+    o2 = scan_trace(post, state.o2, params.decay_y, mode)
+    r1_used = _used(r1, pre, state.r1, params.decay_plus, coincident in ("ltp", "both"), mode)
+    o1_used = _used(o1, post, state.o1, params.decay_minus, coincident == "both", mode)
+    # the slow detectors are read just before the current spike (t - ε)
+    o2_before = previous_trace(o2, state.o2, params.decay_y)
+    r2_before = previous_trace(r2, state.r2, params.decay_x)
+    post_w = post * (params.a2_plus + params.a3_plus * o2_before)
+    pre_w = pre * (params.a2_minus + params.a3_minus * r2_before)
+    pos = correlate(post_w, r1_used, "post").mul_(params.scale)
+    neg = correlate(o1_used, pre_w, "pre").mul_(params.scale)
+    return pos, neg, TripletState(r1[-1].clone(), r2[-1].clone(), o1[-1].clone(), o2[-1].clone())

@@ -1,0 +1,94 @@
+r"""Spike traces: exact exponential decay, all-to-all or nearest spike, scanned over time.
+
+A trace low-pass filters a spike train. Per step of length ``dt`` it decays by
+:math:`d = e^{-dt/\tau}` (exact) and then takes the step's spikes:
+
+* all-to-all: :math:`x_t = d\,x_{t-1} + s_t` (every earlier spike is remembered),
+* nearest spike: :math:`x_t = s_t` where :math:`s_t \ne 0`, else :math:`d\,x_{t-1}`
+  (only the most recent spike is remembered).
+
+Forward-Euler decay :math:`d = 1 - dt/\tau` (SpikingJelly, snnTorch's learner) is only
+used when asked for with ``method="euler"``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "previous_trace"]
+
+TRACE_MODES = ("all-to-all", "nearest")
+
+
+def decay_factor(dt: float, tau: float, method: str = "exact") -> float:
+    r"""Per-step decay of a trace with time constant ``tau`` and step ``dt``.
+
+    ``method="exact"`` gives :math:`e^{-dt/\tau}`; ``"euler"`` gives :math:`1 - dt/\tau`
+    (which needs ``dt < tau``).
+
+    Example:
+        >>> round(decay_factor(1.0, 20.0), 6), decay_factor(1.0, 20.0, "euler")
+        (0.951229, 0.95)
+    """
+    if method == "exact":
+        return math.exp(-dt / tau)
+    if method == "euler":
+        if dt >= tau:
+            raise ValueError(f"forward-Euler decay needs dt < tau, got dt={dt}, tau={tau}")
+        return 1.0 - dt / tau
+    raise ValueError(f"`decay` must be 'exact' or 'euler', got {method!r}")
+
+
+@torch.no_grad()
+def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all") -> Tensor:
+    """Traces after each step, each including that step's spikes.
+
+    Args:
+        spikes: ``[T, *S]`` spikes (binary, or graded values).
+        trace: ``[*S]`` trace before the first step.
+        decay: per-step decay factor (see :func:`decay_factor`).
+        mode: ``"all-to-all"`` or ``"nearest"``.
+
+    Returns:
+        ``[T, *S]`` traces; the last one is the state to carry to the next chunk.
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[1.0], [0.0], [1.0]])
+        >>> scan_trace(s, torch.zeros(1), 0.5).flatten()
+        tensor([1.0000, 0.5000, 1.2500])
+        >>> scan_trace(s, torch.zeros(1), 0.5, "nearest").flatten()
+        tensor([1.0000, 0.5000, 1.0000])
+    """
+    out = torch.empty_like(spikes)
+    prev = trace
+    if mode == "all-to-all":
+        for t in range(spikes.shape[0]):
+            torch.add(spikes[t], prev, alpha=decay, out=out[t])
+            prev = out[t]
+    elif mode == "nearest":
+        for t in range(spikes.shape[0]):
+            s = spikes[t]
+            torch.where(s != 0, s, prev * decay, out=out[t])
+            prev = out[t]
+    else:
+        raise ValueError(f"`trace` must be one of {TRACE_MODES}, got {mode!r}")
+    return out
+
+
+def previous_trace(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
+    """Traces just before each step's spikes: ``d * x[t-1]`` (``x[-1]`` is ``trace0``).
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[1.0], [0.5], [1.25]])
+        >>> previous_trace(x, torch.zeros(1), 0.5).flatten()
+        tensor([0.0000, 0.5000, 0.2500])
+    """
+    out = torch.empty_like(traces)
+    out[0] = trace0 * decay
+    torch.mul(traces[:-1], decay, out=out[1:])
+    return out

@@ -1,0 +1,6 @@
+"""Learning rules: one small class per rule family, wiring = hooks + kernels + accumulator."""
+
+from .base import PlasticityRule
+from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
+
+__all__ = ["PlasticityRule", "STDP", "TripletSTDP", "TRIPLET_PRESETS"]

@@ -1,0 +1,348 @@
+"""Shared wiring of every synapse rule: hooks, step buffering, chunked kernels, step/reset.
+
+A rule observes the synapse's input (pre spikes, forward pre-hook) and the neuron's
+output (post spikes, forward hook), buffers the steps, and every ``chunk_size`` paired
+steps runs its kernel once on the whole chunk: traces are scanned, one GEMM (or one conv
+weight-grad) gives ``pos`` and ``neg``, which go to :attr:`PlasticityRule.accumulator`.
+Weights are frozen during a window, so chunked and per-step computation are identical.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Real
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..accumulator import Accumulator
+from ..functional.correlate import KERNELS
+from ..functional.stdp import COINCIDENT
+from ..functional.traces import TRACE_MODES, decay_factor
+from ..hooks import output_spikes, synapse_adapter
+
+__all__ = ["PlasticityRule", "check_positive", "check_amplitude"]
+
+SPIKE_POLICIES = ("binary", "graded")
+
+
+def _real(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite, got {value}")
+    return value
+
+
+def check_positive(name: str, value: Any) -> float:
+    """A finite number > 0 (time constants, dt), or a clear error naming ``name``."""
+    value = _real(name, value)
+    if value <= 0:
+        raise ValueError(f"`{name}` must be > 0, got {value}")
+    return value
+
+
+def check_amplitude(name: str, value: Any) -> float:
+    """A finite number >= 0: amplitudes are magnitudes; depression is subtracted by the rule."""
+    value = _real(name, value)
+    if value < 0:
+        raise ValueError(
+            f"`{name}` must be >= 0, got {value}: amplitudes are magnitudes (the rule subtracts "
+            "depression itself); for anti-Hebbian learning swap the amplitudes explicitly"
+        )
+    return value
+
+
+def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise ValueError(
+            f"`{name}` must be one of {', '.join(repr(o) for o in options)}; got {value!r}"
+        )
+    return value
+
+
+class PlasticityRule(nn.Module):
+    """Base class: attaches to a synapse and its neuron, buffers steps, runs a kernel per chunk.
+
+    Subclasses implement :meth:`_initial_state` and :meth:`_run`. The synapse and neuron
+    are not registered as submodules (the rule's ``state_dict`` holds only its own state:
+    traces, buffered steps and the accumulator).
+    """
+
+    def __init__(
+        self,
+        synapse: nn.Module,
+        neuron: nn.Module,
+        *,
+        dt: float = 1.0,
+        trace: str = "all-to-all",
+        coincident: str = "ltp",
+        batch_reduction: str = "mean",
+        decay: str = "exact",
+        chunk_size: int = 128,
+        kernel: str = "auto",
+        spikes: str = "binary",
+        time_constants: dict[str, float] | None = None,
+    ) -> None:
+        adapter = synapse_adapter(synapse)
+        if not isinstance(neuron, nn.Module):
+            raise TypeError(
+                f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
+            )
+        if neuron is synapse:
+            raise ValueError(
+                "`neuron` is the synapse itself; pass the spiking module the synapse drives"
+            )
+        dt = check_positive("dt", dt)
+        _choice("trace", trace, TRACE_MODES)
+        _choice("coincident", coincident, COINCIDENT)
+        _choice("batch_reduction", batch_reduction, ("mean", "sum"))
+        _choice("decay", decay, ("exact", "euler"))
+        _choice("kernel", kernel, KERNELS)
+        _choice("spikes", spikes, SPIKE_POLICIES)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}")
+        for name, tau in (time_constants or {}).items():
+            try:  # forward-Euler decay needs dt < tau
+                decay_factor(dt, check_positive(name, tau), decay)
+            except ValueError as err:
+                raise ValueError(f"`{name}`: {err}") from err
+        super().__init__()
+        self.dt, self.trace, self.coincident = dt, trace, coincident
+        self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
+        self.kernel, self.spikes = kernel, spikes
+        self.accumulator = Accumulator()
+        self.__dict__["_adapter"] = adapter
+        self.__dict__["_neuron"] = neuron
+        self._pre_blocks: list[Tensor] = []
+        self._post_blocks: list[Tensor] = []
+        self._pre_spatial: tuple[int, ...] | None = None
+        self._batch: int | None = None
+        self._state: tuple[Tensor, ...] | None = None
+        self._handles = [
+            synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
+            neuron.register_forward_hook(self._on_post),
+        ]
+
+    # ------------------------------------------------------------------- subclasses
+
+    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple[Tensor, ...]:
+        """Zero traces for a chunk's first step shapes ``pre[0]`` / ``post[0]``."""
+        raise NotImplementedError
+
+    def _run(
+        self, pre: Tensor, post: Tensor, state: tuple[Tensor, ...]
+    ) -> tuple[Tensor, Tensor, tuple]:
+        """The rule's kernel on one chunk: ``(pos, neg, new_state)``."""
+        raise NotImplementedError
+
+    def _decay(self, tau: float) -> float:
+        return decay_factor(self.dt, tau, self.decay)
+
+    @property
+    def _scale(self) -> float:
+        return 1.0 / self._batch if (self.batch_reduction == "mean" and self._batch) else 1.0
+
+    # ---------------------------------------------------------------------- wiring
+
+    @property
+    def synapse(self) -> nn.Module:
+        """The synapse module whose ``weight`` learns."""
+        return self._adapter.module
+
+    @property
+    def neuron(self) -> nn.Module:
+        """The spiking module whose output is the postsynaptic activity."""
+        return self._neuron
+
+    @property
+    def weight(self) -> Tensor:
+        return self._adapter.weight
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._handles)
+
+    @property
+    def learning(self) -> bool:
+        """Whether steps are observed now: the rule and its synapse are in training mode."""
+        return self.training and self.synapse.training and self.attached
+
+    def detach(self) -> None:
+        """Removes every hook; the rule observes nothing more (``step()`` still applies
+        what was accumulated)."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    remove = detach
+
+    def _block(self, x: Tensor) -> Tensor:
+        w = self.weight
+        return x.detach().to(device=w.device, dtype=w.dtype, copy=True)
+
+    def _check_spikes(self, block: Tensor, what: str) -> None:
+        if self.spikes == "binary" and bool(((block != 0) & (block != 1)).any()):
+            raise ValueError(
+                f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
+                "use graded values as spike amplitudes"
+            )
+
+    def _check_batch(self, batch: int) -> None:
+        if self._batch is not None and batch != self._batch:
+            raise ValueError(
+                f"the batch size changed from {self._batch} to {batch} within a sequence; call "
+                "rule.reset() before a batch of another size"
+            )
+
+    def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not self.learning:
+            return
+        x = args[0] if args else kwargs.get("input")
+        if not isinstance(x, Tensor):
+            raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
+        self._add_pre(self._adapter.pre_steps(x))
+
+    def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not self.learning:
+            return
+        s = output_spikes(output, f"neuron ({type(module).__name__})")
+        pre_ref = self._pre_blocks[-1] if self._pre_blocks else None
+        self._add_post(self._adapter.post_steps(s, pre_ref))
+
+    def _add_pre(self, block: Tensor) -> None:
+        self._check_batch(block.shape[1])
+        self._check_spikes(block, "the synapse's input spikes")
+        self._batch = block.shape[1]
+        self._pre_blocks.append(self._block(block))
+        self._maybe_flush()
+
+    def _add_post(self, block: Tensor) -> None:
+        self._check_batch(block.shape[1])
+        self._check_spikes(block, "the neuron's output spikes")
+        self._batch = block.shape[1]
+        self._post_blocks.append(self._block(block))
+        self._maybe_flush()
+
+    @torch.no_grad()
+    def observe(self, pre: Tensor, post: Tensor) -> None:
+        """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
+        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence)."""
+        pre_block = self._adapter.pre_steps(pre)
+        post_block = self._adapter.post_steps(post, pre_block)
+        if pre_block.shape[:2] != post_block.shape[:2]:
+            raise ValueError(
+                f"`pre` covers [T, B] = {list(pre_block.shape[:2])} but `post` covers "
+                f"{list(post_block.shape[:2])}; pass the same steps and samples"
+            )
+        self._check_batch(pre_block.shape[1])
+        self._check_spikes(pre_block, "`pre`")
+        self._check_spikes(post_block, "`post`")
+        self._add_pre(pre_block)
+        self._add_post(post_block)
+
+    # ---------------------------------------------------------------------- compute
+
+    @staticmethod
+    def _steps(blocks: list[Tensor]) -> int:
+        return sum(b.shape[0] for b in blocks)
+
+    def _maybe_flush(self) -> None:
+        if min(self._steps(self._pre_blocks), self._steps(self._post_blocks)) >= self.chunk_size:
+            self.flush()
+
+    @torch.no_grad()
+    def flush(self) -> None:
+        """Runs the kernel on every paired buffered step (in chunks of ``chunk_size``)."""
+        n = min(self._steps(self._pre_blocks), self._steps(self._post_blocks))
+        if n == 0:
+            return
+        pre = self._pre_blocks[0] if len(self._pre_blocks) == 1 else torch.cat(self._pre_blocks)
+        post = self._post_blocks[0] if len(self._post_blocks) == 1 else torch.cat(self._post_blocks)
+        w = self.weight
+        state = self._state
+        if state is None:
+            state = self._initial_state(pre[0], post[0])
+        elif state[0].device != w.device or state[0].dtype != w.dtype:
+            state = tuple(s.to(device=w.device, dtype=w.dtype) for s in state)
+        for start in range(0, n, self.chunk_size):
+            stop = min(n, start + self.chunk_size)
+            pos, neg, state = self._run(pre[start:stop], post[start:stop], state)
+            self.accumulator.pos = pos
+            self.accumulator.neg = neg
+        self._state = tuple(state)
+        self._pre_blocks = [pre[n:]] if pre.shape[0] > n else []
+        self._post_blocks = [post[n:]] if post.shape[0] > n else []
+
+    @torch.no_grad()
+    def step(self) -> Tensor | None:
+        """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator.
+
+        Buffered steps are processed first. ``weight.grad`` is created if it is ``None``;
+        a gradient already there (e.g. from backprop) is kept and ``-Δw`` added to it, so
+        an optimizer minimizing the loss applies ``+Δw``. Returns ``Δw`` (or ``None``).
+        """
+        self.flush()
+        w = self.weight
+        update = self.accumulator.update(w)
+        self.accumulator.clear()
+        if update is None:
+            return None
+        if w.grad is None:
+            w.grad = (-update).to(w.dtype)
+        else:
+            w.grad.sub_(update)
+        return update
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Zeroes the traces (e.g. between samples); buffered steps are processed first."""
+        self.flush()
+        self._state = None
+        self._batch = None
+        self._pre_blocks, self._post_blocks = [], []
+
+    # ------------------------------------------------------------------------ state
+
+    def get_extra_state(self) -> dict[str, Any]:
+        def cat(blocks: list[Tensor]) -> Tensor | None:
+            return torch.cat(blocks).clone() if blocks else None
+
+        return {
+            "state": None if self._state is None else [s.clone() for s in self._state],
+            "pre": cat(self._pre_blocks),
+            "post": cat(self._post_blocks),
+            "batch": self._batch,
+        }
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, dict) or not {"state", "pre", "post", "batch"} <= state.keys():
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the extra state is not a rule's"
+            )
+        self._state = None if state["state"] is None else tuple(s.clone() for s in state["state"])
+        self._pre_blocks = [] if state["pre"] is None else [state["pre"].clone()]
+        self._post_blocks = [] if state["post"] is None else [state["post"].clone()]
+        self._batch = state["batch"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
+        return d
+
+    def attach(self) -> None:
+        """Registers the hooks again (after :meth:`detach`, or on a deep copy)."""
+        if self._handles:
+            return
+        self._handles = [
+            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
+            self.neuron.register_forward_hook(self._on_post),
+        ]
+
+    def extra_repr(self) -> str:
+        return (
+            f"synapse={type(self.synapse).__name__}, neuron={type(self.neuron).__name__}, dt={self.dt}, "
+            f"trace={self.trace!r}, coincident={self.coincident!r}, batch_reduction={self.batch_reduction!r}"
+        )
