@@ -7,8 +7,11 @@ for a convolution it is one weight gradient (:func:`torch.nn.grad.conv2d_weight`
 friends), never a loop over kernel positions.
 
 When the spike operand is sparse (CPU, a few percent active), the dense kernel can run
-event-driven: the spike operand becomes a CSR matrix and only its non-zeros are touched.
-Both paths give the same numbers (to floating-point rounding).
+event-driven: the spikes become, per neuron, the list of rows (time·batch) where it
+fired, and :func:`torch.nn.functional.embedding_bag` sums the other operand's rows over
+each list (float32); float64 uses a CSR matrix product. Only spikes are touched: at 5 %
+activity this is several times faster than the GEMM. Both paths give the same numbers to
+floating-point rounding.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dense_correlate", "conv_correlate", "KERNELS", "SPARSE_DENSITY"]
+__all__ = ["dense_correlate", "conv_correlate", "choose_kernel", "spike_index", "KERNELS", "SPARSE_DENSITY"]
 
 KERNELS = ("auto", "dense", "sparse")
 #: below this fraction of non-zeros, ``kernel="auto"`` runs the event-driven path (CPU)
@@ -28,25 +31,66 @@ SPARSE_DENSITY = 0.08
 _SPARSE_MIN_ELEMENTS = 1 << 16
 
 
-def _csr(rows_by_cols: Tensor) -> Tensor:
+def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """For ``[R, N]`` spikes: rows where each neuron fired, sorted by neuron, with offsets.
+
+    Returns ``(rows, offsets, neurons)``: ``rows[offsets[n]:offsets[n+1]]`` are the rows of
+    neuron ``n``; ``neurons`` gives the neuron of each entry. ``mask`` (``spikes != 0``)
+    may be passed if already computed.
+    """
+    if mask is None:
+        mask = spikes != 0
+    nz = mask.reshape(-1, mask.shape[-1]).t().contiguous().nonzero()
+    neurons, rows = nz[:, 0], nz[:, 1]
+    counts = torch.bincount(neurons, minlength=spikes.shape[-1])
+    offsets = torch.cumsum(counts, 0) - counts
+    return rows, offsets, neurons
+
+
+def _event_correlate(
+    spikes: Tensor, dense: Tensor, weighted: bool = True, index: tuple[Tensor, Tensor, Tensor] | None = None
+) -> Tensor:
+    """``spikesᵀ @ dense`` touching only the non-zeros of ``spikes`` (``[R, N]``).
+
+    ``weighted=False`` promises that the non-zeros are all 1 (binary spikes), which
+    skips reading their values; ``index`` is :func:`spike_index` of a tensor with the same
+    non-zero pattern, if already computed.
+    """
+    rows, offsets, neurons = spike_index(spikes) if index is None else index
+    weights = spikes[rows, neurons] if weighted else None
+    if dense.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return F.embedding_bag(rows, dense.contiguous(), offsets, mode="sum", per_sample_weights=weights)
+    if weights is None:
+        weights = torch.ones(rows.numel(), dtype=dense.dtype, device=dense.device)
+    crow = torch.cat([offsets, offsets.new_tensor([rows.numel()])])
     with warnings.catch_warnings():  # "sparse CSR support is in beta state"
         warnings.simplefilter("ignore", UserWarning)
-        return rows_by_cols.contiguous().to_sparse_csr()
+        matrix = torch.sparse_csr_tensor(crow, rows, weights, size=(spikes.shape[1], spikes.shape[0]))
+        return torch.sparse.mm(matrix, dense)
 
 
-def _use_sparse(kernel: str, spikes: Tensor) -> bool:
-    if kernel == "dense":
-        return False
-    if kernel == "sparse":
-        return True
-    if spikes.device.type != "cpu" or spikes.numel() < _SPARSE_MIN_ELEMENTS:
-        return False
-    return int(torch.count_nonzero(spikes)) < SPARSE_DENSITY * spikes.numel()
+def choose_kernel(kernel: str, spikes: Tensor, nnz: int | None = None) -> str:
+    """``"dense"`` or ``"sparse"`` for a spike operand: ``kernel="auto"`` picks the
+    event-driven path on CPU, in float32/16, for large operands below
+    :data:`SPARSE_DENSITY` activity (``nnz``: the non-zeros, if already counted)."""
+    if kernel != "auto":
+        return kernel
+    if spikes.device.type != "cpu" or spikes.dtype == torch.float64 or spikes.numel() < _SPARSE_MIN_ELEMENTS:
+        return "dense"
+    if nnz is None:
+        nnz = int(torch.count_nonzero(spikes))
+    return "sparse" if nnz < SPARSE_DENSITY * spikes.numel() else "dense"
 
 
 @torch.no_grad()
 def dense_correlate(
-    post_side: Tensor, pre_side: Tensor, sparse: str | None = None, *, kernel: str = "auto"
+    post_side: Tensor,
+    pre_side: Tensor,
+    sparse: str | None = None,
+    weighted: bool = True,
+    *,
+    kernel: str = "auto",
+    index: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """``sum_r post_side[r]ᵀ pre_side[r]`` over all leading rows: ``[N_out, N_in]``.
 
@@ -55,6 +99,8 @@ def dense_correlate(
         pre_side: ``[..., N_in]`` with the same leading shape.
         sparse: which operand holds spikes (``"post"`` or ``"pre"``), so the
             event-driven path knows what to make sparse; ``None`` means dense only.
+        weighted: ``False`` if the spike operand is binary (its non-zeros are 1).
+        index: :func:`spike_index` of the spike operand, if already computed.
         kernel: ``"auto"`` (event-driven where the spike operand is sparse on CPU),
             ``"dense"`` or ``"sparse"``.
 
@@ -68,10 +114,10 @@ def dense_correlate(
     """
     p = post_side.reshape(-1, post_side.shape[-1])
     q = pre_side.reshape(-1, pre_side.shape[-1])
-    if sparse == "post" and _use_sparse(kernel, p):
-        return torch.sparse.mm(_csr(p.t()), q)
-    if sparse == "pre" and _use_sparse(kernel, q):
-        return torch.sparse.mm(_csr(q.t()), p).t()
+    if sparse == "post" and choose_kernel(kernel, p) == "sparse":
+        return _event_correlate(p, q, weighted, index)
+    if sparse == "pre" and choose_kernel(kernel, q) == "sparse":
+        return _event_correlate(q, p, weighted, index).t()
     return p.t() @ q
 
 

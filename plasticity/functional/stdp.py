@@ -50,7 +50,7 @@ __all__ = [
 
 COINCIDENT = ("ltp", "both", "none")
 
-Correlate = Callable[[Tensor, Tensor, str | None], Tensor]
+Correlate = Callable[..., Tensor]  # (post_side, pre_side, spike_operand, weighted) -> weight-shaped
 
 
 class PairParams(NamedTuple):
@@ -127,11 +127,12 @@ def pair_stdp(
     mode, coincident = params.trace, params.coincident
     x = scan_trace(pre, state.x_pre, params.decay_plus, mode)
     y = scan_trace(post, state.y_post, params.decay_minus, mode)
+    new_state = PairState(x[-1].clone(), y[-1].clone())
     x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
     y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
-    pos = correlate(post, x_used, "post").mul_(params.a_plus * params.scale)
-    neg = correlate(y_used, pre, "pre").mul_(params.a_minus * params.scale)
-    return pos, neg, PairState(x[-1].clone(), y[-1].clone())
+    pos = correlate(post, x_used, "post", False).mul_(params.a_plus * params.scale)
+    neg = correlate(y_used, pre, "pre", False).mul_(params.a_minus * params.scale)
+    return pos, neg, new_state
 
 
 def triplet_stdp(
@@ -143,6 +144,7 @@ def triplet_stdp(
     r2 = scan_trace(pre, state.r2, params.decay_x, mode)
     o1 = scan_trace(post, state.o1, params.decay_minus, mode)
     o2 = scan_trace(post, state.o2, params.decay_y, mode)
+    new_state = TripletState(r1[-1].clone(), r2[-1].clone(), o1[-1].clone(), o2[-1].clone())
     r1_used = _used(r1, pre, state.r1, params.decay_plus, coincident in ("ltp", "both"), mode)
     o1_used = _used(o1, post, state.o1, params.decay_minus, coincident == "both", mode)
     # the slow detectors are read just before the current spike (t - ε)
@@ -150,6 +152,6 @@ def triplet_stdp(
     r2_before = previous_trace(r2, state.r2, params.decay_x)
     post_w = post * (params.a2_plus + params.a3_plus * o2_before)
     pre_w = pre * (params.a2_minus + params.a3_minus * r2_before)
-    pos = correlate(post_w, r1_used, "post").mul_(params.scale)
-    neg = correlate(o1_used, pre_w, "pre").mul_(params.scale)
-    return pos, neg, TripletState(r1[-1].clone(), r2[-1].clone(), o1[-1].clone(), o2[-1].clone())
+    pos = correlate(post_w, r1_used, "post", True).mul_(params.scale)
+    neg = correlate(o1_used, pre_w, "pre", True).mul_(params.scale)
+    return pos, neg, new_state

@@ -42,6 +42,17 @@ def decay_factor(dt: float, tau: float, method: str = "exact") -> float:
     raise ValueError(f"`decay` must be 'exact' or 'euler', got {method!r}")
 
 
+_BLOCK = 16  # steps per block of the all-to-all scan
+_BLOCKED_MAX_WIDTH = 4096  # wider traces scan faster step by step (memory-bound)
+
+
+def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
+    """``M[i, j] = decay**(i - j)`` for ``i >= j`` else 0 (``[length, length]``)."""
+    idx = torch.arange(length, device=like.device)
+    lag = (idx[:, None] - idx[None, :]).to(like.dtype)
+    return torch.where(lag >= 0, torch.full_like(lag, decay).pow(lag.clamp_min(0)), torch.zeros_like(lag))
+
+
 @torch.no_grad()
 def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all") -> Tensor:
     """Traces after each step, each including that step's spikes.
@@ -55,6 +66,11 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
     Returns:
         ``[T, *S]`` traces; the last one is the state to carry to the next chunk.
 
+    For narrow traces (``B·N <= 4096``) the all-to-all scan runs in blocks of 16 steps:
+    inside a block one small matrix product with the decay matrix :math:`d^{i-j}`, across
+    blocks a rank-1 carry (exact, ~16x fewer kernel launches). Wider traces are scanned
+    step by step in place, which is memory-bound and faster there.
+
     Example:
         >>> import torch
         >>> s = torch.tensor([[1.0], [0.0], [1.0]])
@@ -63,20 +79,39 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
         >>> scan_trace(s, torch.zeros(1), 0.5, "nearest").flatten()
         tensor([1.0000, 0.5000, 1.0000])
     """
-    out = torch.empty_like(spikes)
-    prev = trace
-    if mode == "all-to-all":
-        for t in range(spikes.shape[0]):
-            torch.add(spikes[t], prev, alpha=decay, out=out[t])
-            prev = out[t]
-    elif mode == "nearest":
-        for t in range(spikes.shape[0]):
+    if mode not in TRACE_MODES:
+        raise ValueError(f"`trace` must be one of {TRACE_MODES}, got {mode!r}")
+    steps = spikes.shape[0]
+    if mode == "nearest":
+        out = torch.empty_like(spikes)
+        prev = trace
+        for t in range(steps):
             s = spikes[t]
             torch.where(s != 0, s, prev * decay, out=out[t])
             prev = out[t]
-    else:
-        raise ValueError(f"`trace` must be one of {TRACE_MODES}, got {mode!r}")
-    return out
+        return out
+    flat = spikes.reshape(steps, -1)
+    carry = trace.reshape(-1)
+    if flat.shape[1] > _BLOCKED_MAX_WIDTH or steps < 2 * _BLOCK:
+        out = flat.clone()
+        out[0].add_(carry, alpha=decay)
+        for t in range(1, steps):
+            out[t].add_(out[t - 1], alpha=decay)
+        return out.view(spikes.shape)
+    blocks = -(-steps // _BLOCK)
+    length = min(_BLOCK, steps)
+    if blocks * length != steps:
+        padded = flat.new_zeros(blocks * length, flat.shape[1])
+        padded[:steps] = flat
+        flat = padded
+    local = torch.matmul(_decay_matrix(length, decay, flat), flat.view(blocks, length, -1))
+    carry_decay = torch.full((length,), decay, dtype=flat.dtype, device=flat.device).pow(
+        torch.arange(1, length + 1, device=flat.device, dtype=flat.dtype)
+    )
+    for k in range(blocks):
+        local[k].addr_(carry_decay, carry)
+        carry = local[k, -1]
+    return local.view(blocks * length, -1)[:steps].view(spikes.shape)
 
 
 def previous_trace(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:

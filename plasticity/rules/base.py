@@ -10,6 +10,7 @@ Weights are frozen during a window, so chunked and per-step computation are iden
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..accumulator import Accumulator
-from ..functional.correlate import KERNELS
+from ..functional.correlate import KERNELS, choose_kernel, spike_index
 from ..functional.stdp import COINCIDENT
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import output_spikes, synapse_adapter
@@ -61,6 +62,57 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
             f"`{name}` must be one of {', '.join(repr(o) for o in options)}; got {value!r}"
         )
     return value
+
+
+class StepBuffer:
+    """Preallocated ``[capacity, B, *shape]`` buffer of buffered steps (grows by doubling).
+
+    Appending copies a block in (converting to the buffer's device and dtype): no per-step
+    allocation, and no concatenation when the chunk is processed.
+    """
+
+    __slots__ = ("data", "n")
+
+    def __init__(self) -> None:
+        self.data: Tensor | None = None
+        self.n = 0
+
+    def append(self, block: Tensor, like: Tensor, capacity: int) -> None:
+        steps = block.shape[0]
+        data = self.data
+        fits = (
+            data is not None
+            and data.shape[1:] == block.shape[1:]
+            and data.dtype == like.dtype
+            and data.device == like.device
+        )
+        if not fits or self.n + steps > data.shape[0]:  # type: ignore[union-attr]
+            size = max(capacity, self.n + steps, 2 * data.shape[0] if fits else 0)  # type: ignore[union-attr]
+            fresh = torch.empty((size, *block.shape[1:]), dtype=like.dtype, device=like.device)
+            if self.n:
+                fresh[: self.n].copy_(data[: self.n])  # type: ignore[index]
+            self.data = data = fresh
+        data[self.n : self.n + steps].copy_(block)  # type: ignore[index]
+        self.n += steps
+
+    def view(self, n: int) -> Tensor:
+        """The first ``n`` buffered steps (valid until the next append or consume)."""
+        assert self.data is not None
+        return self.data[:n]
+
+    def consume(self, n: int) -> None:
+        """Drops the first ``n`` steps, keeping the rest at the front."""
+        rest = self.n - n
+        if rest > 0:
+            assert self.data is not None
+            self.data[:rest] = self.data[n : self.n].clone()
+        self.n = rest
+
+    def clear(self) -> None:
+        self.n = 0
+
+    def tensor(self) -> Tensor | None:
+        return None if self.n == 0 else self.view(self.n).clone()
 
 
 class PlasticityRule(nn.Module):
@@ -116,8 +168,8 @@ class PlasticityRule(nn.Module):
         self.accumulator = Accumulator()
         self.__dict__["_adapter"] = adapter
         self.__dict__["_neuron"] = neuron
-        self._pre_blocks: list[Tensor] = []
-        self._post_blocks: list[Tensor] = []
+        self._pre = StepBuffer()
+        self._post = StepBuffer()
         self._pre_spatial: tuple[int, ...] | None = None
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
@@ -179,17 +231,6 @@ class PlasticityRule(nn.Module):
 
     remove = detach
 
-    def _block(self, x: Tensor) -> Tensor:
-        w = self.weight
-        return x.detach().to(device=w.device, dtype=w.dtype, copy=True)
-
-    def _check_spikes(self, block: Tensor, what: str) -> None:
-        if self.spikes == "binary" and bool(((block != 0) & (block != 1)).any()):
-            raise ValueError(
-                f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
-                "use graded values as spike amplitudes"
-            )
-
     def _check_batch(self, batch: int) -> None:
         if self._batch is not None and batch != self._batch:
             raise ValueError(
@@ -198,33 +239,29 @@ class PlasticityRule(nn.Module):
             )
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not self.learning:
+        if not (self.training and module.training):
             return
         x = args[0] if args else kwargs.get("input")
         if not isinstance(x, Tensor):
             raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
-        self._add_pre(self._adapter.pre_steps(x))
+        block = self._adapter.pre_steps(x)
+        self._check_batch(block.shape[1])
+        self._add(self._pre, block)
 
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not self.learning:
+        if not (self.training and self.synapse.training):
             return
         s = output_spikes(output, f"neuron ({type(module).__name__})")
-        pre_ref = self._pre_blocks[-1] if self._pre_blocks else None
-        self._add_post(self._adapter.post_steps(s, pre_ref))
-
-    def _add_pre(self, block: Tensor) -> None:
+        block = self._adapter.post_steps(s, self._pre.data)
         self._check_batch(block.shape[1])
-        self._check_spikes(block, "the synapse's input spikes")
-        self._batch = block.shape[1]
-        self._pre_blocks.append(self._block(block))
-        self._maybe_flush()
+        self._add(self._post, block)
 
-    def _add_post(self, block: Tensor) -> None:
-        self._check_batch(block.shape[1])
-        self._check_spikes(block, "the neuron's output spikes")
-        self._batch = block.shape[1]
-        self._post_blocks.append(self._block(block))
-        self._maybe_flush()
+    def _add(self, buffer: StepBuffer, block: Tensor) -> None:
+        if self._batch is None:
+            self._batch = block.shape[1]
+        buffer.append(block.detach(), self.weight, self.chunk_size)
+        if self._pre.n >= self.chunk_size and self._post.n >= self.chunk_size:
+            self.flush()
 
     @torch.no_grad()
     def observe(self, pre: Tensor, post: Tensor) -> None:
@@ -238,43 +275,64 @@ class PlasticityRule(nn.Module):
                 f"{list(post_block.shape[:2])}; pass the same steps and samples"
             )
         self._check_batch(pre_block.shape[1])
-        self._check_spikes(pre_block, "`pre`")
-        self._check_spikes(post_block, "`post`")
-        self._add_pre(pre_block)
-        self._add_post(post_block)
+        self._pre.append(pre_block.detach(), self.weight, self.chunk_size)
+        self._add(self._post, post_block)
 
     # ---------------------------------------------------------------------- compute
 
-    @staticmethod
-    def _steps(blocks: list[Tensor]) -> int:
-        return sum(b.shape[0] for b in blocks)
+    def _inspect(self, spikes: Tensor, what: str) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None]:
+        """Kernel choice and event index for one side of a chunk; checks the spike policy.
 
-    def _maybe_flush(self) -> None:
-        if min(self._steps(self._pre_blocks), self._steps(self._post_blocks)) >= self.chunk_size:
-            self.flush()
+        One pass makes the non-zero mask; its count picks the kernel and checks the binary
+        policy; the event-driven kernel's index reuses it.
+        """
+        mask = spikes != 0
+        nnz = int(torch.count_nonzero(mask))
+        kernel = choose_kernel(self.kernel, spikes, nnz)
+        if self.spikes == "binary" and nnz and int(torch.count_nonzero(spikes == 1)) != nnz:
+            raise ValueError(
+                f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
+                "use graded values as spike amplitudes"
+            )
+        index = spike_index(spikes, mask) if kernel == "sparse" and spikes.ndim == 3 else None
+        return kernel, index
 
     @torch.no_grad()
     def flush(self) -> None:
-        """Runs the kernel on every paired buffered step (in chunks of ``chunk_size``)."""
-        n = min(self._steps(self._pre_blocks), self._steps(self._post_blocks))
+        """Runs the kernel on every paired buffered step (in chunks of ``chunk_size``).
+
+        Steps whose spikes break the ``spikes`` policy are discarded with a ``ValueError``;
+        traces, accumulator and weights are then unchanged.
+        """
+        n = min(self._pre.n, self._post.n)
         if n == 0:
             return
-        pre = self._pre_blocks[0] if len(self._pre_blocks) == 1 else torch.cat(self._pre_blocks)
-        post = self._post_blocks[0] if len(self._post_blocks) == 1 else torch.cat(self._post_blocks)
+        pre, post = self._pre.view(n), self._post.view(n)
+        bounds = [(a, min(n, a + self.chunk_size)) for a in range(0, n, self.chunk_size)]
+        try:
+            info = [
+                (self._inspect(pre[a:b], "the synapse's input spikes"), self._inspect(post[a:b], "the neuron's output spikes"))
+                for a, b in bounds
+            ]
+        except ValueError:
+            self._pre.consume(n)
+            self._post.consume(n)
+            raise
         w = self.weight
         state = self._state
         if state is None:
             state = self._initial_state(pre[0], post[0])
         elif state[0].device != w.device or state[0].dtype != w.dtype:
             state = tuple(s.to(device=w.device, dtype=w.dtype) for s in state)
-        for start in range(0, n, self.chunk_size):
-            stop = min(n, start + self.chunk_size)
-            pos, neg, state = self._run(pre[start:stop], post[start:stop], state)
+        binary = self.spikes == "binary"
+        for ((k_pre, i_pre), (k_post, i_post)), (start, stop) in zip(info, bounds, strict=True):
+            correlate = self._adapter.correlate({"pre": k_pre, "post": k_post}, binary, {"pre": i_pre, "post": i_post})
+            pos, neg, state = self._run(pre[start:stop], post[start:stop], state, correlate)
             self.accumulator.pos = pos
             self.accumulator.neg = neg
         self._state = tuple(state)
-        self._pre_blocks = [pre[n:]] if pre.shape[0] > n else []
-        self._post_blocks = [post[n:]] if post.shape[0] > n else []
+        self._pre.consume(n)
+        self._post.consume(n)
 
     @torch.no_grad()
     def step(self) -> Tensor | None:
@@ -302,18 +360,16 @@ class PlasticityRule(nn.Module):
         self.flush()
         self._state = None
         self._batch = None
-        self._pre_blocks, self._post_blocks = [], []
+        self._pre.clear()
+        self._post.clear()
 
     # ------------------------------------------------------------------------ state
 
     def get_extra_state(self) -> dict[str, Any]:
-        def cat(blocks: list[Tensor]) -> Tensor | None:
-            return torch.cat(blocks).clone() if blocks else None
-
         return {
             "state": None if self._state is None else [s.clone() for s in self._state],
-            "pre": cat(self._pre_blocks),
-            "post": cat(self._post_blocks),
+            "pre": self._pre.tensor(),
+            "post": self._post.tensor(),
             "batch": self._batch,
         }
 
@@ -323,8 +379,10 @@ class PlasticityRule(nn.Module):
                 f"{type(self).__name__}.load_state_dict: the extra state is not a rule's"
             )
         self._state = None if state["state"] is None else tuple(s.clone() for s in state["state"])
-        self._pre_blocks = [] if state["pre"] is None else [state["pre"].clone()]
-        self._post_blocks = [] if state["post"] is None else [state["post"].clone()]
+        self._pre, self._post = StepBuffer(), StepBuffer()
+        for buffer, saved in ((self._pre, state["pre"]), (self._post, state["post"])):
+            if saved is not None:
+                buffer.append(saved, saved, self.chunk_size)
         self._batch = state["batch"]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -115,10 +115,8 @@ class STDP(PlasticityRule):
     def _initial_state(self, pre: Tensor, post: Tensor) -> PairState:
         return PairState(torch.zeros_like(pre), torch.zeros_like(post))
 
-    def _run(self, pre: Tensor, post: Tensor, state: tuple) -> tuple[Tensor, Tensor, PairState]:
-        return pair_stdp(
-            pre, post, PairState(*state), self.params, self._adapter.correlate(self.kernel)
-        )
+    def _run(self, pre: Tensor, post: Tensor, state: tuple, correlate) -> tuple[Tensor, Tensor, PairState]:
+        return pair_stdp(pre, post, PairState(*state), self.params, correlate)
 
 
 #: Pfister & Gerstner (2006), Table 4: (trace, tau_x, tau_y, a2_plus, a3_plus, a2_minus, a3_minus);
@@ -233,7 +231,5 @@ class TripletSTDP(PlasticityRule):
         zp, zq = torch.zeros_like(pre), torch.zeros_like(post)
         return TripletState(zp, zp.clone(), zq, zq.clone())
 
-    def _run(self, pre: Tensor, post: Tensor, state: tuple) -> tuple[Tensor, Tensor, TripletState]:
-        return triplet_stdp(
-            pre, post, TripletState(*state), self.params, self._adapter.correlate(self.kernel)
-        )
+    def _run(self, pre: Tensor, post: Tensor, state: tuple, correlate) -> tuple[Tensor, Tensor, TripletState]:
+        return triplet_stdp(pre, post, TripletState(*state), self.params, correlate)
