@@ -76,9 +76,10 @@ def check(rule, expected, tol=1e-9):
 @pytest.mark.parametrize("kind", ["pair", "triplet"])
 @pytest.mark.parametrize("trace, coincident", MODES)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_dense_rule_equals_pair_sums(kind, trace, coincident, reduction):
+@pytest.mark.parametrize("kernel", ["auto", "sparse"])
+def test_dense_rule_equals_pair_sums(kind, trace, coincident, reduction, kernel):
     rule, pre, post = run_dense(
-        kind, trace=trace, coincident=coincident, batch_reduction=reduction, chunk_size=16
+        kind, trace=trace, coincident=coincident, batch_reduction=reduction, chunk_size=16, kernel=kernel
     )
     ref = dense_reference(
         pre,

@@ -8,9 +8,10 @@ from .stdp import (
     TripletParams,
     TripletState,
     pair_stdp,
+    pair_stdp_post_events,
     triplet_stdp,
 )
-from .traces import TRACE_MODES, decay_factor, previous_trace, scan_trace
+from .traces import TRACE_MODES, decay_factor, previous_trace, scan_future, scan_trace
 
 __all__ = [
     "KERNELS",
@@ -25,7 +26,9 @@ __all__ = [
     "dense_correlate",
     "decay_factor",
     "pair_stdp",
+    "pair_stdp_post_events",
     "previous_trace",
+    "scan_future",
     "scan_trace",
     "triplet_stdp",
 ]

@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "previous_trace"]
+__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "scan_future", "previous_trace"]
 
 TRACE_MODES = ("all-to-all", "nearest")
 
@@ -93,10 +93,11 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
     flat = spikes.reshape(steps, -1)
     carry = trace.reshape(-1)
     if flat.shape[1] > _BLOCKED_MAX_WIDTH or steps < 2 * _BLOCK:
-        out = flat.clone()
-        out[0].add_(carry, alpha=decay)
-        for t in range(1, steps):
-            out[t].add_(out[t - 1], alpha=decay)
+        out = torch.empty_like(flat)
+        prev = carry
+        for t in range(steps):
+            torch.add(flat[t], prev, alpha=decay, out=out[t])
+            prev = out[t]
         return out.view(spikes.shape)
     blocks = -(-steps // _BLOCK)
     length = min(_BLOCK, steps)
@@ -112,6 +113,40 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
         local[k].addr_(carry_decay, carry)
         carry = local[k, -1]
     return local.view(blocks * length, -1)[:steps].view(spikes.shape)
+
+
+@torch.no_grad()
+def scan_future(spikes: Tensor, decay: float, include_current: bool = False) -> Tensor:
+    r"""All-to-all trace of the *later* spikes of a chunk, seen from each step:
+    :math:`\sum_{t' > t} d^{t'-t} s_{t'}` (``t' >= t`` with ``include_current``).
+
+    The time-reversed counterpart of :func:`scan_trace` (starting from zero at the end of
+    the chunk): depression of pair STDP can read it at the post spikes, so potentiation
+    and depression share one event index.
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[1.0], [0.0], [1.0]])
+        >>> scan_future(s, 0.5).flatten()
+        tensor([0.2500, 0.5000, 0.0000])
+    """
+    steps = spikes.shape[0]
+    flat = spikes.reshape(steps, -1)
+    if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
+        out = scan_trace(flat.flip(0), torch.zeros_like(flat[0]), decay).flip(0)
+        if not include_current:
+            out.sub_(flat)
+        return out.view(spikes.shape)
+    out = torch.empty_like(flat)
+    if include_current:
+        out[steps - 1].copy_(flat[steps - 1])
+        for t in range(steps - 2, -1, -1):
+            torch.add(flat[t], out[t + 1], alpha=decay, out=out[t])
+    else:
+        out[steps - 1].zero_()
+        for t in range(steps - 2, -1, -1):
+            torch.add(out[t + 1], flat[t + 1], out=out[t]).mul_(decay)
+    return out.view(spikes.shape)
 
 
 def previous_trace(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from ..accumulator import Accumulator
-from ..functional.correlate import KERNELS, choose_kernel, spike_index
+from ..functional.correlate import KERNELS, choose_kernel
 from ..functional.stdp import COINCIDENT
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import output_spikes, synapse_adapter
@@ -185,10 +185,19 @@ class PlasticityRule(nn.Module):
         raise NotImplementedError
 
     def _run(
-        self, pre: Tensor, post: Tensor, state: tuple[Tensor, ...]
+        self,
+        pre: Tensor,
+        post: Tensor,
+        state: tuple[Tensor, ...],
+        correlate: Callable[..., Tensor],
+        kernels: dict[str, str],
     ) -> tuple[Tensor, Tensor, tuple]:
-        """The rule's kernel on one chunk: ``(pos, neg, new_state)``."""
+        """The rule's kernel on one chunk: ``(pos, neg, new_state)``; ``kernels`` says
+        which spike operands run event-driven."""
         raise NotImplementedError
+
+    #: whether the presynaptic spike count is needed to choose a kernel for the pre side
+    _needs_pre_kernel = True
 
     def _decay(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
@@ -280,22 +289,27 @@ class PlasticityRule(nn.Module):
 
     # ---------------------------------------------------------------------- compute
 
-    def _inspect(self, spikes: Tensor, what: str) -> tuple[str, tuple[Tensor, Tensor, Tensor] | None]:
-        """Kernel choice and event index for one side of a chunk; checks the spike policy.
-
-        One pass makes the non-zero mask; its count picks the kernel and checks the binary
-        policy; the event-driven kernel's index reuses it.
-        """
-        mask = spikes != 0
-        nnz = int(torch.count_nonzero(mask))
-        kernel = choose_kernel(self.kernel, spikes, nnz)
-        if self.spikes == "binary" and nnz and int(torch.count_nonzero(spikes == 1)) != nnz:
-            raise ValueError(
-                f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
-                "use graded values as spike amplitudes"
-            )
-        index = spike_index(spikes, mask) if kernel == "sparse" and spikes.ndim == 3 else None
-        return kernel, index
+    def _inspect(self, spikes: Tensor, what: str, need_count: bool = True) -> str:
+        """Kernel choice for one side of a chunk (``"dense"``/``"sparse"``); checks the
+        ``spikes`` policy on the way. Read-only passes: no temporaries."""
+        binary = self.spikes == "binary"
+        if not (need_count or binary):
+            return "dense"
+        nnz = int(torch.count_nonzero(spikes))
+        if binary and nnz:
+            lo, hi = torch.aminmax(spikes)
+            # values in [0, 1] sum to the count of non-zeros iff every non-zero is 1; the
+            # float32 sum of 0/1 is exact below 2**24 elements
+            if spikes.dtype == torch.float64 or spikes.numel() < 2**24:
+                ok = bool((lo >= 0) & (hi <= 1) & (spikes.sum() == nnz))
+            else:
+                ok = int(torch.count_nonzero(spikes == 1)) == nnz
+            if not ok:
+                raise ValueError(
+                    f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
+                    "use graded values as spike amplitudes"
+                )
+        return choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"
 
     @torch.no_grad()
     def flush(self) -> None:
@@ -311,7 +325,10 @@ class PlasticityRule(nn.Module):
         bounds = [(a, min(n, a + self.chunk_size)) for a in range(0, n, self.chunk_size)]
         try:
             info = [
-                (self._inspect(pre[a:b], "the synapse's input spikes"), self._inspect(post[a:b], "the neuron's output spikes"))
+                (
+                    self._inspect(pre[a:b], "the synapse's input spikes", self._needs_pre_kernel),
+                    self._inspect(post[a:b], "the neuron's output spikes"),
+                )
                 for a, b in bounds
             ]
         except ValueError:
@@ -325,9 +342,10 @@ class PlasticityRule(nn.Module):
         elif state[0].device != w.device or state[0].dtype != w.dtype:
             state = tuple(s.to(device=w.device, dtype=w.dtype) for s in state)
         binary = self.spikes == "binary"
-        for ((k_pre, i_pre), (k_post, i_post)), (start, stop) in zip(info, bounds, strict=True):
-            correlate = self._adapter.correlate({"pre": k_pre, "post": k_post}, binary, {"pre": i_pre, "post": i_post})
-            pos, neg, state = self._run(pre[start:stop], post[start:stop], state, correlate)
+        for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
+            kernels = {"pre": k_pre, "post": k_post}
+            correlate = self._adapter.correlate(kernels, binary)
+            pos, neg, state = self._run(pre[start:stop], post[start:stop], state, correlate, kernels)
             self.accumulator.pos = pos
             self.accumulator.neg = neg
         self._state = tuple(state)
