@@ -1,6 +1,14 @@
 """Pure kernels: trace scans, dense/conv correlation, rule math (no modules, no hooks)."""
 
-from .correlate import KERNELS, SPARSE_DENSITY, conv_correlate, dense_correlate
+from .correlate import (
+    KERNELS,
+    SPARSE_DENSITY,
+    choose_kernel,
+    conv_correlate,
+    dense_correlate,
+    event_sum,
+    spike_index,
+)
 from .stdp import (
     COINCIDENT,
     PairParams,
@@ -11,7 +19,14 @@ from .stdp import (
     pair_stdp_post_events,
     triplet_stdp,
 )
-from .traces import TRACE_MODES, decay_factor, previous_trace, scan_future, scan_trace
+from .traces import (
+    TRACE_MODES,
+    decay_factor,
+    previous_trace,
+    scan_future,
+    scan_future_padded,
+    scan_trace,
+)
 
 __all__ = [
     "KERNELS",
@@ -22,13 +37,17 @@ __all__ = [
     "PairState",
     "TripletParams",
     "TripletState",
+    "choose_kernel",
     "conv_correlate",
+    "event_sum",
+    "spike_index",
     "dense_correlate",
     "decay_factor",
     "pair_stdp",
     "pair_stdp_post_events",
     "previous_trace",
     "scan_future",
+    "scan_future_padded",
     "scan_trace",
     "triplet_stdp",
 ]

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dense_correlate", "conv_correlate", "choose_kernel", "spike_index", "KERNELS", "SPARSE_DENSITY"]
+__all__ = ["dense_correlate", "conv_correlate", "choose_kernel", "spike_index", "event_sum", "KERNELS", "SPARSE_DENSITY"]
 
 KERNELS = ("auto", "dense", "sparse")
 #: below this fraction of non-zeros, ``kernel="auto"`` runs the event-driven path (CPU)
@@ -47,6 +47,31 @@ def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Ten
     return rows, offsets, neurons
 
 
+@torch.no_grad()
+def event_sum(
+    index: tuple[Tensor, Tensor, Tensor], table: Tensor, row_shift: int = 0, weights: Tensor | None = None
+) -> Tensor:
+    """For each neuron ``n`` of a :func:`spike_index`: the sum of ``table[r + row_shift]``
+    over the rows ``r`` where it fired (times ``weights`` per event, if given): ``[N, M]``.
+
+    ``table`` is ``[R', M]``; ``row_shift`` reads a later row (e.g. one step later).
+    float32/16 run through :func:`torch.nn.functional.embedding_bag`, float64 through a
+    CSR matrix product.
+    """
+    rows, offsets, neurons = index
+    if row_shift:
+        rows = rows + row_shift
+    if table.dtype in (torch.float32, torch.float16, torch.bfloat16):
+        return F.embedding_bag(rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights)
+    if weights is None:
+        weights = torch.ones(rows.numel(), dtype=table.dtype, device=table.device)
+    crow = torch.cat([offsets, offsets.new_tensor([rows.numel()])])
+    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+        warnings.simplefilter("ignore", UserWarning)
+        matrix = torch.sparse_csr_tensor(crow, rows, weights, size=(offsets.numel(), table.shape[0]))
+        return torch.sparse.mm(matrix, table)
+
+
 def _event_correlate(
     spikes: Tensor, dense: Tensor, weighted: bool = True, index: tuple[Tensor, Tensor, Tensor] | None = None
 ) -> Tensor:
@@ -56,17 +81,9 @@ def _event_correlate(
     skips reading their values; ``index`` is :func:`spike_index` of a tensor with the same
     non-zero pattern, if already computed.
     """
-    rows, offsets, neurons = spike_index(spikes) if index is None else index
-    weights = spikes[rows, neurons] if weighted else None
-    if dense.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        return F.embedding_bag(rows, dense.contiguous(), offsets, mode="sum", per_sample_weights=weights)
-    if weights is None:
-        weights = torch.ones(rows.numel(), dtype=dense.dtype, device=dense.device)
-    crow = torch.cat([offsets, offsets.new_tensor([rows.numel()])])
-    with warnings.catch_warnings():  # "sparse CSR support is in beta state"
-        warnings.simplefilter("ignore", UserWarning)
-        matrix = torch.sparse_csr_tensor(crow, rows, weights, size=(spikes.shape[1], spikes.shape[0]))
-        return torch.sparse.mm(matrix, dense)
+    index = spike_index(spikes) if index is None else index
+    weights = spikes[index[0], index[2]] if weighted else None
+    return event_sum(index, dense, 0, weights)
 
 
 def choose_kernel(kernel: str, spikes: Tensor, nnz: int | None = None) -> str:

@@ -37,7 +37,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .traces import previous_trace, scan_future, scan_trace
+from .correlate import event_sum, spike_index
+from .traces import previous_trace, scan_future_padded, scan_trace
 
 __all__ = [
     "PairParams",
@@ -137,35 +138,49 @@ def pair_stdp(
     return pos, neg, new_state
 
 
-def pair_stdp_post_events(pre: Tensor, post: Tensor, state: PairState, params: PairParams, correlate: Correlate):
-    r"""All-to-all pair STDP where both components are read at the post spikes.
+def pair_stdp_post_events(
+    pre: Tensor,
+    post: Tensor,
+    state: PairState,
+    params: PairParams,
+    post_index: tuple[Tensor, Tensor, Tensor] | None = None,
+):
+    r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
     Potentiation reads the presynaptic trace at each post spike; depression reads the
-    *future* presynaptic trace (:func:`~plasticity.functional.traces.scan_future`, decay
-    :math:`\tau_-`) at each post spike, plus the pairs of this chunk's pre spikes with
-    post spikes of earlier chunks (a rank-B term from the carried postsynaptic trace).
-    The same numbers as :func:`pair_stdp` (all-to-all only: nearest-spike traces are not
-    linear), with one event index (the post spikes) instead of two.
+    *future* presynaptic trace (decay :math:`\tau_-`) at each post spike, plus the pairs
+    of this chunk's pre spikes with post spikes of earlier chunks (a rank-B term from the
+    carried postsynaptic trace). The same numbers as :func:`pair_stdp` (all-to-all only:
+    nearest-spike traces are not linear), with one event index, the post spikes
+    (:func:`~plasticity.functional.correlate.spike_index`), instead of a GEMM per side.
+
+    Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
     """
     if params.trace != "all-to-all":
         raise ValueError("pair_stdp_post_events needs trace='all-to-all'")
+    steps, batch, n_in = pre.shape
     coincident = params.coincident
-    steps = pre.shape[0]
+    index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
     x = scan_trace(pre, state.x_pre, params.decay_plus)
     x_last = x[-1].clone()
-    x_used = x if coincident in ("ltp", "both") else x.sub_(pre)
-    pos = correlate(post, x_used, "post", False)
-    del x, x_used
-    future = scan_future(pre, params.decay_minus, include_current=coincident == "both")
-    neg = correlate(post, future, "post", False)
+    if coincident == "none":
+        x.sub_(pre)
+    pos = event_sum(index, x.view(steps * batch, n_in))
+    del x
+    future = scan_future_padded(pre, params.decay_minus).view((steps + 1) * batch, n_in)
+    if coincident == "both":  # pre spikes at or after each post spike
+        neg = event_sum(index, future)
+    else:  # strictly after: the inclusive trace one step later, decayed once
+        neg = event_sum(index, future, row_shift=batch).mul_(params.decay_minus)
     del future
     powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
         torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
     )
     # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
-    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
-    neg.add_(state.y_post.reshape(state.y_post.shape[0], -1).t() @ pre_seen.reshape(pre_seen.shape[0], -1))
-    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1).add_(state.y_post, alpha=float(powers[-1]))
+    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, N_in]: sum_t d^(t+1) pre[t]
+    neg.addmm_(state.y_post.t(), pre_seen)
+    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
+    y_last.add_(state.y_post, alpha=float(powers[-1]))
     pos.mul_(params.a_plus * params.scale)
     neg.mul_(params.a_minus * params.scale)
     return pos, neg, PairState(x_last, y_last)

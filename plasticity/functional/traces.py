@@ -18,7 +18,7 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "scan_future", "previous_trace"]
+__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "scan_future", "scan_future_padded", "previous_trace"]
 
 TRACE_MODES = ("all-to-all", "nearest")
 
@@ -116,6 +116,21 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
 
 
 @torch.no_grad()
+def scan_future_padded(spikes: Tensor, decay: float) -> Tensor:
+    r"""Inclusive future trace :math:`F_t = s_t + d\,F_{t+1}` with a zero step appended:
+    ``[T + 1, *S]``, ``F[T] = 0``. The exclusive future trace is ``d * F[t + 1]``."""
+    steps = spikes.shape[0]
+    flat = spikes.reshape(steps, -1)
+    out = flat.new_empty((steps + 1, flat.shape[1]))
+    out[steps].zero_()
+    if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
+        out[:steps] = scan_trace(flat.flip(0), out[steps], decay).flip(0)
+    else:
+        for t in range(steps - 1, -1, -1):
+            torch.add(flat[t], out[t + 1], alpha=decay, out=out[t])
+    return out.view(steps + 1, *spikes.shape[1:])
+
+
 def scan_future(spikes: Tensor, decay: float, include_current: bool = False) -> Tensor:
     r"""All-to-all trace of the *later* spikes of a chunk, seen from each step:
     :math:`\sum_{t' > t} d^{t'-t} s_{t'}` (``t' >= t`` with ``include_current``).
@@ -129,24 +144,11 @@ def scan_future(spikes: Tensor, decay: float, include_current: bool = False) -> 
         >>> s = torch.tensor([[1.0], [0.0], [1.0]])
         >>> scan_future(s, 0.5).flatten()
         tensor([0.2500, 0.5000, 0.0000])
+        >>> scan_future(s, 0.5, include_current=True).flatten()
+        tensor([1.2500, 0.5000, 1.0000])
     """
-    steps = spikes.shape[0]
-    flat = spikes.reshape(steps, -1)
-    if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
-        out = scan_trace(flat.flip(0), torch.zeros_like(flat[0]), decay).flip(0)
-        if not include_current:
-            out.sub_(flat)
-        return out.view(spikes.shape)
-    out = torch.empty_like(flat)
-    if include_current:
-        out[steps - 1].copy_(flat[steps - 1])
-        for t in range(steps - 2, -1, -1):
-            torch.add(flat[t], out[t + 1], alpha=decay, out=out[t])
-    else:
-        out[steps - 1].zero_()
-        for t in range(steps - 2, -1, -1):
-            torch.add(out[t + 1], flat[t + 1], out=out[t]).mul_(decay)
-    return out.view(spikes.shape)
+    padded = scan_future_padded(spikes, decay)
+    return padded[:-1].clone() if include_current else padded[1:].mul(decay)
 
 
 def previous_trace(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
