@@ -37,6 +37,24 @@ import plasticity as pl
 A_PLUS, A_MINUS, TAU = 1e-2, 1.05e-2, 20.0
 
 
+def pin_allocator() -> bool:
+    """Makes glibc keep freed memory (no mmap/munmap per large temporary).
+
+    Otherwise a method's time depends on the allocator's history: glibc raises its mmap
+    threshold after large frees, so the same per-step temporaries are either reused or
+    page-faulted anew (seen here: snnTorch's learner 72 ms or 540 ms for the same work).
+    Pinning applies to every method alike. Returns whether it was applied (glibc only).
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
+    except (OSError, AttributeError):
+        return False
+
+
 def interleaved(methods: dict, repeats: int, once: set[str] = frozenset()) -> dict[str, float]:
     """Minimum time of each method; the methods take turns in every repeat so that drift
     of a shared machine hits all of them alike. Methods in ``once`` run in the first
@@ -166,11 +184,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=None, help="folder for stdp_dense.md / .json")
     args = parser.parse_args(argv)
+    pinned = pin_allocator()
 
     rows = []
     header = (
         f"Dense pair STDP, {args.n_in} inputs, {args.rate:.0%} spikes, T = {args.steps}; "
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}\n\n"
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
+        f"{', glibc mmap threshold pinned' if pinned else ''}\n\n"
         "| N_out | B | post rate | forward (ms) | ours, hooks (ms) | ours, observe (ms) | snnTorch learner (ms) | per-step addmm_ (ms) "
         "| snnTorch / ours | per-step / ours | ours / forward |\n|---|---|---|---|---|---|---|---|---|---|---|"
     )

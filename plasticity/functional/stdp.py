@@ -138,12 +138,24 @@ def pair_stdp(
     return pos, neg, new_state
 
 
+def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int) -> Tensor | None:
+    """A reusable ``[steps, *like.shape[1:]]`` buffer from ``workspace`` (None: allocate)."""
+    if workspace is None:
+        return None
+    shape = (steps, *like.shape[1:])
+    buf = workspace.get(name)
+    if buf is None or buf.numel() < like[0].numel() * steps or buf.dtype != like.dtype or buf.device != like.device:
+        buf = workspace[name] = like.new_empty(shape)
+    return buf.view(-1)[: like[0].numel() * steps].view(shape)
+
+
 def pair_stdp_post_events(
     pre: Tensor,
     post: Tensor,
     state: PairState,
     params: PairParams,
     post_index: tuple[Tensor, Tensor, Tensor] | None = None,
+    workspace: dict[str, Tensor] | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -155,19 +167,21 @@ def pair_stdp_post_events(
     (:func:`~plasticity.functional.correlate.spike_index`), instead of a GEMM per side.
 
     Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
+    ``workspace``: a dict the caller keeps between chunks; trace buffers are reused from it.
     """
     if params.trace != "all-to-all":
         raise ValueError("pair_stdp_post_events needs trace='all-to-all'")
     steps, batch, n_in = pre.shape
     coincident = params.coincident
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
-    x = scan_trace(pre, state.x_pre, params.decay_plus)
+    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
     x_last = x[-1].clone()
     if coincident == "none":
         x.sub_(pre)
     pos = event_sum(index, x.view(steps * batch, n_in))
     del x
-    future = scan_future_padded(pre, params.decay_minus).view((steps + 1) * batch, n_in)
+    future = scan_future_padded(pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1))
+    future = future.view((steps + 1) * batch, n_in)
     if coincident == "both":  # pre spikes at or after each post spike
         neg = event_sum(index, future)
     else:  # strictly after: the inclusive trace one step later, decayed once

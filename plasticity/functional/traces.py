@@ -54,7 +54,9 @@ def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all") -> Tensor:
+def scan_trace(
+    spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all", out: Tensor | None = None
+) -> Tensor:
     """Traces after each step, each including that step's spikes.
 
     Args:
@@ -62,6 +64,8 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
         trace: ``[*S]`` trace before the first step.
         decay: per-step decay factor (see :func:`decay_factor`).
         mode: ``"all-to-all"`` or ``"nearest"``.
+        out: optional buffer with ``spikes``' number of elements to write into (reusing
+            memory across chunks avoids page faults on large chunks).
 
     Returns:
         ``[T, *S]`` traces; the last one is the state to carry to the next chunk.
@@ -82,8 +86,10 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
     if mode not in TRACE_MODES:
         raise ValueError(f"`trace` must be one of {TRACE_MODES}, got {mode!r}")
     steps = spikes.shape[0]
+    if out is not None:
+        out = out.view(spikes.shape)
     if mode == "nearest":
-        out = torch.empty_like(spikes)
+        out = torch.empty_like(spikes) if out is None else out
         prev = trace
         for t in range(steps):
             s = spikes[t]
@@ -93,7 +99,7 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
     flat = spikes.reshape(steps, -1)
     carry = trace.reshape(-1)
     if flat.shape[1] > _BLOCKED_MAX_WIDTH or steps < 2 * _BLOCK:
-        out = torch.empty_like(flat)
+        out = torch.empty_like(flat) if out is None else out.view(flat.shape)
         prev = carry
         for t in range(steps):
             torch.add(flat[t], prev, alpha=decay, out=out[t])
@@ -116,12 +122,13 @@ def scan_trace(spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-
 
 
 @torch.no_grad()
-def scan_future_padded(spikes: Tensor, decay: float) -> Tensor:
+def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) -> Tensor:
     r"""Inclusive future trace :math:`F_t = s_t + d\,F_{t+1}` with a zero step appended:
-    ``[T + 1, *S]``, ``F[T] = 0``. The exclusive future trace is ``d * F[t + 1]``."""
+    ``[T + 1, *S]``, ``F[T] = 0``. The exclusive future trace is ``d * F[t + 1]``.
+    ``out``: optional buffer of ``(T + 1) * prod(S)`` elements to write into."""
     steps = spikes.shape[0]
     flat = spikes.reshape(steps, -1)
-    out = flat.new_empty((steps + 1, flat.shape[1]))
+    out = flat.new_empty((steps + 1, flat.shape[1])) if out is None else out.view(steps + 1, flat.shape[1])
     out[steps].zero_()
     if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
         out[:steps] = scan_trace(flat.flip(0), out[steps], decay).flip(0)

@@ -173,6 +173,7 @@ class PlasticityRule(nn.Module):
         self._pre_spatial: tuple[int, ...] | None = None
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
+        self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
         self._handles = [
             synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
             neuron.register_forward_hook(self._on_post),
@@ -406,6 +407,7 @@ class PlasticityRule(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
+        d["_workspace"] = {}  # scratch memory, not state
         return d
 
     def attach(self) -> None:

@@ -122,7 +122,7 @@ class STDP(PlasticityRule):
 
     def _run(self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels) -> tuple[Tensor, Tensor, PairState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
-            return pair_stdp_post_events(pre, post, PairState(*state), self.params)
+            return pair_stdp_post_events(pre, post, PairState(*state), self.params, workspace=self._workspace)
         return pair_stdp(pre, post, PairState(*state), self.params, correlate)
 
 
