@@ -50,7 +50,9 @@ def pin_allocator() -> bool:
 
         libc = ctypes.CDLL("libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, 1 << 31))
+        return bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(
+            libc.mallopt(m_trim_threshold, 1 << 31)
+        )
     except (OSError, AttributeError):
         return False
 
@@ -119,7 +121,9 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
     decay = math.exp(-1.0 / TAU)
     out: dict[str, float] = {"post_rate": output_rate(fc, x)}
 
-    rule = pl.STDP(fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU, chunk_size=steps)
+    rule = pl.STDP(
+        fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU, chunk_size=steps
+    )
 
     def forward():
         rule.eval()  # attached but idle: the plain forward pass
@@ -133,7 +137,15 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
         fc.weight.grad = None
 
     fc2 = nn.Linear(n_in, n_out, bias=False)
-    kernel_rule = pl.STDP(fc2, snn.Leaky(beta=0.9), a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU, chunk_size=steps)
+    kernel_rule = pl.STDP(
+        fc2,
+        snn.Leaky(beta=0.9),
+        a_plus=A_PLUS,
+        a_minus=A_MINUS,
+        tau_plus=TAU,
+        tau_minus=TAU,
+        chunk_size=steps,
+    )
 
     def observe():
         kernel_rule.observe(x, post)
@@ -145,7 +157,9 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
         trace_pre = trace_post = None
         fc3 = nn.Linear(n_in, n_out, bias=False)
         for t in range(steps):
-            trace_pre, trace_post, dw = stdp_linear_single_step(fc3, x[t], post[t], trace_pre, trace_post, TAU, TAU)
+            trace_pre, trace_post, dw = stdp_linear_single_step(
+                fc3, x[t], post[t], trace_pre, trace_post, TAU, TAU
+            )
             fc3.weight.data.add_(dw, alpha=A_PLUS)
 
     w = torch.zeros(n_out, n_in)

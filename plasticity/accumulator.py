@@ -226,7 +226,11 @@ class Accumulator(nn.Module):
             v = v.to(torch.get_default_dtype())
         # a sum is finite when every element is (one cheap reduction); only a non-finite
         # sum (NaN/inf, or overflow of large finite values) needs the exact check
-        if self.check_finite and not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
+        if (
+            self.check_finite
+            and not bool(torch.isfinite(v.sum()))
+            and not bool(torch.isfinite(v).all())
+        ):
             raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
         mode = self._mode
         if mode == "custom":

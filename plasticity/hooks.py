@@ -54,7 +54,9 @@ class SynapseAdapter:
         """The neuron's spikes as ``[T, B, *out]``; checked against the synapse's output."""
         raise NotImplementedError
 
-    def correlate(self, kernels: dict[str, str], binary: bool, indices: dict | None = None) -> Callable[..., Tensor]:
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
+    ) -> Callable[..., Tensor]:
         """The correlation of this synapse; ``kernels`` maps the spike operand ("post"/"pre")
         to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1;
         ``indices``: precomputed :func:`~plasticity.functional.correlate.spike_index` per side."""
@@ -94,13 +96,22 @@ class DenseSynapse(SynapseAdapter):
             )
         return _blocks(s, 1, "the neuron's spikes", f"[B, {self.n_out}] or [T, B, {self.n_out}]")
 
-    def correlate(self, kernels: dict[str, str], binary: bool, indices: dict | None = None) -> Callable[..., Tensor]:
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
+    ) -> Callable[..., Tensor]:
         indices = indices or {}
 
-        def run(post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True) -> Tensor:
+        def run(
+            post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
+        ) -> Tensor:
             kernel = kernels.get(sparse, "dense") if sparse else "dense"
             return dense_correlate(
-                post_side, pre_side, sparse, weighted or not binary, kernel=kernel, index=indices.get(sparse)
+                post_side,
+                pre_side,
+                sparse,
+                weighted or not binary,
+                kernel=kernel,
+                index=indices.get(sparse),
             )
 
         return run
@@ -161,10 +172,14 @@ class ConvSynapse(SynapseAdapter):
                 )
         return block
 
-    def correlate(self, kernels: dict[str, str], binary: bool, indices: dict | None = None) -> Callable[..., Tensor]:
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
+    ) -> Callable[..., Tensor]:
         m = self.module
 
-        def run(post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True) -> Tensor:
+        def run(
+            post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
+        ) -> Tensor:
             return conv_correlate(
                 post_side,
                 pre_side,

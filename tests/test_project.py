@@ -56,3 +56,33 @@ def test_demo_cli(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "mean weight, correlated inputs" in out and "weight_trajectories.png" in out
     assert (tmp_path / "weight_histogram.png").exists()
+
+
+def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stdp_dense
+    finally:
+        sys.path.pop(0)
+    rows = stdp_dense.main(
+        [
+            "--n-in",
+            "32",
+            "--n-out",
+            "8",
+            "--batch",
+            "2",
+            "--steps",
+            "20",
+            "--repeats",
+            "1",
+            "--out",
+            str(tmp_path),
+        ]
+    )
+    assert len(rows) == 1 and rows[0]["n_out"] == 8
+    for key in ("forward", "ours (hooks)", "ours (observe)", "snntorch", "per-step"):
+        assert rows[0][key] > 0
+    assert (tmp_path / "stdp_dense.md").read_text().count("\n") >= 3

@@ -79,7 +79,12 @@ def check(rule, expected, tol=1e-9):
 @pytest.mark.parametrize("kernel", ["auto", "sparse"])
 def test_dense_rule_equals_pair_sums(kind, trace, coincident, reduction, kernel):
     rule, pre, post = run_dense(
-        kind, trace=trace, coincident=coincident, batch_reduction=reduction, chunk_size=16, kernel=kernel
+        kind,
+        trace=trace,
+        coincident=coincident,
+        batch_reduction=reduction,
+        chunk_size=16,
+        kernel=kernel,
     )
     ref = dense_reference(
         pre,
@@ -180,6 +185,9 @@ CONV_CASES = [
     (2, 1, "same", 1, 1, "zeros"),
     (2, 1, 1, 1, 1, "reflect"),
     (2, 1, 1, 1, 1, "circular"),
+    (2, 1, 1, 1, 1, "replicate"),
+    (1, 1, "valid", 1, 1, "zeros"),
+    (1, 1, "same", 2, 2, "reflect"),
 ]
 
 

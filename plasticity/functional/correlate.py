@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["dense_correlate", "conv_correlate", "choose_kernel", "spike_index", "event_sum", "KERNELS", "SPARSE_DENSITY"]
+__all__ = [
+    "dense_correlate",
+    "conv_correlate",
+    "choose_kernel",
+    "spike_index",
+    "event_sum",
+    "KERNELS",
+    "SPARSE_DENSITY",
+]
 
 KERNELS = ("auto", "dense", "sparse")
 #: below this fraction of non-zeros, ``kernel="auto"`` runs the event-driven path (CPU)
@@ -49,7 +57,10 @@ def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Ten
 
 @torch.no_grad()
 def event_sum(
-    index: tuple[Tensor, Tensor, Tensor], table: Tensor, row_shift: int = 0, weights: Tensor | None = None
+    index: tuple[Tensor, Tensor, Tensor],
+    table: Tensor,
+    row_shift: int = 0,
+    weights: Tensor | None = None,
 ) -> Tensor:
     """For each neuron ``n`` of a :func:`spike_index`: the sum of ``table[r + row_shift]``
     over the rows ``r`` where it fired (times ``weights`` per event, if given): ``[N, M]``.
@@ -62,18 +73,25 @@ def event_sum(
     if row_shift:
         rows = rows + row_shift
     if table.dtype in (torch.float32, torch.float16, torch.bfloat16):
-        return F.embedding_bag(rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights)
+        return F.embedding_bag(
+            rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights
+        )
     if weights is None:
         weights = torch.ones(rows.numel(), dtype=table.dtype, device=table.device)
     crow = torch.cat([offsets, offsets.new_tensor([rows.numel()])])
     with warnings.catch_warnings():  # "sparse CSR support is in beta state"
         warnings.simplefilter("ignore", UserWarning)
-        matrix = torch.sparse_csr_tensor(crow, rows, weights, size=(offsets.numel(), table.shape[0]))
+        matrix = torch.sparse_csr_tensor(
+            crow, rows, weights, size=(offsets.numel(), table.shape[0])
+        )
         return torch.sparse.mm(matrix, table)
 
 
 def _event_correlate(
-    spikes: Tensor, dense: Tensor, weighted: bool = True, index: tuple[Tensor, Tensor, Tensor] | None = None
+    spikes: Tensor,
+    dense: Tensor,
+    weighted: bool = True,
+    index: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> Tensor:
     """``spikesᵀ @ dense`` touching only the non-zeros of ``spikes`` (``[R, N]``).
 
@@ -92,7 +110,11 @@ def choose_kernel(kernel: str, spikes: Tensor, nnz: int | None = None) -> str:
     :data:`SPARSE_DENSITY` activity (``nnz``: the non-zeros, if already counted)."""
     if kernel != "auto":
         return kernel
-    if spikes.device.type != "cpu" or spikes.dtype == torch.float64 or spikes.numel() < _SPARSE_MIN_ELEMENTS:
+    if (
+        spikes.device.type != "cpu"
+        or spikes.dtype == torch.float64
+        or spikes.numel() < _SPARSE_MIN_ELEMENTS
+    ):
         return "dense"
     if nnz is None:
         nnz = int(torch.count_nonzero(spikes))

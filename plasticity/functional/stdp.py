@@ -138,13 +138,20 @@ def pair_stdp(
     return pos, neg, new_state
 
 
-def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int) -> Tensor | None:
+def _buffer(
+    workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int
+) -> Tensor | None:
     """A reusable ``[steps, *like.shape[1:]]`` buffer from ``workspace`` (None: allocate)."""
     if workspace is None:
         return None
     shape = (steps, *like.shape[1:])
     buf = workspace.get(name)
-    if buf is None or buf.numel() < like[0].numel() * steps or buf.dtype != like.dtype or buf.device != like.device:
+    if (
+        buf is None
+        or buf.numel() < like[0].numel() * steps
+        or buf.dtype != like.dtype
+        or buf.device != like.device
+    ):
         buf = workspace[name] = like.new_empty(shape)
     return buf.view(-1)[: like[0].numel() * steps].view(shape)
 
@@ -180,7 +187,9 @@ def pair_stdp_post_events(
         x.sub_(pre)
     pos = event_sum(index, x.view(steps * batch, n_in))
     del x
-    future = scan_future_padded(pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1))
+    future = scan_future_padded(
+        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+    )
     future = future.view((steps + 1) * batch, n_in)
     if coincident == "both":  # pre spikes at or after each post spike
         neg = event_sum(index, future)

@@ -18,7 +18,14 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["TRACE_MODES", "decay_factor", "scan_trace", "scan_future", "scan_future_padded", "previous_trace"]
+__all__ = [
+    "TRACE_MODES",
+    "decay_factor",
+    "scan_trace",
+    "scan_future",
+    "scan_future_padded",
+    "previous_trace",
+]
 
 TRACE_MODES = ("all-to-all", "nearest")
 
@@ -50,7 +57,9 @@ def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
     """``M[i, j] = decay**(i - j)`` for ``i >= j`` else 0 (``[length, length]``)."""
     idx = torch.arange(length, device=like.device)
     lag = (idx[:, None] - idx[None, :]).to(like.dtype)
-    return torch.where(lag >= 0, torch.full_like(lag, decay).pow(lag.clamp_min(0)), torch.zeros_like(lag))
+    return torch.where(
+        lag >= 0, torch.full_like(lag, decay).pow(lag.clamp_min(0)), torch.zeros_like(lag)
+    )
 
 
 @torch.no_grad()
@@ -128,7 +137,11 @@ def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) 
     ``out``: optional buffer of ``(T + 1) * prod(S)`` elements to write into."""
     steps = spikes.shape[0]
     flat = spikes.reshape(steps, -1)
-    out = flat.new_empty((steps + 1, flat.shape[1])) if out is None else out.view(steps + 1, flat.shape[1])
+    out = (
+        flat.new_empty((steps + 1, flat.shape[1]))
+        if out is None
+        else out.view(steps + 1, flat.shape[1])
+    )
     out[steps].zero_()
     if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
         out[:steps] = scan_trace(flat.flip(0), out[steps], decay).flip(0)

@@ -346,7 +346,9 @@ class PlasticityRule(nn.Module):
         for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
             kernels = {"pre": k_pre, "post": k_post}
             correlate = self._adapter.correlate(kernels, binary)
-            pos, neg, state = self._run(pre[start:stop], post[start:stop], state, correlate, kernels)
+            pos, neg, state = self._run(
+                pre[start:stop], post[start:stop], state, correlate, kernels
+            )
             self.accumulator.pos = pos
             self.accumulator.neg = neg
         self._state = tuple(state)

@@ -120,9 +120,13 @@ class STDP(PlasticityRule):
     def _needs_pre_kernel(self) -> bool:  # all-to-all reads both components at post spikes
         return self.trace != "all-to-all" or self.kernel == "dense"
 
-    def _run(self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels) -> tuple[Tensor, Tensor, PairState]:
+    def _run(
+        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels
+    ) -> tuple[Tensor, Tensor, PairState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
-            return pair_stdp_post_events(pre, post, PairState(*state), self.params, workspace=self._workspace)
+            return pair_stdp_post_events(
+                pre, post, PairState(*state), self.params, workspace=self._workspace
+            )
         return pair_stdp(pre, post, PairState(*state), self.params, correlate)
 
 
@@ -238,5 +242,7 @@ class TripletSTDP(PlasticityRule):
         zp, zq = torch.zeros_like(pre), torch.zeros_like(post)
         return TripletState(zp, zp.clone(), zq, zq.clone())
 
-    def _run(self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels) -> tuple[Tensor, Tensor, TripletState]:
+    def _run(
+        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels
+    ) -> tuple[Tensor, Tensor, TripletState]:
         return triplet_stdp(pre, post, TripletState(*state), self.params, correlate)

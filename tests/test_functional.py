@@ -1,0 +1,112 @@
+"""The pure kernels against explicit loops: trace scans, event sums, correlations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plasticity.functional import (
+    dense_correlate,
+    event_sum,
+    scan_future,
+    scan_future_padded,
+    scan_trace,
+    spike_index,
+)
+
+
+def loop_trace(s, x0, d, mode):
+    out, x = [], x0.clone()
+    for t in range(s.shape[0]):
+        x = torch.where(s[t] != 0, s[t], x * d) if mode == "nearest" else x * d + s[t]
+        out.append(x.clone())
+    return torch.stack(out)
+
+
+def loop_future(s, d, include_current):
+    T = s.shape[0]
+    out = torch.zeros_like(s)
+    for t in range(T):
+        for u in range(t if include_current else t + 1, T):
+            out[t] += d ** (u - t) * s[u]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["all-to-all", "nearest"])
+@pytest.mark.parametrize("steps, width", [(5, 3), (40, 7), (70, 5000), (33, 1), (64, 4096)])
+def test_scan_trace_equals_loop_on_every_code_path(mode, steps, width):
+    g = torch.Generator().manual_seed(steps + width)
+    s = (torch.rand(steps, width, generator=g, dtype=torch.float64) < 0.3).double()
+    x0 = torch.rand(width, generator=g, dtype=torch.float64)
+    d = math.exp(-1 / 7)
+    torch.testing.assert_close(
+        scan_trace(s, x0, d, mode), loop_trace(s, x0, d, mode), rtol=1e-12, atol=1e-12
+    )
+    out = torch.empty(steps * width, dtype=torch.float64)  # a reused buffer gives the same
+    torch.testing.assert_close(
+        scan_trace(s, x0, d, mode, out=out), loop_trace(s, x0, d, mode), rtol=1e-12, atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("include_current", [False, True])
+@pytest.mark.parametrize("steps, width", [(6, 2), (40, 3), (50, 5000)])
+def test_scan_future_equals_loop(include_current, steps, width):
+    g = torch.Generator().manual_seed(steps)
+    s = (torch.rand(steps, width, generator=g, dtype=torch.float64) < 0.3).double()
+    d = 0.8
+    torch.testing.assert_close(
+        scan_future(s, d, include_current),
+        loop_future(s, d, include_current),
+        rtol=1e-12,
+        atol=1e-12,
+    )
+    padded = scan_future_padded(s, d)
+    assert padded.shape[0] == steps + 1 and torch.all(padded[-1] == 0)
+
+
+@given(
+    rows=st.integers(1, 30),
+    neurons=st.integers(1, 6),
+    width=st.integers(1, 5),
+    shift=st.integers(0, 3),
+    seed=st.integers(0, 10_000),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_event_sum_equals_loop(rows, neurons, width, shift, seed, dtype):
+    g = torch.Generator().manual_seed(seed)
+    spikes = (torch.rand(rows, neurons, generator=g) < 0.3).to(dtype)
+    table = torch.rand(rows + shift, width, generator=g).to(dtype)
+    weights = torch.rand(rows, neurons, generator=g).to(dtype) * spikes
+    index = spike_index(spikes)
+    expected = torch.zeros(neurons, width, dtype=dtype)
+    weighted = torch.zeros(neurons, width, dtype=dtype)
+    for r in range(rows):
+        for n in range(neurons):
+            if spikes[r, n]:
+                expected[n] += table[r + shift]
+                weighted[n] += weights[r, n] * table[r + shift]
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(event_sum(index, table, shift), expected, rtol=tol, atol=tol)
+    w = weights[index[0], index[2]]
+    torch.testing.assert_close(event_sum(index, table, shift, w), weighted, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+@pytest.mark.parametrize("side", ["post", "pre"])
+def test_dense_correlate_kernels_equal_the_outer_product_sum(kernel, side):
+    g = torch.Generator().manual_seed(1)
+    post = (torch.rand(9, 3, 5, generator=g) < 0.3).double()
+    pre = (torch.rand(9, 3, 7, generator=g) < 0.3).double()
+    dense_post, dense_pre = (
+        torch.rand(9, 3, 5, generator=g, dtype=torch.float64),
+        torch.rand(9, 3, 7, generator=g, dtype=torch.float64),
+    )
+    a, b = (post, dense_pre) if side == "post" else (dense_post, pre)
+    expected = sum(a[t, k][:, None] * b[t, k][None, :] for t in range(9) for k in range(3))
+    torch.testing.assert_close(
+        dense_correlate(a, b, side, kernel=kernel), expected, rtol=1e-12, atol=1e-12
+    )
