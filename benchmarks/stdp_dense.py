@@ -121,9 +121,7 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
     decay = math.exp(-1.0 / TAU)
     out: dict[str, float] = {"post_rate": output_rate(fc, x)}
 
-    rule = pl.STDP(
-        fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU, chunk_size=steps
-    )
+    rule = pl.STDP(fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU)
 
     def forward():
         rule.eval()  # attached but idle: the plain forward pass
@@ -144,7 +142,6 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
         a_minus=A_MINUS,
         tau_plus=TAU,
         tau_minus=TAU,
-        chunk_size=steps,
     )
 
     def observe():

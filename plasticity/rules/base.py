@@ -133,7 +133,7 @@ class PlasticityRule(nn.Module):
         coincident: str = "ltp",
         batch_reduction: str = "mean",
         decay: str = "exact",
-        chunk_size: int = 128,
+        chunk_size: int | None = None,
         kernel: str = "auto",
         spikes: str = "binary",
         time_constants: dict[str, float] | None = None,
@@ -154,8 +154,12 @@ class PlasticityRule(nn.Module):
         _choice("decay", decay, ("exact", "euler"))
         _choice("kernel", kernel, KERNELS)
         _choice("spikes", spikes, SPIKE_POLICIES)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"`chunk_size` must be an int >= 1, got {chunk_size!r}")
+        if chunk_size is not None and (
+            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+        ):
+            raise ValueError(
+                f"`chunk_size` must be an int >= 1 or None (automatic), got {chunk_size!r}"
+            )
         for name, tau in (time_constants or {}).items():
             try:  # forward-Euler decay needs dt < tau
                 decay_factor(dt, check_positive(name, tau), decay)
@@ -199,6 +203,21 @@ class PlasticityRule(nn.Module):
 
     #: whether the presynaptic spike count is needed to choose a kernel for the pre side
     _needs_pre_kernel = True
+
+    #: automatic chunks hold about this many bytes of presynaptic spikes
+    CHUNK_BYTES = 1 << 24
+
+    @property
+    def chunk(self) -> int:
+        """Steps per chunk: ``chunk_size``, or (``None``) about 16 MB of presynaptic spikes
+        per chunk for the current batch, between 16 and 256 steps."""
+        if self.chunk_size is not None:
+            return self.chunk_size
+        data = self._pre.data
+        if data is None:
+            return 256
+        step_bytes = data[0].numel() * data.element_size()
+        return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     def _decay(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
@@ -269,8 +288,9 @@ class PlasticityRule(nn.Module):
     def _add(self, buffer: StepBuffer, block: Tensor) -> None:
         if self._batch is None:
             self._batch = block.shape[1]
-        buffer.append(block.detach(), self.weight, self.chunk_size)
-        if self._pre.n >= self.chunk_size and self._post.n >= self.chunk_size:
+        chunk = self.chunk
+        buffer.append(block.detach(), self.weight, chunk)
+        if self._pre.n >= chunk and self._post.n >= chunk:
             self.flush()
 
     @torch.no_grad()
@@ -285,36 +305,42 @@ class PlasticityRule(nn.Module):
                 f"{list(post_block.shape[:2])}; pass the same steps and samples"
             )
         self._check_batch(pre_block.shape[1])
-        self._pre.append(pre_block.detach(), self.weight, self.chunk_size)
+        self._pre.append(pre_block.detach(), self.weight, self.chunk)
         self._add(self._post, post_block)
 
     # ---------------------------------------------------------------------- compute
 
     def _inspect(self, spikes: Tensor, what: str, need_count: bool = True) -> str:
         """Kernel choice for one side of a chunk (``"dense"``/``"sparse"``); checks the
-        ``spikes`` policy on the way. Read-only passes: no temporaries."""
+        ``spikes`` policy on the way, with read-only reductions.
+
+        Binary check: with every value in [0, 1] (``aminmax``), the sum equals the sum of
+        squares exactly when every value is 0 or 1, since the sum of s(1 - s) is zero only
+        then; the sum is then the spike count. (Float32 sums of 0/1 are exact below 2**24.)
+        """
         binary = self.spikes == "binary"
         if not (need_count or binary):
             return "dense"
-        nnz = int(torch.count_nonzero(spikes))
-        if binary and nnz:
-            lo, hi = torch.aminmax(spikes)
-            # values in [0, 1] sum to the count of non-zeros iff every non-zero is 1; the
-            # float32 sum of 0/1 is exact below 2**24 elements
-            if spikes.dtype == torch.float64 or spikes.numel() < 2**24:
-                ok = bool((lo >= 0) & (hi <= 1) & (spikes.sum() == nnz))
-            else:
-                ok = int(torch.count_nonzero(spikes == 1)) == nnz
-            if not ok:
+        if binary:
+            flat = spikes.reshape(-1)
+            lo, hi = torch.aminmax(flat)
+            total = flat.sum()
+            squares = torch.dot(flat, flat)
+            if flat.numel() >= 2**24 and flat.dtype != torch.float64:
+                total, squares = flat.double().sum(), flat.double().square().sum()
+            if not bool((lo >= 0) & (hi <= 1) & (total == squares)):
                 raise ValueError(
                     f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
                     "use graded values as spike amplitudes"
                 )
+            nnz = int(total)
+        else:
+            nnz = int(torch.count_nonzero(spikes)) if need_count else 0
         return choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"
 
     @torch.no_grad()
     def flush(self) -> None:
-        """Runs the kernel on every paired buffered step (in chunks of ``chunk_size``).
+        """Runs the kernel on every paired buffered step (in chunks of :attr:`chunk` steps).
 
         Steps whose spikes break the ``spikes`` policy are discarded with a ``ValueError``;
         traces, accumulator and weights are then unchanged.
@@ -323,7 +349,8 @@ class PlasticityRule(nn.Module):
         if n == 0:
             return
         pre, post = self._pre.view(n), self._post.view(n)
-        bounds = [(a, min(n, a + self.chunk_size)) for a in range(0, n, self.chunk_size)]
+        chunk = self.chunk
+        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         try:
             info = [
                 (
@@ -403,7 +430,7 @@ class PlasticityRule(nn.Module):
         self._pre, self._post = StepBuffer(), StepBuffer()
         for buffer, saved in ((self._pre, state["pre"]), (self._post, state["post"])):
             if saved is not None:
-                buffer.append(saved, saved, self.chunk_size)
+                buffer.append(saved, saved, self.chunk)
         self._batch = state["batch"]
 
     def __getstate__(self) -> dict[str, Any]:

@@ -53,7 +53,8 @@ class STDP(PlasticityRule):
             batch size) or ``"sum"`` over the samples of a batch.
         decay: ``"exact"`` (:math:`e^{-dt/\tau}`, default) or ``"euler"``
             (:math:`1 - dt/\tau`, to reproduce SpikingJelly or snnTorch's learner).
-        chunk_size: steps buffered before the kernel runs (memory ``chunk_size·B·N``).
+        chunk_size: steps buffered before the kernel runs (memory ``chunk_size·B·N``);
+            ``None`` (default) picks about 16 MB of presynaptic spikes, 16 to 256 steps.
         kernel: ``"auto"``, ``"dense"`` or ``"sparse"`` (event-driven, CPU); same result.
         spikes: ``"binary"`` (default: other values are an error) or ``"graded"`` (values
             are used as spike amplitudes: traces add them, pairs weigh by their product).
