@@ -205,7 +205,9 @@ class Accumulator(nn.Module):
                 return self._lists[c][0]
         return None
 
-    def _append(self, which: str, value: Tensor | None) -> None:
+    def _append(self, which: str, value: Tensor | None, owned: bool = False) -> None:
+        """Appends to a component. ``owned=True`` (for rules) hands over a fresh tensor
+        nobody else holds: it may be kept without a copy."""
         if value is None:
             return
         if not isinstance(value, Tensor):
@@ -233,12 +235,15 @@ class Accumulator(nn.Module):
         ):
             raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
         mode = self._mode
+        keep = owned and v is value and v.is_contiguous() and not value.requires_grad
         if mode == "custom":
-            self._lists[which].append(v.clone(memory_format=torch.contiguous_format))
+            self._lists[which].append(v if keep else v.clone(memory_format=torch.contiguous_format))
         else:
             acc = self._buffers[f"{which}_acc"]
             if acc is None:
-                self._buffers[f"{which}_acc"] = v.clone(memory_format=torch.contiguous_format)
+                self._buffers[f"{which}_acc"] = (
+                    v if keep else v.clone(memory_format=torch.contiguous_format)
+                )
             elif mode in ("sum", "mean"):
                 acc.add_(v)
             elif mode == "amax":
@@ -247,7 +252,7 @@ class Accumulator(nn.Module):
                 torch.minimum(acc, v, out=acc)
         self._counts[which] += 1
 
-    def _read(self, which: str) -> Tensor | None:
+    def _read(self, which: str, copy: bool = True) -> Tensor | None:
         n = self._counts[which]
         if n == 0:
             return None
@@ -255,7 +260,9 @@ class Accumulator(nn.Module):
             return self._reducer(torch.stack(self._lists[which], 0), 0)
         acc = self._buffers[f"{which}_acc"]
         assert acc is not None
-        return acc / n if self._mode == "mean" else acc.clone()
+        if self._mode == "mean":
+            return acc / n
+        return acc.clone() if copy else acc
 
     def _reset(self, which: str) -> None:
         self._buffers[f"{which}_acc"] = None
@@ -430,7 +437,7 @@ class Accumulator(nn.Module):
             raise TypeError(
                 f"Accumulator.update: `param` must be a torch.Tensor, got {type(param).__name__}"
             )
-        pos, neg = self.pos, self.neg
+        pos, neg = self._read("pos", copy=False), self._read("neg", copy=False)
         if pos is None and neg is None:
             return None
         shape = (pos if pos is not None else neg).shape  # type: ignore[union-attr]
@@ -444,13 +451,15 @@ class Accumulator(nn.Module):
         neg = None if neg is None else neg.to(device=w.device, dtype=w.dtype)
         if self._full is not None:
             fn, mx, mn, kw = self._full
-            return fn(
-                w,
-                torch.zeros_like(w) if pos is None else pos,
-                torch.zeros_like(w) if neg is None else neg,
-                mx,
-                mn,
-                **kw,
+            return self._unshared(
+                fn(
+                    w,
+                    torch.zeros_like(w) if pos is None else pos,
+                    torch.zeros_like(w) if neg is None else neg,
+                    mx,
+                    mn,
+                    **kw,
+                )
             )
         out: Tensor | None = None
         if pos is not None:
@@ -466,6 +475,13 @@ class Accumulator(nn.Module):
                 else self._lower[0](w, neg, self._lower[1], **self._lower[2])
             )
             out = -n if out is None else out - n
+        return self._unshared(out)
+
+    def _unshared(self, out: Tensor) -> Tensor:
+        """``out``, copied if it shares memory with a running buffer (never hand those out)."""
+        for buf in (self._buffers["pos_acc"], self._buffers["neg_acc"]):
+            if buf is not None and out.data_ptr() == buf.data_ptr():
+                return out.clone()
         return out
 
     @torch.no_grad()

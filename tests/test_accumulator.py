@@ -398,3 +398,22 @@ def test_repr_names_reduction_and_bounds():
     a = pl.Accumulator()
     a.upperbound(bounds.upper_sharp, 1.0)
     assert "upper_sharp" in repr(a) and "reduction=sum" in repr(a)
+
+
+def test_update_never_returns_internal_state():
+    acc = pl.Accumulator()
+    acc.pos = torch.ones(2)
+    acc.update(torch.zeros(2)).add_(5.0)  # no bounds: the update is pos itself
+    torch.testing.assert_close(acc.pos, torch.ones(2))
+    identity = pl.Accumulator()
+    identity.fullbound(lambda w, p, n, mx, mn: p, 1.0, 0.0)  # a bound that returns its input
+    identity.pos = torch.ones(2)
+    identity.update(torch.zeros(2)).add_(5.0)
+    torch.testing.assert_close(identity.pos, torch.ones(2))
+
+
+def test_huge_finite_appends_are_accepted():
+    acc = pl.Accumulator()
+    acc.pos = torch.full((3,), 3e38)  # the sum overflows, the values are finite
+    acc.pos = torch.full((3,), 3e38)
+    assert acc.counts == (2, 0)

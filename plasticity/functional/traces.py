@@ -62,6 +62,45 @@ def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
     )
 
 
+def _blocked_scan(
+    flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool = False
+) -> Tensor:
+    """All-to-all scan of ``[T, M]`` into ``out`` (``[T, M]``): full blocks of 16 steps as one
+    batched product with the decay matrix, a rank-1 carry between blocks, the rest step by
+    step. ``reverse`` scans from the last step back (``carry``: the value after the end)."""
+    steps = flat.shape[0]
+    full = steps // _BLOCK
+    length = _BLOCK
+    if full:
+        matrix = _decay_matrix(length, decay, flat)
+        if reverse:
+            matrix = matrix.t()
+        torch.matmul(
+            matrix,
+            flat[: full * length].view(full, length, -1),
+            out=out[: full * length].view(full, length, -1),
+        )
+    powers = torch.full((length,), decay, dtype=flat.dtype, device=flat.device).pow(
+        torch.arange(1, length + 1, device=flat.device, dtype=flat.dtype)
+    )
+    if not reverse:
+        for k in range(full):
+            out[k * length : (k + 1) * length].addr_(powers, carry)
+            carry = out[(k + 1) * length - 1]
+        for t in range(full * length, steps):
+            torch.add(flat[t], carry, alpha=decay, out=out[t])
+            carry = out[t]
+        return out
+    for t in range(steps - 1, full * length - 1, -1):
+        torch.add(flat[t], carry, alpha=decay, out=out[t])
+        carry = out[t]
+    powers = powers.flip(0)  # distance to the next block's first step
+    for k in range(full - 1, -1, -1):
+        out[k * length : (k + 1) * length].addr_(powers, carry)
+        carry = out[k * length]
+    return out
+
+
 @torch.no_grad()
 def scan_trace(
     spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all", out: Tensor | None = None
@@ -114,20 +153,8 @@ def scan_trace(
             torch.add(flat[t], prev, alpha=decay, out=out[t])
             prev = out[t]
         return out.view(spikes.shape)
-    blocks = -(-steps // _BLOCK)
-    length = min(_BLOCK, steps)
-    if blocks * length != steps:
-        padded = flat.new_zeros(blocks * length, flat.shape[1])
-        padded[:steps] = flat
-        flat = padded
-    local = torch.matmul(_decay_matrix(length, decay, flat), flat.view(blocks, length, -1))
-    carry_decay = torch.full((length,), decay, dtype=flat.dtype, device=flat.device).pow(
-        torch.arange(1, length + 1, device=flat.device, dtype=flat.dtype)
-    )
-    for k in range(blocks):
-        local[k].addr_(carry_decay, carry)
-        carry = local[k, -1]
-    return local.view(blocks * length, -1)[:steps].view(spikes.shape)
+    out = torch.empty_like(flat) if out is None else out.view(flat.shape)
+    return _blocked_scan(flat, carry, decay, out).view(spikes.shape)
 
 
 @torch.no_grad()
@@ -144,7 +171,7 @@ def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) 
     )
     out[steps].zero_()
     if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
-        out[:steps] = scan_trace(flat.flip(0), out[steps], decay).flip(0)
+        _blocked_scan(flat, out[steps], decay, out[:steps], reverse=True)
     else:
         for t in range(steps - 1, -1, -1):
             torch.add(flat[t], out[t + 1], alpha=decay, out=out[t])

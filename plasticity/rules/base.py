@@ -376,8 +376,8 @@ class PlasticityRule(nn.Module):
             pos, neg, state = self._run(
                 pre[start:stop], post[start:stop], state, correlate, kernels
             )
-            self.accumulator.pos = pos
-            self.accumulator.neg = neg
+            self.accumulator._append("pos", pos, owned=True)  # fresh tensors: no copy
+            self.accumulator._append("neg", neg, owned=True)
         self._state = tuple(state)
         self._pre.consume(n)
         self._post.consume(n)
