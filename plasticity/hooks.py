@@ -82,6 +82,8 @@ class DenseSynapse(SynapseAdapter):
         self.in_shape = (self.n_in,)
 
     def pre_steps(self, x: Tensor) -> Tensor:
+        if x.ndim == 2 and x.shape[1] == self.n_in:  # the common case: one batched step
+            return x[None]
         if x.ndim == 0 or x.shape[-1] != self.n_in:
             raise ValueError(
                 f"the synapse's input has shape {tuple(x.shape)}; expected [..., {self.n_in}] (in_features)"
@@ -89,6 +91,8 @@ class DenseSynapse(SynapseAdapter):
         return _blocks(x, 1, "the synapse's input", f"[B, {self.n_in}] or [T, B, {self.n_in}]")
 
     def post_steps(self, s: Tensor, pre_block: Tensor | None) -> Tensor:
+        if s.ndim == 2 and s.shape[1] == self.n_out:  # the common case: one batched step
+            return s[None]
         if s.ndim == 0 or s.shape[-1] != self.n_out:
             raise ValueError(
                 f"the neuron's spikes have shape {tuple(s.shape)} but the synapse has out_features="

@@ -178,6 +178,7 @@ class PlasticityRule(nn.Module):
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
         self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
+        self._chunk_steps = chunk_size  # cached chunk length (automatic: set on first data)
         self._handles = [
             synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
             neuron.register_forward_hook(self._on_post),
@@ -216,8 +217,14 @@ class PlasticityRule(nn.Module):
         data = self._pre.data
         if data is None:
             return 256
-        step_bytes = data[0].numel() * data.element_size()
-        return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
+        step_bytes = math.prod(data.shape[1:]) * data.element_size()
+        self._chunk_steps = max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
+        return self._chunk_steps
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "chunk_size":  # the cached automatic chunk follows the setting
+            self.__dict__["_chunk_steps"] = value
+        super().__setattr__(name, value)
 
     def _decay(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
@@ -267,6 +274,9 @@ class PlasticityRule(nn.Module):
                 "rule.reset() before a batch of another size"
             )
 
+    # The two hooks run every step: keep them lean (no property chains, no f-strings
+    # unless something is wrong).
+
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not (self.training and module.training):
             return
@@ -274,22 +284,28 @@ class PlasticityRule(nn.Module):
         if not isinstance(x, Tensor):
             raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
         block = self._adapter.pre_steps(x)
-        self._check_batch(block.shape[1])
+        if self._batch is not None and block.shape[1] != self._batch:
+            self._check_batch(block.shape[1])
         self._add(self._pre, block)
 
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not (self.training and self.synapse.training):
+        if not (self.training and self._adapter.module.training):
             return
-        s = output_spikes(output, f"neuron ({type(module).__name__})")
+        s = (
+            output
+            if isinstance(output, Tensor)
+            else output_spikes(output, f"neuron ({type(module).__name__})")
+        )
         block = self._adapter.post_steps(s, self._pre.data)
-        self._check_batch(block.shape[1])
+        if self._batch is not None and block.shape[1] != self._batch:
+            self._check_batch(block.shape[1])
         self._add(self._post, block)
 
     def _add(self, buffer: StepBuffer, block: Tensor) -> None:
         if self._batch is None:
             self._batch = block.shape[1]
-        chunk = self.chunk
-        buffer.append(block.detach(), self.weight, chunk)
+        chunk = self._chunk_steps if self._chunk_steps else self.chunk
+        buffer.append(block.detach(), self._adapter.module.weight, chunk)
         if self._pre.n >= chunk and self._post.n >= chunk:
             self.flush()
 
@@ -408,6 +424,7 @@ class PlasticityRule(nn.Module):
         self.flush()
         self._state = None
         self._batch = None
+        self._chunk_steps = self.chunk_size
         self._pre.clear()
         self._post.clear()
 
