@@ -18,7 +18,15 @@ from .optim import (
     L1NormalizedParameterOptimizer,
     ParamTransformingOptimizer,
 )
-from .rules import STDP, TRIPLET_PRESETS, PlasticityRule, TripletSTDP
+from .rules import (
+    MSTDP,
+    MSTDPET,
+    STDP,
+    TRIPLET_PRESETS,
+    DopamineSTDP,
+    PlasticityRule,
+    TripletSTDP,
+)
 
 __version__ = "0.1.0"
 
@@ -27,6 +35,9 @@ __all__ = [
     "STDP",
     "TripletSTDP",
     "TRIPLET_PRESETS",
+    "MSTDP",
+    "MSTDPET",
+    "DopamineSTDP",
     "PlasticityRule",
     "bounds",
     "functional",

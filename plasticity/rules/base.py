@@ -174,6 +174,7 @@ class PlasticityRule(nn.Module):
         self.__dict__["_neuron"] = neuron
         self._pre = StepBuffer()
         self._post = StepBuffer()
+        self._mod: StepBuffer | None = None  # per-step modulator rows [B] (modulated rules)
         self._pre_spatial: tuple[int, ...] | None = None
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
@@ -197,9 +198,11 @@ class PlasticityRule(nn.Module):
         state: tuple[Tensor, ...],
         correlate: Callable[..., Tensor],
         kernels: dict[str, str],
+        modulator: Tensor | None = None,
     ) -> tuple[Tensor, Tensor, tuple]:
         """The rule's kernel on one chunk: ``(pos, neg, new_state)``; ``kernels`` says
-        which spike operands run event-driven."""
+        which spike operands run event-driven; ``modulator`` (``[T, B]``) is the
+        per-step third factor of modulated rules."""
         raise NotImplementedError
 
     #: whether the presynaptic spike count is needed to choose a kernel for the pre side
@@ -301,18 +304,32 @@ class PlasticityRule(nn.Module):
             self._check_batch(block.shape[1])
         self._add(self._post, block)
 
-    def _add(self, buffer: StepBuffer, block: Tensor) -> None:
+    def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
         if self._batch is None:
             self._batch = block.shape[1]
         chunk = self._chunk_steps if self._chunk_steps else self.chunk
         buffer.append(block.detach(), self._adapter.module.weight, chunk)
-        if self._pre.n >= chunk and self._post.n >= chunk:
-            self.flush()
+        if self._mod is not None and buffer is self._post:
+            weight = self._adapter.module.weight
+            self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
+        hold = self._hold_last
+        if flush and self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
+            self.flush(keep_last=hold)
 
     @torch.no_grad()
     def observe(self, pre: Tensor, post: Tensor) -> None:
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
         ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence)."""
+        self._observe(pre, post)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        chunk, hold = self.chunk, self._hold_last
+        if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
+            self.flush(keep_last=hold)
+
+    def _observe(self, pre: Tensor, post: Tensor) -> int:
+        """Validates and buffers a sequence without processing it; returns its steps."""
         pre_block = self._adapter.pre_steps(pre)
         post_block = self._adapter.post_steps(post, pre_block)
         if pre_block.shape[:2] != post_block.shape[:2]:
@@ -322,7 +339,8 @@ class PlasticityRule(nn.Module):
             )
         self._check_batch(pre_block.shape[1])
         self._pre.append(pre_block.detach(), self.weight, self.chunk)
-        self._add(self._post, post_block)
+        self._add(self._post, post_block, flush=False)
+        return pre_block.shape[0]
 
     # ---------------------------------------------------------------------- compute
 
@@ -354,15 +372,18 @@ class PlasticityRule(nn.Module):
             nnz = int(torch.count_nonzero(spikes)) if need_count else 0
         return choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"
 
+    #: modulated rules keep the latest step buffered: its reward comes after its forward pass
+    _hold_last = False
+
     @torch.no_grad()
-    def flush(self) -> None:
+    def flush(self, keep_last: bool = False) -> None:
         """Runs the kernel on every paired buffered step (in chunks of :attr:`chunk` steps).
 
         Steps whose spikes break the ``spikes`` policy are discarded with a ``ValueError``;
         traces, accumulator and weights are then unchanged.
         """
-        n = min(self._pre.n, self._post.n)
-        if n == 0:
+        n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
+        if n <= 0:
             return
         pre, post = self._pre.view(n), self._post.view(n)
         chunk = self.chunk
@@ -378,6 +399,8 @@ class PlasticityRule(nn.Module):
         except ValueError:
             self._pre.consume(n)
             self._post.consume(n)
+            if self._mod is not None:
+                self._mod.consume(n)
             raise
         w = self.weight
         state = self._state
@@ -389,14 +412,17 @@ class PlasticityRule(nn.Module):
         for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
             kernels = {"pre": k_pre, "post": k_post}
             correlate = self._adapter.correlate(kernels, binary)
+            mod = None if self._mod is None else self._mod.view(n)[start:stop]
             pos, neg, state = self._run(
-                pre[start:stop], post[start:stop], state, correlate, kernels
+                pre[start:stop], post[start:stop], state, correlate, kernels, mod
             )
             self.accumulator._append("pos", pos, owned=True)  # fresh tensors: no copy
             self.accumulator._append("neg", neg, owned=True)
         self._state = tuple(state)
         self._pre.consume(n)
         self._post.consume(n)
+        if self._mod is not None:
+            self._mod.consume(n)
 
     @torch.no_grad()
     def step(self) -> Tensor | None:
@@ -427,6 +453,8 @@ class PlasticityRule(nn.Module):
         self._chunk_steps = self.chunk_size
         self._pre.clear()
         self._post.clear()
+        if self._mod is not None:
+            self._mod.clear()
 
     # ------------------------------------------------------------------------ state
 
@@ -435,6 +463,7 @@ class PlasticityRule(nn.Module):
             "state": None if self._state is None else [s.clone() for s in self._state],
             "pre": self._pre.tensor(),
             "post": self._post.tensor(),
+            "modulator": None if self._mod is None else self._mod.tensor(),
             "batch": self._batch,
         }
 
@@ -445,8 +474,15 @@ class PlasticityRule(nn.Module):
             )
         self._state = None if state["state"] is None else tuple(s.clone() for s in state["state"])
         self._pre, self._post = StepBuffer(), StepBuffer()
-        for buffer, saved in ((self._pre, state["pre"]), (self._post, state["post"])):
-            if saved is not None:
+        if self._mod is not None:
+            self._mod = StepBuffer()
+        saved_mod = state.get("modulator")
+        for buffer, saved in (
+            (self._pre, state["pre"]),
+            (self._post, state["post"]),
+            (self._mod, saved_mod),
+        ):
+            if saved is not None and buffer is not None:
                 buffer.append(saved, saved, self.chunk)
         self._batch = state["batch"]
 

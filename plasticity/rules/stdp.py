@@ -122,7 +122,7 @@ class STDP(PlasticityRule):
         return self.trace != "all-to-all" or self.kernel == "dense"
 
     def _run(
-        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels
+        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
     ) -> tuple[Tensor, Tensor, PairState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
             return pair_stdp_post_events(
@@ -244,6 +244,6 @@ class TripletSTDP(PlasticityRule):
         return TripletState(zp, zp.clone(), zq, zq.clone())
 
     def _run(
-        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels
+        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
     ) -> tuple[Tensor, Tensor, TripletState]:
         return triplet_stdp(pre, post, TripletState(*state), self.params, correlate)

@@ -1,0 +1,149 @@
+r"""Reward-modulated pair STDP on a chunk of steps (Florian 2007; Izhikevich 2007).
+
+The plasticity signal of pair STDP at step :math:`t` (per sample, per synapse) is
+
+.. math:: \zeta_{ij}(t) = A_+\,s^\text{post}_i(t)\,x_j(t) - A_-\,y_i(t)\,s^\text{pre}_j(t)
+
+with the traces and same-step conventions of :func:`~plasticity.functional.stdp.pair_stdp`.
+
+* **MSTDP**: :math:`\Delta w = \gamma \sum_t r(t)\,\zeta(t)`.
+* **MSTDPET**: an eligibility trace :math:`z(t) = e^{-dt/\tau_e} z(t-1) + \kappa\,\zeta(t)`
+  (:math:`\kappa = 1/\tau_e` for Florian's :math:`dz/dt = -z/\tau_e + \zeta/\tau_e`;
+  :math:`\kappa = 1` for Izhikevich's eligibility :math:`c`), and
+  :math:`\Delta w = \gamma \sum_t r(t)\,z(t)`.
+
+Timing: the modulator of step :math:`t` multiplies :math:`\zeta(t)` and :math:`z(t)`,
+which already include the spikes of step :math:`t` (no one-step lag).
+
+Everything is computed per chunk as correlations with *modulator-weighted* spikes, never
+as a ``[B, N_out, N_in]`` tensor per step: :math:`\sum_t r(t)\zeta(t)` is
+:math:`A_+ \sum_t (r\,s^\text{post})^\top x - A_- \sum_t (r\,y)^\top s^\text{pre}`. For
+MSTDPET, :math:`\sum_t r(t) z(t) = c\,z_0 + \kappa \sum_t R(t)\,\zeta(t)` with
+:math:`R(t) = \sum_{t' \ge t} e^{-(t'-t)dt/\tau_e} r(t')` (the modulator filtered backwards
+within the chunk), :math:`c = \sum_t e^{-(t+1)dt/\tau_e} r(t)` and :math:`z_0` the
+eligibility carried from the previous chunk.
+
+Positive and negative modulation are split so that bounds apply as for STDP: with
+:math:`r \ge 0`, :math:`r\zeta^+` potentiates and :math:`r\zeta^-` depresses; with
+:math:`r < 0` the roles swap. The carried term is split elementwise by sign.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .stdp import _used
+from .traces import scan_future_padded, scan_trace
+
+__all__ = ["ModulatedParams", "ModulatedState", "modulated_stdp", "signal_parts"]
+
+Correlate = Callable[..., Tensor]
+PerSample = Callable[[Tensor, Tensor], Tensor]  # (post_side, pre_side) -> [B, *weight]
+
+
+class ModulatedParams(NamedTuple):
+    """``decay_e=None``: MSTDP (no eligibility trace); else MSTDPET with ``kappa``."""
+
+    a_plus: float
+    a_minus: float
+    decay_plus: float
+    decay_minus: float
+    trace: str = "all-to-all"
+    coincident: str = "ltp"
+    scale: float = 1.0
+    gamma: float = 1.0
+    decay_e: float | None = None
+    kappa: float = 1.0
+    per_sample: bool = False
+
+
+class ModulatedState(NamedTuple):
+    """Traces after the last step and the eligibility ``z`` (``[*w]``, or ``[B, *w]`` per
+    sample; zeros for MSTDP)."""
+
+    x_pre: Tensor
+    y_post: Tensor
+    z: Tensor
+
+
+def _weights(w: Tensor, like: Tensor) -> Tensor:
+    """``[T, B]`` weights broadcast over a ``[T, B, ...]`` spike tensor."""
+    return w.view(*w.shape, *([1] * (like.ndim - 2)))
+
+
+def _traces(pre: Tensor, post: Tensor, state: ModulatedState, params: ModulatedParams):
+    """``(x_used, y_used, x_last, y_last)``: the traces each pairing reads, and the carry."""
+    mode, coincident = params.trace, params.coincident
+    x = scan_trace(pre, state.x_pre, params.decay_plus, mode)
+    y = scan_trace(post, state.y_post, params.decay_minus, mode)
+    x_last, y_last = x[-1].clone(), y[-1].clone()
+    x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
+    y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
+    return x_used, y_used, x_last, y_last
+
+
+def signal_parts(pre, post, x_used, y_used, params, correlate, weight: Tensor):
+    """``(Σ_t weight·ζ⁺, Σ_t weight·ζ⁻)``, summed over the batch (``correlate``) or per
+    sample (a per-sample correlation). ``weight`` is ``[T, B]``."""
+    plus = correlate(post * _weights(weight, post), x_used, "post", True).mul_(params.a_plus)
+    minus = correlate(y_used, pre * _weights(weight, pre), "pre", True).mul_(params.a_minus)
+    return plus, minus
+
+
+def modulated_stdp(
+    pre: Tensor,
+    post: Tensor,
+    modulator: Tensor,
+    state: ModulatedState,
+    params: ModulatedParams,
+    correlate: Correlate,
+    per_sample: PerSample | None = None,
+):
+    """MSTDP / MSTDPET over one chunk. ``modulator`` is ``[T, B]`` (reward per step and
+    sample). Returns ``(pos, neg, new_state)``; ``pos``/``neg`` include ``gamma`` and the
+    batch scale. ``per_sample(post_side, pre_side, spikes, weighted)`` gives per-sample
+    correlations ``[B, *w]`` (needed for a per-sample eligibility)."""
+    r = modulator.to(pre.dtype)
+    steps = pre.shape[0]
+    x_used, y_used, x_last, y_last = _traces(pre, post, state, params)
+    if params.decay_e is None:
+        drive = r
+    else:
+        drive = scan_future_padded(r, params.decay_e)[:steps].mul_(params.kappa)
+    z = state.z
+    weight_shape = z.shape[1:] if params.per_sample else z.shape
+    pos = torch.zeros(weight_shape, dtype=pre.dtype, device=pre.device)
+    neg = torch.zeros_like(pos)
+    for sign in (1.0, -1.0):
+        w = (sign * drive).clamp_min(0)
+        if not bool(w.any()):
+            continue
+        plus, minus = signal_parts(pre, post, x_used, y_used, params, correlate, w)
+        # r >= 0: r·ζ⁺ potentiates, r·ζ⁻ depresses; r < 0: the roles swap
+        pos.add_(plus if sign > 0 else minus)
+        neg.add_(minus if sign > 0 else plus)
+    if params.decay_e is not None:
+        de = params.decay_e
+        powers = torch.full((steps,), de, dtype=pre.dtype, device=pre.device).pow(
+            torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
+        )
+        carry = powers @ r  # [B]: sum_t d_e^(t+1) r(t)
+        if params.per_sample:
+            term = (carry.view(-1, *([1] * (z.ndim - 1))) * z).sum(0)
+        else:
+            term = z * carry[0]
+        pos.add_(term.clamp_min(0))
+        neg.add_((-term).clamp_min(0))
+        # eligibility at the end of the chunk: d_e^T z0 + kappa * sum_t d_e^(T-1-t) zeta(t)
+        tw = (powers.flip(0) / de * params.kappa).view(steps, 1).expand(steps, pre.shape[1])
+        corr = per_sample if params.per_sample else correlate
+        assert corr is not None
+        zeta_plus, zeta_minus = signal_parts(pre, post, x_used, y_used, params, corr, tw)
+        z = z * float(powers[-1]) + zeta_plus - zeta_minus
+    pos.mul_(params.gamma * params.scale)
+    neg.mul_(params.gamma * params.scale)
+    return pos, neg, ModulatedState(x_last, y_last, z)
