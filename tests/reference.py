@@ -181,3 +181,85 @@ def conv_reference(
                         neg[(o, c, *kpos)] += ld
     scale = 1.0 / B if reduction == "mean" else 1.0
     return pos * scale, neg * scale
+
+
+def zeta_step(
+    pre_t, post_t, t, *, a_plus, a_minus, tau_plus, tau_minus, dt, trace, coincident, decay
+):
+    """The pair-STDP signal ζ(t) of one synapse at step t, by enumerating pairs."""
+    z = 0.0
+    if t in post_t:  # potentiation: this post spike with earlier (eligible) pre spikes
+        cands = [tq for tq in pre_t if ltp_ok(tq, t, coincident)]
+        if trace == "nearest":
+            cands = [max(cands)] if cands else []
+        z += a_plus * sum(kernel(t - tq, tau_plus, dt, decay) for tq in cands)
+    if t in pre_t:  # depression: this pre spike with earlier (eligible) post spikes
+        cands = [tp for tp in post_t if ltd_ok(tp, t, coincident)]
+        if trace == "nearest":
+            cands = [max(cands)] if cands else []
+        z -= a_minus * sum(kernel(t - tp, tau_minus, dt, decay) for tp in cands)
+    return z
+
+
+def modulated_reference(
+    pre,
+    post,
+    modulator,
+    *,
+    a_plus,
+    a_minus,
+    tau_plus,
+    tau_minus,
+    gamma=1.0,
+    dt=1.0,
+    trace="all-to-all",
+    coincident="ltp",
+    reduction="mean",
+    tau_e=None,
+    kappa=None,
+    tau_d=None,
+    window_reward=None,
+):
+    """Δw of MSTDP (tau_e None), MSTDPET (tau_e, kappa = 1/tau_e) or dopamine STDP
+    (tau_d: modulator = release events, d(t) = d(t-1) e^(-dt/tau_d) + release(t), kappa = 1),
+    step by step from the papers' equations. ``window_reward`` [B]: the reward of the whole
+    window (MSTDP: R Σ_t ζ(t); MSTDPET: R z(T) dt)."""
+    T, B, n_in = pre.shape
+    n_out = post.shape[2]
+    dw = torch.zeros(n_out, n_in, dtype=torch.float64)
+    for b in range(B):
+        mod = modulator[:, b].tolist()
+        if tau_d is not None:
+            d, conc = 0.0, []
+            for t in range(T):
+                d = d * math.exp(-dt / tau_d) + mod[t]
+                conc.append(d)
+            mod = conc
+        pre_times = [_times(pre[:, b, j]) for j in range(n_in)]
+        post_times = [_times(post[:, b, i]) for i in range(n_out)]
+        for i, j in itertools.product(range(n_out), range(n_in)):
+            z = total = 0.0
+            for t in range(T):
+                zeta = zeta_step(
+                    pre_times[j],
+                    post_times[i],
+                    t,
+                    a_plus=a_plus,
+                    a_minus=a_minus,
+                    tau_plus=tau_plus,
+                    tau_minus=tau_minus,
+                    dt=dt,
+                    trace=trace,
+                    coincident=coincident,
+                    decay="exact",
+                )
+                if tau_e is None:
+                    total += gamma * mod[t] * zeta
+                    z += zeta
+                else:
+                    z = z * math.exp(-dt / tau_e) + kappa * zeta
+                    total += gamma * mod[t] * z * dt
+            if window_reward is not None:
+                total += gamma * float(window_reward[b]) * z * (1.0 if tau_e is None else dt)
+            dw[i, j] += total
+    return dw / B if reduction == "mean" else dw

@@ -236,11 +236,11 @@ class MSTDP(_ModulatedSTDP):
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` (``window_reward=True``) also applies
         :math:`\\gamma R \\sum_t \\zeta(t)` of the window."""
+        if reward is not None and not self.window_reward:
+            raise ValueError("step(reward=...) needs the rule built with window_reward=True")
+        r = None if reward is None else self._window_rows(reward)  # validated before any change
         self.flush()
-        if reward is not None:
-            if not self.window_reward:
-                raise ValueError("step(reward=...) needs the rule built with window_reward=True")
-            r = self._window_rows(reward)
+        if r is not None:
             if self._window is not None:
                 plus, minus = self._window
                 if plus.ndim == self.weight.ndim + 1:  # per sample
@@ -297,9 +297,9 @@ class MSTDPET(_ModulatedSTDP):
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` also applies :math:`\\gamma R\\,z(T)\\,dt`."""
+        r = None if reward is None else self._window_rows(reward)  # validated before any change
         self.flush()
-        if reward is not None and self._state is not None:
-            r = self._window_rows(reward)
+        if r is not None and self._state is not None:
             z = self._state[2]
             if self.per_sample:
                 term = (z * r.view(-1, *([1] * (z.ndim - 1)))).sum(0)
