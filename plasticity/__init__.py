@@ -19,11 +19,13 @@ from .optim import (
     ParamTransformingOptimizer,
 )
 from .rules import (
+    BCM,
     MSTDP,
     MSTDPET,
     STDP,
     TRIPLET_PRESETS,
     DopamineSTDP,
+    Oja,
     PlasticityRule,
     TripletSTDP,
 )
@@ -38,6 +40,8 @@ __all__ = [
     "MSTDP",
     "MSTDPET",
     "DopamineSTDP",
+    "Oja",
+    "BCM",
     "PlasticityRule",
     "bounds",
     "functional",

@@ -1,6 +1,7 @@
 """Learning rules: one small class per rule family, wiring = hooks + kernels + accumulator."""
 
 from .base import PlasticityRule
+from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
 from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
 
@@ -12,4 +13,6 @@ __all__ = [
     "MSTDP",
     "MSTDPET",
     "DopamineSTDP",
+    "Oja",
+    "BCM",
 ]

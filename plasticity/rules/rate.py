@@ -1,0 +1,187 @@
+r"""Rate-based Hebbian rules on the STDP machinery: Oja's rule and BCM with a sliding threshold.
+
+Rates are filtered from the same traces as STDP, :math:`\nu(t) = x(t)/\tau_r` with
+:math:`x(t) = e^{-dt/\tau_r} x(t-1) + s(t)` (exact decay), or the activity itself when
+``tau_rate=None`` (graded inputs, e.g. a linear neuron's output).
+
+* **Oja** (1982): :math:`\Delta w_{ij} = \eta \sum_t \left(y_i x_j - y_i^2 w_{ij}\right)`;
+  the weight vector of a linear neuron converges to the principal component of its input.
+* **BCM** (Bienenstock, Cooper & Munro 1982; Intrator & Cooper 1992):
+  :math:`\Delta w_{ij} = \eta \sum_t x_j\,y_i\,(y_i - \theta_i)` with the sliding threshold
+  :math:`\tau_\theta \dot\theta_i = \langle y_i^2\rangle - \theta_i` (batch mean, exact decay;
+  step :math:`t` uses the threshold before its own activity).
+
+Weights are frozen in a window, as for STDP. Products of signed rates are split exactly into
+non-negative potentiation and depression, so bounds apply.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..functional.traces import scan_trace
+from .base import PlasticityRule, check_amplitude, check_positive
+
+__all__ = ["Oja", "BCM"]
+
+
+def _signed_parts(correlate, post_side: Tensor, pre_side: Tensor) -> tuple[Tensor, Tensor]:
+    """Non-negative ``(pos, neg)`` with ``pos - neg = Σ post_sideᵀ pre_side``, from the
+    positive and negative parts of both sides (parts that are all zero are skipped)."""
+    ap, an = post_side.clamp_min(0), (-post_side).clamp_min(0)
+    bp, bn = pre_side.clamp_min(0), (-pre_side).clamp_min(0)
+    a_neg, b_neg = bool(an.any()), bool(bn.any())
+    pos = correlate(ap, bp)
+    neg = torch.zeros_like(pos)
+    if a_neg and b_neg:
+        pos = pos + correlate(an, bn)
+    if b_neg:
+        neg = neg + correlate(ap, bn)
+    if a_neg:
+        neg = neg + correlate(an, bp)
+    return pos, neg
+
+
+class _RateRule(PlasticityRule):
+    def __init__(
+        self,
+        synapse: nn.Module,
+        neuron: nn.Module,
+        *,
+        eta: float,
+        tau_rate: float | None,
+        **options: Any,
+    ):
+        eta = check_amplitude("eta", eta)
+        taus = {} if tau_rate is None else {"tau_rate": tau_rate}
+        options.setdefault("spikes", "graded" if tau_rate is None else "binary")
+        super().__init__(synapse, neuron, time_constants=taus, **options)
+        self.eta = eta
+        self.tau_rate = None if tau_rate is None else check_positive("tau_rate", tau_rate)
+
+    def _rates(self, spikes: Tensor, trace: Tensor) -> tuple[Tensor, Tensor]:
+        """``(rates [T, ...], new trace)``."""
+        if self.tau_rate is None:
+            return spikes, trace
+        x = scan_trace(spikes, trace, self._decay(self.tau_rate))
+        return x / self.tau_rate, x[-1].clone()
+
+    def _correlate(self, kernels: dict[str, str]):
+        dense = self._adapter.correlate({}, False)  # rates are dense: GEMM / conv weight-grad
+        return lambda post_side, pre_side: dense(post_side, pre_side)
+
+
+class Oja(_RateRule):
+    r"""Oja's rule: :math:`\Delta w_{ij} = \eta \sum_t (y_i x_j - y_i^2 w_{ij})`.
+
+    Args:
+        synapse, neuron: as for :class:`~plasticity.STDP` (the neuron may be any module,
+            e.g. ``nn.Identity()`` after the synapse for a linear neuron).
+        eta: learning rate (>= 0).
+        tau_rate: rate filter time constant in units of ``dt``; ``None`` uses the
+            activity itself (then ``spikes="graded"`` by default).
+        **options: ``dt``, ``batch_reduction``, ``chunk_size``, ... as for STDP.
+
+    Example:
+        >>> import torch
+        >>> import plasticity as pl
+        >>> fc, linear = torch.nn.Linear(2, 1, bias=False), torch.nn.Identity()
+        >>> with torch.no_grad():
+        ...     _ = fc.weight.copy_(torch.tensor([[0.6, 0.8]]))
+        >>> rule = pl.Oja(fc, linear, eta=0.1)
+        >>> _ = linear(fc(torch.tensor([[1.0, 0.0]])))   # x = (1, 0), y = 0.6
+        >>> rule.step()                                    # 0.1 * (y x - y^2 w)
+        tensor([[ 0.0384, -0.0288]])
+    """
+
+    def __init__(
+        self,
+        synapse: nn.Module,
+        neuron: nn.Module,
+        *,
+        eta: float,
+        tau_rate: float | None = None,
+        **options: Any,
+    ):
+        super().__init__(synapse, neuron, eta=eta, tau_rate=tau_rate, **options)
+
+    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
+        return (torch.zeros_like(pre), torch.zeros_like(post))
+
+    def _run(self, pre, post, state, correlate, kernels, modulator=None):
+        x, x_last = self._rates(pre, state[0])
+        y, y_last = self._rates(post, state[1])
+        corr = self._correlate(kernels)
+        pos, neg = _signed_parts(corr, y, x)
+        # -y^2 w: depression where w > 0, potentiation where w < 0 (conv: y^2 summed over
+        # output positions, as the correlation sums them)
+        w = self.weight.detach()
+        y2 = (y * y).sum(dim=[d for d in range(y.ndim) if d != 2])  # [N_out] / [C_out]
+        decay = y2.view(-1, *([1] * (w.ndim - 1))) * w
+        pos = pos + (-decay).clamp_min(0)
+        neg = neg + decay.clamp_min(0)
+        scale = self.eta * self._scale
+        return pos * scale, neg * scale, (x_last, y_last)
+
+
+class BCM(_RateRule):
+    r"""BCM with a sliding threshold: :math:`\Delta w_{ij} = \eta \sum_t x_j\,y_i\,(y_i - \theta_i)`.
+
+    :math:`\theta_i` follows :math:`\tau_\theta \dot\theta_i = \langle y_i^2\rangle_\text{batch}
+    - \theta_i` (exact decay per step); step :math:`t` is compared with the threshold
+    before its own activity. ``rule.theta`` is the current threshold (one per post neuron).
+
+    Args:
+        eta: learning rate (>= 0).
+        tau_theta: time constant of the sliding threshold, in units of ``dt``.
+        theta0: initial threshold (default 0).
+        tau_rate: as for :class:`Oja`.
+
+    Example:
+        >>> import torch
+        >>> import plasticity as pl
+        >>> rule = pl.BCM(torch.nn.Linear(2, 1, bias=False), torch.nn.Identity(), eta=0.1, tau_theta=10.0)
+        >>> rule.tau_theta
+        10.0
+    """
+
+    def __init__(
+        self,
+        synapse: nn.Module,
+        neuron: nn.Module,
+        *,
+        eta: float,
+        tau_theta: float,
+        theta0: float = 0.0,
+        tau_rate: float | None = None,
+        **options: Any,
+    ):
+        check_positive("tau_theta", tau_theta)
+        if isinstance(theta0, bool) or not isinstance(theta0, (int, float)) or not theta0 >= 0:
+            raise ValueError(f"`theta0` must be a number >= 0, got {theta0!r}")
+        super().__init__(synapse, neuron, eta=eta, tau_rate=tau_rate, **options)
+        self.tau_theta, self.theta0 = float(tau_theta), float(theta0)
+
+    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
+        theta = torch.full(post.shape[1:], self.theta0, dtype=post.dtype, device=post.device)
+        return (torch.zeros_like(pre), torch.zeros_like(post), theta)
+
+    @property
+    def theta(self) -> Tensor | None:
+        """The sliding threshold after the last processed step (``[N_out]`` or ``[C, *spatial]``)."""
+        return None if self._state is None else self._state[2]
+
+    def _run(self, pre, post, state, correlate, kernels, modulator=None):
+        x, x_last = self._rates(pre, state[0])
+        y, y_last = self._rates(post, state[1])
+        a = self._decay(self.tau_theta)
+        drive = (y * y).mean(1).mul_(1 - a)  # [T, *out]: batch-mean y^2, weighted
+        theta = scan_trace(drive, state[2], a)
+        theta_before = torch.cat([state[2][None], theta[:-1]])  # the threshold before step t
+        phi = y * (y - theta_before[:, None])
+        pos, neg = _signed_parts(self._correlate(kernels), phi, x)
+        scale = self.eta * self._scale
+        return pos * scale, neg * scale, (x_last, y_last, theta[-1].clone())
