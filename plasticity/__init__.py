@@ -24,9 +24,11 @@ from .rules import (
     MSTDPET,
     STDP,
     TRIPLET_PRESETS,
+    AdaptiveThreshold,
     DopamineSTDP,
     Oja,
     PlasticityRule,
+    SynapticScaling,
     TripletSTDP,
 )
 
@@ -42,6 +44,8 @@ __all__ = [
     "DopamineSTDP",
     "Oja",
     "BCM",
+    "AdaptiveThreshold",
+    "SynapticScaling",
     "PlasticityRule",
     "bounds",
     "functional",

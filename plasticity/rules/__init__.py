@@ -1,6 +1,7 @@
 """Learning rules: one small class per rule family, wiring = hooks + kernels + accumulator."""
 
 from .base import PlasticityRule
+from .homeostasis import AdaptiveThreshold, SynapticScaling
 from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
 from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
@@ -15,4 +16,6 @@ __all__ = [
     "DopamineSTDP",
     "Oja",
     "BCM",
+    "AdaptiveThreshold",
+    "SynapticScaling",
 ]

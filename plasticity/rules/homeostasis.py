@@ -1,0 +1,163 @@
+r"""Homeostasis: an adaptive threshold for snnTorch neurons, and synaptic scaling.
+
+* :class:`AdaptiveThreshold` (Diehl & Cook 2015): every spike raises the neuron's own
+  threshold by :math:`\theta_+`, which decays back with :math:`\tau_\theta`; it works through
+  snnTorch's ``threshold`` (per neuron), so a neuron that fires a lot fires less.
+* :class:`SynapticScaling` (Turrigiano 1998, van Rossum et al. 2000): every incoming weight of
+  a post neuron is scaled toward a target rate,
+  :math:`\Delta w_{ij} = \eta \sum_t (\nu^* - \nu_i(t))\,w_{ij}\,dt`, with the filtered rate
+  :math:`\nu_i` (trace / :math:`\tau_r`, batch mean). It is a rule: it feeds an Accumulator
+  and ``step()`` writes :math:`-\Delta w` to the gradient, so bounds and the clamped
+  optimizer apply as for STDP.
+
+Weight normalization (Diehl & Cook's L1 norm per post neuron) is
+:class:`~plasticity.optim.L1NormalizedParameterOptimizer` or
+:func:`~plasticity.optim.normalize_`, per step or per sample: step it when you want it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..functional.traces import scan_trace
+from ..hooks import output_spikes
+from .base import PlasticityRule, check_amplitude, check_positive
+
+__all__ = ["AdaptiveThreshold", "SynapticScaling"]
+
+
+class AdaptiveThreshold(nn.Module):
+    r"""Adaptive threshold for an snnTorch neuron: :math:`\theta \leftarrow
+    e^{-dt/\tau_\theta}\,\theta + \theta_+ \langle s\rangle_\text{batch}` after every step,
+    and ``neuron.threshold = base + θ`` (one value per neuron).
+
+    The step's spikes raise the threshold used from the next step on. ``θ`` is shared by
+    the samples of a batch (batch mean of the spikes). Adaptation follows ``train()`` /
+    ``eval()`` of this module and of the neuron; ``detach()`` removes the hook and restores
+    the base threshold.
+
+    Args:
+        neuron: a spiking module with a ``threshold`` (any snnTorch neuron).
+        theta_plus: increase per spike (>= 0).
+        tau_theta: decay time constant in units of ``dt`` (> 0).
+        dt: simulation step.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> lif = snn.Leaky(beta=0.9, init_hidden=True)
+        >>> adapt = pl.AdaptiveThreshold(lif, theta_plus=0.05, tau_theta=1e4)
+        >>> for _ in range(20):
+        ...     _ = lif(torch.full((1, 3), 0.5))
+        >>> bool((lif.threshold > 1.0).all())
+        True
+    """
+
+    def __init__(
+        self, neuron: nn.Module, *, theta_plus: float, tau_theta: float, dt: float = 1.0
+    ) -> None:
+        if not isinstance(neuron, nn.Module) or not isinstance(
+            getattr(neuron, "threshold", None), Tensor
+        ):
+            raise TypeError(
+                "`neuron` must be a spiking module with a `threshold` tensor (an snnTorch neuron)"
+            )
+        theta_plus = check_amplitude("theta_plus", theta_plus)
+        tau_theta, dt = check_positive("tau_theta", tau_theta), check_positive("dt", dt)
+        super().__init__()
+        self.theta_plus, self.tau_theta, self.dt = theta_plus, tau_theta, dt
+        self.__dict__["_neuron"] = neuron
+        self.register_buffer("base", neuron.threshold.detach().clone())
+        self.register_buffer("theta", None)
+        self._handle = neuron.register_forward_hook(self._on_step)
+
+    @property
+    def neuron(self) -> nn.Module:
+        return self._neuron
+
+    @torch.no_grad()
+    def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not (self.training and module.training):
+            return
+        s = output_spikes(output, f"neuron ({type(module).__name__})").detach()
+        rate = s.mean(0) if s.ndim > 1 else s
+        decay = math.exp(-self.dt / self.tau_theta)
+        if self.theta is None or self.theta.shape != rate.shape:
+            self.theta = torch.zeros_like(rate, dtype=self.base.dtype)
+        self.theta.mul_(decay).add_(rate.to(self.theta.dtype), alpha=self.theta_plus)
+        self._write(self.base + self.theta)
+
+    def _write(self, value: Tensor) -> None:
+        threshold = self._neuron.threshold
+        if isinstance(threshold, nn.Parameter):
+            threshold.data = value.to(threshold.dtype)
+        else:
+            self._neuron.threshold = value.to(threshold.dtype)
+
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Forgets the adaptation: ``θ = 0`` and the base threshold again."""
+        self.theta = None
+        self._write(self.base.clone())
+
+    def detach(self) -> None:
+        """Removes the hook and restores the base threshold."""
+        self._handle.remove()
+        self.reset()
+
+    def extra_repr(self) -> str:
+        return f"theta_plus={self.theta_plus}, tau_theta={self.tau_theta}, dt={self.dt}"
+
+
+class SynapticScaling(PlasticityRule):
+    r"""Multiplicative synaptic scaling toward a target rate.
+
+    .. math:: \Delta w_{ij} = \eta \sum_t \left(\nu^* - \nu_i(t)\right) w_{ij}\,dt,
+        \qquad \nu_i(t) = x_i(t)/\tau_r
+
+    with the postsynaptic trace :math:`x_i` (exact decay, batch mean). Scaling up goes to
+    ``pos``, scaling down to ``neg`` (elementwise by the sign of the update).
+
+    Args:
+        synapse, neuron: as for :class:`~plasticity.STDP`.
+        target_rate: :math:`\nu^*` in spikes per unit of ``dt`` (e.g. 0.01 = 10 Hz at 1 ms).
+        tau_rate: rate filter time constant (units of ``dt``).
+        eta: learning rate (>= 0).
+        **options: ``dt``, ``batch_reduction``, ``chunk_size``, ... as for STDP.
+    """
+
+    def __init__(
+        self,
+        synapse: nn.Module,
+        neuron: nn.Module,
+        *,
+        target_rate: float,
+        tau_rate: float,
+        eta: float,
+        **options: Any,
+    ) -> None:
+        target_rate, eta = check_amplitude("target_rate", target_rate), check_amplitude("eta", eta)
+        options.setdefault("spikes", "graded")  # the presynaptic side is not used: any input
+        super().__init__(synapse, neuron, time_constants={"tau_rate": tau_rate}, **options)
+        self.target_rate, self.tau_rate, self.eta = target_rate, float(tau_rate), eta
+
+    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
+        return (torch.zeros_like(post),)
+
+    def _run(self, pre, post, state, correlate, kernels, modulator=None):
+        x = scan_trace(post, state[0], self._decay(self.tau_rate))
+        rate = x / self.tau_rate  # [T, B, *out]
+        # per post neuron (conv: per channel, summed over positions as weight sharing does)
+        gap = (self.target_rate - rate).sum(dim=[d for d in range(rate.ndim) if d != 2])
+        w = self.weight.detach()
+        term = gap.view(-1, *([1] * (w.ndim - 1))) * w * (self.eta * self.dt * self._scale)
+        return term.clamp_min(0), (-term).clamp_min(0), (x[-1].clone(),)
+
+    @property
+    def rate(self) -> Tensor | None:
+        """The filtered postsynaptic rate after the last processed step (``[B, *out]``)."""
+        return None if self._state is None else self._state[0] / self.tau_rate
