@@ -19,7 +19,7 @@ def test_adaptive_threshold_equals_loop_and_works_through_snntorch(init_hidden):
     lif = snn.Leaky(beta=0.8, init_hidden=init_hidden)
     adapt = pl.AdaptiveThreshold(lif, theta_plus=0.2, tau_theta=30.0)
     x = torch.rand(60, 4, 5, generator=g) * 0.9
-    spikes, mems = [], []
+    spikes = []
     mem = None if init_hidden else lif.init_leaky()
     theta = torch.zeros(5)
     threshold_seen = []
