@@ -93,6 +93,27 @@ def test_synaptic_scaling_equals_loop():
     torch.testing.assert_close(dw, expected / B, rtol=1e-9, atol=1e-12)
 
 
+def test_conv_synaptic_scaling_sums_over_output_positions():
+    g = torch.Generator().manual_seed(4)
+    conv = nn.Conv1d(2, 3, 3, bias=False).double()
+    T, B = 8, 2
+    post = (torch.rand(T, B, 3, 4, generator=g) < 0.4).double()
+    rule = pl.SynapticScaling(conv, snn.Leaky(beta=0.5), target_rate=0.2, tau_rate=4.0, eta=0.1)
+    rule.observe(torch.rand(T, B, 2, 6, generator=g, dtype=torch.float64), post)
+    dw = rule.step()
+    d, x, gap = (
+        math.exp(-1 / 4.0),
+        torch.zeros(B, 3, 4, dtype=torch.float64),
+        torch.zeros(3, dtype=torch.float64),
+    )
+    for t in range(T):
+        x = x * d + post[t]
+        gap += (0.2 - x / 4.0).sum(dim=(0, 2))
+    torch.testing.assert_close(
+        dw, 0.1 * gap.view(3, 1, 1) * conv.weight.detach() / B, rtol=1e-9, atol=1e-12
+    )
+
+
 def test_synaptic_scaling_moves_the_rate_toward_the_target():
     g = torch.Generator().manual_seed(2)
     fc = nn.Linear(50, 1, bias=False)

@@ -210,28 +210,46 @@ def test_izhikevich_distal_reward(delay_ms):
     assert outcomes["dopamine"] == pytest.approx(expected, rel=1e-9)
 
 
-def test_conv_mstdpet_equals_the_dense_rule_on_unfolded_patches():
-    conv = nn.Conv2d(2, 3, 3, padding=1, bias=False).double()
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_conv_rules_equal_the_dense_rule_on_unfolded_patches(kind, per_sample):
     g = torch.Generator().manual_seed(7)
     T, B = 10, 2
     pre = (torch.rand(T, B, 2, 5, 5, generator=g) < 0.3).double()
     post = (torch.rand(T, B, 3, 5, 5, generator=g) < 0.3).double()
     reward = torch.randn(T, B, generator=g, dtype=torch.float64)
-    rule = pl.MSTDPET(conv, snn.Leaky(beta=0.5), **PAIR, tau_e=6.0, per_sample=True, chunk_size=4)
+    if kind == "dopamine":
+        reward = reward.abs()
+    if not per_sample:
+        reward = reward[:, :1].expand(T, B)
+
+    def build(synapse, **kw):
+        lif = snn.Leaky(beta=0.5)
+        if kind == "mstdp":
+            return pl.MSTDP(synapse, lif, **PAIR, per_sample=per_sample, **kw)
+        if kind == "mstdpet":
+            return pl.MSTDPET(synapse, lif, **PAIR, tau_e=6.0, per_sample=per_sample, **kw)
+        return pl.DopamineSTDP(
+            synapse,
+            lif,
+            a_plus=0.7,
+            a_minus=0.4,
+            tau_plus=3.0,
+            tau_minus=5.0,
+            tau_c=8.0,
+            tau_d=4.0,
+            per_sample=per_sample,
+            **kw,
+        )
+
+    rule = build(nn.Conv2d(2, 3, 3, padding=1, bias=False).double(), chunk_size=4)
     rule.observe(pre, post, reward=reward)
     dw = rule.step()
     patches = F.unfold(pre.flatten(0, 1), 3, padding=1)  # [T*B, 18, 25]
     L = patches.shape[-1]
     dense_pre = patches.view(T, B, 18, L).permute(0, 1, 3, 2).reshape(T, B * L, 18)
     dense_post = post.view(T, B, 3, L).permute(0, 1, 3, 2).reshape(T, B * L, 3)
-    dense = pl.MSTDPET(
-        nn.Linear(18, 3, bias=False).double(),
-        snn.Leaky(beta=0.5),
-        **PAIR,
-        tau_e=6.0,
-        per_sample=True,
-        batch_reduction="sum",
-    )
+    dense = build(nn.Linear(18, 3, bias=False).double(), batch_reduction="sum")
     dense.observe(dense_pre, dense_post, reward=reward.repeat_interleave(L, dim=1))
     torch.testing.assert_close(dw, dense.step().view(3, 2, 3, 3) / B, rtol=1e-9, atol=1e-12)
 
