@@ -211,3 +211,19 @@ def test_bad_rate_rule_arguments(make, exc, words):
     with pytest.raises(exc, match=words):
         make(fc)
     assert not fc._forward_pre_hooks
+
+
+def test_rate_rules_on_every_device(device):
+    g = torch.Generator().manual_seed(6)
+    pre = torch.rand(10, 2, 4, generator=g, dtype=torch.float64)
+    post = torch.rand(10, 2, 3, generator=g, dtype=torch.float64)
+    fc = nn.Linear(4, 3, bias=False).double().to(device)
+    oja, bcm = pl.Oja(fc, nn.Identity(), eta=0.1), pl.BCM(fc, nn.Identity(), eta=0.1, tau_theta=4.0)
+    for rule, expected in (
+        (oja, oja_loop(pre, post, fc.weight.detach().cpu(), 0.1)),
+        (bcm, bcm_loop(pre, post, 0.1, 4.0)),
+    ):
+        rule.observe(pre.to(device), post.to(device))
+        dw = rule.step()
+        assert dw.device.type == device.type
+        torch.testing.assert_close(dw.cpu(), expected, rtol=1e-9, atol=1e-12)

@@ -317,3 +317,17 @@ def test_bad_construction(make_rule, exc, words):
     with pytest.raises(exc, match=words):
         make_rule(fc, lif)
     assert not fc._forward_pre_hooks
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_modulated_rules_on_every_device(kind, device):
+    pre, post, reward = spikes(10)
+    if kind == "dopamine":
+        reward = reward.abs()
+    rule = make(kind, per_sample=True, chunk_size=6)
+    rule.to(device)
+    rule.synapse.to(device)
+    rule.observe(pre.to(device), post.to(device), reward=reward.to(device))
+    dw = rule.step()
+    assert dw.device.type == device.type
+    torch.testing.assert_close(dw.cpu(), reference(kind, pre, post, reward), rtol=1e-9, atol=1e-12)
