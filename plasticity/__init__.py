@@ -9,7 +9,7 @@ Public names:
   compatible with ``rai_toolbox.optim``.
 """
 
-from . import bounds, functional, optim
+from . import bounds, functional, monitor, optim, plot
 from .accumulator import Accumulator
 from .optim import (
     ChainedParamTransformingOptimizer,
@@ -49,6 +49,8 @@ __all__ = [
     "PlasticityRule",
     "bounds",
     "functional",
+    "monitor",
+    "plot",
     "optim",
     "ParamTransformingOptimizer",
     "ChainedParamTransformingOptimizer",
