@@ -1,5 +1,5 @@
 # Two commands do everything on a machine that has only Python:
-#   make demo   - virtualenv + torch==2.13.0 (CPU) + project, then the main job (PNGs in results/)
+#   make demo   - virtualenv + torch==2.13.0 (CPU) + project, then the main job: Song 2000 (PNGs in results/)
 #   make test   - the same set-up plus dev extras, then the whole suite (.ci/run calls this)
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,7 +22,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	touch $@
 
 demo: $(VENV)/.installed
-	$(PY) -m models.poisson_demo --out $(OUT)
+	$(PY) -m models.song2000 --out $(OUT)
 
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

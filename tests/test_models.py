@@ -23,3 +23,22 @@ def test_triplet_gives_ltp_for_both_orders_at_high_frequency_and_pair_stdp_canno
     # pair STDP: no frequency turns post->pre into potentiation, and at 50 Hz pre->post depresses too
     assert np.all(r["pair_post_pre"] < 0) and r["pair_pre_post"][1] < 0
     assert (tmp_path / "triplet_frequency.png").exists()
+
+
+def test_song2000_additive_is_bimodal_and_soft_bounds_unimodal(tmp_path):
+    from models import song2000
+
+    # half the inputs at twice the rate keeps the total drive of 1000 x 15 Hz; faster learning
+    r = song2000.run(
+        tmp_path, n_inputs=500, duration_s=30.0, a_plus_frac=0.03, rate_hz=30.0, progress=False
+    )
+    add, mult = r["conditions"]["additive"], r["conditions"]["multiplicative"]
+    # additive STDP pushes weights to both bounds; soft bounds keep one mode inside the range
+    assert add["frac_near_zero"] > 0.15 and add["frac_near_max"] > 0.05
+    assert mult["frac_near_zero"] == 0.0 and mult["frac_near_max"] == 0.0
+    assert np.std(mult["w_final"]) < 0.5 * np.std(add["w_final"])
+    assert add["rate_end_hz"] < add["rate_start_hz"]  # competition lowers the output rate
+    assert sorted(p.name for p in r["paths"]) == [
+        "song2000_dynamics.png",
+        "song2000_histograms.png",
+    ]
