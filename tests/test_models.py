@@ -42,3 +42,13 @@ def test_song2000_additive_is_bimodal_and_soft_bounds_unimodal(tmp_path):
         "song2000_dynamics.png",
         "song2000_histograms.png",
     ]
+
+
+def test_reward_learning_reverses_the_mapping_from_reward_alone(tmp_path):
+    from models import reward_learning
+
+    r = reward_learning.run(tmp_path, trials=50, batch=8, progress=False)
+    assert r["rewarded"]["accuracy"][:5].mean() < 0.2  # starts with the reversed mapping
+    assert r["rewarded"]["accuracy"][-10:].mean() > 0.9
+    assert r["control"]["accuracy"][-10:].mean() < 0.2  # no reward, no learning
+    assert (tmp_path / "reward_learning.png").exists()
