@@ -52,3 +52,15 @@ def test_reward_learning_reverses_the_mapping_from_reward_alone(tmp_path):
     assert r["rewarded"]["accuracy"][-10:].mean() > 0.9
     assert r["control"]["accuracy"][-10:].mean() < 0.2  # no reward, no learning
     assert (tmp_path / "reward_learning.png").exists()
+
+
+def test_diehl_cook_learns_digits_well_above_random_weights(tmp_path):
+    from models import diehl_cook
+
+    r = diehl_cook.run(tmp_path, n_exc=30, train_images=300, progress=False)
+    assert r["accuracy"] > 0.6 and r["accuracy"] > r["random_accuracy"] + 0.25
+    assert r["kmeans_accuracy"] > 0.8  # the baseline ran in the same process
+    assert sorted(p.name for p in r["paths"]) == [
+        "diehl_cook_accuracy.png",
+        "diehl_cook_receptive_fields.png",
+    ]
