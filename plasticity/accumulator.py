@@ -500,6 +500,56 @@ class Accumulator(nn.Module):
             return param
         return param.detach() + update
 
+    # ------------------------------------------------------------------ distributed
+
+    @torch.no_grad()
+    def all_reduce_(
+        self, like: Tensor, *, group: Any = None, weight: float = 1.0, average: bool = False
+    ) -> None:
+        r"""Combines this window's components across the ranks of a process group, in place.
+
+        Every rank must call it (a collective). Each rank contributes ``weight * pos`` and
+        ``weight * neg`` (a missing component counts as zeros shaped like ``like``); with
+        ``average`` the sums are divided by the summed weights. A rule whose components
+        are batch means passes its local batch size as ``weight`` and ``average=True``:
+        the result is then the mean over the union of the ranks' batches, exactly, also for
+        unequal local batches. One collective carries both components and the weights.
+        Supports the default sum reduction. Bounds are applied afterwards, in
+        :meth:`update`, so N ranks equal one process on the union of their data.
+        """
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
+            return
+        if self._mode != "sum":
+            raise ValueError("Accumulator.all_reduce_ supports the default sum reduction only")
+        parts = []
+        for c in _COMPONENTS:
+            buf = self._buffers[f"{c}_acc"]
+            parts.append(
+                torch.zeros_like(like).reshape(-1)
+                if buf is None
+                else buf.reshape(-1).to(like) * weight
+            )
+        packed = torch.cat(
+            [
+                *parts,
+                like.new_tensor([float(weight), *[float(self._counts[c]) for c in _COMPONENTS]]),
+            ]
+        )
+        dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
+        total_weight = float(packed[-3])
+        n = like.numel()
+        for k, c in enumerate(_COMPONENTS):
+            value = packed[k * n : (k + 1) * n].view(like.shape)
+            if average and total_weight > 0:
+                value = value / total_weight
+            if float(packed[-2 + k]) > 0:  # appended to on some rank
+                self._buffers[f"{c}_acc"] = value.clone()
+                self._counts[c] = max(self._counts[c], 1)
+            else:
+                self._reset(c)
+
     # --------------------------------------------------------------- state & devices
 
     def get_extra_state(self) -> dict[str, Any]:

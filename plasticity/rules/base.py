@@ -136,6 +136,8 @@ class PlasticityRule(nn.Module):
         chunk_size: int | None = None,
         kernel: str = "auto",
         spikes: str = "binary",
+        process_group: Any = None,
+        distributed: bool | None = None,
         time_constants: dict[str, float] | None = None,
     ) -> None:
         adapter = synapse_adapter(synapse)
@@ -169,6 +171,11 @@ class PlasticityRule(nn.Module):
         self.dt, self.trace, self.coincident = dt, trace, coincident
         self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
         self.kernel, self.spikes = kernel, spikes
+        if distributed is not None and not isinstance(distributed, bool):
+            raise TypeError(
+                f"`distributed` must be True, False or None (automatic), got {distributed!r}"
+            )
+        self.process_group, self.distributed = process_group, distributed
         self.accumulator = Accumulator()
         self.__dict__["_adapter"] = adapter
         self.__dict__["_neuron"] = neuron
@@ -434,6 +441,12 @@ class PlasticityRule(nn.Module):
         """
         self.flush()
         w = self.weight
+        if self._reduces_across_ranks():
+            local = float(self._batch or 0) if self.batch_reduction == "mean" else 1.0
+            average = self.batch_reduction == "mean"
+            self.accumulator.all_reduce_(
+                w.detach(), group=self.process_group, weight=local, average=average
+            )
         update = self.accumulator.update(w)
         self.accumulator.clear()
         if update is None:
@@ -443,6 +456,18 @@ class PlasticityRule(nn.Module):
         else:
             w.grad.sub_(update)
         return update
+
+    def _reduces_across_ranks(self) -> bool:
+        """Whether ``step()`` combines the window across a process group: when
+        ``torch.distributed`` is initialized (``distributed=None``, the default) or forced."""
+        if self.distributed is False:
+            return False
+        import torch.distributed as dist
+
+        initialized = dist.is_available() and dist.is_initialized()
+        if self.distributed and not initialized:
+            raise RuntimeError("distributed=True but torch.distributed is not initialized")
+        return initialized
 
     @torch.no_grad()
     def reset(self) -> None:

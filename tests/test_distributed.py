@@ -1,0 +1,136 @@
+"""torch.distributed: N gloo ranks equal one process on the union of their batches."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import snntorch as snn
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import plasticity as pl
+
+PAIR = dict(a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0)
+
+
+def data(batch=4, T=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    pre = (torch.rand(T, batch, 6, generator=g) < 0.3).double()
+    post = (torch.rand(T, batch, 4, generator=g) < 0.3).double()
+    reward = torch.randn(T, batch, generator=g, dtype=torch.float64)
+    return pre, post, reward
+
+
+def make(kind, **kw):
+    fc = nn.Linear(6, 4, bias=False).double()
+    with torch.no_grad():
+        fc.weight.fill_(0.5)
+    if kind == "stdp":
+        rule = pl.STDP(fc, snn.Leaky(beta=0.5), **PAIR, **kw)
+        rule.accumulator.upperbound(
+            pl.bounds.upper_multiplicative, 1.0
+        )  # bounds after the reduction
+    else:
+        rule = pl.MSTDPET(fc, snn.Leaky(beta=0.5), **PAIR, tau_e=6.0, per_sample=True, **kw)
+    return rule
+
+
+def _worker(rank, world, store, out, splits, kind, reduction):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    pre, post, reward = data()
+    lo, hi = splits[rank], splits[rank + 1]
+    rule = make(kind, batch_reduction=reduction, chunk_size=7)
+    if kind == "stdp":
+        rule.observe(pre[:, lo:hi], post[:, lo:hi])
+    else:
+        rule.observe(pre[:, lo:hi], post[:, lo:hi], reward=reward[:, lo:hi])
+    torch.save(rule.step(), os.path.join(out, f"rank{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("kind", ["stdp", "mstdpet"])
+@pytest.mark.parametrize(
+    "splits, reduction", [([0, 2, 4], "mean"), ([0, 3, 4], "mean"), ([0, 1, 4], "sum")]
+)
+def test_two_ranks_equal_one_process_on_the_union(tmp_path, kind, splits, reduction):
+    mp.spawn(
+        _worker,
+        args=(2, str(tmp_path / "store"), str(tmp_path), splits, kind, reduction),
+        nprocs=2,
+        join=True,
+    )
+    pre, post, reward = data()
+    single = make(kind, batch_reduction=reduction, chunk_size=7, distributed=False)
+    if kind == "stdp":
+        single.observe(pre, post)
+    else:
+        single.observe(pre, post, reward=reward)
+    expected = single.step()
+    for rank in range(2):
+        torch.testing.assert_close(
+            torch.load(tmp_path / f"rank{rank}.pt"), expected, rtol=1e-12, atol=1e-12
+        )
+
+
+def _ddp_worker(rank, world, store, out):
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    # float32: snnTorch's spikes are float32 whatever the membrane's dtype
+    model = nn.Sequential(
+        nn.Linear(6, 4, bias=False), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(4, 2)
+    )
+    # snnTorch keeps init_hidden state in buffers: DDP must not overwrite them with rank 0's
+    ddp = nn.parallel.DistributedDataParallel(model, broadcast_buffers=False)
+    stdp = pl.STDP(model[0], model[1], **PAIR)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pre, _, _ = data(batch=4, T=10, seed=1)
+    pre = pre.float()
+    target = torch.randn(4, 2, generator=torch.Generator().manual_seed(2))
+    x = pre[:, 2 * rank : 2 * rank + 2]
+    model[1].reset_hidden()
+    out_sum = sum(ddp(x[t]) for t in range(10))
+    loss = ((out_sum - target[2 * rank : 2 * rank + 2]) ** 2).mean()
+    loss.backward()  # DDP averages the backprop gradients
+    stdp.step()  # adds -Δw of the union batch
+    opt.step()
+    torch.save([p.detach() for p in model.parameters()], os.path.join(out, f"ddp{rank}.pt"))
+    dist.destroy_process_group()
+
+
+def test_hybrid_stdp_and_backprop_under_ddp(tmp_path):
+    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    a, b = torch.load(tmp_path / "ddp0.pt"), torch.load(tmp_path / "ddp1.pt")
+    for pa, pb in zip(a, b, strict=True):
+        torch.testing.assert_close(pa, pb)  # every rank holds the same model
+    # one process, union batch: the same step
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Linear(6, 4, bias=False), snn.Leaky(beta=0.5, init_hidden=True), nn.Linear(4, 2)
+    )
+    stdp = pl.STDP(model[0], model[1], **PAIR)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    pre, _, _ = data(batch=4, T=10, seed=1)
+    pre = pre.float()
+    target = torch.randn(4, 2, generator=torch.Generator().manual_seed(2))
+    model[1].reset_hidden()
+    out_sum = sum(model(pre[t]) for t in range(10))
+    ((out_sum - target) ** 2).mean().backward()
+    stdp.step()
+    opt.step()
+    for pa, p in zip(a, model.parameters(), strict=True):
+        torch.testing.assert_close(pa, p.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_distributed_flag():
+    fc = nn.Linear(2, 2, bias=False)
+    with pytest.raises(RuntimeError, match="not initialized"):
+        rule = pl.STDP(fc, snn.Leaky(beta=0.5), **PAIR, distributed=True)
+        rule.observe(torch.ones(2, 1, 2), torch.ones(2, 1, 2))
+        rule.step()
+    with pytest.raises(TypeError, match="distributed"):
+        pl.STDP(nn.Linear(2, 2), snn.Leaky(beta=0.5), **PAIR, distributed="yes")
