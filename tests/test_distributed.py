@@ -16,6 +16,31 @@ import plasticity as pl
 PAIR = dict(a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0)
 
 
+def free_address() -> str:
+    """A TCP rendezvous on a free loopback port (more robust than a file store)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def spawn(fn, args, results):
+    """Runs ``fn`` on 2 ranks. gloo can abort a process while tearing down after the work is
+    done (seen here rarely as 'terminate called without an active exception'); that case is
+    accepted with a warning only if every rank wrote its result file, anything else fails."""
+    import warnings
+
+    try:
+        mp.spawn(fn, args=args, nprocs=2, join=True)
+    except mp.ProcessExitedException as err:
+        if err.signal_name != "SIGABRT" or not all(os.path.exists(r) for r in results):
+            raise
+        warnings.warn(
+            f"gloo aborted a rank during teardown after its work was done: {err}", stacklevel=2
+        )
+
+
 def data(batch=4, T=30, seed=0):
     g = torch.Generator().manual_seed(seed)
     pre = (torch.rand(T, batch, 6, generator=g) < 0.3).double()
@@ -39,7 +64,7 @@ def make(kind, **kw):
 
 
 def _worker(rank, world, store, out, splits, kind, reduction):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     torch.set_num_threads(1)
     pre, post, reward = data()
     lo, hi = splits[rank], splits[rank + 1]
@@ -49,6 +74,7 @@ def _worker(rank, world, store, out, splits, kind, reduction):
     else:
         rule.observe(pre[:, lo:hi], post[:, lo:hi], reward=reward[:, lo:hi])
     torch.save(rule.step(), os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()  # leave together: a rank tearing down gloo while its peer still runs can abort
     dist.destroy_process_group()
 
 
@@ -57,12 +83,8 @@ def _worker(rank, world, store, out, splits, kind, reduction):
     "splits, reduction", [([0, 2, 4], "mean"), ([0, 3, 4], "mean"), ([0, 1, 4], "sum")]
 )
 def test_two_ranks_equal_one_process_on_the_union(tmp_path, kind, splits, reduction):
-    mp.spawn(
-        _worker,
-        args=(2, str(tmp_path / "store"), str(tmp_path), splits, kind, reduction),
-        nprocs=2,
-        join=True,
-    )
+    results = [str(tmp_path / f"rank{r}.pt") for r in range(2)]
+    spawn(_worker, (2, free_address(), str(tmp_path), splits, kind, reduction), results)
     pre, post, reward = data()
     single = make(kind, batch_reduction=reduction, chunk_size=7, distributed=False)
     if kind == "stdp":
@@ -77,7 +99,7 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, kind, splits, reduct
 
 
 def _ddp_worker(rank, world, store, out):
-    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     torch.set_num_threads(1)
     torch.manual_seed(0)
     # float32: snnTorch's spikes are float32 whatever the membrane's dtype
@@ -99,11 +121,16 @@ def _ddp_worker(rank, world, store, out):
     stdp.step()  # adds -Δw of the union batch
     opt.step()
     torch.save([p.detach() for p in model.parameters()], os.path.join(out, f"ddp{rank}.pt"))
+    dist.barrier()  # leave together: a rank tearing down gloo while its peer still runs can abort
     dist.destroy_process_group()
 
 
 def test_hybrid_stdp_and_backprop_under_ddp(tmp_path):
-    mp.spawn(_ddp_worker, args=(2, str(tmp_path / "store"), str(tmp_path)), nprocs=2, join=True)
+    spawn(
+        _ddp_worker,
+        (2, free_address(), str(tmp_path)),
+        [str(tmp_path / f"ddp{r}.pt") for r in range(2)],
+    )
     a, b = torch.load(tmp_path / "ddp0.pt"), torch.load(tmp_path / "ddp1.pt")
     for pa, pb in zip(a, b, strict=True):
         torch.testing.assert_close(pa, pb)  # every rank holds the same model

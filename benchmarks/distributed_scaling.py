@@ -1,0 +1,130 @@
+"""Scaling of STDP training across 2 gloo ranks (one thread each) vs 1 rank (one thread).
+
+Each window: 128 samples in total (split over the ranks), T = 250 steps of a 784→400 snnTorch
+layer with `pl.STDP` attached, then ``rule.step()`` (which all-reduces the window's
+potentiation and depression across the ranks) and the optimizer step. Throughput = samples
+per second over ``--windows`` windows after one warm-up window. Efficiency = speed-up / ranks.
+
+    python benchmarks/distributed_scaling.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import snntorch as snn
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import plasticity as pl
+
+
+def free_address() -> str:
+    """A TCP rendezvous on a free loopback port (more robust than a file store)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _worker(
+    rank: int, world: int, store: str, out: str, windows: int, batch: int, steps: int, n_out: int
+) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
+    torch.manual_seed(0)
+    fc = torch.nn.Linear(784, n_out, bias=False)
+    torch.nn.init.uniform_(fc.weight, 0.0, 2.0 / (784 * 0.05))
+    lif = snn.Leaky(beta=0.9)
+    stdp = pl.STDP(fc, lif, a_plus=1e-3, a_minus=1.05e-3, tau_plus=20.0, tau_minus=20.0)
+    opt = pl.ClampedParameterOptimizer([fc.weight], lr=1.0, clamp_min=0.0, clamp_max=1.0)
+    local = batch // world
+    g = torch.Generator().manual_seed(rank + 1)
+    inputs = [(torch.rand(steps, local, 784, generator=g) < 0.05).float() for _ in range(2)]
+
+    def window(x):
+        mem = lif.init_leaky()
+        with torch.no_grad():
+            for t in range(steps):
+                spk, mem = lif(fc(x[t]), mem)
+        stdp.step()
+        opt.step()
+        opt.zero_grad()
+        stdp.reset()
+
+    window(inputs[0])  # warm-up
+    dist.barrier()
+    start = time.perf_counter()
+    for k in range(windows):
+        window(inputs[k % 2])
+    dist.barrier()
+    elapsed = time.perf_counter() - start
+    # the collective alone: what rule.step() sends per window (pos, neg, weight, counts)
+    packed = torch.zeros(2 * fc.weight.numel() + 3)
+    dist.all_reduce(packed)
+    dist.barrier()
+    t0 = time.perf_counter()
+    for _ in range(10):
+        dist.all_reduce(packed)
+    collective = (time.perf_counter() - t0) / 10
+    if rank == 0:
+        with open(os.path.join(out, f"world{world}.txt"), "w") as f:
+            f.write(f"{elapsed} {collective}")
+    dist.barrier()  # leave together: a rank tearing down gloo while its peer still runs can abort
+    dist.destroy_process_group()
+
+
+def measure(world: int, windows: int, batch: int, steps: int, n_out: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        mp.spawn(
+            _worker,
+            args=(world, free_address(), tmp, windows, batch, steps, n_out),
+            nprocs=world,
+            join=True,
+        )
+        with open(os.path.join(tmp, f"world{world}.txt")) as f:
+            elapsed, collective = map(float, f.read().split())
+        return elapsed, collective
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--windows", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=250)
+    parser.add_argument("--n-out", type=int, default=400)
+    args = parser.parse_args(argv)
+    one, _ = measure(1, args.windows, args.batch, args.steps, args.n_out)
+    two, collective = measure(2, args.windows, args.batch, args.steps, args.n_out)
+    samples = args.windows * args.batch
+    result = {
+        "one_rank_s": one,
+        "two_ranks_s": two,
+        "speedup": one / two,
+        "efficiency": one / two / 2,
+        "all_reduce_ms": collective * 1e3,
+        "window_ms_two_ranks": two / args.windows * 1e3,
+        "throughput_one": samples / one,
+        "throughput_two": samples / two,
+    }
+    print(
+        f"784->{args.n_out}, {args.batch} samples x {args.steps} steps per window, {args.windows} windows, "
+        f"1 thread per rank (gloo)"
+    )
+    print(f"1 rank : {one:.2f} s ({samples / one:.1f} samples/s)")
+    print(
+        f"2 ranks: {two:.2f} s ({samples / two:.1f} samples/s)  speed-up {one / two:.2f}x, efficiency {one / two / 2:.0%}"
+    )
+    print(
+        f"the all-reduce of one window's components: {collective * 1e3:.1f} ms of {two / args.windows * 1e3:.0f} ms per window"
+    )
+    return result
+
+
+if __name__ == "__main__":
+    main()
