@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 OUT    ?= results
 
-.PHONY: demo test lint clean
+.PHONY: demo test bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,18 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --nbmake tests plasticity notebooks
+
+# peers for the benchmarks, installed without their dependencies so that pip keeps the CPU
+# torch (SpikingJelly, Norse and BindsNET otherwise pull CUDA builds); BindsNET needs
+# torch >= 2.14, which has no CPU wheel here, and is not installed
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(PIP) install -q --no-deps spikingjelly norse nir nirtorch loguru
+	$(PIP) install -q tensorboard h5py
+	touch $@
+
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/stdp_dense.py --rate 0.05 0.2 --out benchmarks/results
+	$(PY) benchmarks/distributed_scaling.py
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
