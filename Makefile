@@ -38,6 +38,7 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/stdp_dense.py --rate 0.05 0.2 --out benchmarks/results
+	$(PY) benchmarks/stdp_conv.py --out benchmarks/results
 	$(PY) benchmarks/distributed_scaling.py
 
 lint: $(VENV)/.installed-dev

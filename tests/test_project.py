@@ -86,3 +86,18 @@ def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
     for key in ("forward", "ours (hooks)", "ours (observe)", "snntorch", "per-step"):
         assert rows[0][key] > 0
     assert (tmp_path / "stdp_dense.md").read_text().count("\n") >= 3
+
+
+def test_conv_benchmark_script_runs_at_a_tiny_size(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stdp_conv
+    finally:
+        sys.path.pop(0)
+    rows = stdp_conv.main(
+        ["--batch", "1", "--steps", "5", "--repeats", "1", "--out", str(tmp_path)]
+    )
+    assert rows[0]["ours (kernel)"] > 0 and rows[0]["snntorch"] > 0
+    assert (tmp_path / "stdp_conv.md").exists()
