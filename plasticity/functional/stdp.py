@@ -110,7 +110,12 @@ def _used(
 
 
 def pair_stdp(
-    pre: Tensor, post: Tensor, state: PairState, params: PairParams, correlate: Correlate
+    pre: Tensor,
+    post: Tensor,
+    state: PairState,
+    params: PairParams,
+    correlate: Correlate,
+    workspace: dict[str, Tensor] | None = None,
 ):
     """Pair STDP over one chunk. Returns ``(pos, neg, new_state)``.
 
@@ -128,8 +133,17 @@ def pair_stdp(
         (True, 0.0)
     """
     mode, coincident = params.trace, params.coincident
-    x = scan_trace(pre, state.x_pre, params.decay_plus, mode)
-    y = scan_trace(post, state.y_post, params.decay_minus, mode)
+    steps = pre.shape[0]
+    x = scan_trace(
+        pre, state.x_pre, params.decay_plus, mode, out=_buffer(workspace, "trace", pre, steps)
+    )
+    y = scan_trace(
+        post,
+        state.y_post,
+        params.decay_minus,
+        mode,
+        out=_buffer(workspace, "post_trace", post, steps),
+    )
     new_state = PairState(x[-1].clone(), y[-1].clone())
     x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
     y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)

@@ -128,7 +128,7 @@ class STDP(PlasticityRule):
             return pair_stdp_post_events(
                 pre, post, PairState(*state), self.params, workspace=self._workspace
             )
-        return pair_stdp(pre, post, PairState(*state), self.params, correlate)
+        return pair_stdp(pre, post, PairState(*state), self.params, correlate, self._workspace)
 
 
 #: Pfister & Gerstner (2006), Table 4: (trace, tau_x, tau_y, a2_plus, a3_plus, a2_minus, a3_minus);
