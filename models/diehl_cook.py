@@ -31,6 +31,8 @@ from tqdm import tqdm
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 
 def load_digits_split(test_fraction: float = 0.3, seed: int = 0):
     """scikit-learn's bundled 8×8 digits as ``[N, 64]`` intensities in [0, 1], split."""
@@ -212,13 +214,9 @@ def run(
         "paths": [],
     }
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         shown = min(n_exc, 100)
         fig, _ = pl.plot.receptive_fields(
             result["weights"][:shown],
@@ -227,9 +225,7 @@ def run(
             title=f"Learned input weights of {shown} excitatory neurons "
             f"(test accuracy {100 * trained:.1f} %)",
         )
-        path = out / "diehl_cook_receptive_fields.png"
-        fig.savefig(path, dpi=120)
-        plt.close(fig)
+        path = save(fig, out, "diehl_cook_receptive_fields.png", dpi=120)
         result["paths"].append(path)
         fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
         names = ["STDP network", "random weights", f"k-means (k={n_exc})"]
@@ -243,9 +239,7 @@ def run(
             title=f"8×8 digits: {n_train} training images, {len(x_test)} test images",
         )
         ax.legend(frameon=False)
-        path = out / "diehl_cook_accuracy.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        path = save(fig, out, "diehl_cook_accuracy.png", dpi=130)
         result["paths"].append(path)
     return result
 

@@ -26,6 +26,8 @@ import torch
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 
 def simulate(
     *,
@@ -118,12 +120,7 @@ def simulate(
 
 def plot(result: dict, out: Path) -> list[Path]:
     """Writes the weight-trajectory and weight-histogram PNGs; returns their paths."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     t, w, nc = result["times_s"].numpy(), result["weights"].numpy(), result["n_correlated"]
     paths = []
 
@@ -147,9 +144,7 @@ def plot(result: dict, out: Path) -> list[Path]:
         title="Soft-bounded pair STDP: weight trajectories",
     )
     ax.legend(loc="lower left", frameon=False)
-    p = out / "weight_trajectories.png"
-    fig.savefig(p, dpi=130)
-    plt.close(fig)
+    p = save(fig, out, "weight_trajectories.png", dpi=130)
     paths.append(p)
 
     fig, ax = plt.subplots(figsize=(7, 4.2), constrained_layout=True)
@@ -163,9 +158,7 @@ def plot(result: dict, out: Path) -> list[Path]:
         title=f"Weight distribution after {t[-1]:.0f} s of STDP (soft multiplicative bounds)",
     )
     ax.legend(frameon=False)
-    p = out / "weight_histogram.png"
-    fig.savefig(p, dpi=130)
-    plt.close(fig)
+    p = save(fig, out, "weight_histogram.png", dpi=130)
     paths.append(p)
     return paths
 

@@ -23,6 +23,8 @@ from tqdm import tqdm
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 
 def simulate(
     *,
@@ -100,13 +102,9 @@ def run(out: str | Path | None = "results", *, progress: bool = True, **kwargs) 
         "paths": [],
     }
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         fig, axes = plt.subplots(
             1,
             3,
@@ -149,9 +147,7 @@ def run(out: str | Path | None = "results", *, progress: bool = True, **kwargs) 
                 title=title,
             )
         fig.colorbar(image, ax=axes[1:], label="w / w_max")
-        path = out / "reward_learning.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        path = save(fig, out, "reward_learning.png", dpi=130)
         result["paths"].append(path)
     return result
 

@@ -27,6 +27,8 @@ from tqdm import tqdm
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 CONDITIONS = ("additive", "multiplicative")
 
 
@@ -172,12 +174,7 @@ def simulate(
 
 
 def plot(result: dict, out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out.mkdir(parents=True, exist_ok=True)
+    plt = pyplot()
     g_max, edges = result["g_max"], result["edges"]
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True, constrained_layout=True)
@@ -194,9 +191,7 @@ def plot(result: dict, out: Path) -> list[Path]:
             title=f"{name} STDP after {result['duration_s']:.0f} s\n"
             f"{100 * c['frac_near_zero']:.0f} % < 0.1 g_max, {100 * c['frac_near_max']:.0f} % > 0.9 g_max",
         )
-    path = out / "song2000_histograms.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    path = save(fig, out, "song2000_histograms.png", dpi=130)
     paths.append(path)
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
@@ -217,9 +212,7 @@ def plot(result: dict, out: Path) -> list[Path]:
             weight_label="w / g_max",
             title=f"{name}: weight distribution over time",
         )
-    path = out / "song2000_dynamics.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save(fig, out, "song2000_dynamics.png", dpi=120)
     paths.append(path)
     return paths
 

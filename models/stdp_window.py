@@ -21,6 +21,8 @@ from tqdm import tqdm
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 BI_POO = {"a_plus": 0.777, "tau_plus": 16.8, "a_minus": 0.273, "tau_minus": 33.7}
 
 
@@ -88,20 +90,14 @@ def run(
         "paths": [],
     }
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        pyplot()  # the Agg backend: this run writes files
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         fig, ax = pl.plot.stdp_window(
             lags, dw, fit=fit, title=f"STDP window: {pairings} pairings at 1 Hz per lag"
         )
         ax.set_ylabel("weight change per pairing Δw (fraction of w)")
-        path = out / "stdp_window.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        path = save(fig, out, "stdp_window.png", dpi=130)
         result["paths"].append(path)
     return result
 

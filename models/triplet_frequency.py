@@ -20,6 +20,8 @@ from tqdm import tqdm
 
 import plasticity as pl
 
+from ._figures import pyplot, save
+
 FREQUENCIES = (0.1, 1.0, 5.0, 10.0, 20.0, 30.0, 40.0, 50.0)
 PAIR = {"a_plus": 5e-3, "a_minus": 5.25e-3, "tau_plus": 16.8, "tau_minus": 33.7}
 
@@ -76,13 +78,9 @@ def run(
     res["frequencies"] = np.array(frequencies)
     res["paths"] = []
     if out is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
         fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharex=True, constrained_layout=True)
         for ax, rule, title in (
             (axes[0], "triplet", "Triplet STDP (Pfister & Gerstner, visual cortex)"),
@@ -109,9 +107,7 @@ def run(
                 title=title,
             )
             ax.legend(frameon=False)
-        path = out / "triplet_frequency.png"
-        fig.savefig(path, dpi=130)
-        plt.close(fig)
+        path = save(fig, out, "triplet_frequency.png", dpi=130)
         res["paths"].append(path)
     return res
 
