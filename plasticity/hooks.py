@@ -176,6 +176,19 @@ class ConvSynapse(SynapseAdapter):
                 )
         return block
 
+    def geometry(self) -> dict:
+        """The convolution's shape keywords (for the event-driven kernels)."""
+        m = self.module
+        return {
+            "weight_shape": tuple(m.weight.shape),
+            "stride": tuple(m.stride),
+            "padding": self.padding,
+            "dilation": tuple(m.dilation),
+            "groups": m.groups,
+            "pad": self.pad,
+            "padding_mode": m.padding_mode,
+        }
+
     def correlate(
         self, kernels: dict[str, str], binary: bool, indices: dict | None = None
     ) -> Callable[..., Tensor]:

@@ -701,3 +701,45 @@ def test_graded_spikes_policy():
     rule.observe(pre, post)
     rule.flush()
     assert float(rule.accumulator.pos) == pytest.approx(0.5 * 2.0 * math.exp(-1.0))
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+@pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0] == 2])
+def test_event_driven_conv2d_equals_pair_sums(case, coincident):
+    """All-to-all pair STDP on Conv2d reads both components at the post spikes (patches of
+    the forward and future presynaptic traces): the same pair sums."""
+    k, stride, padding, dilation, groups, padding_mode = case
+    conv = conv_module(*case)
+    pre = conv_spikes(conv, k, T=12, B=2)
+    with torch.no_grad():
+        out_shape = conv(pre[0]).shape
+    post = (torch.rand(12, *out_shape, generator=torch.Generator().manual_seed(9)) < 0.25).double()
+    rule = pl.STDP(
+        conv, snn.Leaky(beta=0.5), **PAIR, coincident=coincident, kernel="sparse", chunk_size=5
+    )
+    rule.observe(pre, post)
+    rule.flush()
+    dense = pl.STDP(
+        conv_module(*case),
+        snn.Leaky(beta=0.5),
+        **PAIR,
+        coincident=coincident,
+        kernel="dense",
+        chunk_size=5,
+    )
+    dense.observe(pre, post)
+    dense.flush()
+    check(rule, (dense.accumulator.pos, dense.accumulator.neg), tol=1e-10)
+    if padding_mode == "zeros" and not isinstance(padding, str):
+        ref = conv_reference(
+            pre,
+            post,
+            tuple(conv.weight.shape),
+            stride=(stride,) * 2,
+            padding=(padding,) * 2,
+            dilation=(dilation,) * 2,
+            groups=groups,
+            params=PAIR,
+            coincident=coincident,
+        )
+        check(rule, ref)

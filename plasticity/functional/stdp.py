@@ -37,7 +37,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .correlate import event_sum, spike_index
+from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index
 from .traces import previous_trace, scan_future_padded, scan_trace
 
 __all__ = [
@@ -47,6 +47,7 @@ __all__ = [
     "TripletState",
     "pair_stdp",
     "pair_stdp_post_events",
+    "conv_pair_stdp_post_events",
     "triplet_stdp",
     "COINCIDENT",
 ]
@@ -216,6 +217,54 @@ def pair_stdp_post_events(
     # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
     pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, N_in]: sum_t d^(t+1) pre[t]
     neg.addmm_(state.y_post.t(), pre_seen)
+    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
+    y_last.add_(state.y_post, alpha=float(powers[-1]))
+    pos.mul_(params.a_plus * params.scale)
+    neg.mul_(params.a_minus * params.scale)
+    return pos, neg, PairState(x_last, y_last)
+
+
+def conv_pair_stdp_post_events(
+    pre: Tensor,
+    post: Tensor,
+    state: PairState,
+    params: PairParams,
+    geometry: dict,
+    workspace: dict[str, Tensor] | None = None,
+):
+    """:func:`pair_stdp_post_events` for a 2-D convolution: both components gathered from
+    the presynaptic traces' receptive-field patches at the post spikes
+    (:func:`~plasticity.functional.correlate.conv_event_sum`). ``geometry``: the keywords
+    of :func:`~plasticity.functional.correlate.conv_correlate` plus ``weight_shape``."""
+    if params.trace != "all-to-all":
+        raise ValueError("conv_pair_stdp_post_events needs trace='all-to-all'")
+    steps, batch = pre.shape[:2]
+    shape_in = pre.shape[2:]
+    post_rows = post.reshape(steps * batch, *post.shape[2:])
+    weight_shape = geometry["weight_shape"]
+    conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
+    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
+    x_last = x[-1].clone()
+    if params.coincident == "none":
+        x.sub_(pre)
+    pos = conv_event_sum(post_rows, x.reshape(steps * batch, *shape_in), weight_shape, **conv)
+    del x
+    future = scan_future_padded(
+        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+    )
+    future = future.reshape((steps + 1) * batch, *shape_in)
+    if params.coincident == "both":
+        neg = conv_event_sum(post_rows, future, weight_shape, **conv)
+    else:
+        neg = conv_event_sum(post_rows, future, weight_shape, **conv, row_shift=batch).mul_(
+            params.decay_minus
+        )
+    del future
+    powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
+        torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
+    )
+    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, C_in, *in]
+    neg.add_(conv_correlate(state.y_post, pre_seen, weight_shape, **conv))
     y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
     y_last.add_(state.y_post, alpha=float(powers[-1]))
     pos.mul_(params.a_plus * params.scale)

@@ -12,6 +12,7 @@ from ..functional.stdp import (
     PairState,
     TripletParams,
     TripletState,
+    conv_pair_stdp_post_events,
     pair_stdp,
     pair_stdp_post_events,
     triplet_stdp,
@@ -127,6 +128,12 @@ class STDP(PlasticityRule):
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
             return pair_stdp_post_events(
                 pre, post, PairState(*state), self.params, workspace=self._workspace
+            )
+        # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
+        # when asked for explicitly
+        if self.trace == "all-to-all" and self.kernel == "sparse" and pre.ndim == 5:
+            return conv_pair_stdp_post_events(
+                pre, post, PairState(*state), self.params, self._adapter.geometry(), self._workspace
             )
         return pair_stdp(pre, post, PairState(*state), self.params, correlate, self._workspace)
 
