@@ -54,12 +54,9 @@ class SynapseAdapter:
         """The neuron's spikes as ``[T, B, *out]``; checked against the synapse's output."""
         raise NotImplementedError
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
-    ) -> Callable[..., Tensor]:
+    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
         """The correlation of this synapse; ``kernels`` maps the spike operand ("post"/"pre")
-        to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1;
-        ``indices``: precomputed :func:`~plasticity.functional.correlate.spike_index` per side."""
+        to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1."""
         raise NotImplementedError
 
 
@@ -100,10 +97,7 @@ class DenseSynapse(SynapseAdapter):
             )
         return _blocks(s, 1, "the neuron's spikes", f"[B, {self.n_out}] or [T, B, {self.n_out}]")
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
-    ) -> Callable[..., Tensor]:
-        indices = indices or {}
+    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
 
         def run(
             post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
@@ -115,7 +109,6 @@ class DenseSynapse(SynapseAdapter):
                 sparse,
                 weighted or not binary,
                 kernel=kernel,
-                index=indices.get(sparse),
             )
 
         return run
@@ -189,9 +182,7 @@ class ConvSynapse(SynapseAdapter):
             "padding_mode": m.padding_mode,
         }
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, indices: dict | None = None
-    ) -> Callable[..., Tensor]:
+    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
         m = self.module
 
         def run(

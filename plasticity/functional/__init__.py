@@ -17,6 +17,7 @@ from .stdp import (
     TripletState,
     pair_stdp,
     pair_stdp_post_events,
+    pair_traces,
     triplet_stdp,
 )
 from .traces import (
@@ -44,6 +45,7 @@ __all__ = [
     "dense_correlate",
     "decay_factor",
     "pair_stdp",
+    "pair_traces",
     "pair_stdp_post_events",
     "previous_trace",
     "scan_future",

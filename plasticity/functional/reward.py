@@ -36,8 +36,8 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .stdp import _used
-from .traces import scan_future_padded, scan_trace
+from .stdp import pair_traces
+from .traces import scan_future_padded
 
 __all__ = ["ModulatedParams", "ModulatedState", "modulated_stdp", "signal_parts"]
 
@@ -75,17 +75,6 @@ def _weights(w: Tensor, like: Tensor) -> Tensor:
     return w.view(*w.shape, *([1] * (like.ndim - 2)))
 
 
-def _traces(pre: Tensor, post: Tensor, state: ModulatedState, params: ModulatedParams):
-    """``(x_used, y_used, x_last, y_last)``: the traces each pairing reads, and the carry."""
-    mode, coincident = params.trace, params.coincident
-    x = scan_trace(pre, state.x_pre, params.decay_plus, mode)
-    y = scan_trace(post, state.y_post, params.decay_minus, mode)
-    x_last, y_last = x[-1].clone(), y[-1].clone()
-    x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
-    y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
-    return x_used, y_used, x_last, y_last
-
-
 def signal_parts(pre, post, x_used, y_used, params, correlate, weight: Tensor):
     """``(Σ_t weight·ζ⁺, Σ_t weight·ζ⁻)``, summed over the batch (``correlate``) or per
     sample (a per-sample correlation). ``weight`` is ``[T, B]``."""
@@ -109,7 +98,7 @@ def modulated_stdp(
     correlations ``[B, *w]`` (needed for a per-sample eligibility)."""
     r = modulator.to(pre.dtype)
     steps = pre.shape[0]
-    x_used, y_used, x_last, y_last = _traces(pre, post, state, params)
+    x_used, y_used, traces = pair_traces(pre, post, state, params)
     if params.decay_e is None:
         drive = r
     else:
@@ -146,4 +135,4 @@ def modulated_stdp(
         z = z * float(powers[-1]) + zeta_plus - zeta_minus
     pos.mul_(params.gamma * params.scale)
     neg.mul_(params.gamma * params.scale)
-    return pos, neg, ModulatedState(x_last, y_last, z)
+    return pos, neg, ModulatedState(traces.x_pre, traces.y_post, z)

@@ -46,6 +46,7 @@ __all__ = [
     "TripletParams",
     "TripletState",
     "pair_stdp",
+    "pair_traces",
     "pair_stdp_post_events",
     "conv_pair_stdp_post_events",
     "triplet_stdp",
@@ -110,6 +111,33 @@ def _used(
     return previous_trace(traces, trace0, decay)
 
 
+def pair_traces(
+    pre: Tensor, post: Tensor, state, params, workspace: dict[str, Tensor] | None = None
+):
+    """The traces pair STDP reads, ``(x_used, y_used, PairState(x_last, y_last))``.
+
+    ``x_used`` includes the same step's pre spikes unless ``coincident="none"``; ``y_used``
+    includes the same step's post spikes only with ``coincident="both"``. ``state`` needs
+    ``x_pre`` and ``y_post``; ``params`` the decays, ``trace`` and ``coincident``.
+    """
+    mode, coincident = params.trace, params.coincident
+    steps = pre.shape[0]
+    x = scan_trace(
+        pre, state.x_pre, params.decay_plus, mode, out=_buffer(workspace, "trace", pre, steps)
+    )
+    y = scan_trace(
+        post,
+        state.y_post,
+        params.decay_minus,
+        mode,
+        out=_buffer(workspace, "post_trace", post, steps),
+    )
+    carry = PairState(x[-1].clone(), y[-1].clone())
+    x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
+    y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
+    return x_used, y_used, carry
+
+
 def pair_stdp(
     pre: Tensor,
     post: Tensor,
@@ -133,21 +161,7 @@ def pair_stdp(
         >>> round(float(pos), 6) == round(math.exp(-2.0), 6), float(neg)
         (True, 0.0)
     """
-    mode, coincident = params.trace, params.coincident
-    steps = pre.shape[0]
-    x = scan_trace(
-        pre, state.x_pre, params.decay_plus, mode, out=_buffer(workspace, "trace", pre, steps)
-    )
-    y = scan_trace(
-        post,
-        state.y_post,
-        params.decay_minus,
-        mode,
-        out=_buffer(workspace, "post_trace", post, steps),
-    )
-    new_state = PairState(x[-1].clone(), y[-1].clone())
-    x_used = _used(x, pre, state.x_pre, params.decay_plus, coincident in ("ltp", "both"), mode)
-    y_used = _used(y, post, state.y_post, params.decay_minus, coincident == "both", mode)
+    x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
     pos = correlate(post, x_used, "post", False).mul_(params.a_plus * params.scale)
     neg = correlate(y_used, pre, "pre", False).mul_(params.a_minus * params.scale)
     return pos, neg, new_state
@@ -171,6 +185,42 @@ def _buffer(
     return buf.view(-1)[: like[0].numel() * steps].view(shape)
 
 
+def _post_events(pre, post, state: PairState, params: PairParams, gather, boundary, workspace):
+    """The shared body of the post-events kernels: ``gather(table_rows, row_shift)`` sums the
+    presynaptic table's entries at the post spikes, ``boundary(y0, pre_seen)`` correlates
+    the carried postsynaptic trace with this chunk's decayed pre spikes."""
+    if params.trace != "all-to-all":
+        raise ValueError("the post-events kernels need trace='all-to-all'")
+    steps, batch = pre.shape[:2]
+    shape_in = pre.shape[2:]
+    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
+    x_last = x[-1].clone()
+    if params.coincident == "none":
+        x.sub_(pre)
+    pos = gather(x.reshape(steps * batch, *shape_in), 0)
+    del x
+    future = scan_future_padded(
+        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+    )
+    future = future.reshape((steps + 1) * batch, *shape_in)
+    if params.coincident == "both":  # pre spikes at or after each post spike
+        neg = gather(future, 0)
+    else:  # strictly after: the inclusive trace one step later, decayed once
+        neg = gather(future, batch).mul_(params.decay_minus)
+    del future
+    powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
+        torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
+    )
+    # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
+    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
+    neg.add_(boundary(state.y_post, pre_seen))
+    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
+    y_last.add_(state.y_post, alpha=float(powers[-1]))
+    pos.mul_(params.a_plus * params.scale)
+    neg.mul_(params.a_minus * params.scale)
+    return pos, neg, PairState(x_last, y_last)
+
+
 def pair_stdp_post_events(
     pre: Tensor,
     post: Tensor,
@@ -191,37 +241,17 @@ def pair_stdp_post_events(
     Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
     ``workspace``: a dict the caller keeps between chunks; trace buffers are reused from it.
     """
-    if params.trace != "all-to-all":
-        raise ValueError("pair_stdp_post_events needs trace='all-to-all'")
-    steps, batch, n_in = pre.shape
-    coincident = params.coincident
+    steps, batch = pre.shape[:2]
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
-    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
-    x_last = x[-1].clone()
-    if coincident == "none":
-        x.sub_(pre)
-    pos = event_sum(index, x.view(steps * batch, n_in))
-    del x
-    future = scan_future_padded(
-        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+    return _post_events(
+        pre,
+        post,
+        state,
+        params,
+        lambda table, shift: event_sum(index, table, shift),
+        lambda y0, seen: y0.t() @ seen,
+        workspace,
     )
-    future = future.view((steps + 1) * batch, n_in)
-    if coincident == "both":  # pre spikes at or after each post spike
-        neg = event_sum(index, future)
-    else:  # strictly after: the inclusive trace one step later, decayed once
-        neg = event_sum(index, future, row_shift=batch).mul_(params.decay_minus)
-    del future
-    powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
-        torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
-    )
-    # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
-    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, N_in]: sum_t d^(t+1) pre[t]
-    neg.addmm_(state.y_post.t(), pre_seen)
-    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
-    y_last.add_(state.y_post, alpha=float(powers[-1]))
-    pos.mul_(params.a_plus * params.scale)
-    neg.mul_(params.a_minus * params.scale)
-    return pos, neg, PairState(x_last, y_last)
 
 
 def conv_pair_stdp_post_events(
@@ -236,40 +266,21 @@ def conv_pair_stdp_post_events(
     the presynaptic traces' receptive-field patches at the post spikes
     (:func:`~plasticity.functional.correlate.conv_event_sum`). ``geometry``: the keywords
     of :func:`~plasticity.functional.correlate.conv_correlate` plus ``weight_shape``."""
-    if params.trace != "all-to-all":
-        raise ValueError("conv_pair_stdp_post_events needs trace='all-to-all'")
     steps, batch = pre.shape[:2]
-    shape_in = pre.shape[2:]
     post_rows = post.reshape(steps * batch, *post.shape[2:])
-    weight_shape = geometry["weight_shape"]
     conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
-    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
-    x_last = x[-1].clone()
-    if params.coincident == "none":
-        x.sub_(pre)
-    pos = conv_event_sum(post_rows, x.reshape(steps * batch, *shape_in), weight_shape, **conv)
-    del x
-    future = scan_future_padded(
-        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+    weight_shape = geometry["weight_shape"]
+    return _post_events(
+        pre,
+        post,
+        state,
+        params,
+        lambda table, shift: conv_event_sum(
+            post_rows, table, weight_shape, **conv, row_shift=shift
+        ),
+        lambda y0, seen: conv_correlate(y0, seen, weight_shape, **conv),
+        workspace,
     )
-    future = future.reshape((steps + 1) * batch, *shape_in)
-    if params.coincident == "both":
-        neg = conv_event_sum(post_rows, future, weight_shape, **conv)
-    else:
-        neg = conv_event_sum(post_rows, future, weight_shape, **conv, row_shift=batch).mul_(
-            params.decay_minus
-        )
-    del future
-    powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
-        torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
-    )
-    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, C_in, *in]
-    neg.add_(conv_correlate(state.y_post, pre_seen, weight_shape, **conv))
-    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
-    y_last.add_(state.y_post, alpha=float(powers[-1]))
-    pos.mul_(params.a_plus * params.scale)
-    neg.mul_(params.a_minus * params.scale)
-    return pos, neg, PairState(x_last, y_last)
 
 
 def triplet_stdp(

@@ -182,11 +182,9 @@ class PlasticityRule(nn.Module):
         self._pre = StepBuffer()
         self._post = StepBuffer()
         self._mod: StepBuffer | None = None  # per-step modulator rows [B] (modulated rules)
-        self._pre_spatial: tuple[int, ...] | None = None
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
         self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
-        self._chunk_steps = chunk_size  # cached chunk length (automatic: set on first data)
         self._handles = [
             synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
             neuron.register_forward_hook(self._on_post),
@@ -228,13 +226,7 @@ class PlasticityRule(nn.Module):
         if data is None:
             return 256
         step_bytes = math.prod(data.shape[1:]) * data.element_size()
-        self._chunk_steps = max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
-        return self._chunk_steps
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "chunk_size":  # the cached automatic chunk follows the setting
-            self.__dict__["_chunk_steps"] = value
-        super().__setattr__(name, value)
+        return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     def _decay(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
@@ -314,14 +306,12 @@ class PlasticityRule(nn.Module):
     def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
         if self._batch is None:
             self._batch = block.shape[1]
-        chunk = self._chunk_steps if self._chunk_steps else self.chunk
-        buffer.append(block.detach(), self._adapter.module.weight, chunk)
+        chunk, weight = self.chunk, self._adapter.module.weight
+        buffer.append(block.detach(), weight, chunk)
         if self._mod is not None and buffer is self._post:
-            weight = self._adapter.module.weight
             self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
-        hold = self._hold_last
-        if flush and self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
-            self.flush(keep_last=hold)
+        if flush:
+            self._maybe_flush()
 
     @torch.no_grad()
     def observe(self, pre: Tensor, post: Tensor) -> None:
@@ -475,7 +465,6 @@ class PlasticityRule(nn.Module):
         self.flush()
         self._state = None
         self._batch = None
-        self._chunk_steps = self.chunk_size
         self._pre.clear()
         self._post.clear()
         if self._mod is not None:

@@ -69,9 +69,9 @@ class _RateRule(PlasticityRule):
         x = scan_trace(spikes, trace, self._decay(self.tau_rate))
         return x / self.tau_rate, x[-1].clone()
 
-    def _correlate(self, kernels: dict[str, str]):
-        dense = self._adapter.correlate({}, False)  # rates are dense: GEMM / conv weight-grad
-        return lambda post_side, pre_side: dense(post_side, pre_side)
+    def _correlate(self):
+        """Rates are dense: one GEMM or conv weight-gradient per component."""
+        return self._adapter.correlate({}, False)
 
 
 class Oja(_RateRule):
@@ -114,7 +114,7 @@ class Oja(_RateRule):
     def _run(self, pre, post, state, correlate, kernels, modulator=None):
         x, x_last = self._rates(pre, state[0])
         y, y_last = self._rates(post, state[1])
-        corr = self._correlate(kernels)
+        corr = self._correlate()
         pos, neg = _signed_parts(corr, y, x)
         # -y^2 w: depression where w > 0, potentiation where w < 0 (conv: y^2 summed over
         # output positions, as the correlation sums them)
@@ -182,6 +182,6 @@ class BCM(_RateRule):
         theta = scan_trace(drive, state[2], a)
         theta_before = torch.cat([state[2][None], theta[:-1]])  # the threshold before step t
         phi = y * (y - theta_before[:, None])
-        pos, neg = _signed_parts(self._correlate(kernels), phi, x)
+        pos, neg = _signed_parts(self._correlate(), phi, x)
         scale = self.eta * self._scale
         return pos * scale, neg * scale, (x_last, y_last, theta[-1].clone())

@@ -167,9 +167,6 @@ class _ModulatedSTDP(PlasticityRule):
         self.accumulator._append("pos", term.clamp_min(0), owned=True)
         self.accumulator._append("neg", (-term).clamp_min(0), owned=True)
 
-    def _window_rows(self, reward: Any) -> Tensor:
-        return self._rows(reward, "`reward`")
-
 
 class MSTDP(_ModulatedSTDP):
     r"""Reward-modulated STDP (Florian 2007): :math:`\Delta w = \gamma \sum_t r(t)\,\zeta(t)`.
@@ -238,7 +235,9 @@ class MSTDP(_ModulatedSTDP):
         :math:`\\gamma R \\sum_t \\zeta(t)` of the window."""
         if reward is not None and not self.window_reward:
             raise ValueError("step(reward=...) needs the rule built with window_reward=True")
-        r = None if reward is None else self._window_rows(reward)  # validated before any change
+        r = (
+            None if reward is None else self._rows(reward, "`reward`")
+        )  # validated before any change
         self.flush()
         if r is not None:
             if self._window is not None:
@@ -297,7 +296,9 @@ class MSTDPET(_ModulatedSTDP):
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` also applies :math:`\\gamma R\\,z(T)\\,dt`."""
-        r = None if reward is None else self._window_rows(reward)  # validated before any change
+        r = (
+            None if reward is None else self._rows(reward, "`reward`")
+        )  # validated before any change
         self.flush()
         if r is not None and self._state is not None:
             z = self._state[2]
