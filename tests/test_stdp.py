@@ -474,6 +474,28 @@ def test_reset_zeroes_traces_between_samples():
 
 
 @pytest.mark.parametrize("kind", ["pair", "triplet"])
+def test_observe_processes_whole_chunks_in_place_and_buffers_the_rest(kind):
+    g = torch.Generator().manual_seed(5)
+    pre = (torch.rand(23, 3, 6, generator=g) < 0.3).double()
+    post = (torch.rand(23, 3, 4, generator=g) < 0.3).double()
+    pre_before, post_before = pre.clone(), post.clone()
+    rule = make_rule(kind, nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.5), chunk_size=7)
+    rule.observe(pre, post)  # 21 steps straight from the inputs, 2 buffered
+    assert rule.accumulator.counts == (3, 3)
+    assert rule._pre.n == rule._post.n == 2
+    rule.observe(pre[:0], post[:0])  # nothing to add
+    rule.flush()
+    assert torch.equal(pre, pre_before) and torch.equal(post, post_before)
+    check(rule, dense_reference(pre, post, params_of(kind), rule=kind))
+    # float32 spikes into a float64 rule, and a second call that appends to the buffer
+    rule2 = make_rule(kind, nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.5), chunk_size=7)
+    rule2.observe(pre[:10].float(), post[:10].float())
+    rule2.observe(pre[10:], post[10:])
+    rule2.flush()
+    check(rule2, dense_reference(pre, post, params_of(kind), rule=kind))
+
+
+@pytest.mark.parametrize("kind", ["pair", "triplet"])
 def test_state_dict_round_trips_mid_window(kind):
     g = torch.Generator().manual_seed(3)
     pre = (torch.rand(40, 2, 6, generator=g) < 0.3).double()

@@ -220,12 +220,15 @@ class PlasticityRule(nn.Module):
     def chunk(self) -> int:
         """Steps per chunk: ``chunk_size``, or (``None``) about 16 MB of presynaptic spikes
         per chunk for the current batch, between 16 and 256 steps."""
+        return self.chunk_for(self._pre.data)
+
+    def chunk_for(self, pre: Tensor | None) -> int:
+        """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``)."""
         if self.chunk_size is not None:
             return self.chunk_size
-        data = self._pre.data
-        if data is None:
+        if pre is None:
             return 256
-        step_bytes = math.prod(data.shape[1:]) * data.element_size()
+        step_bytes = math.prod(pre.shape[1:]) * pre.element_size()
         return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     def _decay(self, tau: float) -> float:
@@ -316,17 +319,37 @@ class PlasticityRule(nn.Module):
     @torch.no_grad()
     def observe(self, pre: Tensor, post: Tensor) -> None:
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
-        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence)."""
-        self._observe(pre, post)
-        self._maybe_flush()
+        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence).
+
+        With nothing buffered, whole chunks are processed straight from ``pre`` and
+        ``post`` (no copy into the step buffers; only a remainder shorter than a chunk
+        is buffered). ``pre`` and ``post`` are read, never modified.
+        """
+        if self._pre.n or self._post.n or self._mod is not None:
+            self._observe(pre, post)
+            self._maybe_flush()
+            return
+        pre_block, post_block = self._steps(pre, post)
+        w = self.weight
+        pre_block = pre_block.detach().to(device=w.device, dtype=w.dtype)
+        post_block = post_block.detach().to(device=w.device, dtype=w.dtype)
+        if self._batch is None:
+            self._batch = pre_block.shape[1]
+        chunk = self.chunk_for(pre_block)
+        direct = (pre_block.shape[0] // chunk) * chunk
+        if direct:
+            self._process(pre_block[:direct], post_block[:direct], None, chunk)
+        if direct < pre_block.shape[0]:
+            self._pre.append(pre_block[direct:], w, chunk)
+            self._post.append(post_block[direct:], w, chunk)
 
     def _maybe_flush(self) -> None:
         chunk, hold = self.chunk, self._hold_last
         if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
             self.flush(keep_last=hold)
 
-    def _observe(self, pre: Tensor, post: Tensor) -> int:
-        """Validates and buffers a sequence without processing it; returns its steps."""
+    def _steps(self, pre: Tensor, post: Tensor) -> tuple[Tensor, Tensor]:
+        """``pre``/``post`` as ``[T, B, ...]`` blocks, checked against the synapse and each other."""
         pre_block = self._adapter.pre_steps(pre)
         post_block = self._adapter.post_steps(post, pre_block)
         if pre_block.shape[:2] != post_block.shape[:2]:
@@ -335,6 +358,11 @@ class PlasticityRule(nn.Module):
                 f"{list(post_block.shape[:2])}; pass the same steps and samples"
             )
         self._check_batch(pre_block.shape[1])
+        return pre_block, post_block
+
+    def _observe(self, pre: Tensor, post: Tensor) -> int:
+        """Validates and buffers a sequence without processing it; returns its steps."""
+        pre_block, post_block = self._steps(pre, post)
         self._pre.append(pre_block.detach(), self.weight, self.chunk)
         self._add(self._post, post_block, flush=False)
         return pre_block.shape[0]
@@ -382,23 +410,32 @@ class PlasticityRule(nn.Module):
         n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
         if n <= 0:
             return
-        pre, post = self._pre.view(n), self._post.view(n)
-        chunk = self.chunk
-        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        mod = None if self._mod is None else self._mod.view(n)
         try:
-            info = [
-                (
-                    self._inspect(pre[a:b], "the synapse's input spikes", self._needs_pre_kernel),
-                    self._inspect(post[a:b], "the neuron's output spikes"),
-                )
-                for a, b in bounds
-            ]
-        except ValueError:
-            self._pre.consume(n)
-            self._post.consume(n)
-            if self._mod is not None:
-                self._mod.consume(n)
+            self._process(self._pre.view(n), self._post.view(n), mod, self.chunk)
+        except ValueError:  # spikes that break the policy are discarded
+            self._consume(n)
             raise
+        self._consume(n)
+
+    def _consume(self, n: int) -> None:
+        self._pre.consume(n)
+        self._post.consume(n)
+        if self._mod is not None:
+            self._mod.consume(n)
+
+    def _process(self, pre: Tensor, post: Tensor, mod: Tensor | None, chunk: int) -> None:
+        """Runs the kernel on ``[n, B, ...]`` steps in chunks; checks every chunk's spikes
+        first, so that a ``ValueError`` leaves traces and accumulator unchanged."""
+        n = pre.shape[0]
+        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
+        info = [
+            (
+                self._inspect(pre[a:b], "the synapse's input spikes", self._needs_pre_kernel),
+                self._inspect(post[a:b], "the neuron's output spikes"),
+            )
+            for a, b in bounds
+        ]
         w = self.weight
         state = self._state
         if state is None:
@@ -409,17 +446,17 @@ class PlasticityRule(nn.Module):
         for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
             kernels = {"pre": k_pre, "post": k_post}
             correlate = self._adapter.correlate(kernels, binary)
-            mod = None if self._mod is None else self._mod.view(n)[start:stop]
             pos, neg, state = self._run(
-                pre[start:stop], post[start:stop], state, correlate, kernels, mod
+                pre[start:stop],
+                post[start:stop],
+                state,
+                correlate,
+                kernels,
+                None if mod is None else mod[start:stop],
             )
             self.accumulator._append("pos", pos, owned=True)  # fresh tensors: no copy
             self.accumulator._append("neg", neg, owned=True)
         self._state = tuple(state)
-        self._pre.consume(n)
-        self._post.consume(n)
-        if self._mod is not None:
-            self._mod.consume(n)
 
     @torch.no_grad()
     def step(self) -> Tensor | None:
