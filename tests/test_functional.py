@@ -37,7 +37,9 @@ def loop_future(s, d, include_current):
 
 
 @pytest.mark.parametrize("mode", ["all-to-all", "nearest"])
-@pytest.mark.parametrize("steps, width", [(5, 3), (40, 7), (70, 5000), (33, 1), (64, 4096)])
+@pytest.mark.parametrize(
+    "steps, width", [(3, 2), (5, 3), (16, 4), (40, 7), (70, 5000), (33, 1), (64, 4096), (20, 9000)]
+)
 def test_scan_trace_equals_loop_on_every_code_path(mode, steps, width):
     g = torch.Generator().manual_seed(steps + width)
     s = (torch.rand(steps, width, generator=g, dtype=torch.float64) < 0.3).double()
@@ -53,7 +55,7 @@ def test_scan_trace_equals_loop_on_every_code_path(mode, steps, width):
 
 
 @pytest.mark.parametrize("include_current", [False, True])
-@pytest.mark.parametrize("steps, width", [(6, 2), (40, 3), (50, 5000)])
+@pytest.mark.parametrize("steps, width", [(2, 2), (6, 2), (16, 3), (40, 3), (50, 5000), (20, 9000)])
 def test_scan_future_equals_loop(include_current, steps, width):
     g = torch.Generator().manual_seed(steps)
     s = (torch.rand(steps, width, generator=g, dtype=torch.float64) < 0.3).double()
@@ -66,6 +68,28 @@ def test_scan_future_equals_loop(include_current, steps, width):
     )
     padded = scan_future_padded(s, d)
     assert padded.shape[0] == steps + 1 and torch.all(padded[-1] == 0)
+
+
+@given(
+    steps=st.integers(1, 90),
+    width=st.integers(1, 4),
+    decay=st.sampled_from([0.0, 1e-30, 0.3, 0.95, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_blocked_scans_equal_the_recursion_for_any_length_and_decay(steps, width, decay, seed):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.rand(steps, width, generator=g, dtype=torch.float64)  # graded values too
+    x0 = torch.rand(width, generator=g, dtype=torch.float64)
+    forward = torch.empty_like(s)
+    prev = x0
+    for t in range(steps):
+        forward[t] = s[t] + decay * prev
+        prev = forward[t]
+    torch.testing.assert_close(scan_trace(s, x0, decay), forward, rtol=1e-12, atol=1e-12)
+    backward = torch.zeros(steps + 1, width, dtype=torch.float64)
+    for t in range(steps - 1, -1, -1):
+        backward[t] = s[t] + decay * backward[t + 1]
+    torch.testing.assert_close(scan_future_padded(s, decay), backward, rtol=1e-12, atol=1e-12)
 
 
 @given(

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index
-from .traces import previous_trace, scan_future_padded, scan_trace
+from .traces import decay_powers, previous_trace, scan_future_padded, scan_trace
 
 __all__ = [
     "PairParams",
@@ -208,9 +208,7 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
     else:  # strictly after: the inclusive trace one step later, decayed once
         neg = gather(future, batch).mul_(params.decay_minus)
     del future
-    powers = torch.full((steps,), params.decay_minus, dtype=pre.dtype, device=pre.device).pow(
-        torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
-    )
+    powers = decay_powers(params.decay_minus, steps, pre)  # d^1 .. d^T (cached, read-only)
     # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
     pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
     neg.add_(boundary(state.y_post, pre_seen))

@@ -25,6 +25,7 @@ __all__ = [
     "scan_future",
     "scan_future_padded",
     "previous_trace",
+    "decay_powers",
 ]
 
 TRACE_MODES = ("all-to-all", "nearest")
@@ -50,54 +51,98 @@ def decay_factor(dt: float, tau: float, method: str = "exact") -> float:
 
 
 _BLOCK = 16  # steps per block of the all-to-all scan
-_BLOCKED_MAX_WIDTH = 4096  # wider traces scan faster step by step (memory-bound)
+_BLOCKED_MAX_WIDTH = 8192  # wider traces scan faster step by step (memory-bound)
+_BLOCKED_MIN_STEPS = 4  # shorter chunks: a few adds
+
+
+_CONSTANTS: dict[tuple, Tensor] = {}  # decay matrices and powers, read-only, by shape/dtype
+
+
+def _constant(key: tuple, make) -> Tensor:
+    value = _CONSTANTS.get(key)
+    if value is None:
+        if len(_CONSTANTS) > 256:  # many distinct decays (e.g. a parameter sweep): start over
+            _CONSTANTS.clear()
+        value = _CONSTANTS[key] = make()
+    return value
 
 
 def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
-    """``M[i, j] = decay**(i - j)`` for ``i >= j`` else 0 (``[length, length]``)."""
-    idx = torch.arange(length, device=like.device)
-    lag = (idx[:, None] - idx[None, :]).to(like.dtype)
-    return torch.where(
-        lag >= 0, torch.full_like(lag, decay).pow(lag.clamp_min(0)), torch.zeros_like(lag)
-    )
+    """``M[i, j] = decay**(i - j)`` for ``i >= j`` else 0 (``[length, length]``, cached)."""
+
+    def make() -> Tensor:
+        idx = torch.arange(length, device=like.device)
+        lag = (idx[:, None] - idx[None, :]).to(like.dtype)
+        return torch.where(
+            lag >= 0, torch.full_like(lag, decay).pow(lag.clamp_min(0)), torch.zeros_like(lag)
+        )
+
+    return _constant(("matrix", length, decay, like.dtype, like.device), make)
+
+
+def decay_powers(decay: float, n: int, like: Tensor) -> Tensor:
+    """``[decay**1, ..., decay**n]`` (cached)."""
+
+    def make() -> Tensor:
+        return torch.full((n,), decay, dtype=like.dtype, device=like.device).pow(
+            torch.arange(1, n + 1, device=like.device, dtype=like.dtype)
+        )
+
+    return _constant(("powers", n, decay, like.dtype, like.device), make)
 
 
 def _blocked_scan(
     flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool = False
 ) -> Tensor:
-    """All-to-all scan of ``[T, M]`` into ``out`` (``[T, M]``): full blocks of 16 steps as one
-    batched product with the decay matrix, a rank-1 carry between blocks, the rest step by
-    step. ``reverse`` scans from the last step back (``carry``: the value after the end)."""
-    steps = flat.shape[0]
-    full = steps // _BLOCK
+    """All-to-all scan of ``[T, M]`` into ``out`` (``[T, M]``) in a constant number of ops.
+
+    Full blocks of 16 steps: one batched product with the decay matrix (the scan inside
+    each block from zero); the blocks' end values, combined by one more small product
+    with the block-level decay matrix (:math:`d^{16}` powers), give every block's
+    incoming carry, added as one batched outer product. The last partial block is one
+    more product. ``reverse`` scans from the last step back (``carry``: the value after
+    the end). Exact: the same sums, grouped differently.
+    """
+    steps, width = flat.shape
     length = _BLOCK
+    full, rest = divmod(steps, length)
+    head = full * length
+    block_decay = decay**length
+    if reverse and rest:  # the tail comes first when scanning backwards
+        tail = out[head:]
+        torch.matmul(_decay_matrix(rest, decay, flat).t(), flat[head:], out=tail)
+        tail.addr_(decay_powers(decay, rest, flat).flip(0), carry)
+        carry = tail[0]
     if full:
+        blocks = out[:head].view(full, length, width)
         matrix = _decay_matrix(length, decay, flat)
-        if reverse:
-            matrix = matrix.t()
         torch.matmul(
-            matrix,
-            flat[: full * length].view(full, length, -1),
-            out=out[: full * length].view(full, length, -1),
+            matrix.t() if reverse else matrix, flat[:head].view(full, length, -1), out=blocks
         )
-    powers = torch.full((length,), decay, dtype=flat.dtype, device=flat.device).pow(
-        torch.arange(1, length + 1, device=flat.device, dtype=flat.dtype)
-    )
-    if not reverse:
-        for k in range(full):
-            out[k * length : (k + 1) * length].addr_(powers, carry)
-            carry = out[(k + 1) * length - 1]
-        for t in range(full * length, steps):
-            torch.add(flat[t], carry, alpha=decay, out=out[t])
-            carry = out[t]
-        return out
-    for t in range(steps - 1, full * length - 1, -1):
-        torch.add(flat[t], carry, alpha=decay, out=out[t])
-        carry = out[t]
-    powers = powers.flip(0)  # distance to the next block's first step
-    for k in range(full - 1, -1, -1):
-        out[k * length : (k + 1) * length].addr_(powers, carry)
-        carry = out[k * length]
+        carries = flat.new_empty(full, width)
+        if reverse:  # block k receives the true start value of block k + 1
+            carries[-1] = carry
+            if full > 1:
+                starts = blocks[1:, 0, :]
+                torch.matmul(
+                    _decay_matrix(full - 1, block_decay, flat).t(), starts, out=carries[:-1]
+                )
+                carries[:-1].addr_(decay_powers(block_decay, full - 1, flat).flip(0), carry)
+            within = decay_powers(decay, length, flat).flip(0)  # distance to the next block's start
+        else:  # block k receives the true end value of block k - 1
+            carries[0] = carry
+            if full > 1:
+                ends = blocks[:-1, -1, :]
+                torch.matmul(_decay_matrix(full - 1, block_decay, flat), ends, out=carries[1:])
+                carries[1:].addr_(decay_powers(block_decay, full - 1, flat), carry)
+            within = decay_powers(decay, length, flat)  # distance from the previous block's end
+        blocks.baddbmm_(within.view(1, length, 1).expand(full, length, 1), carries.unsqueeze(1))
+        if not reverse:
+            carry = out[head - 1]
+    if not reverse and rest:
+        tail = out[head:]
+        torch.matmul(_decay_matrix(rest, decay, flat), flat[head:], out=tail)
+        tail.addr_(decay_powers(decay, rest, flat), carry)
     return out
 
 
@@ -118,9 +163,10 @@ def scan_trace(
     Returns:
         ``[T, *S]`` traces; the last one is the state to carry to the next chunk.
 
-    For narrow traces (``B·N <= 4096``) the all-to-all scan runs in blocks of 16 steps:
+    For traces up to ``B·N = 8192`` wide the all-to-all scan runs in blocks of 16 steps:
     inside a block one small matrix product with the decay matrix :math:`d^{i-j}`, across
-    blocks a rank-1 carry (exact, ~16x fewer kernel launches). Wider traces are scanned
+    blocks one more product at the block level (:math:`d^{16}`), a constant number of ops
+    whatever ``T`` (exact: the same sums grouped differently). Wider traces are scanned
     step by step in place, which is memory-bound and faster there.
 
     Example:
@@ -146,7 +192,7 @@ def scan_trace(
         return out
     flat = spikes.reshape(steps, -1)
     carry = trace.reshape(-1)
-    if flat.shape[1] > _BLOCKED_MAX_WIDTH or steps < 2 * _BLOCK:
+    if flat.shape[1] > _BLOCKED_MAX_WIDTH or steps < _BLOCKED_MIN_STEPS:
         out = torch.empty_like(flat) if out is None else out.view(flat.shape)
         prev = carry
         for t in range(steps):
@@ -170,7 +216,7 @@ def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) 
         else out.view(steps + 1, flat.shape[1])
     )
     out[steps].zero_()
-    if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= 2 * _BLOCK:
+    if flat.shape[1] <= _BLOCKED_MAX_WIDTH and steps >= _BLOCKED_MIN_STEPS:
         _blocked_scan(flat, out[steps], decay, out[:steps], reverse=True)
     else:
         for t in range(steps - 1, -1, -1):
