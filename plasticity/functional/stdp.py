@@ -193,14 +193,17 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
         raise ValueError("the post-events kernels need trace='all-to-all'")
     steps, batch = pre.shape[:2]
     shape_in = pre.shape[2:]
-    x = scan_trace(pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps))
+    # one trace buffer serves both tables in turn: the trace, then the future trace
+    x = scan_trace(
+        pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
+    )
     x_last = x[-1].clone()
     if params.coincident == "none":
         x.sub_(pre)
     pos = gather(x.reshape(steps * batch, *shape_in), 0)
     del x
     future = scan_future_padded(
-        pre, params.decay_minus, out=_buffer(workspace, "future", pre, steps + 1)
+        pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
     )
     future = future.reshape((steps + 1) * batch, *shape_in)
     if params.coincident == "both":  # pre spikes at or after each post spike

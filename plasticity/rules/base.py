@@ -214,11 +214,11 @@ class PlasticityRule(nn.Module):
     _needs_pre_kernel = True
 
     #: automatic chunks hold about this many bytes of presynaptic spikes
-    CHUNK_BYTES = 1 << 24
+    CHUNK_BYTES = 1 << 23
 
     @property
     def chunk(self) -> int:
-        """Steps per chunk: ``chunk_size``, or (``None``) about 16 MB of presynaptic spikes
+        """Steps per chunk: ``chunk_size``, or (``None``) about 8 MB of presynaptic spikes
         per chunk for the current batch, between 16 and 256 steps."""
         return self.chunk_for(self._pre.data)
 

@@ -1,0 +1,96 @@
+"""Memory: no rule ever materializes a ``[B, N_out, N_in]`` tensor.
+
+Every tensor any aten operator returns while a rule learns (hooks, chunk kernels,
+``step()``) is watched through a ``TorchDispatchMode``; the largest must stay far below
+``B·N_out·N_in`` elements. The same watcher sees snnTorch's learner build exactly such a
+tensor, so the check can fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+import snntorch as snn
+import torch
+from snntorch.functional.stdp_learner import stdp_linear_single_step
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
+
+import plasticity as pl
+
+T, B, N_IN, N_OUT = 24, 16, 100, 80
+OUTER = B * N_OUT * N_IN  # 128 000 elements
+# the largest legitimate tensors: a chunk of pre spikes or traces, and an event index of
+# (row, neuron) pairs of one chunk's spikes (chunk_size=T here, so that step buffers stay
+# well below the outer product they must never be confused with)
+LEGITIMATE = 2 * (T + 1) * B * N_IN  # 80 000 < OUTER
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest tensor (in elements) returned by any operator."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.numel, self.op = 0, None
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_leaves(out):
+            if isinstance(t, torch.Tensor) and t.numel() > self.numel:
+                self.numel, self.op = t.numel(), func
+        return out
+
+
+PAIR = dict(a_plus=0.01, a_minus=0.012, tau_plus=10.0, tau_minus=12.0)
+RULES = {
+    "stdp": lambda fc, lif: pl.STDP(fc, lif, **PAIR),
+    "stdp_nearest_dense": lambda fc, lif: pl.STDP(fc, lif, trace="nearest", kernel="dense", **PAIR),
+    "stdp_sparse": lambda fc, lif: pl.STDP(fc, lif, kernel="sparse", **PAIR),
+    "triplet": lambda fc, lif: pl.TripletSTDP.from_preset(fc, lif, "visual_cortex_all_to_all_full"),
+    "mstdp": lambda fc, lif: pl.MSTDP(fc, lif, **PAIR),
+    "mstdpet": lambda fc, lif: pl.MSTDPET(fc, lif, tau_e=50.0, **PAIR),
+    "dopamine": lambda fc, lif: pl.DopamineSTDP(fc, lif),
+    "oja": lambda fc, lif: pl.Oja(fc, lif, eta=0.01, tau_rate=10.0),
+    "bcm": lambda fc, lif: pl.BCM(fc, lif, eta=0.01, tau_theta=50.0, tau_rate=10.0),
+    "scaling": lambda fc, lif: pl.SynapticScaling(
+        fc, lif, target_rate=0.05, tau_rate=10.0, eta=0.01
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_no_rule_builds_a_batch_outer_product(name):
+    g = torch.Generator().manual_seed(0)
+    fc = nn.Linear(N_IN, N_OUT, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(torch.rand(N_OUT, N_IN, generator=g) * 0.2)
+    lif = snn.Leaky(beta=0.9)
+    rule = RULES[name](fc, lif)
+    rule.chunk_size = T
+    x = (torch.rand(T, B, N_IN, generator=g) < 0.2).float()
+    watcher = LargestTensor()
+    with watcher:
+        mem = lif.init_leaky()
+        spikes = 0.0
+        for t in range(T):
+            spk, mem = lif(fc(x[t]), mem)
+            spikes += float(spk.detach().sum())
+            if hasattr(rule, "reward"):
+                rule.reward(float(torch.randn(1, generator=g)))
+            if hasattr(rule, "release"):
+                rule.release(0.5)
+        update = rule.step()
+    assert spikes > 0 and update is not None and torch.count_nonzero(update) > 0
+    assert watcher.numel <= LEGITIMATE < OUTER, (watcher.numel, watcher.op)
+
+
+def test_the_watcher_sees_snntorchs_learner_build_one():
+    """The check above can fail: snnTorch's learner makes a [B, N_out, N_in] tensor per step."""
+    g = torch.Generator().manual_seed(1)
+    fc = nn.Linear(N_IN, N_OUT, bias=False)
+    pre = (torch.rand(B, N_IN, generator=g) < 0.2).float()
+    post = (torch.rand(B, N_OUT, generator=g) < 0.2).float()
+    watcher = LargestTensor()
+    with watcher:
+        stdp_linear_single_step(fc, pre, post, None, None, 10.0, 12.0)
+    assert watcher.numel >= OUTER
