@@ -31,6 +31,7 @@ with :math:`r_1, o_1` decaying with :math:`\tau_+, \tau_-` and :math:`r_2, o_2` 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -49,6 +50,7 @@ __all__ = [
     "pair_traces",
     "pair_stdp_post_events",
     "conv_pair_stdp_post_events",
+    "conv_pair_stdp_post_side",
     "triplet_stdp",
     "COINCIDENT",
 ]
@@ -211,8 +213,15 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
     else:  # strictly after: the inclusive trace one step later, decayed once
         neg = gather(future, batch).mul_(params.decay_minus)
     del future
+    return _post_side_finish(pre, post, state, params, pos, neg, boundary, x_last)
+
+
+def _post_side_finish(pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last):
+    """What every post-side kernel adds after its two tables: the pairs of this chunk's pre
+    spikes with post spikes of earlier chunks (``boundary(y0, pre_seen)``, always
+    depression), the postsynaptic trace to carry, and the amplitudes."""
+    steps = pre.shape[0]
     powers = decay_powers(params.decay_minus, steps, pre)  # d^1 .. d^T (cached, read-only)
-    # pre spikes of this chunk against post spikes of earlier chunks (always pre after post)
     pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
     neg.add_(boundary(state.y_post, pre_seen))
     y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
@@ -281,6 +290,73 @@ def conv_pair_stdp_post_events(
         ),
         lambda y0, seen: conv_correlate(y0, seen, weight_shape, **conv),
         workspace,
+    )
+
+
+def conv_pair_stdp_post_side(
+    pre: Tensor,
+    post: Tensor,
+    state: PairState,
+    params: PairParams,
+    geometry: dict,
+    workspace: dict[str, Tensor] | None = None,
+):
+    """All-to-all pair STDP on a convolution with both components read at the post spikes,
+    in one weight gradient: the presynaptic trace and the future presynaptic trace are
+    stacked as two halves of every group's input channels, so that a single
+    ``conv{1,2,3}d_weight`` against the post spikes gives ``pos`` and ``neg`` together.
+
+    No postsynaptic trace is scanned over the chunk (for a conv layer it is ``C_out``
+    times larger than the presynaptic one). The same numbers as :func:`pair_stdp`;
+    ``geometry`` as for :func:`conv_pair_stdp_post_events`.
+    """
+    if params.trace != "all-to-all":
+        raise ValueError("the post-side kernels need trace='all-to-all'")
+    steps, batch, c_in = pre.shape[:3]
+    spatial = pre.shape[3:]
+    weight_shape = tuple(geometry["weight_shape"])
+    groups = geometry["groups"]
+    conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
+    per_group = c_in // groups
+    shape = (steps, batch, groups, 2, per_group, *spatial)
+    tables = None if workspace is None else workspace.get("tables")
+    if tables is None or tables.numel() < math.prod(shape) or tables.dtype != pre.dtype:
+        tables = pre.new_empty(shape)
+        if workspace is not None:
+            workspace["tables"] = tables
+    tables = tables.view(-1)[: math.prod(shape)].view(shape)
+    grouped = (steps, batch, groups, per_group, *spatial)
+    x = scan_trace(
+        pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
+    )
+    x_last = x[-1].clone()
+    if params.coincident == "none":
+        x.sub_(pre)
+    tables[:, :, :, 0].copy_(x.view(grouped))
+    future = scan_future_padded(
+        pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
+    )
+    if params.coincident == "both":  # pre spikes at or after each post spike
+        tables[:, :, :, 1].copy_(future[:steps].view(grouped))
+    else:  # strictly after: the inclusive trace one step later, decayed once
+        torch.mul(future[1:].view(grouped), params.decay_minus, out=tables[:, :, :, 1])
+    both = conv_correlate(
+        post,
+        tables.view(steps, batch, 2 * c_in, *spatial),
+        (weight_shape[0], 2 * weight_shape[1], *weight_shape[2:]),
+        **conv,
+    )
+    pos = both[:, : weight_shape[1]].contiguous()
+    neg = both[:, weight_shape[1] :].contiguous()
+    return _post_side_finish(
+        pre,
+        post,
+        state,
+        params,
+        pos,
+        neg,
+        lambda y0, seen: conv_correlate(y0, seen, weight_shape, **conv),
+        x_last,
     )
 
 

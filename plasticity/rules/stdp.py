@@ -13,6 +13,7 @@ from ..functional.stdp import (
     TripletParams,
     TripletState,
     conv_pair_stdp_post_events,
+    conv_pair_stdp_post_side,
     pair_stdp,
     pair_stdp_post_events,
     triplet_stdp,
@@ -133,6 +134,10 @@ class STDP(PlasticityRule):
         # when asked for explicitly
         if self.trace == "all-to-all" and self.kernel == "sparse" and pre.ndim == 5:
             return conv_pair_stdp_post_events(
+                pre, post, PairState(*state), self.params, self._adapter.geometry(), self._workspace
+            )
+        if self.trace == "all-to-all" and pre.ndim > 3:  # conv: one weight gradient per chunk
+            return conv_pair_stdp_post_side(
                 pre, post, PairState(*state), self.params, self._adapter.geometry(), self._workspace
             )
         return pair_stdp(pre, post, PairState(*state), self.params, correlate, self._workspace)
