@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import torch
 from torch import Tensor, nn
 
 from .functional.correlate import conv_correlate, dense_correlate
@@ -54,9 +55,12 @@ class SynapseAdapter:
         """The neuron's spikes as ``[T, B, *out]``; checked against the synapse's output."""
         raise NotImplementedError
 
-    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
+    ) -> Callable[..., Tensor]:
         """The correlation of this synapse; ``kernels`` maps the spike operand ("post"/"pre")
-        to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1."""
+        to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1;
+        ``compute_dtype``: operand dtype of the products (``None``: the operands')."""
         raise NotImplementedError
 
 
@@ -97,8 +101,9 @@ class DenseSynapse(SynapseAdapter):
             )
         return _blocks(s, 1, "the neuron's spikes", f"[B, {self.n_out}] or [T, B, {self.n_out}]")
 
-    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
-
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
+    ) -> Callable[..., Tensor]:
         def run(
             post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
         ) -> Tensor:
@@ -109,6 +114,7 @@ class DenseSynapse(SynapseAdapter):
                 sparse,
                 weighted or not binary,
                 kernel=kernel,
+                compute_dtype=compute_dtype,
             )
 
         return run
@@ -182,7 +188,9 @@ class ConvSynapse(SynapseAdapter):
             "padding_mode": m.padding_mode,
         }
 
-    def correlate(self, kernels: dict[str, str], binary: bool) -> Callable[..., Tensor]:
+    def correlate(
+        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
+    ) -> Callable[..., Tensor]:
         m = self.module
 
         def run(
@@ -198,6 +206,7 @@ class ConvSynapse(SynapseAdapter):
                 groups=m.groups,
                 pad=self.pad,
                 padding_mode=m.padding_mode,
+                compute_dtype=compute_dtype,
             )
 
         return run

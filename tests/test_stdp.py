@@ -495,6 +495,61 @@ def test_observe_processes_whole_chunks_in_place_and_buffers_the_rest(kind):
     check(rule2, dense_reference(pre, post, params_of(kind), rule=kind))
 
 
+def _pos_neg(rule, pre, post):
+    rule.observe(pre, post)
+    rule.flush()
+    return rule.accumulator.pos, rule.accumulator.neg
+
+
+@pytest.mark.parametrize("kind", ["pair", "triplet"])
+@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+def test_bf16_precision_stays_within_its_documented_bound(kind, kernel, coincident):
+    g = torch.Generator().manual_seed(7)
+    pre = (torch.rand(60, 8, 300, generator=g) < 0.04).float()
+    post = (torch.rand(60, 8, 200, generator=g) < 0.04).float()
+    out = {}
+    for precision in ("full", "bf16"):
+        fc = nn.Linear(300, 200, bias=False)
+        rule = make_rule(
+            kind,
+            fc,
+            snn.Leaky(beta=0.9),
+            kernel=kernel,
+            coincident=coincident,
+            chunk_size=25,
+            precision=precision,
+        )
+        out[precision] = _pos_neg(rule, pre, post)
+    # bf16 keeps 8 significant bits (unit roundoff 2^-8): the trace operand and each chunk's
+    # result are rounded once, the triplet's weighted spikes once more
+    bound = 2.0**-7 if kind == "pair" else 3 * 2.0**-8
+    for full, half in zip(out["full"], out["bf16"], strict=True):
+        assert half.dtype == torch.float32
+        err = (half - full).abs()
+        ratio = (err - 1e-6) / full.abs().clamp_min(1e-30)
+        assert torch.all(err <= bound * full.abs() + 1e-6), float(ratio.max())
+        assert err.max() > 0  # the switch is in effect
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "none"])
+def test_bf16_precision_on_a_grouped_conv(coincident):
+    g = torch.Generator().manual_seed(8)
+    pre = (torch.rand(30, 2, 4, 9, 9, generator=g) < 0.1).float()
+    post = (torch.rand(30, 2, 6, 9, 9, generator=g) < 0.1).float()
+    out = {}
+    for precision in ("full", "bf16"):
+        conv = nn.Conv2d(4, 6, 3, padding=1, groups=2, bias=False)
+        rule = pl.STDP(
+            conv, snn.Leaky(beta=0.9), **PAIR, coincident=coincident, precision=precision
+        )
+        out[precision] = _pos_neg(rule, pre, post)
+    for full, half in zip(out["full"], out["bf16"], strict=True):
+        err = (half - full).abs()
+        assert torch.all(err <= 2.0**-7 * full.abs() + 1e-6)
+        assert err.max() > 0
+
+
 @pytest.mark.parametrize("kind", ["pair", "triplet"])
 def test_state_dict_round_trips_mid_window(kind):
     g = torch.Generator().manual_seed(3)
@@ -624,6 +679,7 @@ def test_triplet_presets():
         (lambda fc, lif: pl.STDP(fc, lif, **PAIR, decay="rk4"), ValueError, "decay"),
         (lambda fc, lif: pl.STDP(fc, lif, **PAIR, decay="euler", dt=5.0), ValueError, "dt < tau"),
         (lambda fc, lif: pl.STDP(fc, lif, **PAIR, chunk_size=0), ValueError, "chunk_size"),
+        (lambda fc, lif: pl.STDP(fc, lif, **PAIR, precision="fp8"), ValueError, "precision"),
         (lambda fc, lif: pl.TripletSTDP(fc, lif, **{**TRIPLET, "tau_x": 0}), ValueError, "tau_x"),
         (
             lambda fc, lif: pl.TripletSTDP(fc, lif, **{**TRIPLET, "a3_minus": -0.1}),

@@ -62,14 +62,22 @@ def event_sum(
     table: Tensor,
     row_shift: int = 0,
     weights: Tensor | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """For each neuron ``n`` of a :func:`spike_index`: the sum of ``table[r + row_shift]``
     over the rows ``r`` where it fired (times ``weights`` per event, if given): ``[N, M]``.
 
     ``table`` is ``[R', M]``; ``row_shift`` reads a later row (e.g. one step later).
     float32/16 run through :func:`torch.nn.functional.embedding_bag`, float64 through a
-    CSR matrix product.
+    CSR matrix product. ``compute_dtype`` (e.g. ``torch.bfloat16``) gathers from a copy of
+    the table in that dtype (sums accumulate in float32 inside the kernel); the result is
+    returned in ``table``'s dtype.
     """
+    if compute_dtype is not None and compute_dtype != table.dtype:
+        out_dtype = table.dtype
+        table = table.to(compute_dtype)
+        weights = None if weights is None else weights.to(compute_dtype)
+        return event_sum(index, table, row_shift, weights).to(out_dtype)
     rows, offsets, neurons = index
     if row_shift:
         rows = rows + row_shift
@@ -93,6 +101,7 @@ def _event_correlate(
     dense: Tensor,
     weighted: bool = True,
     index: tuple[Tensor, Tensor, Tensor] | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """``spikesᵀ @ dense`` touching only the non-zeros of ``spikes`` (``[R, N]``).
 
@@ -102,7 +111,7 @@ def _event_correlate(
     """
     index = spike_index(spikes) if index is None else index
     weights = spikes[index[0], index[2]] if weighted else None
-    return event_sum(index, dense, 0, weights)
+    return event_sum(index, dense, 0, weights, compute_dtype)
 
 
 def choose_kernel(kernel: str, spikes: Tensor, nnz: int | None = None) -> str:
@@ -131,6 +140,7 @@ def dense_correlate(
     *,
     kernel: str = "auto",
     index: tuple[Tensor, Tensor, Tensor] | None = None,
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """``sum_r post_side[r]ᵀ pre_side[r]`` over all leading rows: ``[N_out, N_in]``.
 
@@ -143,6 +153,9 @@ def dense_correlate(
         index: :func:`spike_index` of the spike operand, if already computed.
         kernel: ``"auto"`` (event-driven where the spike operand is sparse on CPU),
             ``"dense"`` or ``"sparse"``.
+        compute_dtype: operand dtype of the product (e.g. ``torch.bfloat16``: binary
+            spikes are exact, real operands rounded; accumulation in float32 inside the
+            kernel); the result comes back in ``post_side``'s dtype. ``None``: as given.
 
     Example:
         >>> import torch
@@ -155,9 +168,11 @@ def dense_correlate(
     p = post_side.reshape(-1, post_side.shape[-1])
     q = pre_side.reshape(-1, pre_side.shape[-1])
     if sparse == "post" and choose_kernel(kernel, p) == "sparse":
-        return _event_correlate(p, q, weighted, index)
+        return _event_correlate(p, q, weighted, index, compute_dtype)
     if sparse == "pre" and choose_kernel(kernel, q) == "sparse":
-        return _event_correlate(q, p, weighted, index).t()
+        return _event_correlate(q, p, weighted, index, compute_dtype).t()
+    if compute_dtype is not None and compute_dtype != p.dtype:
+        return (p.t().to(compute_dtype) @ q.to(compute_dtype)).to(p.dtype)
     return p.t() @ q
 
 
@@ -230,12 +245,15 @@ def conv_correlate(
     groups: int,
     pad: Sequence[int] | None = None,
     padding_mode: str = "zeros",
+    compute_dtype: torch.dtype | None = None,
 ) -> Tensor:
     """Conv weight-shaped correlation, summed over rows (time·batch) and output positions.
 
     ``post_side``: ``[..., C_out, *out_spatial]``; ``pre_side``: ``[..., C_in, *in_spatial]``
     with the same leading shape. ``pad`` (``F.pad`` order) pre-pads the pre side, for
     string padding or non-zero padding modes; then ``padding`` should be zeros.
+    ``compute_dtype``: as for :func:`dense_correlate` (the result is in ``post_side``'s
+    dtype).
 
     Example:
         >>> import torch
@@ -249,6 +267,9 @@ def conv_correlate(
     p = post_side.reshape(-1, *post_side.shape[-(k + 1) :])
     if pad is not None:
         q = F.pad(q, list(pad), mode="constant" if padding_mode == "zeros" else padding_mode)
+    out_dtype = p.dtype
+    if compute_dtype is not None:
+        p, q = p.to(compute_dtype), q.to(compute_dtype)
     return _CONV_WEIGHT[k](
         q, list(weight_shape), p, stride=stride, padding=padding, dilation=dilation, groups=groups
-    )
+    ).to(out_dtype)

@@ -238,6 +238,7 @@ def pair_stdp_post_events(
     params: PairParams,
     post_index: tuple[Tensor, Tensor, Tensor] | None = None,
     workspace: dict[str, Tensor] | None = None,
+    compute_dtype: torch.dtype | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -250,6 +251,7 @@ def pair_stdp_post_events(
 
     Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
     ``workspace``: a dict the caller keeps between chunks; trace buffers are reused from it.
+    ``compute_dtype`` (e.g. ``torch.bfloat16``): the dtype the trace tables are gathered in.
     """
     steps, batch = pre.shape[:2]
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
@@ -258,7 +260,7 @@ def pair_stdp_post_events(
         post,
         state,
         params,
-        lambda table, shift: event_sum(index, table, shift),
+        lambda table, shift: event_sum(index, table, shift, compute_dtype=compute_dtype),
         lambda y0, seen: y0.t() @ seen,
         workspace,
     )
@@ -300,6 +302,7 @@ def conv_pair_stdp_post_side(
     params: PairParams,
     geometry: dict,
     workspace: dict[str, Tensor] | None = None,
+    compute_dtype: torch.dtype | None = None,
 ):
     """All-to-all pair STDP on a convolution with both components read at the post spikes,
     in one weight gradient: the presynaptic trace and the future presynaptic trace are
@@ -308,7 +311,9 @@ def conv_pair_stdp_post_side(
 
     No postsynaptic trace is scanned over the chunk (for a conv layer it is ``C_out``
     times larger than the presynaptic one). The same numbers as :func:`pair_stdp`;
-    ``geometry`` as for :func:`conv_pair_stdp_post_events`.
+    ``geometry`` as for :func:`conv_pair_stdp_post_events`. ``compute_dtype`` (e.g.
+    ``torch.bfloat16``): the dtype of the stacked tables and of the weight gradient's
+    operands (the rounding happens while stacking: no extra pass).
     """
     if params.trace != "all-to-all":
         raise ValueError("the post-side kernels need trace='all-to-all'")
@@ -319,9 +324,10 @@ def conv_pair_stdp_post_side(
     conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
     per_group = c_in // groups
     shape = (steps, batch, groups, 2, per_group, *spatial)
+    dtype = compute_dtype or pre.dtype
     tables = None if workspace is None else workspace.get("tables")
-    if tables is None or tables.numel() < math.prod(shape) or tables.dtype != pre.dtype:
-        tables = pre.new_empty(shape)
+    if tables is None or tables.numel() < math.prod(shape) or tables.dtype != dtype:
+        tables = pre.new_empty(shape, dtype=dtype)
         if workspace is not None:
             workspace["tables"] = tables
     tables = tables.view(-1)[: math.prod(shape)].view(shape)
@@ -345,7 +351,8 @@ def conv_pair_stdp_post_side(
         tables.view(steps, batch, 2 * c_in, *spatial),
         (weight_shape[0], 2 * weight_shape[1], *weight_shape[2:]),
         **conv,
-    )
+        compute_dtype=compute_dtype,
+    ).to(pre.dtype)
     pos = both[:, : weight_shape[1]].contiguous()
     neg = both[:, weight_shape[1] :].contiguous()
     return _post_side_finish(

@@ -26,6 +26,7 @@ from ..hooks import output_spikes, synapse_adapter
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude"]
 
 SPIKE_POLICIES = ("binary", "graded")
+PRECISIONS = ("full", "bf16")
 
 
 def _real(name: str, value: Any) -> float:
@@ -136,6 +137,7 @@ class PlasticityRule(nn.Module):
         chunk_size: int | None = None,
         kernel: str = "auto",
         spikes: str = "binary",
+        precision: str = "full",
         process_group: Any = None,
         distributed: bool | None = None,
         time_constants: dict[str, float] | None = None,
@@ -156,6 +158,7 @@ class PlasticityRule(nn.Module):
         _choice("decay", decay, ("exact", "euler"))
         _choice("kernel", kernel, KERNELS)
         _choice("spikes", spikes, SPIKE_POLICIES)
+        _choice("precision", precision, PRECISIONS)
         if chunk_size is not None and (
             isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
         ):
@@ -170,7 +173,7 @@ class PlasticityRule(nn.Module):
         super().__init__()
         self.dt, self.trace, self.coincident = dt, trace, coincident
         self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
-        self.kernel, self.spikes = kernel, spikes
+        self.kernel, self.spikes, self.precision = kernel, spikes, precision
         if distributed is not None and not isinstance(distributed, bool):
             raise TypeError(
                 f"`distributed` must be True, False or None (automatic), got {distributed!r}"
@@ -230,6 +233,11 @@ class PlasticityRule(nn.Module):
             return 256
         step_bytes = math.prod(pre.shape[1:]) * pre.element_size()
         return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
+
+    @property
+    def _compute_dtype(self) -> torch.dtype | None:
+        """Operand dtype of the correlation products: ``None`` (the weight's) or bfloat16."""
+        return torch.bfloat16 if self.precision == "bf16" else None
 
     def _decay(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
@@ -445,7 +453,7 @@ class PlasticityRule(nn.Module):
         binary = self.spikes == "binary"
         for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
             kernels = {"pre": k_pre, "post": k_post}
-            correlate = self._adapter.correlate(kernels, binary)
+            correlate = self._adapter.correlate(kernels, binary, self._compute_dtype)
             pos, neg, state = self._run(
                 pre[start:stop],
                 post[start:stop],

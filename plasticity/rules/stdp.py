@@ -60,6 +60,14 @@ class STDP(PlasticityRule):
         kernel: ``"auto"``, ``"dense"`` or ``"sparse"`` (event-driven, CPU); same result.
         spikes: ``"binary"`` (default: other values are an error) or ``"graded"`` (values
             are used as spike amplitudes: traces add them, pairs weigh by their product).
+        precision: ``"full"`` (default: every product in the weight's dtype) or
+            ``"bf16"``: the correlation products (GEMMs, conv weight gradients, event
+            gathers) take bfloat16 operands and accumulate in float32 inside the kernel;
+            binary spikes are exact in bf16, traces and each chunk's result are rounded
+            to 8 significant bits, so each element of ``pos``/``neg`` is off by at most
+            2⁻⁷ of its value (README, "Reduced precision"). Traces, bounds and the
+            accumulator stay in the weight's dtype. Faster only where the hardware has
+            bf16 arithmetic (AVX512-BF16/AMX CPUs, GPUs).
 
     Shape:
         Linear: weight ``[N_out, N_in]``; spikes ``[B, N]`` per step or ``[T, B, N]`` per
@@ -128,7 +136,12 @@ class STDP(PlasticityRule):
     ) -> tuple[Tensor, Tensor, PairState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
             return pair_stdp_post_events(
-                pre, post, PairState(*state), self.params, workspace=self._workspace
+                pre,
+                post,
+                PairState(*state),
+                self.params,
+                workspace=self._workspace,
+                compute_dtype=self._compute_dtype,
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
@@ -138,7 +151,13 @@ class STDP(PlasticityRule):
             )
         if self.trace == "all-to-all" and pre.ndim > 3:  # conv: one weight gradient per chunk
             return conv_pair_stdp_post_side(
-                pre, post, PairState(*state), self.params, self._adapter.geometry(), self._workspace
+                pre,
+                post,
+                PairState(*state),
+                self.params,
+                self._adapter.geometry(),
+                self._workspace,
+                self._compute_dtype,
             )
         return pair_stdp(pre, post, PairState(*state), self.params, correlate, self._workspace)
 
