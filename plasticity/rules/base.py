@@ -223,7 +223,12 @@ class PlasticityRule(nn.Module):
     def chunk(self) -> int:
         """Steps per chunk: ``chunk_size``, or (``None``) about 8 MB of presynaptic spikes
         per chunk for the current batch, between 16 and 256 steps."""
-        return self.chunk_for(self._pre.data)
+        # read every step by the hooks: cached until chunk_size or the step buffer changes
+        key = (self.chunk_size, self._pre.data)
+        cached = self.__dict__.get("_chunk_cache")
+        if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
+            cached = self.__dict__["_chunk_cache"] = (*key, self.chunk_for(key[1]))
+        return cached[2]
 
     def chunk_for(self, pre: Tensor | None) -> int:
         """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``)."""
@@ -549,6 +554,7 @@ class PlasticityRule(nn.Module):
         d = self.__dict__.copy()
         d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
         d["_workspace"] = {}  # scratch memory, not state
+        d.pop("_chunk_cache", None)
         return d
 
     def attach(self) -> None:
