@@ -276,6 +276,8 @@ def test_state_dict_round_trips_mid_window_with_rewards():
         ("nan_reward", ValueError, "NaN"),
         ("reward_shape", ValueError, "reward"),
         ("observe_reward_shape", ValueError, "reward"),
+        ("observe_nan_reward", ValueError, "NaN"),
+        ("observe_per_sample_values", ValueError, "per_sample=True"),
         ("window_without_tracking", ValueError, "window_reward"),
     ],
 )
@@ -296,6 +298,10 @@ def test_bad_rewards_raise_and_change_nothing(action, exc, words):
             rule.reward(torch.ones(5))
         elif action == "observe_reward_shape":
             rule.observe(pre, post, reward=torch.ones(4))
+        elif action == "observe_nan_reward":
+            rule.observe(pre, post, reward=torch.tensor([1.0, 0.0, float("nan"), 0.0, 0.0]))
+        elif action == "observe_per_sample_values":
+            rule.observe(pre, post, reward=torch.arange(15.0).view(5, 3))
         elif action == "window_without_tracking":
             rule.step(reward=1.0)
     after = (rule._mod.tensor(), rule._pre.n, rule._post.n)

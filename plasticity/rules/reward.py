@@ -100,7 +100,7 @@ class _ModulatedSTDP(PlasticityRule):
         """Learns from whole sequences: ``pre`` ``[T, B, *in]``, ``post`` ``[T, B, *out]``,
         ``reward`` a number, ``[T]`` or ``[T, B]`` (per step and sample; default 0)."""
         w = self.weight
-        rows: list[Tensor] = []
+        r: Tensor | None = None
         if reward is not None:
             steps, batch = self._adapter.pre_steps(pre).shape[:2]
             r = torch.as_tensor(reward, device=w.device, dtype=w.dtype)
@@ -112,11 +112,17 @@ class _ModulatedSTDP(PlasticityRule):
                 raise ValueError(
                     f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
                 )
-            rows = [self._rows(r[t], "`reward`", batch) for t in range(steps)]
+            if not bool(torch.isfinite(r).all()):
+                raise ValueError("`reward` contains NaN or infinity")
+            if not self.per_sample and batch > 1 and bool((r != r[:, :1]).any()):
+                raise ValueError(
+                    "`reward` differs between samples; construct the rule with per_sample=True "
+                    "for per-sample rewards"
+                )
         start = self._post.n
-        self._observe(pre, post)
-        for t, row in enumerate(rows):
-            self._mod.data[start + t].add_(row)  # type: ignore[union-attr]
+        steps = self._observe(pre, post)
+        if r is not None:
+            self._mod.data[start : start + steps].add_(r)  # type: ignore[union-attr]
         self._maybe_flush()
 
     # ------------------------------------------------------------------------ kernel
