@@ -11,14 +11,22 @@ All in one process, on the same spikes (784 inputs, 5 % active, T = 250 steps):
 * ``snntorch``: snnTorch's own ``stdp_linear_single_step`` called every step (it builds a
   ``[B, N_out, N_in]`` tensor per step).
 * ``per-step``: plain torch, per step: two trace updates and two in-place ``addmm_``.
-* ``spikingjelly`` / ``norse`` (optional, ``make bench`` installs them): their functional
-  per-step STDP (``stdp_linear_step``, ``stdp_step_linear``); "n/a" where not installed.
-  BindsNET needs torch >= 2.14, which has no CPU wheel here: not measured.
+* ``spikingjelly`` / ``norse`` / ``bindsnet`` (optional, ``make bench`` installs them): their
+  per-step STDP (``stdp_linear_step``, ``stdp_step_linear``, ``PostPre`` on a
+  ``Connection`` whose nodes' spikes and traces are set each step); "n/a" where not
+  installed.
+* ``ours (observe, bf16)``: the kernel with ``precision="bf16"``, and its error against a
+  float64 run (largest deviation of Δw relative to max |Δw|).
 * hardware floors: one in-place add over the weight, and one GEMM of the chunk's shape
   (``[N_out, T·B] @ [T·B, N_in]``), the dense compute a chunked rule cannot avoid.
+* peak memory (``--memory``, from the profiler's allocation timeline, see ``memory.py``):
+  ours through hooks and on recorded spikes (fresh rules, so that step buffers and scratch
+  space count), snnTorch's learner and the per-step loop, against the weight ``W`` and one
+  chunk of buffered spikes ``S``.
 
-Prints a Markdown table of times and ratios (higher ratio = plasticity is faster) and
-writes it with a JSON copy to ``--out``. Timings are the minimum over ``--repeats`` runs.
+Prints Markdown tables of times, ratios (higher ratio = plasticity is faster) and memory,
+and writes them with a JSON copy to ``--out``. Timings are the minimum over ``--repeats``
+runs.
 
     python benchmarks/stdp_dense.py --out benchmarks/results
 """
@@ -34,6 +42,8 @@ from pathlib import Path
 
 import snntorch as snn
 import torch
+from memory import peak_memory
+from peers import bindsnet, bindsnet_connection
 from snntorch.functional.stdp_learner import stdp_linear_single_step
 from torch import nn
 
@@ -121,7 +131,7 @@ def run_forward(fc, lif, x):
             spk, mem = lif(fc(x[t]), mem)
 
 
-def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
+def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
     x, post, fc = make_case(n_in, n_out, batch, steps, rate)
     lif = snn.Leaky(beta=0.9)
     decay = math.exp(-1.0 / TAU)
@@ -207,6 +217,40 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
     except ImportError:
         pass
 
+    bn = bindsnet()
+    if bn is not None:
+        x_bool, post_bool = x.bool(), post.bool()
+
+        def bindsnet_learner():
+            conn = bindsnet_connection(
+                bn, n_in, n_out, batch, bn.PostPre, nu=(A_MINUS, A_PLUS), tc_trace=TAU
+            )
+            source, target = conn.source, conn.target
+            for t in range(steps):
+                source.s, target.s = x_bool[t], post_bool[t]
+                source.x.mul_(decay).add_(x[t])  # what BindsNET's nodes do in forward()
+                target.x.mul_(decay).add_(post[t])
+                conn.update(learning=True)
+
+        peers["bindsnet"] = bindsnet_learner
+
+    fc_bf16 = nn.Linear(n_in, n_out, bias=False)
+    bf16_rule = pl.STDP(
+        fc_bf16,
+        snn.Leaky(beta=0.9),
+        a_plus=A_PLUS,
+        a_minus=A_MINUS,
+        tau_plus=TAU,
+        tau_minus=TAU,
+        precision="bf16",
+    )
+
+    def observe_bf16():
+        bf16_rule.observe(x, post)
+        bf16_rule.step()
+        bf16_rule.reset()
+        fc_bf16.weight.grad = None
+
     w_floor = torch.zeros(n_out, n_in)
     rows_post, rows_pre = post.reshape(-1, n_out), x.reshape(-1, n_in)
 
@@ -220,6 +264,7 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
         "forward": forward,
         "forward+ours": with_rule,
         "ours (observe)": observe,
+        "ours (observe, bf16)": observe_bf16,
         "per-step": per_step,
         "snntorch": snntorch_learner,
         **peers,
@@ -229,50 +274,169 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats) -> dict:
     slow = {"snntorch", "spikingjelly", "norse"} if n_out * batch > 3200 else set()
     out.update(interleaved(methods, repeats, once=slow))
     out["ours (hooks)"] = max(out["forward+ours"] - out["forward"], 1e-9)
+    out["bf16 error"] = bf16_error(x, post, n_in, n_out)
     rule.detach()
     kernel_rule.detach()
+    bf16_rule.detach()
+    if memory:
+        out["memory"] = memory_case(x, post, fc, snntorch_learner, per_step)
     return out
+
+
+def _components(x, post, n_in, n_out, dtype, precision="full"):
+    """``(pos, neg, Δw)`` of one window, in float64."""
+    fc = nn.Linear(n_in, n_out, bias=False).to(dtype)
+    rule = pl.STDP(
+        fc,
+        snn.Leaky(beta=0.9),
+        a_plus=A_PLUS,
+        a_minus=A_MINUS,
+        tau_plus=TAU,
+        tau_minus=TAU,
+        precision=precision,
+    )
+    rule.observe(x.to(dtype), post.to(dtype))
+    rule.flush()
+    pos, neg = rule.accumulator.pos.double(), rule.accumulator.neg.double()
+    dw = rule.step().double()
+    rule.detach()
+    return pos, neg, dw
+
+
+def bf16_error(x, post, n_in, n_out) -> dict[str, float]:
+    """Deviations from a float64 run: of each component (pos, neg) elementwise relative to
+    its exact value (the documented bound, 2^-7), and of Δw = pos - neg relative to
+    max |Δw| (cancellation between the components makes this the larger number), for
+    float32 and ``precision="bf16"``."""
+    exact = _components(x, post, n_in, n_out, torch.float64)
+    out = {}
+    for name, dtype, precision in (
+        ("float32", torch.float32, "full"),
+        ("bf16", torch.float32, "bf16"),
+    ):
+        approx = _components(x, post, n_in, n_out, dtype, precision)
+        comp = 0.0
+        for a, e in zip(approx[:2], exact[:2], strict=True):
+            nz = e != 0
+            comp = max(comp, float(((a - e).abs()[nz] / e.abs()[nz]).max()))
+        out[name] = float((approx[2] - exact[2]).abs().max() / exact[2].abs().max())
+        out[f"{name} components"] = comp
+    return out
+
+
+def memory_case(x, post, fc, snntorch_learner, per_step) -> dict[str, float]:
+    """Peak bytes (profiler allocation timeline) of ours through hooks and on recorded
+    spikes (fresh rules: step buffers and scratch space count), of snnTorch's learner and
+    of the per-step loop; with the weight's bytes and one chunk of buffered spikes."""
+    n_out, n_in = fc.weight.shape
+    batch = x.shape[1]
+
+    def fresh():
+        fc_m = nn.Linear(n_in, n_out, bias=False)
+        with torch.no_grad():
+            fc_m.weight.copy_(fc.weight)
+        lif = snn.Leaky(beta=0.9)
+        rule = pl.STDP(fc_m, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU)
+        return fc_m, lif, rule
+
+    fc_h, lif_h, hooks_rule = fresh()
+
+    def forward_only():
+        hooks_rule.eval()
+        run_forward(fc_h, lif_h, x)
+        hooks_rule.train()
+
+    forward_peak = peak_memory(forward_only)
+    hooks_peak = peak_memory(lambda: (run_forward(fc_h, lif_h, x), hooks_rule.step()))
+    chunk = hooks_rule.chunk
+    hooks_rule.detach()
+    _, _, kernel_rule = fresh()
+    kernel_peak = peak_memory(lambda: (kernel_rule.observe(x, post), kernel_rule.step()))
+    kernel_rule.detach()
+    return {
+        "weight": n_out * n_in * 4,
+        "spike buffers": chunk * batch * (n_in + n_out) * 4,
+        "chunk": chunk,
+        "forward": forward_peak["peak"],
+        "ours (hooks)": hooks_peak["peak"],
+        "ours (kernel)": kernel_peak["peak"],
+        "ours (kernel) largest": kernel_peak["largest"],
+        "snntorch": peak_memory(snntorch_learner)["peak"],
+        "per-step": peak_memory(per_step)["peak"],
+    }
 
 
 def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
+def _ratio(peer: float | None, ours: float) -> str:
+    return "n/a" if peer is None else f"{peer / ours:.0f}x"
+
+
 def tables(rows: list[dict], header: str) -> str:
-    """Markdown: times (ms) and ratios (> 1: plasticity is faster)."""
+    """Markdown: times (ms), ratios (> 1: plasticity is faster), bf16 error, memory."""
     times = [
         header,
         "",
         "Times (ms, minimum of interleaved repeats):",
         "",
-        "| N_out | B | activity (in / out) | forward | ours, hooks | ours, kernel | snnTorch learner | SpikingJelly | Norse "
-        "| per-step addmm_ | floor: one add | floor: one GEMM |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| N_out | B | activity (in / out) | forward | ours, hooks | ours, kernel | ours, kernel bf16 "
+        "| snnTorch learner | SpikingJelly | Norse | BindsNET | per-step addmm_ | floor: one add "
+        "| floor: one GEMM |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     ratios = [
         "",
-        "Ratios (peer time / our time; hooks = inside the snnTorch loop, kernel = on recorded spikes):",
+        "Ratios (peer time / our time; hooks = inside the snnTorch loop, kernel = on recorded "
+        'spikes, bf16 = the kernel with `precision="bf16"`):',
         "",
-        "| N_out | B | activity | snnTorch / ours (hooks, kernel) | SpikingJelly / kernel | Norse / kernel "
-        "| per-step / ours (hooks, kernel) | ours (hooks) / forward | kernel / one GEMM |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| N_out | B | activity | snnTorch / ours (hooks, kernel, bf16) | SpikingJelly / kernel "
+        "| Norse / kernel | BindsNET / kernel | per-step / ours (hooks, kernel, bf16) "
+        "| ours (hooks) / forward | kernel / one GEMM | bf16 error: components, Δw (float32) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    memory = [
+        "",
+        "Peak memory (MB, allocations while the method runs; W = the weight, S = one chunk of "
+        "buffered pre and post spikes, float32):",
+        "",
+        "| N_out | B | activity | W | S (chunk) | forward | ours, hooks | ours, kernel "
+        "| ours, kernel / (3W + S) | largest tensor, kernel | snnTorch learner | per-step addmm_ |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         act = f"{r['rate']:.0%} / {r['post_rate']:.1%}"
-        sj, no = r.get("spikingjelly"), r.get("norse")
+        sj, no, bn = r.get("spikingjelly"), r.get("norse"), r.get("bindsnet")
+        kernel, bf16, hooks = r["ours (observe)"], r["ours (observe, bf16)"], r["ours (hooks)"]
         times.append(
-            f"| {r['n_out']} | {r['batch']} | {act} | {r['forward']:.1f} | {r['ours (hooks)']:.1f} | {r['ours (observe)']:.1f} "
-            f"| {r['snntorch']:.1f} | {_fmt(sj, '.1f')} | {_fmt(no, '.1f')} | {r['per-step']:.1f} "
+            f"| {r['n_out']} | {r['batch']} | {act} | {r['forward']:.1f} | {hooks:.1f} "
+            f"| {kernel:.1f} | {bf16:.1f} | {r['snntorch']:.1f} | {_fmt(sj, '.1f')} "
+            f"| {_fmt(no, '.1f')} | {_fmt(bn, '.1f')} | {r['per-step']:.1f} "
             f"| {r['floor: one add']:.3f} | {r['floor: one GEMM']:.1f} |"
         )
-        kernel = r["ours (observe)"]
+        err = r["bf16 error"]
         ratios.append(
-            f"| {r['n_out']} | {r['batch']} | {r['rate']:.0%} | {r['snntorch_over_ours']:.0f}x, {r['snntorch_over_kernel']:.0f}x "
-            f"| {_fmt(None if sj is None else sj / kernel, '.0f')}x | {_fmt(None if no is None else no / kernel, '.0f')}x "
-            f"| {r['per_step_over_ours']:.1f}x, {r['per_step_over_kernel']:.1f}x | {r['ours_over_forward']:.2f}x "
-            f"| {kernel / r['floor: one GEMM']:.2f}x |"
+            f"| {r['n_out']} | {r['batch']} | {r['rate']:.0%} "
+            f"| {r['snntorch'] / hooks:.0f}x, {r['snntorch'] / kernel:.0f}x, {r['snntorch'] / bf16:.0f}x "
+            f"| {_ratio(sj, kernel)} | {_ratio(no, kernel)} | {_ratio(bn, kernel)} "
+            f"| {r['per-step'] / hooks:.1f}x, {r['per-step'] / kernel:.1f}x, {r['per-step'] / bf16:.1f}x "
+            f"| {hooks / r['forward']:.2f}x | {kernel / r['floor: one GEMM']:.2f}x "
+            f"| {err['bf16 components']:.1e}, {err['bf16']:.1e} ({err['float32']:.0e}) |"
         )
-    return "\n".join(times + ratios) + "\n"
+        m = r.get("memory")
+        if m:
+            mb = 1e6
+            target = 3 * m["weight"] + m["spike buffers"]
+            memory.append(
+                f"| {r['n_out']} | {r['batch']} | {r['rate']:.0%} | {m['weight'] / mb:.2f} "
+                f"| {m['spike buffers'] / mb:.1f} ({m['chunk']} steps) | {m['forward'] / mb:.1f} "
+                f"| {m['ours (hooks)'] / mb:.1f} | {m['ours (kernel)'] / mb:.1f} "
+                f"| {m['ours (kernel)'] / target:.2f} | {m['ours (kernel) largest'] / mb:.1f} "
+                f"| {m['snntorch'] / mb:.1f} | {m['per-step'] / mb:.1f} |"
+            )
+    parts = times + ratios + (memory if len(memory) > 5 else [])
+    return "\n".join(parts) + "\n"
 
 
 def figure(rows: list[dict], path: Path) -> None:
@@ -290,6 +454,9 @@ def figure(rows: list[dict], path: Path) -> None:
             for r in rows
         ],
         "Norse": [r["norse"] / r["ours (observe)"] if r.get("norse") else np.nan for r in rows],
+        "BindsNET": [
+            r["bindsnet"] / r["ours (observe)"] if r.get("bindsnet") else np.nan for r in rows
+        ],
         "per-step addmm_": [r["per-step"] / r["ours (observe)"] for r in rows],
     }
     fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(rows) + 2), 4.2), constrained_layout=True)
@@ -319,6 +486,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rate", type=float, nargs="+", default=[0.05])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
+        "--no-memory", dest="memory", action="store_false", help="skip the peak-memory pass"
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="folder for stdp_dense.md / .json / .png"
     )
     args = parser.parse_args(argv)
@@ -333,15 +503,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for rate in args.rate:
         for n_out in args.n_out:
             for batch in args.batch:
-                r = bench_case(args.n_in, n_out, batch, args.steps, rate, args.repeats)
+                r = bench_case(args.n_in, n_out, batch, args.steps, rate, args.repeats, args.memory)
                 ours = r["ours (hooks)"]
+                extra = ("post_rate", "bf16 error", "memory")
                 row = {
                     "n_in": args.n_in,
                     "n_out": n_out,
                     "batch": batch,
                     "rate": rate,
-                    **{k: v * 1e3 for k, v in r.items() if k != "post_rate"},
-                    "post_rate": r["post_rate"],
+                    **{k: v * 1e3 for k, v in r.items() if k not in extra},
+                    **{k: r[k] for k in extra if k in r},
                     "snntorch_over_ours": r["snntorch"] / ours,
                     "per_step_over_ours": r["per-step"] / ours,
                     "ours_over_forward": ours / r["forward"],

@@ -221,7 +221,7 @@ class Accumulator(nn.Module):
                 f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's "
                 "shape"
             )
-        v = value.detach()
+        detached = v = value.detach()  # shares value's memory
         if ref is not None:
             v = v.to(device=ref.device, dtype=ref.dtype)
         elif not v.is_floating_point():
@@ -235,7 +235,7 @@ class Accumulator(nn.Module):
         ):
             raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
         mode = self._mode
-        keep = owned and v is value and v.is_contiguous() and not value.requires_grad
+        keep = owned and v is detached and v.is_contiguous()
         if mode == "custom":
             self._lists[which].append(v if keep else v.clone(memory_format=torch.contiguous_format))
         else:

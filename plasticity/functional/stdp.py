@@ -189,8 +189,8 @@ def _buffer(
 
 def _post_events(pre, post, state: PairState, params: PairParams, gather, boundary, workspace):
     """The shared body of the post-events kernels: ``gather(table_rows, row_shift)`` sums the
-    presynaptic table's entries at the post spikes, ``boundary(y0, pre_seen)`` correlates
-    the carried postsynaptic trace with this chunk's decayed pre spikes."""
+    presynaptic table's entries at the post spikes, ``boundary(neg, y0, pre_seen)`` adds the
+    carried postsynaptic trace correlated with this chunk's decayed pre spikes to ``neg``."""
     if params.trace != "all-to-all":
         raise ValueError("the post-events kernels need trace='all-to-all'")
     steps, batch = pre.shape[:2]
@@ -218,12 +218,13 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
 
 def _post_side_finish(pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last):
     """What every post-side kernel adds after its two tables: the pairs of this chunk's pre
-    spikes with post spikes of earlier chunks (``boundary(y0, pre_seen)``, always
-    depression), the postsynaptic trace to carry, and the amplitudes."""
+    spikes with post spikes of earlier chunks (``boundary(neg, y0, pre_seen)`` adds them
+    to ``neg`` in place: always depression), the postsynaptic trace to carry, and the
+    amplitudes."""
     steps = pre.shape[0]
     powers = decay_powers(params.decay_minus, steps, pre)  # d^1 .. d^T (cached, read-only)
     pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
-    neg.add_(boundary(state.y_post, pre_seen))
+    boundary(neg, state.y_post, pre_seen)
     y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
     y_last.add_(state.y_post, alpha=float(powers[-1]))
     pos.mul_(params.a_plus * params.scale)
@@ -261,7 +262,7 @@ def pair_stdp_post_events(
         state,
         params,
         lambda table, shift: event_sum(index, table, shift, compute_dtype=compute_dtype),
-        lambda y0, seen: y0.t() @ seen,
+        lambda neg, y0, seen: neg.addmm_(y0.t(), seen),  # in place: no weight-sized temporary
         workspace,
     )
 
@@ -290,7 +291,7 @@ def conv_pair_stdp_post_events(
         lambda table, shift: conv_event_sum(
             post_rows, table, weight_shape, **conv, row_shift=shift
         ),
-        lambda y0, seen: conv_correlate(y0, seen, weight_shape, **conv),
+        lambda neg, y0, seen: neg.add_(conv_correlate(y0, seen, weight_shape, **conv)),
         workspace,
     )
 
@@ -362,7 +363,7 @@ def conv_pair_stdp_post_side(
         params,
         pos,
         neg,
-        lambda y0, seen: conv_correlate(y0, seen, weight_shape, **conv),
+        lambda neg, y0, seen: neg.add_(conv_correlate(y0, seen, weight_shape, **conv)),
         x_last,
     )
 

@@ -231,12 +231,13 @@ class PlasticityRule(nn.Module):
         return cached[2]
 
     def chunk_for(self, pre: Tensor | None) -> int:
-        """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``)."""
+        """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``),
+        buffered in the weight's dtype."""
         if self.chunk_size is not None:
             return self.chunk_size
         if pre is None:
             return 256
-        step_bytes = math.prod(pre.shape[1:]) * pre.element_size()
+        step_bytes = math.prod(pre.shape[1:]) * self.weight.element_size()
         return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     @property
@@ -322,7 +323,9 @@ class PlasticityRule(nn.Module):
     def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
         if self._batch is None:
             self._batch = block.shape[1]
-        chunk, weight = self.chunk, self._adapter.module.weight
+        weight = self._adapter.module.weight
+        # the first presynaptic block sizes the buffers (before it, chunk is a guess)
+        chunk = self.chunk if self._pre.data is not None else self.chunk_for(block)
         buffer.append(block.detach(), weight, chunk)
         if self._mod is not None and buffer is self._post:
             self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
@@ -352,9 +355,10 @@ class PlasticityRule(nn.Module):
         direct = (pre_block.shape[0] // chunk) * chunk
         if direct:
             self._process(pre_block[:direct], post_block[:direct], None, chunk)
-        if direct < pre_block.shape[0]:
-            self._pre.append(pre_block[direct:], w, chunk)
-            self._post.append(post_block[direct:], w, chunk)
+        if direct < pre_block.shape[0]:  # the remainder, in buffers just its size
+            rest = pre_block.shape[0] - direct
+            self._pre.append(pre_block[direct:], w, rest)
+            self._post.append(post_block[direct:], w, rest)
 
     def _maybe_flush(self) -> None:
         chunk, hold = self.chunk, self._hold_last
@@ -376,7 +380,7 @@ class PlasticityRule(nn.Module):
     def _observe(self, pre: Tensor, post: Tensor) -> int:
         """Validates and buffers a sequence without processing it; returns its steps."""
         pre_block, post_block = self._steps(pre, post)
-        self._pre.append(pre_block.detach(), self.weight, self.chunk)
+        self._pre.append(pre_block.detach(), self.weight, self.chunk_for(pre_block))
         self._add(self._post, post_block, flush=False)
         return pre_block.shape[0]
 
@@ -469,6 +473,7 @@ class PlasticityRule(nn.Module):
             )
             self.accumulator._append("pos", pos, owned=True)  # fresh tensors: no copy
             self.accumulator._append("neg", neg, owned=True)
+            del pos, neg  # not alive while the next chunk computes its own
         self._state = tuple(state)
 
     @torch.no_grad()
