@@ -29,17 +29,20 @@ test: $(VENV)/.installed-dev
 	$(PY) -m pytest -q --nbmake tests plasticity notebooks
 
 # peers for the benchmarks, installed without their dependencies so that pip keeps the CPU
-# torch (SpikingJelly, Norse and BindsNET otherwise pull CUDA builds); BindsNET needs
-# torch >= 2.14, which has no CPU wheel here, and is not installed
+# torch (SpikingJelly, Norse and BindsNET otherwise pull CUDA builds; BindsNET 0.3.4 declares
+# torch >= 2.14 but the parts benchmarked run on 2.13, loaded without its package __init__)
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
-	$(PIP) install -q --no-deps spikingjelly norse nir nirtorch loguru
-	$(PIP) install -q tensorboard h5py
+	$(PIP) install -q -e ".[dev,digits,bench]"
+	$(PIP) install -q --no-deps spikingjelly norse bindsnet
 	touch $@
 
+# every benchmark, then their tables spliced into README.md
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/stdp_dense.py --rate 0.05 0.2 --out benchmarks/results
+	$(PY) benchmarks/stdp_rules.py --out benchmarks/results
 	$(PY) benchmarks/stdp_conv.py --out benchmarks/results
-	$(PY) benchmarks/distributed_scaling.py
+	$(PY) benchmarks/distributed_scaling.py --out benchmarks/results
+	$(PY) benchmarks/readme.py
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

@@ -11,9 +11,11 @@ per second over ``--windows`` windows after one warm-up window. Efficiency = spe
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import tempfile
 import time
+from pathlib import Path
 
 import snntorch as snn
 import torch
@@ -92,38 +94,51 @@ def measure(world: int, windows: int, batch: int, steps: int, n_out: int) -> flo
         return elapsed, collective
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--windows", type=int, default=6)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int, nargs="+", default=[128, 32])
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--n-out", type=int, default=400)
+    parser.add_argument("--out", type=Path, default=None, help="folder for distributed_scaling.md")
     args = parser.parse_args(argv)
-    one, _ = measure(1, args.windows, args.batch, args.steps, args.n_out)
-    two, collective = measure(2, args.windows, args.batch, args.steps, args.n_out)
-    samples = args.windows * args.batch
-    result = {
-        "one_rank_s": one,
-        "two_ranks_s": two,
-        "speedup": one / two,
-        "efficiency": one / two / 2,
-        "all_reduce_ms": collective * 1e3,
-        "window_ms_two_ranks": two / args.windows * 1e3,
-        "throughput_one": samples / one,
-        "throughput_two": samples / two,
-    }
-    print(
-        f"784->{args.n_out}, {args.batch} samples x {args.steps} steps per window, {args.windows} windows, "
-        f"1 thread per rank (gloo)"
-    )
-    print(f"1 rank : {one:.2f} s ({samples / one:.1f} samples/s)")
-    print(
-        f"2 ranks: {two:.2f} s ({samples / two:.1f} samples/s)  speed-up {one / two:.2f}x, efficiency {one / two / 2:.0%}"
-    )
-    print(
-        f"the all-reduce of one window's components: {collective * 1e3:.1f} ms of {two / args.windows * 1e3:.0f} ms per window"
-    )
-    return result
+    lines = [
+        f"STDP on 784→{args.n_out}, {args.steps} steps per window, {args.windows} windows, "
+        f"gloo, one thread per rank; torch {torch.__version__}",
+        "",
+        "| samples per window | 1 rank (s) | 2 ranks (s) | speed-up | efficiency "
+        "| all-reduce per window (ms) | window, 2 ranks (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    results = []
+    for batch in args.batch:
+        one, _ = measure(1, args.windows, batch, args.steps, args.n_out)
+        two, collective = measure(2, args.windows, batch, args.steps, args.n_out)
+        samples = args.windows * batch
+        result = {
+            "batch": batch,
+            "one_rank_s": one,
+            "two_ranks_s": two,
+            "speedup": one / two,
+            "efficiency": one / two / 2,
+            "all_reduce_ms": collective * 1e3,
+            "window_ms_two_ranks": two / args.windows * 1e3,
+            "throughput_one": samples / one,
+            "throughput_two": samples / two,
+        }
+        results.append(result)
+        lines.append(
+            f"| {batch} | {one:.2f} | {two:.2f} | {one / two:.2f}x | {one / two / 2:.0%} "
+            f"| {collective * 1e3:.1f} | {two / args.windows * 1e3:.0f} |"
+        )
+        print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "distributed_scaling.md").write_text(text)
+        (args.out / "distributed_scaling.json").write_text(json.dumps(results, indent=2))
+    return results
 
 
 if __name__ == "__main__":

@@ -74,12 +74,16 @@ def pin_allocator() -> bool:
 
 def interleaved(methods: dict, repeats: int, once: set[str] = frozenset()) -> dict[str, float]:
     """Minimum time of each method; the methods take turns in every repeat so that drift
-    of a shared machine hits all of them alike. Methods in ``once`` run in the first
-    repeat only (the slow peers)."""
-    for fn in methods.values():
-        fn()  # warm-up (twice: the first run of a process is cold)
-        fn()
+    of a shared machine hits all of them alike. Methods in ``once`` (the slow peers, whose
+    seconds dwarf any warm-up effect) are timed on their single warm-up run and once more."""
     best = {name: float("inf") for name in methods}
+    for name, fn in methods.items():
+        start = time.perf_counter()
+        fn()  # warm-up (twice for the fast ones: the first run of a process is cold)
+        if name in once:
+            best[name] = time.perf_counter() - start
+        else:
+            fn()
     for r in range(repeats):
         for name, fn in methods.items():
             if r and name in once:

@@ -7,6 +7,7 @@ or dopamine release events, or a reward for the whole window (``rule.step(reward
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -91,8 +92,13 @@ class _ModulatedSTDP(PlasticityRule):
             raise RuntimeError(
                 "reward() belongs to the step just simulated, but no step is buffered: call it after the forward pass"
             )
-        row = self._rows(value, "`reward`")
         assert self._mod is not None and self._mod.data is not None
+        if type(value) in (float, int):  # the common case, every step: no tensor, no sync
+            if not math.isfinite(value):
+                raise ValueError("`reward` contains NaN or infinity")
+            self._mod.data[self._post.n - 1].add_(value)
+            return
+        row = self._rows(value, "`reward`")
         self._mod.data[self._post.n - 1].add_(row)
 
     @torch.no_grad()

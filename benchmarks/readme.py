@@ -1,0 +1,46 @@
+"""Splices the benchmark tables (``benchmarks/results/*.md``) into README.md.
+
+Each table sits in the README between ``<!-- bench:NAME -->`` and ``<!-- /bench:NAME -->``;
+``make bench`` runs this after the benchmarks, so the README always shows the last run.
+
+    python benchmarks/readme.py [--readme README.md] [--results benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling")
+
+
+def splice(readme: str, name: str, table: str) -> str:
+    """``readme`` with the block between the ``name`` markers replaced by ``table``."""
+    pattern = re.compile(
+        rf"(<!-- bench:{re.escape(name)} -->\n).*?(<!-- /bench:{re.escape(name)} -->)", re.S
+    )
+    if not pattern.search(readme):
+        raise ValueError(f"README has no <!-- bench:{name} --> ... <!-- /bench:{name} --> block")
+    return pattern.sub(lambda m: m.group(1) + table.rstrip("\n") + "\n" + m.group(2), readme)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    for name in NAMES:
+        table = args.results / f"{name}.md"
+        if table.exists():
+            text = splice(text, name, table.read_text())
+            print(f"README: {name} from {table}")
+        else:
+            print(f"README: {name} kept (no {table})")
+    args.readme.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
