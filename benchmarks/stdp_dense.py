@@ -524,7 +524,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     "per_step_over_kernel": r["per-step"] / r["ours (observe)"],
                 }
                 rows.append(row)
-                print(tables([row], "").splitlines()[5], flush=True)
+                print(tables([row], "").splitlines()[6], flush=True)
     text = tables(rows, header)
     print(text)
     if args.out is not None:

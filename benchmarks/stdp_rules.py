@@ -247,11 +247,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--rules", nargs="+", default=["pair", "triplet", "mstdpet"])
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--n-in", type=int, default=784)
+    parser.add_argument("--n-out", type=int, default=400)
+    parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     pinned = pin_allocator()
     header = (
-        "Pair, triplet and MSTDPET STDP, 784→400, 5 % spikes, T = 250 (times in ms); "
+        f"Pair, triplet and MSTDPET STDP, {args.n_in}→{args.n_out}, 5 % spikes, T = {args.steps} "
+        "(times in ms); "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
         f"{', glibc mmap threshold pinned' if pinned else ''}"
     )
@@ -259,7 +263,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     rows = []
     for kind in args.rules:
         for batch in args.batch:
-            rows.append({"rule": kind, "batch": batch, **bench(kind, batch, args.repeats)})
+            result = bench(kind, batch, args.repeats, args.n_in, args.n_out, args.steps)
+            rows.append({"rule": kind, "batch": batch, **result})
             print(table(rows[-1:], "").splitlines()[-1], flush=True)
     text = table(rows, header)
     print(text)

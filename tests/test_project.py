@@ -85,7 +85,45 @@ def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
     assert len(rows) == 1 and rows[0]["n_out"] == 8
     for key in ("forward", "ours (hooks)", "ours (observe)", "snntorch", "per-step"):
         assert rows[0][key] > 0
-    assert (tmp_path / "stdp_dense.md").read_text().count("\n") >= 3
+    assert rows[0]["bf16 error"]["float32"] < 1e-5 < rows[0]["bf16 error"]["bf16"] < 0.1
+    memory = rows[0]["memory"]
+    assert memory["weight"] == 8 * 32 * 4 and memory["ours (kernel)"] > 0
+    text = (tmp_path / "stdp_dense.md").read_text()
+    assert "Peak memory" in text and text.count("\n") >= 12
+
+
+def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import stdp_rules
+    finally:
+        sys.path.pop(0)
+    argv = ["--n-in", "40", "--n-out", "10", "--steps", "30", "--batch", "2", "--repeats", "1"]
+    rows = stdp_rules.main([*argv, "--out", str(tmp_path)])
+    assert [r["rule"] for r in rows] == ["pair", "triplet", "mstdpet"]
+    for r in rows:
+        assert r["ours (kernel)"] > 0 and r["per-step"] > 0 and r["memory"]["ours (kernel)"] > 0
+    assert (tmp_path / "stdp_rules.md").read_text().count("| mstdpet |") == 1
+
+
+def test_readme_splicer_replaces_only_the_marked_block(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import readme
+    finally:
+        sys.path.pop(0)
+    text = "intro\n<!-- bench:stdp_conv -->\nold\n<!-- /bench:stdp_conv -->\noutro\n"
+    assert readme.splice(text, "stdp_conv", "| new |\n") == (
+        "intro\n<!-- bench:stdp_conv -->\n| new |\n<!-- /bench:stdp_conv -->\noutro\n"
+    )
+    with pytest.raises(ValueError, match="stdp_rules"):
+        readme.splice(text, "stdp_rules", "x")
+    for name in readme.NAMES:  # this README has every block make bench fills
+        assert f"<!-- bench:{name} -->" in (ROOT / "README.md").read_text()
 
 
 def test_conv_benchmark_script_runs_at_a_tiny_size(tmp_path):

@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from .stdp import pair_traces
-from .traces import scan_future_padded
+from .traces import decay_powers, scan_future_padded
 
 __all__ = ["ModulatedParams", "ModulatedState", "modulated_stdp", "signal_parts"]
 
@@ -117,22 +117,21 @@ def modulated_stdp(
         neg.add_(minus if sign > 0 else plus)
     if params.decay_e is not None:
         de = params.decay_e
-        powers = torch.full((steps,), de, dtype=pre.dtype, device=pre.device).pow(
-            torch.arange(1, steps + 1, device=pre.device, dtype=pre.dtype)
-        )
+        powers = decay_powers(de, steps, pre)  # d_e^1 .. d_e^T (cached, read-only)
         carry = powers @ r  # [B]: sum_t d_e^(t+1) r(t)
         if params.per_sample:
             term = (carry.view(-1, *([1] * (z.ndim - 1))) * z).sum(0)
         else:
             term = z * carry[0]
         pos.add_(term.clamp_min(0))
-        neg.add_((-term).clamp_min(0))
+        neg.sub_(term.clamp_max_(0))  # in place: term is ours
         # eligibility at the end of the chunk: d_e^T z0 + kappa * sum_t d_e^(T-1-t) zeta(t)
         tw = (powers.flip(0) / de * params.kappa).view(steps, 1).expand(steps, pre.shape[1])
         corr = per_sample if params.per_sample else correlate
         assert corr is not None
         zeta_plus, zeta_minus = signal_parts(pre, post, x_used, y_used, params, corr, tw)
-        z = z * float(powers[-1]) + zeta_plus - zeta_minus
+        z = torch.add(zeta_plus, z, alpha=float(powers[-1])).sub_(zeta_minus)
+        del zeta_plus, zeta_minus
     pos.mul_(params.gamma * params.scale)
     neg.mul_(params.gamma * params.scale)
     return pos, neg, ModulatedState(traces.x_pre, traces.y_post, z)

@@ -337,9 +337,10 @@ class PlasticityRule(nn.Module):
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
         ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence).
 
-        With nothing buffered, whole chunks are processed straight from ``pre`` and
-        ``post`` (no copy into the step buffers; only a remainder shorter than a chunk
-        is buffered). ``pre`` and ``post`` are read, never modified.
+        With nothing buffered, the sequence is processed straight from ``pre`` and
+        ``post`` in chunks (no copy into the step buffers); only a remainder shorter than
+        16 steps (or than ``chunk_size``) is buffered for the next call. ``pre`` and
+        ``post`` are read, never modified.
         """
         if self._pre.n or self._post.n or self._mod is not None:
             self._observe(pre, post)
@@ -352,7 +353,10 @@ class PlasticityRule(nn.Module):
         if self._batch is None:
             self._batch = pre_block.shape[1]
         chunk = self.chunk_for(pre_block)
-        direct = (pre_block.shape[0] // chunk) * chunk
+        steps = pre_block.shape[0]
+        direct = (steps // chunk) * chunk
+        if steps - direct >= min(chunk, 16):  # a remainder worth a kernel call of its own
+            direct = steps
         if direct:
             self._process(pre_block[:direct], post_block[:direct], None, chunk)
         if direct < pre_block.shape[0]:  # the remainder, in buffers just its size
