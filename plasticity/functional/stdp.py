@@ -207,23 +207,26 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
     future = scan_future_padded(
         pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
     )
+    pre_seen = future[0] * params.decay_minus  # sum_t d^(t+1) pre[t], before it is reused
     future = future.reshape((steps + 1) * batch, *shape_in)
     if params.coincident == "both":  # pre spikes at or after each post spike
         neg = gather(future, 0)
     else:  # strictly after: the inclusive trace one step later, decayed once
         neg = gather(future, batch).mul_(params.decay_minus)
     del future
-    return _post_side_finish(pre, post, state, params, pos, neg, boundary, x_last)
+    return _post_side_finish(pre, post, state, params, pos, neg, boundary, x_last, pre_seen)
 
 
-def _post_side_finish(pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last):
-    """What every post-side kernel adds after its two tables: the pairs of this chunk's pre
+def _post_side_finish(
+    pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last, pre_seen
+):
+    r"""What every post-side kernel adds after its two tables: the pairs of this chunk's pre
     spikes with post spikes of earlier chunks (``boundary(neg, y0, pre_seen)`` adds them
-    to ``neg`` in place: always depression), the postsynaptic trace to carry, and the
-    amplitudes."""
+    to ``neg`` in place: always depression; ``pre_seen`` = :math:`\sum_t d_-^{t+1}`
+    ``pre[t]``, the future trace at the chunk's start decayed once), the postsynaptic
+    trace to carry, and the amplitudes."""
     steps = pre.shape[0]
     powers = decay_powers(params.decay_minus, steps, pre)  # d^1 .. d^T (cached, read-only)
-    pre_seen = torch.tensordot(powers, pre, dims=1)  # [B, *in]: sum_t d^(t+1) pre[t]
     boundary(neg, state.y_post, pre_seen)
     y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
     y_last.add_(state.y_post, alpha=float(powers[-1]))
@@ -343,6 +346,7 @@ def conv_pair_stdp_post_side(
     future = scan_future_padded(
         pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
     )
+    pre_seen = future[0] * params.decay_minus  # sum_t d^(t+1) pre[t]
     if params.coincident == "both":  # pre spikes at or after each post spike
         tables[:, :, :, 1].copy_(future[:steps].view(grouped))
     else:  # strictly after: the inclusive trace one step later, decayed once
@@ -365,6 +369,7 @@ def conv_pair_stdp_post_side(
         neg,
         lambda neg, y0, seen: neg.add_(conv_correlate(y0, seen, weight_shape, **conv)),
         x_last,
+        pre_seen,
     )
 
 
