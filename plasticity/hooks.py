@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .functional.correlate import conv_correlate, dense_correlate
+from .functional.correlate import conv_correlate, dense_correlate, spike_index
 
 __all__ = ["SynapseAdapter", "DenseSynapse", "ConvSynapse", "synapse_adapter", "output_spikes"]
 
@@ -104,17 +104,37 @@ class DenseSynapse(SynapseAdapter):
     def correlate(
         self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
     ) -> Callable[..., Tensor]:
+        indices: dict[int, tuple[Tensor, tuple[Tensor, Tensor, Tensor]]] = {}
+
         def run(
-            post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
+            post_side: Tensor,
+            pre_side: Tensor,
+            sparse: str | None = None,
+            weighted: bool = True,
+            row_weight: Tensor | None = None,
         ) -> Tensor:
             kernel = kernels.get(sparse, "dense") if sparse else "dense"
+            weighted = weighted or not binary
+            index = None
+            if kernel == "sparse" and not weighted:
+                # the same binary spikes correlate several times within a chunk (modulated
+                # rules): their event index is built once (kept with the tensor, so that
+                # its id cannot be reused while cached)
+                spikes = post_side if sparse == "post" else pre_side
+                cached = indices.get(id(spikes))
+                if cached is None or cached[0] is not spikes:
+                    flat = spikes.reshape(-1, spikes.shape[-1])
+                    cached = indices[id(spikes)] = (spikes, spike_index(flat))
+                index = cached[1]
             return dense_correlate(
                 post_side,
                 pre_side,
                 sparse,
-                weighted or not binary,
+                weighted,
                 kernel=kernel,
+                index=index,
                 compute_dtype=compute_dtype,
+                row_weight=row_weight,
             )
 
         return run
@@ -194,8 +214,18 @@ class ConvSynapse(SynapseAdapter):
         m = self.module
 
         def run(
-            post_side: Tensor, pre_side: Tensor, sparse: str | None = None, weighted: bool = True
+            post_side: Tensor,
+            pre_side: Tensor,
+            sparse: str | None = None,
+            weighted: bool = True,
+            row_weight: Tensor | None = None,
         ) -> Tensor:
+            if row_weight is not None:  # weigh the rows of the spike operand
+                w = row_weight.view(*row_weight.shape, *([1] * (post_side.ndim - 2)))
+                if sparse == "pre":
+                    pre_side = pre_side * w
+                else:
+                    post_side = post_side * w
             return conv_correlate(
                 post_side,
                 pre_side,

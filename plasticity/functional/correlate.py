@@ -102,15 +102,20 @@ def _event_correlate(
     weighted: bool = True,
     index: tuple[Tensor, Tensor, Tensor] | None = None,
     compute_dtype: torch.dtype | None = None,
+    row_weight: Tensor | None = None,
 ) -> Tensor:
     """``spikesᵀ @ dense`` touching only the non-zeros of ``spikes`` (``[R, N]``).
 
     ``weighted=False`` promises that the non-zeros are all 1 (binary spikes), which
     skips reading their values; ``index`` is :func:`spike_index` of a tensor with the same
-    non-zero pattern, if already computed.
+    non-zero pattern, if already computed; ``row_weight`` (``[R]``) scales every row of
+    ``spikes`` (per event: the weight of its row).
     """
     index = spike_index(spikes) if index is None else index
     weights = spikes[index[0], index[2]] if weighted else None
+    if row_weight is not None:
+        per_event = row_weight.reshape(-1)[index[0]].to(dense.dtype)
+        weights = per_event if weights is None else weights * per_event
     return event_sum(index, dense, 0, weights, compute_dtype)
 
 
@@ -141,8 +146,10 @@ def dense_correlate(
     kernel: str = "auto",
     index: tuple[Tensor, Tensor, Tensor] | None = None,
     compute_dtype: torch.dtype | None = None,
+    row_weight: Tensor | None = None,
 ) -> Tensor:
-    """``sum_r post_side[r]ᵀ pre_side[r]`` over all leading rows: ``[N_out, N_in]``.
+    """``sum_r w_r post_side[r]ᵀ pre_side[r]`` over all leading rows: ``[N_out, N_in]``
+    (``w_r = 1`` unless ``row_weight`` is given).
 
     Args:
         post_side: ``[..., N_out]``.
@@ -156,6 +163,9 @@ def dense_correlate(
         compute_dtype: operand dtype of the product (e.g. ``torch.bfloat16``: binary
             spikes are exact, real operands rounded; accumulation in float32 inside the
             kernel); the result comes back in ``post_side``'s dtype. ``None``: as given.
+        row_weight: optional ``w_r``, shaped like the leading dimensions (e.g. ``[T, B]``):
+            a weight per row, applied to the spike operand (so that the event-driven path
+            keeps the binary spikes' index and reads the weight per event).
 
     Example:
         >>> import torch
@@ -168,9 +178,15 @@ def dense_correlate(
     p = post_side.reshape(-1, post_side.shape[-1])
     q = pre_side.reshape(-1, pre_side.shape[-1])
     if sparse == "post" and choose_kernel(kernel, p) == "sparse":
-        return _event_correlate(p, q, weighted, index, compute_dtype)
+        return _event_correlate(p, q, weighted, index, compute_dtype, row_weight)
     if sparse == "pre" and choose_kernel(kernel, q) == "sparse":
-        return _event_correlate(q, p, weighted, index, compute_dtype).t()
+        return _event_correlate(q, p, weighted, index, compute_dtype, row_weight).t()
+    if row_weight is not None:  # dense: weigh the rows of the spike operand
+        w = row_weight.reshape(-1, 1).to(p.dtype)
+        if sparse == "pre":
+            q = q * w
+        else:
+            p = p * w
     if compute_dtype is not None and compute_dtype != p.dtype:
         return (p.t().to(compute_dtype) @ q.to(compute_dtype)).to(p.dtype)
     return p.t() @ q

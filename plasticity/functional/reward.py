@@ -70,16 +70,11 @@ class ModulatedState(NamedTuple):
     z: Tensor
 
 
-def _weights(w: Tensor, like: Tensor) -> Tensor:
-    """``[T, B]`` weights broadcast over a ``[T, B, ...]`` spike tensor."""
-    return w.view(*w.shape, *([1] * (like.ndim - 2)))
-
-
 def signal_parts(pre, post, x_used, y_used, params, correlate, weight: Tensor):
     """``(Σ_t weight·ζ⁺, Σ_t weight·ζ⁻)``, summed over the batch (``correlate``) or per
     sample (a per-sample correlation). ``weight`` is ``[T, B]``."""
-    plus = correlate(post * _weights(weight, post), x_used, "post", True).mul_(params.a_plus)
-    minus = correlate(y_used, pre * _weights(weight, pre), "pre", True).mul_(params.a_minus)
+    plus = correlate(post, x_used, "post", False, row_weight=weight).mul_(params.a_plus)
+    minus = correlate(y_used, pre, "pre", False, row_weight=weight).mul_(params.a_minus)
     return plus, minus
 
 

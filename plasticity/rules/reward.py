@@ -143,13 +143,22 @@ class _ModulatedSTDP(PlasticityRule):
     def _per_sample_correlate(self):
         if isinstance(self._adapter, DenseSynapse):
 
-            def run(post_side: Tensor, pre_side: Tensor, *_: Any) -> Tensor:
+            def run(
+                post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
+            ) -> Tensor:
+                if row_weight is not None:
+                    post_side = post_side * row_weight.unsqueeze(-1)
                 return torch.bmm(post_side.permute(1, 2, 0), pre_side.permute(1, 0, 2))
 
             return run
         dense = self._adapter.correlate({}, False)
 
-        def run_conv(post_side: Tensor, pre_side: Tensor, *_: Any) -> Tensor:
+        def run_conv(
+            post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
+        ) -> Tensor:
+            if row_weight is not None:
+                w = row_weight.view(*row_weight.shape, *([1] * (post_side.ndim - 2)))
+                post_side = post_side * w
             return torch.stack(
                 [
                     dense(post_side[:, b : b + 1], pre_side[:, b : b + 1])
