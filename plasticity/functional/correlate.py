@@ -112,7 +112,10 @@ def _event_correlate(
     ``spikes`` (per event: the weight of its row).
     """
     index = spike_index(spikes) if index is None else index
-    weights = spikes[index[0], index[2]] if weighted else None
+    weights = None
+    if weighted:  # the values at the events, through flat positions (faster than 2-D indexing)
+        flat = index[0] * spikes.shape[1] + index[2]
+        weights = spikes.reshape(-1).index_select(0, flat)
     if row_weight is not None:
         per_event = row_weight.reshape(-1)[index[0]].to(dense.dtype)
         weights = per_event if weights is None else weights * per_event

@@ -374,22 +374,30 @@ def conv_pair_stdp_post_side(
 
 
 def triplet_stdp(
-    pre: Tensor, post: Tensor, state: TripletState, params: TripletParams, correlate: Correlate
+    pre: Tensor,
+    post: Tensor,
+    state: TripletState,
+    params: TripletParams,
+    correlate: Correlate,
+    workspace: dict[str, Tensor] | None = None,
 ):
-    """Triplet STDP over one chunk. Returns ``(pos, neg, new_state)``."""
+    """Triplet STDP over one chunk. Returns ``(pos, neg, new_state)``. ``workspace``: a
+    dict kept between chunks, whose buffers the four traces are scanned into."""
     mode, coincident = params.trace, params.coincident
-    r1 = scan_trace(pre, state.r1, params.decay_plus, mode)
-    r2 = scan_trace(pre, state.r2, params.decay_x, mode)
-    o1 = scan_trace(post, state.o1, params.decay_minus, mode)
-    o2 = scan_trace(post, state.o2, params.decay_y, mode)
+    steps = pre.shape[0]
+    r1 = scan_trace(pre, state.r1, params.decay_plus, mode, _buffer(workspace, "r1", pre, steps))
+    r2 = scan_trace(pre, state.r2, params.decay_x, mode, _buffer(workspace, "r2", pre, steps))
+    o1 = scan_trace(post, state.o1, params.decay_minus, mode, _buffer(workspace, "o1", post, steps))
+    o2 = scan_trace(post, state.o2, params.decay_y, mode, _buffer(workspace, "o2", post, steps))
     new_state = TripletState(r1[-1].clone(), r2[-1].clone(), o1[-1].clone(), o2[-1].clone())
     r1_used = _used(r1, pre, state.r1, params.decay_plus, coincident in ("ltp", "both"), mode)
     o1_used = _used(o1, post, state.o1, params.decay_minus, coincident == "both", mode)
     # the slow detectors are read just before the current spike (t - ε)
     o2_before = previous_trace(o2, state.o2, params.decay_y)
     r2_before = previous_trace(r2, state.r2, params.decay_x)
-    post_w = post * (params.a2_plus + params.a3_plus * o2_before)
-    pre_w = pre * (params.a2_minus + params.a3_minus * r2_before)
+    # the weighted spikes, in place over the (fresh) detector reads
+    post_w = o2_before.mul_(params.a3_plus).add_(params.a2_plus).mul_(post)
+    pre_w = r2_before.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
     pos = correlate(post_w, r1_used, "post", True).mul_(params.scale)
     neg = correlate(o1_used, pre_w, "pre", True).mul_(params.scale)
     return pos, neg, new_state

@@ -277,4 +277,6 @@ class TripletSTDP(PlasticityRule):
     def _run(
         self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
     ) -> tuple[Tensor, Tensor, TripletState]:
-        return triplet_stdp(pre, post, TripletState(*state), self.params, correlate)
+        return triplet_stdp(
+            pre, post, TripletState(*state), self.params, correlate, self._workspace
+        )
