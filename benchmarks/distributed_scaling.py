@@ -81,15 +81,27 @@ def _worker(
     dist.destroy_process_group()
 
 
-def measure(world: int, windows: int, batch: int, steps: int, n_out: int) -> float:
+def measure(world: int, windows: int, batch: int, steps: int, n_out: int) -> tuple[float, float]:
+    """``(seconds for the windows, seconds per all-reduce)``, from rank 0's file.
+
+    gloo occasionally aborts a rank while tearing down after the work is done ("terminate
+    called without an active exception"); a run whose results were written before that is
+    kept, any other failure is raised.
+    """
     with tempfile.TemporaryDirectory() as tmp:
-        mp.spawn(
-            _worker,
-            args=(world, free_address(), tmp, windows, batch, steps, n_out),
-            nprocs=world,
-            join=True,
-        )
-        with open(os.path.join(tmp, f"world{world}.txt")) as f:
+        result = os.path.join(tmp, f"world{world}.txt")
+        try:
+            mp.spawn(
+                _worker,
+                args=(world, free_address(), tmp, windows, batch, steps, n_out),
+                nprocs=world,
+                join=True,
+            )
+        except mp.ProcessExitedException as err:
+            if err.signal_name != "SIGABRT" or not os.path.exists(result):
+                raise
+            print(f"(a rank aborted in gloo's teardown after writing its results: {err})")
+        with open(result) as f:
             elapsed, collective = map(float, f.read().split())
         return elapsed, collective
 
