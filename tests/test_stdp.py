@@ -769,6 +769,20 @@ def test_bad_input_raises_and_changes_nothing(action, exc, words):
         assert rule._pre.n == rule._post.n == 0
 
 
+def test_observe_straight_from_the_inputs_rejects_graded_spikes_before_learning():
+    rule = pl.STDP(nn.Linear(4, 3, bias=False), snn.Leaky(beta=0.8), **PAIR, chunk_size=8)
+    pre = torch.zeros(20, 2, 4)
+    pre[10, 1, 2] = 0.5  # in the second of two whole chunks: not even the first may learn
+    post = torch.ones(20, 2, 3)
+    with pytest.raises(ValueError, match="binary"):
+        rule.observe(pre, post)
+    assert rule.accumulator.counts == (0, 0) and rule._state is None and rule._batch is None
+    assert rule._pre.n == rule._post.n == 0 and torch.equal(
+        pre[10, 1], torch.tensor([0, 0, 0.5, 0])
+    )
+    rule.observe(torch.zeros(20, 5, 4), torch.zeros(20, 5, 3))  # another batch size: fine
+
+
 def test_graded_spikes_policy():
     pre = torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1).double()
     post = torch.tensor([0.0, 0.0, 2.0]).view(3, 1, 1).double()

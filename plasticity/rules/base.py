@@ -350,7 +350,8 @@ class PlasticityRule(nn.Module):
         w = self.weight
         pre_block = pre_block.detach().to(device=w.device, dtype=w.dtype)
         post_block = post_block.detach().to(device=w.device, dtype=w.dtype)
-        if self._batch is None:
+        first = self._batch is None
+        if first:
             self._batch = pre_block.shape[1]
         chunk = self.chunk_for(pre_block)
         steps = pre_block.shape[0]
@@ -358,7 +359,12 @@ class PlasticityRule(nn.Module):
         if steps - direct >= min(chunk, 16):  # a remainder worth a kernel call of its own
             direct = steps
         if direct:
-            self._process(pre_block[:direct], post_block[:direct], None, chunk)
+            try:
+                self._process(pre_block[:direct], post_block[:direct], None, chunk)
+            except ValueError:  # spikes that break the policy: the rule stays as it was
+                if first:
+                    self._batch = None
+                raise
         if direct < pre_block.shape[0]:  # the remainder, in buffers just its size
             rest = pre_block.shape[0] - direct
             self._pre.append(pre_block[direct:], w, rest)
