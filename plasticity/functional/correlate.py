@@ -46,6 +46,13 @@ def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Ten
     Returns ``(rows, offsets, neurons)``: ``rows[offsets[n]:offsets[n+1]]`` are the rows of
     neuron ``n``; ``neurons`` gives the neuron of each entry. ``mask`` (``spikes != 0``)
     may be passed if already computed.
+
+    Example:
+        >>> import torch
+        >>> spikes = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])  # [R=3, N=2]
+        >>> rows, offsets, neurons = spike_index(spikes)
+        >>> rows.tolist(), offsets.tolist(), neurons.tolist()
+        ([0, 1, 1, 2], [0, 2], [0, 0, 1, 1])
     """
     if mask is None:
         mask = spikes != 0
@@ -72,6 +79,14 @@ def event_sum(
     CSR matrix product. ``compute_dtype`` (e.g. ``torch.bfloat16``) gathers from a copy of
     the table in that dtype (sums accumulate in float32 inside the kernel); the result is
     returned in ``table``'s dtype.
+
+    Example:
+        >>> import torch
+        >>> spikes = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+        >>> table = torch.tensor([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]])
+        >>> event_sum(spike_index(spikes), table)  # neuron 0: rows 0, 1; neuron 1: rows 1, 2
+        tensor([[ 3., 30.],
+                [ 5., 50.]])
     """
     if compute_dtype is not None and compute_dtype != table.dtype:
         out_dtype = table.dtype
@@ -125,7 +140,14 @@ def _event_correlate(
 def choose_kernel(kernel: str, spikes: Tensor, nnz: int | None = None) -> str:
     """``"dense"`` or ``"sparse"`` for a spike operand: ``kernel="auto"`` picks the
     event-driven path on CPU, in float32/16, for large operands below
-    :data:`SPARSE_DENSITY` activity (``nnz``: the non-zeros, if already counted)."""
+    :data:`SPARSE_DENSITY` activity (``nnz``: the non-zeros, if already counted).
+
+    Example:
+        >>> import torch
+        >>> sparse = (torch.rand(1000, 100) < 0.02).float()
+        >>> choose_kernel("auto", sparse), choose_kernel("auto", torch.ones(1000, 100))
+        ('sparse', 'dense')
+    """
     if kernel != "auto":
         return kernel
     if (
@@ -218,6 +240,16 @@ def conv_event_sum(
     through :func:`torch.nn.functional.unfold`). Exact, but on the CPUs measured here
     slower than the dense weight-gradient (unfolding the whole trace costs more than the
     skipped output positions save): used only when a rule is built with ``kernel="sparse"``.
+
+    Example:
+        One post spike at the centre of a 3×3 map reads the whole (padded) 3×3 input:
+
+        >>> import torch
+        >>> post = torch.zeros(1, 1, 3, 3); post[0, 0, 1, 1] = 1.0  # [R, C_out, H, W]
+        >>> table = torch.arange(9.0).view(1, 1, 3, 3)             # [R, C_in, H, W]
+        >>> conv_event_sum(post, table, (1, 1, 3, 3), stride=(1, 1), padding=(1, 1),
+        ...                dilation=(1, 1), groups=1).flatten().tolist()
+        [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     """
     if len(weight_shape) != 4:
         raise ValueError("conv_event_sum supports 2-D convolutions")

@@ -121,6 +121,15 @@ def pair_traces(
     ``x_used`` includes the same step's pre spikes unless ``coincident="none"``; ``y_used``
     includes the same step's post spikes only with ``coincident="both"``. ``state`` needs
     ``x_pre`` and ``y_post``; ``params`` the decays, ``trace`` and ``coincident``.
+
+    Example:
+        >>> import torch
+        >>> pre = torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1)
+        >>> post = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1)
+        >>> x, y, carry = pair_traces(pre, post, PairState(torch.zeros(1, 1), torch.zeros(1, 1)),
+        ...                           PairParams(1.0, 1.0, 0.5, 0.5))
+        >>> x.flatten(), y.flatten(), carry.x_pre.flatten()
+        (tensor([1.0000, 0.5000, 1.2500]), tensor([0.0000, 0.0000, 0.5000]), tensor([1.2500]))
     """
     mode, coincident = params.trace, params.coincident
     steps = pre.shape[0]
@@ -169,13 +178,11 @@ def pair_stdp(
     return pos, neg, new_state
 
 
-def _buffer(
-    workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int
-) -> Tensor | None:
-    """A reusable ``[steps, *like.shape[1:]]`` buffer from ``workspace`` (None: allocate)."""
-    if workspace is None:
-        return None
+def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int) -> Tensor:
+    """A ``[steps, *like.shape[1:]]`` buffer, reused from ``workspace`` (``None``: a fresh one)."""
     shape = (steps, *like.shape[1:])
+    if workspace is None:
+        return like.new_empty(shape)
     buf = workspace.get(name)
     if (
         buf is None
@@ -256,6 +263,21 @@ def pair_stdp_post_events(
     Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
     ``workspace``: a dict the caller keeps between chunks; trace buffers are reused from it.
     ``compute_dtype`` (e.g. ``torch.bfloat16``): the dtype the trace tables are gathered in.
+
+    Example:
+        The same numbers as :func:`pair_stdp` with one GEMM per component:
+
+        >>> import torch
+        >>> from plasticity.functional import dense_correlate
+        >>> g = torch.Generator().manual_seed(0)
+        >>> pre = (torch.rand(30, 2, 6, generator=g) < 0.3).double()
+        >>> post = (torch.rand(30, 2, 4, generator=g) < 0.3).double()
+        >>> state = PairState(torch.zeros(2, 6).double(), torch.zeros(2, 4).double())
+        >>> params = PairParams(1.0, 1.0, 0.9, 0.8)
+        >>> pos, neg, _ = pair_stdp_post_events(pre, post, state, params)
+        >>> ref_pos, ref_neg, _ = pair_stdp(pre, post, state, params, dense_correlate)
+        >>> torch.allclose(pos, ref_pos), torch.allclose(neg, ref_neg)
+        (True, True)
     """
     steps, batch = pre.shape[:2]
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
@@ -281,7 +303,24 @@ def conv_pair_stdp_post_events(
     """:func:`pair_stdp_post_events` for a 2-D convolution: both components gathered from
     the presynaptic traces' receptive-field patches at the post spikes
     (:func:`~plasticity.functional.correlate.conv_event_sum`). ``geometry``: the keywords
-    of :func:`~plasticity.functional.correlate.conv_correlate` plus ``weight_shape``."""
+    of :func:`~plasticity.functional.correlate.conv_correlate` plus ``weight_shape``.
+
+    Example:
+        >>> import torch
+        >>> from plasticity.functional import conv_correlate
+        >>> g = torch.Generator().manual_seed(1)
+        >>> pre = (torch.rand(10, 1, 1, 6, 6, generator=g) < 0.3).double()   # [T, B, C_in, H, W]
+        >>> post = (torch.rand(10, 1, 2, 6, 6, generator=g) < 0.3).double()  # [T, B, C_out, H, W]
+        >>> conv = dict(stride=(1, 1), padding=(1, 1), dilation=(1, 1), groups=1)
+        >>> state = PairState(torch.zeros(1, 1, 6, 6).double(), torch.zeros(1, 2, 6, 6).double())
+        >>> params = PairParams(1.0, 1.0, 0.9, 0.8)
+        >>> pos, neg, _ = conv_pair_stdp_post_events(
+        ...     pre, post, state, params, dict(weight_shape=(2, 1, 3, 3), **conv))
+        >>> corr = lambda p, q, *_: conv_correlate(p, q, (2, 1, 3, 3), **conv)
+        >>> ref_pos, ref_neg, _ = pair_stdp(pre, post, state, params, corr)
+        >>> torch.allclose(pos, ref_pos), torch.allclose(neg, ref_neg)
+        (True, True)
+    """
     steps, batch = pre.shape[:2]
     post_rows = post.reshape(steps * batch, *post.shape[2:])
     conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
@@ -318,6 +357,24 @@ def conv_pair_stdp_post_side(
     ``geometry`` as for :func:`conv_pair_stdp_post_events`. ``compute_dtype`` (e.g.
     ``torch.bfloat16``): the dtype of the stacked tables and of the weight gradient's
     operands (the rounding happens while stacking: no extra pass).
+
+    Example:
+        A Conv1d with padding, against :func:`pair_stdp` with two weight gradients:
+
+        >>> import torch
+        >>> from plasticity.functional import conv_correlate
+        >>> g = torch.Generator().manual_seed(2)
+        >>> pre = (torch.rand(20, 2, 2, 9, generator=g) < 0.3).double()   # [T, B, C_in, L]
+        >>> post = (torch.rand(20, 2, 3, 9, generator=g) < 0.3).double()  # [T, B, C_out, L]
+        >>> conv = dict(stride=(1,), padding=(1,), dilation=(1,), groups=1)
+        >>> state = PairState(torch.zeros(2, 2, 9).double(), torch.zeros(2, 3, 9).double())
+        >>> params = PairParams(1.0, 1.0, 0.9, 0.8)
+        >>> pos, neg, _ = conv_pair_stdp_post_side(
+        ...     pre, post, state, params, dict(weight_shape=(3, 2, 3), **conv))
+        >>> corr = lambda p, q, *_: conv_correlate(p, q, (3, 2, 3), **conv)
+        >>> ref_pos, ref_neg, _ = pair_stdp(pre, post, state, params, corr)
+        >>> torch.allclose(pos, ref_pos), torch.allclose(neg, ref_neg)
+        (True, True)
     """
     if params.trace != "all-to-all":
         raise ValueError("the post-side kernels need trace='all-to-all'")
@@ -382,7 +439,24 @@ def triplet_stdp(
     workspace: dict[str, Tensor] | None = None,
 ):
     """Triplet STDP over one chunk. Returns ``(pos, neg, new_state)``. ``workspace``: a
-    dict kept between chunks, whose buffers the four traces are scanned into."""
+    dict kept between chunks, whose buffers the four traces are scanned into.
+
+    Example:
+        A pre spike at step 0, post spikes at steps 2 and 3 (all decays 0.5): the first post
+        spike pairs by A2+ alone, the second also by A3+ times the slow detector o2 of the
+        first (0.5), each with the pre trace r1 (0.25, then 0.125):
+
+        >>> import torch
+        >>> from plasticity.functional import dense_correlate
+        >>> pre = torch.tensor([1.0, 0, 0, 0]).view(4, 1, 1)
+        >>> post = torch.tensor([0, 0, 1.0, 1.0]).view(4, 1, 1)
+        >>> zero = torch.zeros(1, 1)
+        >>> params = TripletParams(1.0, 2.0, 1.0, 0.0, 0.5, 0.5, 0.5, 0.5)
+        >>> pos, neg, _ = triplet_stdp(pre, post, TripletState(zero, zero, zero, zero), params,
+        ...                            dense_correlate)
+        >>> float(pos), float(neg)  # 0.25 * 1 + 0.125 * (1 + 2 * 0.5)
+        (0.5, 0.0)
+    """
     mode, coincident = params.trace, params.coincident
     steps = pre.shape[0]
     r1 = scan_trace(pre, state.r1, params.decay_plus, mode, _buffer(workspace, "r1", pre, steps))

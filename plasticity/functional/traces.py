@@ -81,7 +81,13 @@ def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
 
 
 def decay_powers(decay: float, n: int, like: Tensor) -> Tensor:
-    """``[decay**1, ..., decay**n]`` (cached)."""
+    """``[decay**1, ..., decay**n]`` in ``like``'s dtype and device (cached: read-only).
+
+    Example:
+        >>> import torch
+        >>> decay_powers(0.5, 3, torch.zeros(1))
+        tensor([0.5000, 0.2500, 0.1250])
+    """
 
     def make() -> Tensor:
         return torch.full((n,), decay, dtype=like.dtype, device=like.device).pow(
@@ -207,7 +213,14 @@ def scan_trace(
 def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) -> Tensor:
     r"""Inclusive future trace :math:`F_t = s_t + d\,F_{t+1}` with a zero step appended:
     ``[T + 1, *S]``, ``F[T] = 0``. The exclusive future trace is ``d * F[t + 1]``.
-    ``out``: optional buffer of ``(T + 1) * prod(S)`` elements to write into."""
+    ``out``: optional buffer of ``(T + 1) * prod(S)`` elements to write into.
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[1.0], [0.0], [1.0]])
+        >>> scan_future_padded(s, 0.5).flatten()
+        tensor([1.2500, 0.5000, 1.0000, 0.0000])
+    """
     steps = spikes.shape[0]
     flat = spikes.reshape(steps, -1)
     out = (
