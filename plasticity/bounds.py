@@ -75,6 +75,19 @@ class HalfBounding(Protocol):
 
     Returns:
         The scaled component, of the broadcast shape of ``param`` and ``update``.
+
+    Example:
+        Any function of this shape works as a bound, e.g. a square-root soft bound:
+
+        >>> import torch
+        >>> from plasticity import Accumulator
+        >>> def upper_sqrt(param, update, limit, /):
+        ...     return (limit - param).clamp_min(0).sqrt() * update
+        >>> acc = Accumulator()
+        >>> acc.upperbound(upper_sqrt, 1.0)
+        >>> acc.pos = torch.ones(2)
+        >>> acc.update(torch.tensor([0.75, 0.0]))
+        tensor([0.5000, 1.0000])
     """
 
     def __call__(self, param: Tensor, update: Tensor, limit: Limit, /, **kwargs) -> Tensor: ...
@@ -94,6 +107,17 @@ class FullBounding(Protocol):
 
     Returns:
         The signed update :math:`f_+(w)\,\mathrm{pos} - f_-(w)\,\mathrm{neg}`.
+
+    Example:
+        >>> import torch
+        >>> from plasticity import Accumulator
+        >>> def soft_both(param, pos, neg, max, min, /):
+        ...     return (max - param) * pos - (param - min) * neg
+        >>> acc = Accumulator()
+        >>> acc.fullbound(soft_both, 1.0, 0.0)
+        >>> acc.pos, acc.neg = torch.ones(2), torch.ones(2)
+        >>> acc.update(torch.tensor([0.25, 0.5]))
+        tensor([0.5000, 0.0000])
     """
 
     def __call__(

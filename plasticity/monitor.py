@@ -49,7 +49,20 @@ def _stat_names(stats: Sequence[str]) -> list[str]:
 
 
 class Recorder:
-    """A decimating, preallocated table: one row per record, ``capacity`` rows at most."""
+    """A decimating, preallocated table: one row per record, ``capacity`` rows at most.
+
+    When full, every other row is dropped and ``every`` doubles, so a recorder of any
+    length keeps an evenly spaced history in fixed memory.
+
+    Example:
+        >>> import torch
+        >>> rec = Recorder(capacity=4)
+        >>> for step in range(10):
+        ...     if rec.due():  # every `every`-th call
+        ...         rec.append(step, value=torch.tensor([float(step)]))
+        >>> rec.numpy()["steps"].tolist(), rec.every
+        ([0, 4, 8], 4)
+    """
 
     def __init__(self, every: int = 1, capacity: int = 1000) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
@@ -126,6 +139,16 @@ class WeightMonitor(Recorder):
         stats: statistics of the whole weight per row (``mean``, ``std``, ``min``, ``max``,
             ``qNN`` percentiles).
         bins: histogram edges (a sequence) or ``None``.
+
+    Example:
+        >>> import torch
+        >>> fc = torch.nn.Linear(4, 2)
+        >>> mon = WeightMonitor(fc.weight, select=2, stats=("mean", "max"), bins=[-1, 0, 1])
+        >>> for step in range(3):
+        ...     mon.record(step)
+        >>> data = mon.numpy()
+        >>> data["values"].shape, [str(s) for s in data["stat_names"]], data["hist"].shape
+        ((3, 2), ['mean', 'max'], (3, 2))
     """
 
     def __init__(
@@ -205,6 +228,17 @@ class SpikeMonitor(Recorder):
         neuron: any module returning spikes or ``(spikes, ...)``.
         sample: which sample of the batch to record.
         select: neuron indices (into the flattened neuron shape), or ``None`` for all.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> lif = snn.Leaky(beta=0.5)
+        >>> mon = SpikeMonitor(lif)
+        >>> mem = lif.init_leaky()
+        >>> for t in range(3):
+        ...     spk, mem = lif(torch.tensor([[2.0, 0.0]]), mem)  # neuron 0 driven hard
+        >>> steps, ids = mon.events()
+        >>> steps.tolist(), ids.tolist()
+        ([0, 1, 2], [0, 0, 0])
     """
 
     def __init__(
@@ -245,7 +279,16 @@ class SpikeMonitor(Recorder):
 
 class TraceMonitor(Recorder):
     """Records any tensor-valued quantity you pass it (e.g. a rule's trace, a membrane
-    potential): :meth:`record` ``(value, step)``, with a selection of elements."""
+    potential): :meth:`record` ``(value, step)``, with a selection of elements.
+
+    Example:
+        >>> import torch
+        >>> mon = TraceMonitor(select=[0])
+        >>> for t in range(3):
+        ...     mon.record(torch.tensor([0.5**t, 7.0]), step=t)
+        >>> mon.numpy()["values"].ravel().tolist()
+        [1.0, 0.5, 0.25]
+    """
 
     def __init__(
         self, *, every: int = 1, capacity: int = 1000, select: Sequence[int] | None = None

@@ -122,6 +122,21 @@ class PlasticityRule(nn.Module):
     Subclasses implement :meth:`_initial_state` and :meth:`_run`. The synapse and neuron
     are not registered as submodules (the rule's ``state_dict`` holds only its own state:
     traces, buffered steps and the accumulator).
+
+    Example:
+        The life cycle every rule shares (here :class:`~plasticity.STDP`):
+
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
+        >>> rule = pl.STDP(fc, lif, a_plus=0.1, a_minus=0.1, tau_plus=5.0, tau_minus=5.0)
+        >>> isinstance(rule, pl.PlasticityRule), rule.learning
+        (True, True)
+        >>> rule.observe(torch.ones(4, 1, 3), torch.ones(4, 1, 2))  # or hooks, step by step
+        >>> dw = rule.step()            # fc.weight.grad is now -dw
+        >>> rule.reset(); _ = rule.eval(); rule.learning
+        False
+        >>> rule.detach()               # no hooks left
     """
 
     def __init__(

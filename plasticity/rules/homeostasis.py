@@ -128,6 +128,20 @@ class SynapticScaling(PlasticityRule):
         tau_rate: rate filter time constant (units of ``dt``).
         eta: learning rate (>= 0).
         **options: ``dt``, ``batch_reduction``, ``chunk_size``, ... as for STDP.
+
+    Example:
+        A neuron firing every step, far above a 5 % target, has its weights scaled down:
+
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> fc, lif = torch.nn.Linear(3, 1, bias=False), snn.Leaky(beta=0.5)
+        >>> torch.nn.init.constant_(fc.weight, 0.5)
+        Parameter containing:
+        tensor([[0.5000, 0.5000, 0.5000]], requires_grad=True)
+        >>> rule = pl.SynapticScaling(fc, lif, target_rate=0.05, tau_rate=10.0, eta=0.01)
+        >>> rule.observe(torch.ones(50, 1, 3), torch.ones(50, 1, 1))
+        >>> bool((rule.step() < 0).all())
+        True
     """
 
     def __init__(

@@ -291,6 +291,21 @@ class MSTDPET(_ModulatedSTDP):
     Args:
         tau_e: eligibility time constant (units of ``dt``).
         others: as for :class:`MSTDP`.
+
+    Example:
+        A reward after each step; the update follows the eligibility's sign:
+
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> fc, lif = torch.nn.Linear(4, 2, bias=False), snn.Leaky(beta=0.5)
+        >>> rule = pl.MSTDPET(fc, lif, a_plus=1.0, a_minus=1.0, tau_plus=5.0, tau_minus=5.0,
+        ...                   tau_e=20.0)
+        >>> pre = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]])
+        >>> post = torch.tensor([[0.0, 0], [1.0, 0]])  # neuron 0 fires one step after input 0
+        >>> rule.observe(pre.view(2, 1, 4), post.view(2, 1, 2), reward=1.0)
+        >>> dw = rule.step()
+        >>> bool(dw[0, 0] > 0), float(dw[1].abs().sum())
+        (True, 0.0)
     """
 
     def __init__(
