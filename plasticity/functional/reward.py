@@ -72,7 +72,23 @@ class ModulatedState(NamedTuple):
 
 def signal_parts(pre, post, x_used, y_used, params, correlate, weight: Tensor):
     """``(Σ_t weight·ζ⁺, Σ_t weight·ζ⁻)``, summed over the batch (``correlate``) or per
-    sample (a per-sample correlation). ``weight`` is ``[T, B]``."""
+    sample (a per-sample correlation). ``weight`` is ``[T, B]``.
+
+    Example:
+        A pre spike at step 0, a post spike at step 1 (decays 0.5): ζ⁺ at step 1 is the
+        pre trace 0.5, weighted by that step's 3:
+
+        >>> import torch
+        >>> from plasticity.functional import dense_correlate
+        >>> from plasticity.functional.stdp import PairParams, PairState, pair_traces
+        >>> pre, post = torch.tensor([1.0, 0]).view(2, 1, 1), torch.tensor([0, 1.0]).view(2, 1, 1)
+        >>> params = ModulatedParams(1.0, 1.0, 0.5, 0.5)
+        >>> x, y, _ = pair_traces(pre, post, PairState(torch.zeros(1, 1), torch.zeros(1, 1)), params)
+        >>> plus, minus = signal_parts(pre, post, x, y, params, dense_correlate,
+        ...                            torch.tensor([[2.0], [3.0]]))
+        >>> float(plus), float(minus)
+        (1.5, 0.0)
+    """
     plus = correlate(post, x_used, "post", False, row_weight=weight).mul_(params.a_plus)
     minus = correlate(y_used, pre, "pre", False, row_weight=weight).mul_(params.a_minus)
     return plus, minus
@@ -90,7 +106,26 @@ def modulated_stdp(
     """MSTDP / MSTDPET over one chunk. ``modulator`` is ``[T, B]`` (reward per step and
     sample). Returns ``(pos, neg, new_state)``; ``pos``/``neg`` include ``gamma`` and the
     batch scale. ``per_sample(post_side, pre_side, spikes, weighted)`` gives per-sample
-    correlations ``[B, *w]`` (needed for a per-sample eligibility)."""
+    correlations ``[B, *w]`` (needed for a per-sample eligibility).
+
+    Example:
+        With a reward of 1 at every step, MSTDP is pair STDP:
+
+        >>> import torch
+        >>> from plasticity.functional import dense_correlate
+        >>> from plasticity.functional.stdp import PairParams, PairState, pair_stdp
+        >>> g = torch.Generator().manual_seed(0)
+        >>> pre = (torch.rand(20, 1, 3, generator=g) < 0.3).double()
+        >>> post = (torch.rand(20, 1, 2, generator=g) < 0.3).double()
+        >>> x0, y0 = torch.zeros(1, 3).double(), torch.zeros(1, 2).double()
+        >>> state = ModulatedState(x0, y0, torch.zeros(2, 3).double())
+        >>> pos, neg, _ = modulated_stdp(pre, post, torch.ones(20, 1).double(), state,
+        ...                              ModulatedParams(1.0, 1.0, 0.8, 0.8), dense_correlate)
+        >>> ref_pos, ref_neg, _ = pair_stdp(pre, post, PairState(x0, y0),
+        ...                                 PairParams(1.0, 1.0, 0.8, 0.8), dense_correlate)
+        >>> torch.allclose(pos, ref_pos), torch.allclose(neg, ref_neg)
+        (True, True)
+    """
     r = modulator.to(pre.dtype)
     steps = pre.shape[0]
     x_used, y_used, traces = pair_traces(pre, post, state, params)
