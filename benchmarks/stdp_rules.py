@@ -1,6 +1,7 @@
-"""Pair, triplet and reward-modulated (MSTDPET) STDP at 784→400: ours against per-step loops.
+"""Pair, triplet and reward-modulated (MSTDPET) STDP: ours against per-step loops and peers.
 
-In one process, on the same spikes (784 inputs, 5 % active, T = 250; the output layer
+In one process, on the same spikes (784 inputs → 100, 400, 1600 by default, 5 % active
+unless ``--rate`` says otherwise, T = 250; the output layer
 calibrated to fire at about the same rate, as in ``stdp_dense.py``), for each rule:
 
 * ``forward``: the snnTorch forward pass alone, for scale;
@@ -218,10 +219,10 @@ def table(rows: list[dict], header: str) -> str:
     lines = [
         header,
         "",
-        "| rule | B | forward | ours, hooks | ours, kernel | per-step | snnTorch | SpikingJelly "
-        "| BindsNET | per-step / ours (hooks, kernel) | best peer / kernel | ours (hooks) / forward "
-        "| peak MB: kernel, per-step (W) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rule | N_out | B | activity | forward | ours, hooks | ours, kernel | per-step | snnTorch "
+        "| SpikingJelly | BindsNET | per-step / ours (hooks, kernel) | best peer / kernel "
+        "| ours (hooks) / forward | peak MB: kernel, per-step (W) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         kernel, hooks = r["ours (kernel)"], r["ours (hooks)"]
@@ -233,7 +234,8 @@ def table(rows: list[dict], header: str) -> str:
 
         m = r["memory"]
         lines.append(
-            f"| {r['rule']} | {r['batch']} | {r['forward']:.1f} | {hooks:.1f} | {kernel:.1f} "
+            f"| {r['rule']} | {r['n_out']} | {r['batch']} | {r['rate']:.0%} | {r['forward']:.1f} "
+            f"| {hooks:.1f} | {kernel:.1f} "
             f"| {r['per-step']:.1f} | {cell('snntorch')} | {cell('spikingjelly')} "
             f"| {cell('bindsnet')} | {r['per-step'] / hooks:.1f}x, {r['per-step'] / kernel:.1f}x "
             f"| {best} | {hooks / r['forward']:.2f}x | {m['ours (kernel)'] / 1e6:.1f}, "
@@ -248,24 +250,28 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--n-in", type=int, default=784)
-    parser.add_argument("--n-out", type=int, default=400)
+    parser.add_argument("--n-out", type=int, nargs="+", default=[100, 400, 1600])
+    parser.add_argument("--rate", type=float, nargs="+", default=[0.05])
     parser.add_argument("--steps", type=int, default=250)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     pinned = pin_allocator()
     header = (
-        f"Pair, triplet and MSTDPET STDP, {args.n_in}→{args.n_out}, 5 % spikes, T = {args.steps} "
-        "(times in ms); "
+        f"Pair, triplet and MSTDPET STDP, {args.n_in} inputs, T = {args.steps} (times in ms); "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}"
         f"{', glibc mmap threshold pinned' if pinned else ''}"
     )
     print(header, flush=True)
     rows = []
-    for kind in args.rules:
-        for batch in args.batch:
-            result = bench(kind, batch, args.repeats, args.n_in, args.n_out, args.steps)
-            rows.append({"rule": kind, "batch": batch, **result})
-            print(table(rows[-1:], "").splitlines()[-1], flush=True)
+    for rate in args.rate:
+        for kind in args.rules:
+            for n_out in args.n_out:
+                for batch in args.batch:
+                    result = bench(kind, batch, args.repeats, args.n_in, n_out, args.steps, rate)
+                    rows.append(
+                        {"rule": kind, "n_out": n_out, "batch": batch, "rate": rate, **result}
+                    )
+                    print(table(rows[-1:], "").splitlines()[-1], flush=True)
     text = table(rows, header)
     print(text)
     if args.out is not None:

@@ -101,6 +101,7 @@ def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
     finally:
         sys.path.pop(0)
     argv = ["--n-in", "40", "--n-out", "10", "--steps", "30", "--batch", "2", "--repeats", "1"]
+    argv += ["--rate", "0.1"]
     rows = stdp_rules.main([*argv, "--out", str(tmp_path)])
     assert [r["rule"] for r in rows] == ["pair", "triplet", "mstdpet"]
     for r in rows:
