@@ -17,7 +17,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from .functional.correlate import conv_correlate, dense_correlate, spike_index
+from .functional.correlate import conv_correlate, dense_correlate, spike_index, weigh_rows
 
 __all__ = ["SynapseAdapter", "DenseSynapse", "ConvSynapse", "synapse_adapter", "output_spikes"]
 
@@ -221,11 +221,10 @@ class ConvSynapse(SynapseAdapter):
             row_weight: Tensor | None = None,
         ) -> Tensor:
             if row_weight is not None:  # weigh the rows of the spike operand
-                w = row_weight.view(*row_weight.shape, *([1] * (post_side.ndim - 2)))
                 if sparse == "pre":
-                    pre_side = pre_side * w
+                    pre_side = weigh_rows(pre_side, row_weight)
                 else:
-                    post_side = post_side * w
+                    post_side = weigh_rows(post_side, row_weight)
             return conv_correlate(
                 post_side,
                 pre_side,

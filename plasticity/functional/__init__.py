@@ -8,6 +8,7 @@ from .correlate import (
     dense_correlate,
     event_sum,
     spike_index,
+    weigh_rows,
 )
 from .stdp import (
     COINCIDENT,
@@ -42,6 +43,7 @@ __all__ = [
     "conv_correlate",
     "event_sum",
     "spike_index",
+    "weigh_rows",
     "dense_correlate",
     "decay_factor",
     "pair_stdp",

@@ -29,6 +29,7 @@ __all__ = [
     "conv_event_sum",
     "choose_kernel",
     "spike_index",
+    "weigh_rows",
     "event_sum",
     "KERNELS",
     "SPARSE_DENSITY",
@@ -109,6 +110,19 @@ def event_sum(
             crow, rows, weights, size=(offsets.numel(), table.shape[0])
         )
         return torch.sparse.mm(matrix, table)
+
+
+def weigh_rows(spikes: Tensor, row_weight: Tensor) -> Tensor:
+    """``spikes`` (``[*rows, *features]``) times one weight per row (``row_weight``
+    ``[*rows]``, e.g. ``[T, B]``), broadcast over the features.
+
+    Example:
+        >>> import torch
+        >>> weigh_rows(torch.ones(2, 1, 3), torch.tensor([[2.0], [0.5]])).flatten().tolist()
+        [2.0, 2.0, 2.0, 0.5, 0.5, 0.5]
+    """
+    extra = spikes.ndim - row_weight.ndim
+    return spikes * row_weight.to(spikes.dtype).view(*row_weight.shape, *([1] * extra))
 
 
 def _event_correlate(
@@ -207,11 +221,10 @@ def dense_correlate(
     if sparse == "pre" and choose_kernel(kernel, q) == "sparse":
         return _event_correlate(q, p, weighted, index, compute_dtype, row_weight).t()
     if row_weight is not None:  # dense: weigh the rows of the spike operand
-        w = row_weight.reshape(-1, 1).to(p.dtype)
         if sparse == "pre":
-            q = q * w
+            q = weigh_rows(q, row_weight.reshape(-1))
         else:
-            p = p * w
+            p = weigh_rows(p, row_weight.reshape(-1))
     if compute_dtype is not None and compute_dtype != p.dtype:
         return (p.t().to(compute_dtype) @ q.to(compute_dtype)).to(p.dtype)
     return p.t() @ q

@@ -178,20 +178,28 @@ def pair_stdp(
     return pos, neg, new_state
 
 
-def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int) -> Tensor:
-    """A ``[steps, *like.shape[1:]]`` buffer, reused from ``workspace`` (``None``: a fresh one)."""
-    shape = (steps, *like.shape[1:])
+def _scratch(
+    workspace: dict[str, Tensor] | None,
+    name: str,
+    shape: tuple[int, ...],
+    like: Tensor,
+    dtype: torch.dtype | None = None,
+) -> Tensor:
+    """A ``shape`` buffer on ``like``'s device (``dtype``, default ``like``'s), reused from
+    ``workspace`` when the one there is large enough (``None``: a fresh one)."""
+    dtype = dtype or like.dtype
     if workspace is None:
-        return like.new_empty(shape)
+        return like.new_empty(shape, dtype=dtype)
+    size = math.prod(shape)
     buf = workspace.get(name)
-    if (
-        buf is None
-        or buf.numel() < like[0].numel() * steps
-        or buf.dtype != like.dtype
-        or buf.device != like.device
-    ):
-        buf = workspace[name] = like.new_empty(shape)
-    return buf.view(-1)[: like[0].numel() * steps].view(shape)
+    if buf is None or buf.numel() < size or buf.dtype != dtype or buf.device != like.device:
+        buf = workspace[name] = like.new_empty(shape, dtype=dtype)
+    return buf.view(-1)[:size].view(shape)
+
+
+def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps: int) -> Tensor:
+    """A ``[steps, *like.shape[1:]]`` buffer like ``like``'s steps (see :func:`_scratch`)."""
+    return _scratch(workspace, name, (steps, *like.shape[1:]), like)
 
 
 def _post_events(pre, post, state: PairState, params: PairParams, gather, boundary, workspace):
@@ -385,13 +393,7 @@ def conv_pair_stdp_post_side(
     conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
     per_group = c_in // groups
     shape = (steps, batch, groups, 2, per_group, *spatial)
-    dtype = compute_dtype or pre.dtype
-    tables = None if workspace is None else workspace.get("tables")
-    if tables is None or tables.numel() < math.prod(shape) or tables.dtype != dtype:
-        tables = pre.new_empty(shape, dtype=dtype)
-        if workspace is not None:
-            workspace["tables"] = tables
-    tables = tables.view(-1)[: math.prod(shape)].view(shape)
+    tables = _scratch(workspace, "tables", shape, pre, compute_dtype)
     grouped = (steps, batch, groups, per_group, *spatial)
     x = scan_trace(
         pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ..functional.correlate import weigh_rows
 from ..functional.reward import ModulatedParams, ModulatedState, modulated_stdp
 from ..functional.traces import scan_trace
 from ..hooks import DenseSynapse
@@ -73,13 +74,17 @@ class _ModulatedSTDP(PlasticityRule):
             raise ValueError(
                 f"{what} must be a number or have shape [{batch}] (one per sample), got {tuple(v.shape)}"
             )
+        self._check_values(v, what)
+        return v
+
+    def _check_values(self, v: Tensor, what: str) -> None:
+        """Finite, and (without ``per_sample``) equal across the samples (last dimension)."""
         if not bool(torch.isfinite(v).all()):
             raise ValueError(f"{what} contains NaN or infinity")
-        if not self.per_sample and batch > 1 and bool((v != v[0]).any()):
+        if not self.per_sample and v.shape[-1] > 1 and bool((v != v[..., :1]).any()):
             raise ValueError(
                 f"{what} differs between samples; construct the rule with per_sample=True for per-sample rewards"
             )
-        return v
 
     @torch.no_grad()
     def reward(self, value: float | Tensor) -> None:
@@ -118,13 +123,7 @@ class _ModulatedSTDP(PlasticityRule):
                 raise ValueError(
                     f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
                 )
-            if not bool(torch.isfinite(r).all()):
-                raise ValueError("`reward` contains NaN or infinity")
-            if not self.per_sample and batch > 1 and bool((r != r[:, :1]).any()):
-                raise ValueError(
-                    "`reward` differs between samples; construct the rule with per_sample=True "
-                    "for per-sample rewards"
-                )
+            self._check_values(r, "`reward`")
         start = self._post.n
         steps = self._observe(pre, post)
         if r is not None:
@@ -147,7 +146,7 @@ class _ModulatedSTDP(PlasticityRule):
                 post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
             ) -> Tensor:
                 if row_weight is not None:
-                    post_side = post_side * row_weight.unsqueeze(-1)
+                    post_side = weigh_rows(post_side, row_weight)
                 return torch.bmm(post_side.permute(1, 2, 0), pre_side.permute(1, 0, 2))
 
             return run
@@ -157,8 +156,7 @@ class _ModulatedSTDP(PlasticityRule):
             post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
         ) -> Tensor:
             if row_weight is not None:
-                w = row_weight.view(*row_weight.shape, *([1] * (post_side.ndim - 2)))
-                post_side = post_side * w
+                post_side = weigh_rows(post_side, row_weight)
             return torch.stack(
                 [
                     dense(post_side[:, b : b + 1], pre_side[:, b : b + 1])
