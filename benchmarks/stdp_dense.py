@@ -135,13 +135,48 @@ def run_forward(fc, lif, x):
             spk, mem = lif(fc(x[t]), mem)
 
 
+def pair_rule(fc: nn.Linear, lif: nn.Module | None = None, **options) -> pl.STDP:
+    """The benchmarked pair STDP rule on ``fc`` (and a fresh ``snn.Leaky`` by default)."""
+    lif = snn.Leaky(beta=0.9) if lif is None else lif
+    return pl.STDP(fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU, **options)
+
+
+def per_step_pair(x: torch.Tensor, post: torch.Tensor) -> torch.Tensor:
+    """The plain-torch baseline: per step, two trace updates and two in-place ``addmm_``
+    (batch mean) into a fresh weight."""
+    steps, batch, n_in = x.shape
+    n_out = post.shape[2]
+    decay = math.exp(-1.0 / TAU)
+    w = torch.zeros(n_out, n_in)
+    xt, yt = torch.zeros(batch, n_in), torch.zeros(batch, n_out)
+    for t in range(steps):
+        xt.mul_(decay).add_(x[t])
+        yt.mul_(decay)
+        w.addmm_(post[t].t(), xt, alpha=A_PLUS / batch)
+        w.addmm_(yt.t(), x[t], alpha=-A_MINUS / batch)
+        yt.add_(post[t])
+    return w
+
+
+def on_recorded(rule: pl.PlasticityRule, x: torch.Tensor, post: torch.Tensor, **observe):
+    """A timed function: ``rule`` learns one window from the recorded spikes, then resets."""
+
+    def run():
+        rule.observe(x, post, **observe)
+        rule.step()
+        rule.reset()
+        rule.weight.grad = None
+
+    return run
+
+
 def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
     x, post, fc = make_case(n_in, n_out, batch, steps, rate)
     lif = snn.Leaky(beta=0.9)
     decay = math.exp(-1.0 / TAU)
     out: dict[str, float] = {"post_rate": output_rate(fc, x)}
 
-    rule = pl.STDP(fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU)
+    rule = pair_rule(fc, lif)
 
     def forward():
         rule.eval()  # attached but idle: the plain forward pass
@@ -154,21 +189,7 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
         rule.reset()
         fc.weight.grad = None
 
-    fc2 = nn.Linear(n_in, n_out, bias=False)
-    kernel_rule = pl.STDP(
-        fc2,
-        snn.Leaky(beta=0.9),
-        a_plus=A_PLUS,
-        a_minus=A_MINUS,
-        tau_plus=TAU,
-        tau_minus=TAU,
-    )
-
-    def observe():
-        kernel_rule.observe(x, post)
-        kernel_rule.step()
-        kernel_rule.reset()
-        fc2.weight.grad = None
+    kernel_rule = pair_rule(nn.Linear(n_in, n_out, bias=False))
 
     def snntorch_learner():
         trace_pre = trace_post = None
@@ -179,17 +200,8 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
             )
             fc3.weight.data.add_(dw, alpha=A_PLUS)
 
-    w = torch.zeros(n_out, n_in)
-
     def per_step():
-        xt = torch.zeros(batch, n_in)
-        yt = torch.zeros(batch, n_out)
-        for t in range(steps):
-            xt.mul_(decay).add_(x[t])
-            yt.mul_(decay)
-            w.addmm_(post[t].t(), xt, alpha=A_PLUS / batch)
-            w.addmm_(yt.t(), x[t], alpha=-A_MINUS / batch)
-            yt.add_(post[t])
+        per_step_pair(x, post)
 
     peers = {}
     try:
@@ -238,22 +250,7 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
 
         peers["bindsnet"] = bindsnet_learner
 
-    fc_bf16 = nn.Linear(n_in, n_out, bias=False)
-    bf16_rule = pl.STDP(
-        fc_bf16,
-        snn.Leaky(beta=0.9),
-        a_plus=A_PLUS,
-        a_minus=A_MINUS,
-        tau_plus=TAU,
-        tau_minus=TAU,
-        precision="bf16",
-    )
-
-    def observe_bf16():
-        bf16_rule.observe(x, post)
-        bf16_rule.step()
-        bf16_rule.reset()
-        fc_bf16.weight.grad = None
+    bf16_rule = pair_rule(nn.Linear(n_in, n_out, bias=False), precision="bf16")
 
     w_floor = torch.zeros(n_out, n_in)
     rows_post, rows_pre = post.reshape(-1, n_out), x.reshape(-1, n_in)
@@ -267,8 +264,8 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
     methods = {
         "forward": forward,
         "forward+ours": with_rule,
-        "ours (observe)": observe,
-        "ours (observe, bf16)": observe_bf16,
+        "ours (observe)": on_recorded(kernel_rule, x, post),
+        "ours (observe, bf16)": on_recorded(bf16_rule, x, post),
         "per-step": per_step,
         "snntorch": snntorch_learner,
         **peers,
@@ -289,16 +286,7 @@ def bench_case(n_in, n_out, batch, steps, rate, repeats, memory=True) -> dict:
 
 def _components(x, post, n_in, n_out, dtype, precision="full"):
     """``(pos, neg, Δw)`` of one window, in float64."""
-    fc = nn.Linear(n_in, n_out, bias=False).to(dtype)
-    rule = pl.STDP(
-        fc,
-        snn.Leaky(beta=0.9),
-        a_plus=A_PLUS,
-        a_minus=A_MINUS,
-        tau_plus=TAU,
-        tau_minus=TAU,
-        precision=precision,
-    )
+    rule = pair_rule(nn.Linear(n_in, n_out, bias=False).to(dtype), precision=precision)
     rule.observe(x.to(dtype), post.to(dtype))
     rule.flush()
     pos, neg = rule.accumulator.pos.double(), rule.accumulator.neg.double()
@@ -340,8 +328,7 @@ def memory_case(x, post, fc, snntorch_learner, per_step) -> dict[str, float]:
         with torch.no_grad():
             fc_m.weight.copy_(fc.weight)
         lif = snn.Leaky(beta=0.9)
-        rule = pl.STDP(fc_m, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU)
-        return fc_m, lif, rule
+        return fc_m, lif, pair_rule(fc_m, lif)
 
     fc_h, lif_h, hooks_rule = fresh()
 
@@ -355,7 +342,7 @@ def memory_case(x, post, fc, snntorch_learner, per_step) -> dict[str, float]:
     chunk = hooks_rule.chunk
     hooks_rule.detach()
     _, _, kernel_rule = fresh()
-    kernel_peak = peak_memory(lambda: (kernel_rule.observe(x, post), kernel_rule.step()))
+    kernel_peak = peak_memory(on_recorded(kernel_rule, x, post))
     kernel_rule.detach()
     return {
         "weight": n_out * n_in * 4,

@@ -33,7 +33,18 @@ import torch
 from memory import peak_memory
 from peers import bindsnet, bindsnet_connection
 from snntorch.functional.stdp_learner import stdp_linear_single_step
-from stdp_dense import A_MINUS, A_PLUS, TAU, interleaved, make_case, pin_allocator, run_forward
+from stdp_dense import (
+    A_MINUS,
+    A_PLUS,
+    TAU,
+    interleaved,
+    make_case,
+    on_recorded,
+    pair_rule,
+    per_step_pair,
+    pin_allocator,
+    run_forward,
+)
 from torch import nn
 
 import plasticity as pl
@@ -45,7 +56,7 @@ TAU_E, GAMMA = 25.0, 1.0
 
 def make_rule(kind: str, fc: nn.Module, lif: nn.Module) -> pl.PlasticityRule:
     if kind == "pair":
-        return pl.STDP(fc, lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU, tau_minus=TAU)
+        return pair_rule(fc, lif)
     if kind == "triplet":
         params = {k: v for k, v in TRIPLET.items() if k != "trace"}
         return pl.TripletSTDP(fc, lif, **params, **TRIPLET_TAUS)
@@ -56,19 +67,14 @@ def make_rule(kind: str, fc: nn.Module, lif: nn.Module) -> pl.PlasticityRule:
 
 def per_step_loop(kind, x, post, reward):
     """The rule's per-step update in plain torch (batch mean), into a fresh weight."""
+    if kind == "pair":
+        return per_step_pair(x, post)
     steps, batch, n_in = x.shape
     n_out = post.shape[2]
     w = torch.zeros(n_out, n_in)
     d = math.exp(-1.0 / TAU)
     xt, yt = torch.zeros(batch, n_in), torch.zeros(batch, n_out)
-    if kind == "pair":
-        for t in range(steps):
-            xt.mul_(d).add_(x[t])
-            yt.mul_(d)
-            w.addmm_(post[t].t(), xt, alpha=A_PLUS / batch)
-            w.addmm_(yt.t(), x[t], alpha=-A_MINUS / batch)
-            yt.add_(post[t])
-    elif kind == "triplet":
+    if kind == "triplet":
         dp, dm = math.exp(-1 / TRIPLET_TAUS["tau_plus"]), math.exp(-1 / TRIPLET_TAUS["tau_minus"])
         dx, dy = math.exp(-1 / TRIPLET["tau_x"]), math.exp(-1 / TRIPLET["tau_y"])
         r2, o2 = torch.zeros(batch, n_in), torch.zeros(batch, n_out)
@@ -123,22 +129,13 @@ def bench(kind: str, batch: int, repeats: int, n_in=784, n_out=400, steps=250, r
         rule.reset()
         fc.weight.grad = None
 
-    fc2 = nn.Linear(n_in, n_out, bias=False)
-    kernel_rule = make_rule(kind, fc2, snn.Leaky(beta=0.9))
-
-    def observe():
-        if modulated:
-            kernel_rule.observe(x, post, reward=reward)
-        else:
-            kernel_rule.observe(x, post)
-        kernel_rule.step()
-        kernel_rule.reset()
-        fc2.weight.grad = None
+    rewarded = {"reward": reward} if modulated else {}
+    kernel_rule = make_rule(kind, nn.Linear(n_in, n_out, bias=False), snn.Leaky(beta=0.9))
 
     methods = {
         "forward": forward,
         "forward+ours": with_rule,
-        "ours (kernel)": observe,
+        "ours (kernel)": on_recorded(kernel_rule, x, post, **rewarded),
         "per-step": lambda: per_step_loop(kind, x, post, reward),
     }
     if kind == "pair":
@@ -197,18 +194,10 @@ def bench(kind: str, batch: int, repeats: int, n_in=784, n_out=400, steps=250, r
     rule.detach()
     kernel_rule.detach()
     fresh = make_rule(kind, nn.Linear(n_in, n_out, bias=False), snn.Leaky(beta=0.9))
-
-    def fresh_observe():
-        if modulated:
-            fresh.observe(x, post, reward=reward)
-        else:
-            fresh.observe(x, post)
-        fresh.step()
-
     out = {k: v * 1e3 for k, v in times.items()}
     out["memory"] = {
         "weight": n_out * n_in * 4,
-        "ours (kernel)": peak_memory(fresh_observe)["peak"],
+        "ours (kernel)": peak_memory(on_recorded(fresh, x, post, **rewarded))["peak"],
         "per-step": peak_memory(lambda: per_step_loop(kind, x, post, reward))["peak"],
     }
     fresh.detach()

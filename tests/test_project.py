@@ -58,14 +58,20 @@ def test_demo_cli(tmp_path, capsys):
     assert (tmp_path / "weight_histogram.png").exists()
 
 
-def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
+def benchmark(name: str):
+    """A module of benchmarks/ (they import each other by plain name)."""
+    import importlib
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
-        import stdp_dense
+        return importlib.import_module(name)
     finally:
         sys.path.pop(0)
+
+
+def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
+    stdp_dense = benchmark("stdp_dense")
     rows = stdp_dense.main(
         [
             "--n-in",
@@ -93,13 +99,7 @@ def test_benchmark_script_runs_at_a_tiny_size(tmp_path):
 
 
 def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import stdp_rules
-    finally:
-        sys.path.pop(0)
+    stdp_rules = benchmark("stdp_rules")
     argv = ["--n-in", "40", "--n-out", "10", "--steps", "30", "--batch", "2", "--repeats", "1"]
     argv += ["--rate", "0.1"]
     rows = stdp_rules.main([*argv, "--out", str(tmp_path)])
@@ -110,13 +110,7 @@ def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
 
 
 def test_readme_splicer_replaces_only_the_marked_block(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import readme
-    finally:
-        sys.path.pop(0)
+    readme = benchmark("readme")
     text = "intro\n<!-- bench:stdp_conv -->\nold\n<!-- /bench:stdp_conv -->\noutro\n"
     assert readme.splice(text, "stdp_conv", "| new |\n") == (
         "intro\n<!-- bench:stdp_conv -->\n| new |\n<!-- /bench:stdp_conv -->\noutro\n"
@@ -128,13 +122,7 @@ def test_readme_splicer_replaces_only_the_marked_block(tmp_path):
 
 
 def test_conv_benchmark_script_runs_at_a_tiny_size(tmp_path):
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        import stdp_conv
-    finally:
-        sys.path.pop(0)
+    stdp_conv = benchmark("stdp_conv")
     rows = stdp_conv.main(
         ["--batch", "1", "--steps", "5", "--repeats", "1", "--out", str(tmp_path)]
     )
