@@ -205,9 +205,13 @@ class Accumulator(nn.Module):
                 return self._lists[c][0]
         return None
 
-    def _append(self, which: str, value: Tensor | None, owned: bool = False) -> None:
+    def _append(
+        self, which: str, value: Tensor | None, owned: bool = False, finite: bool = False
+    ) -> None:
         """Appends to a component. ``owned=True`` (for rules) hands over a fresh tensor
-        nobody else holds: it may be kept without a copy."""
+        nobody else holds: it may be kept without a copy. ``finite=True``: the caller
+        guarantees finite values (a rule's kernel on validated binary spikes), so the
+        NaN/infinity check is skipped."""
         if value is None:
             return
         if not isinstance(value, Tensor):
@@ -230,6 +234,7 @@ class Accumulator(nn.Module):
         # sum (NaN/inf, or overflow of large finite values) needs the exact check
         if (
             self.check_finite
+            and not finite
             and not bool(torch.isfinite(v.sum()))
             and not bool(torch.isfinite(v).all())
         ):

@@ -241,10 +241,14 @@ def _post_side_finish(
     ``pre[t]``, the future trace at the chunk's start decayed once), the postsynaptic
     trace to carry, and the amplitudes."""
     steps = pre.shape[0]
-    powers = decay_powers(params.decay_minus, steps, pre)  # d^1 .. d^T (cached, read-only)
-    boundary(neg, state.y_post, pre_seen)
-    y_last = torch.tensordot(powers.flip(0) / params.decay_minus, post, dims=1)
-    y_last.add_(state.y_post, alpha=float(powers[-1]))
+    carried = bool(state.y_post.any())  # a fresh (zero) trace pairs with nothing
+    if carried:
+        boundary(neg, state.y_post, pre_seen)
+    # d^(T-1) .. d^0: each step's post spikes decayed to the chunk's last step (cached)
+    to_last = decay_powers(params.decay_minus, steps, pre, offset=-1, reverse=True)
+    y_last = torch.tensordot(to_last, post, dims=1)
+    if carried:
+        y_last.add_(state.y_post, alpha=params.decay_minus**steps)
     pos.mul_(params.a_plus * params.scale)
     neg.mul_(params.a_minus * params.scale)
     return pos, neg, PairState(x_last, y_last)

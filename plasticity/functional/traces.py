@@ -80,21 +80,26 @@ def _decay_matrix(length: int, decay: float, like: Tensor) -> Tensor:
     return _constant(("matrix", length, decay, like.dtype, like.device), make)
 
 
-def decay_powers(decay: float, n: int, like: Tensor) -> Tensor:
-    """``[decay**1, ..., decay**n]`` in ``like``'s dtype and device (cached: read-only).
+def decay_powers(
+    decay: float, n: int, like: Tensor, offset: int = 0, reverse: bool = False
+) -> Tensor:
+    """``[decay**(1 + offset), ..., decay**(n + offset)]`` in ``like``'s dtype and device,
+    in reverse order with ``reverse=True`` (cached: read-only).
 
     Example:
         >>> import torch
         >>> decay_powers(0.5, 3, torch.zeros(1))
         tensor([0.5000, 0.2500, 0.1250])
+        >>> decay_powers(0.5, 3, torch.zeros(1), offset=-1, reverse=True)
+        tensor([0.2500, 0.5000, 1.0000])
     """
 
     def make() -> Tensor:
-        return torch.full((n,), decay, dtype=like.dtype, device=like.device).pow(
-            torch.arange(1, n + 1, device=like.device, dtype=like.dtype)
-        )
+        exponents = torch.arange(1 + offset, n + 1 + offset, device=like.device, dtype=like.dtype)
+        powers = torch.full((n,), decay, dtype=like.dtype, device=like.device).pow(exponents)
+        return powers.flip(0) if reverse else powers
 
-    return _constant(("powers", n, decay, like.dtype, like.device), make)
+    return _constant(("powers", n, decay, offset, reverse, like.dtype, like.device), make)
 
 
 def _blocked_scan(
@@ -117,7 +122,7 @@ def _blocked_scan(
     if reverse and rest:  # the tail comes first when scanning backwards
         tail = out[head:]
         torch.matmul(_decay_matrix(rest, decay, flat).t(), flat[head:], out=tail)
-        tail.addr_(decay_powers(decay, rest, flat).flip(0), carry)
+        tail.addr_(decay_powers(decay, rest, flat, reverse=True), carry)
         carry = tail[0]
     if full:
         blocks = out[:head].view(full, length, width)
@@ -133,8 +138,8 @@ def _blocked_scan(
                 torch.matmul(
                     _decay_matrix(full - 1, block_decay, flat).t(), starts, out=carries[:-1]
                 )
-                carries[:-1].addr_(decay_powers(block_decay, full - 1, flat).flip(0), carry)
-            within = decay_powers(decay, length, flat).flip(0)  # distance to the next block's start
+                carries[:-1].addr_(decay_powers(block_decay, full - 1, flat, reverse=True), carry)
+            within = decay_powers(decay, length, flat, reverse=True)  # distance to the next block's start
         else:  # block k receives the true end value of block k - 1
             carries[0] = carry
             if full > 1:

@@ -429,7 +429,11 @@ class PlasticityRule(nn.Module):
             squares = torch.dot(flat, flat)
             if flat.numel() >= 2**24 and flat.dtype != torch.float64:
                 total, squares = flat.double().sum(), flat.double().square().sum()
-            if not bool((lo >= 0) & (hi <= 1) & (total == squares)):
+            # one read-back for the four numbers (fewer small ops: they dominate at B = 1)
+            lo, hi, total, squares = torch.stack(
+                [lo.to(total.dtype), hi.to(total.dtype), total, squares]
+            ).tolist()
+            if not (lo >= 0 and hi <= 1 and total == squares):
                 raise ValueError(
                     f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
                     "use graded values as spike amplitudes"
@@ -441,6 +445,9 @@ class PlasticityRule(nn.Module):
 
     #: modulated rules keep the latest step buffered: its reward comes after its forward pass
     _hold_last = False
+    #: the kernel's output is finite whenever the spikes are binary (pair/triplet STDP: no
+    #: weights or rewards enter it), so the accumulator's NaN check can be skipped
+    _finite_on_binary = False
 
     @torch.no_grad()
     def flush(self, keep_last: bool = False) -> None:
@@ -496,8 +503,11 @@ class PlasticityRule(nn.Module):
                 kernels,
                 None if mod is None else mod[start:stop],
             )
-            self.accumulator._append("pos", pos, owned=True)  # fresh tensors: no copy
-            self.accumulator._append("neg", neg, owned=True)
+            # fresh tensors: no copy; weight-independent kernels on validated binary spikes
+            # give finite sums of finite amplitudes times traces (no NaN check needed)
+            finite = binary and self._finite_on_binary
+            self.accumulator._append("pos", pos, owned=True, finite=finite)
+            self.accumulator._append("neg", neg, owned=True, finite=finite)
             del pos, neg  # not alive while the next chunk computes its own
         self._state = tuple(state)
 

@@ -91,6 +91,8 @@ class STDP(PlasticityRule):
         (torch.Size([5, 20]), True)
     """
 
+    _finite_on_binary = True
+
     def __init__(
         self,
         synapse: nn.Module,
@@ -210,6 +212,8 @@ class TripletSTDP(PlasticityRule):
         >>> rule.tau_y, rule.trace
         (125.0, 'all-to-all')
     """
+
+    _finite_on_binary = True
 
     def __init__(
         self,
