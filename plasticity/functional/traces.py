@@ -139,7 +139,8 @@ def _blocked_scan(
                     _decay_matrix(full - 1, block_decay, flat).t(), starts, out=carries[:-1]
                 )
                 carries[:-1].addr_(decay_powers(block_decay, full - 1, flat, reverse=True), carry)
-            within = decay_powers(decay, length, flat, reverse=True)  # distance to the next block's start
+            # distance to the next block's start
+            within = decay_powers(decay, length, flat, reverse=True)
         else:  # block k receives the true end value of block k - 1
             carries[0] = carry
             if full > 1:
