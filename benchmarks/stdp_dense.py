@@ -72,25 +72,42 @@ def pin_allocator() -> bool:
         return False
 
 
+#: a timed turn of a fast method lasts at least this long (back-to-back calls, as timeit)
+TURN_SECONDS = 0.02
+#: at most this many back-to-back calls per turn
+MAX_CALLS = 20
+
+
 def interleaved(methods: dict, repeats: int, once: set[str] = frozenset()) -> dict[str, float]:
-    """Minimum time of each method; the methods take turns in every repeat so that drift
-    of a shared machine hits all of them alike. Methods in ``once`` (the slow peers, whose
-    seconds dwarf any warm-up effect) are timed on their single warm-up run and once more."""
+    """Per-call time of each method, the minimum over ``repeats`` turns; the methods take
+    turns so that drift of a shared machine hits all of them alike.
+
+    Like :mod:`timeit`, a turn of a fast method is several back-to-back calls (as many as
+    fill :data:`TURN_SECONDS`, at most :data:`MAX_CALLS`), each timed, so that a
+    millisecond method is measured in steady state rather than right after another
+    method evicted its caches; methods slower than a turn run once per turn. Methods in
+    ``once`` (the slow peers, whose seconds dwarf any warm-up effect) are timed on their
+    single warm-up run and once more."""
     best = {name: float("inf") for name in methods}
+    calls = {}
     for name, fn in methods.items():
         start = time.perf_counter()
         fn()  # warm-up (twice for the fast ones: the first run of a process is cold)
         if name in once:
             best[name] = time.perf_counter() - start
-        else:
-            fn()
+            calls[name] = 1
+            continue
+        start = time.perf_counter()
+        fn()
+        calls[name] = max(1, min(MAX_CALLS, int(TURN_SECONDS / (time.perf_counter() - start))))
     for r in range(repeats):
         for name, fn in methods.items():
             if r and name in once:
                 continue
-            start = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - start)
+            for _ in range(calls[name]):
+                start = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - start)
     return best
 
 
