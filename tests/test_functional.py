@@ -75,8 +75,24 @@ def test_scan_future_equals_loop(include_current, steps, width):
     width=st.integers(1, 4),
     decay=st.sampled_from([0.0, 1e-30, 0.3, 0.95, 1.0]),
     seed=st.integers(0, 2**16),
+    strided=st.booleans(),
 )
-def test_blocked_scans_equal_the_recursion_for_any_length_and_decay(steps, width, decay, seed):
+def test_blocked_scans_equal_the_recursion_for_any_length_and_decay(
+    steps, width, decay, seed, strided
+):
+    """Both block forms (small matrix products; strided elementwise blocks, which wide
+    traces take) against the plain recursion."""
+    import plasticity.functional.traces as traces
+
+    limit = traces._BLOCKED_MAX_WIDTH
+    traces._BLOCKED_MAX_WIDTH = 0 if strided else limit
+    try:
+        _check_scans_against_recursion(steps, width, decay, seed)
+    finally:
+        traces._BLOCKED_MAX_WIDTH = limit
+
+
+def _check_scans_against_recursion(steps, width, decay, seed):
     g = torch.Generator().manual_seed(seed)
     s = torch.rand(steps, width, generator=g, dtype=torch.float64)  # graded values too
     x0 = torch.rand(width, generator=g, dtype=torch.float64)
