@@ -150,3 +150,32 @@ def test_dense_correlate_kernels_equal_the_outer_product_sum(kernel, side):
     torch.testing.assert_close(
         dense_correlate(a, b, side, kernel=kernel), expected, rtol=1e-12, atol=1e-12
     )
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+def test_post_events_sink_takes_potentiation_before_depression(coincident):
+    """With a ``sink`` the kernel hands over the finished potentiation before it computes
+    depression (so the two are never alive at once): the same numbers as the pair sums."""
+    from reference import dense_reference
+
+    from plasticity.functional import PairParams, PairState, pair_stdp_post_events
+
+    g = torch.Generator().manual_seed(3)
+    pre = (torch.rand(25, 2, 5, generator=g) < 0.3).double()
+    post = (torch.rand(25, 2, 3, generator=g) < 0.3).double()
+    d = math.exp(-1 / 4)
+    params = PairParams(1.0, 1.0, d, d, coincident=coincident, scale=0.5)
+    state = PairState(torch.zeros(2, 5).double(), torch.zeros(2, 3).double())
+    received = []
+
+    def sink(pos):
+        assert not received  # potentiation arrives once, before depression exists
+        received.append(pos.clone())
+
+    pos, neg, _ = pair_stdp_post_events(pre, post, state, params, sink=sink)
+    ref_pos, ref_neg = dense_reference(
+        pre, post, dict(a_plus=1.0, a_minus=1.0, tau_plus=4.0, tau_minus=4.0), coincident=coincident
+    )
+    assert pos is None and len(received) == 1
+    torch.testing.assert_close(received[0], ref_pos, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(neg, ref_neg, rtol=1e-9, atol=1e-12)

@@ -57,10 +57,17 @@ def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Ten
     """
     if mask is None:
         mask = spikes.bool()  # the same as `spikes != 0` (NaN counts as a spike), ~8x faster
-    nz = mask.reshape(-1, mask.shape[-1]).t().contiguous().nonzero()
-    neurons, rows = nz[:, 0], nz[:, 1]
+    by_neuron = mask.reshape(-1, mask.shape[-1]).t().contiguous()
+    del mask  # (ours) freed before nonzero allocates its output
+    nz = by_neuron.nonzero()
+    del by_neuron
+    # int32 where positions fit (as fast in embedding_bag, half the memory of nonzero's
+    # [nnz, 2] int64, which is freed here)
+    dtype = torch.int32 if spikes.numel() < 2**31 else torch.int64
+    neurons, rows = nz[:, 0].to(dtype), nz[:, 1].to(dtype)
+    del nz
     counts = torch.bincount(neurons, minlength=spikes.shape[-1])
-    offsets = torch.cumsum(counts, 0) - counts
+    offsets = (torch.cumsum(counts, 0) - counts).to(dtype)
     return rows, offsets, neurons
 
 
@@ -95,8 +102,8 @@ def event_sum(
         weights = None if weights is None else weights.to(compute_dtype)
         return event_sum(index, table, row_shift, weights).to(out_dtype)
     rows, offsets, neurons = index
-    if row_shift:
-        rows = rows + row_shift
+    if row_shift:  # table[r + shift] is row r of the table from row `shift` on (no index copy)
+        table = table[row_shift:]
     if table.dtype in (torch.float32, torch.float16, torch.bfloat16):
         return F.embedding_bag(
             rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights
@@ -143,7 +150,7 @@ def _event_correlate(
     index = spike_index(spikes) if index is None else index
     weights = None
     if weighted:  # the values at the events, through flat positions (faster than 2-D indexing)
-        flat = index[0] * spikes.shape[1] + index[2]
+        flat = index[0].long() * spikes.shape[1] + index[2]
         weights = spikes.reshape(-1).index_select(0, flat)
     if row_weight is not None:
         per_event = row_weight.reshape(-1)[index[0]].to(dense.dtype)

@@ -202,10 +202,15 @@ def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps:
     return _scratch(workspace, name, (steps, *like.shape[1:]), like)
 
 
-def _post_events(pre, post, state: PairState, params: PairParams, gather, boundary, workspace):
+def _post_events(
+    pre, post, state: PairState, params: PairParams, gather, boundary, workspace, sink=None
+):
     """The shared body of the post-events kernels: ``gather(table_rows, row_shift)`` sums the
     presynaptic table's entries at the post spikes, ``boundary(neg, y0, pre_seen)`` adds the
-    carried postsynaptic trace correlated with this chunk's decayed pre spikes to ``neg``."""
+    carried postsynaptic trace correlated with this chunk's decayed pre spikes to ``neg``.
+    ``sink(pos)``, if given, takes the finished potentiation as soon as it is ready (before
+    depression is computed, so that both are never alive at once); ``pos`` is then returned
+    as ``None``."""
     if params.trace != "all-to-all":
         raise ValueError("the post-events kernels need trace='all-to-all'")
     steps, batch = pre.shape[:2]
@@ -219,6 +224,9 @@ def _post_events(pre, post, state: PairState, params: PairParams, gather, bounda
         x.sub_(pre)
     pos = gather(x.reshape(steps * batch, *shape_in), 0)
     del x
+    if sink is not None:
+        sink(pos.mul_(params.a_plus * params.scale))
+        pos = None
     future = scan_future_padded(
         pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
     )
@@ -249,7 +257,8 @@ def _post_side_finish(
     y_last = torch.tensordot(to_last, post, dims=1)
     if carried:
         y_last.add_(state.y_post, alpha=params.decay_minus**steps)
-    pos.mul_(params.a_plus * params.scale)
+    if pos is not None:
+        pos.mul_(params.a_plus * params.scale)
     neg.mul_(params.a_minus * params.scale)
     return pos, neg, PairState(x_last, y_last)
 
@@ -262,6 +271,7 @@ def pair_stdp_post_events(
     post_index: tuple[Tensor, Tensor, Tensor] | None = None,
     workspace: dict[str, Tensor] | None = None,
     compute_dtype: torch.dtype | None = None,
+    sink: Callable[[Tensor], None] | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -275,6 +285,9 @@ def pair_stdp_post_events(
     Shape: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``; returns ``[N_out, N_in]``.
     ``workspace``: a dict the caller keeps between chunks; trace buffers are reused from it.
     ``compute_dtype`` (e.g. ``torch.bfloat16``): the dtype the trace tables are gathered in.
+    ``sink``: if given, receives the finished potentiation before depression is computed
+    (e.g. to add it to an accumulator, so that the two are never alive at once); ``pos`` is
+    then returned as ``None``.
 
     Example:
         The same numbers as :func:`pair_stdp` with one GEMM per component:
@@ -301,6 +314,7 @@ def pair_stdp_post_events(
         lambda table, shift: event_sum(index, table, shift, compute_dtype=compute_dtype),
         lambda neg, y0, seen: neg.addmm_(y0.t(), seen),  # in place: no weight-sized temporary
         workspace,
+        sink,
     )
 
 

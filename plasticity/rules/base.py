@@ -443,6 +443,19 @@ class PlasticityRule(nn.Module):
             nnz = int(torch.count_nonzero(spikes)) if need_count else 0
         return choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"
 
+    def _sink(self, which: str) -> Callable[[Tensor | None], None]:
+        """Appends a kernel's fresh ``pos``/``neg`` result to the accumulator (no copy).
+        Kernels may call it mid-chunk, so that a finished component is folded into the
+        running sum before the next one is computed (one weight-sized result alive)."""
+        # weight-independent kernels on validated binary spikes give finite sums of finite
+        # amplitudes times traces: no NaN check needed
+        finite = self.spikes == "binary" and self._finite_on_binary
+
+        def append(value: Tensor | None) -> None:
+            self.accumulator._append(which, value, owned=True, finite=finite)
+
+        return append
+
     #: modulated rules keep the latest step buffered: its reward comes after its forward pass
     _hold_last = False
     #: the kernel's output is finite whenever the spikes are binary (pair/triplet STDP: no
@@ -503,11 +516,8 @@ class PlasticityRule(nn.Module):
                 kernels,
                 None if mod is None else mod[start:stop],
             )
-            # fresh tensors: no copy; weight-independent kernels on validated binary spikes
-            # give finite sums of finite amplitudes times traces (no NaN check needed)
-            finite = binary and self._finite_on_binary
-            self.accumulator._append("pos", pos, owned=True, finite=finite)
-            self.accumulator._append("neg", neg, owned=True, finite=finite)
+            self._sink("pos")(pos)  # None if the kernel already handed it over (see _sink)
+            self._sink("neg")(neg)
             del pos, neg  # not alive while the next chunk computes its own
         self._state = tuple(state)
 

@@ -144,6 +144,7 @@ class STDP(PlasticityRule):
                 self.params,
                 workspace=self._workspace,
                 compute_dtype=self._compute_dtype,
+                sink=self._sink("pos"),
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
