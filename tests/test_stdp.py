@@ -800,6 +800,26 @@ def test_graded_spikes_policy():
     assert float(rule.accumulator.pos) == pytest.approx(0.5 * 2.0 * math.exp(-1.0))
 
 
+@pytest.mark.parametrize("kind", ["pair", "triplet"])
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+def test_graded_spikes_same_on_the_event_driven_kernel(kind, coincident):
+    """Graded amplitudes weigh each event the same way on the GEMM and event-driven paths
+    (the post-events kernels read the post amplitude as a per-event weight)."""
+    g = torch.Generator().manual_seed(11)
+    pre = (torch.rand(30, 3, 7, generator=g) < 0.3) * torch.rand(30, 3, 7, generator=g) * 2
+    post = (torch.rand(30, 3, 5, generator=g) < 0.3) * torch.rand(30, 3, 5, generator=g) * 2
+    out = {}
+    for kernel in ("dense", "sparse"):
+        fc = nn.Linear(7, 5, bias=False).double()
+        rule = make_rule(
+            kind, fc, snn.Leaky(beta=0.9), kernel=kernel, coincident=coincident,
+            spikes="graded", chunk_size=12,
+        )  # fmt: skip
+        out[kernel] = _pos_neg(rule, pre.double(), post.double())
+    for got, want in zip(out["sparse"], out["dense"], strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
 @pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
 @pytest.mark.parametrize("case", [c for c in CONV_CASES if c[0] == 2])
 def test_event_driven_conv2d_equals_pair_sums(case, coincident):

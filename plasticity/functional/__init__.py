@@ -20,6 +20,7 @@ from .stdp import (
     pair_stdp_post_events,
     pair_traces,
     triplet_stdp,
+    triplet_stdp_post_events,
 )
 from .traces import (
     TRACE_MODES,
@@ -54,4 +55,5 @@ __all__ = [
     "scan_future_padded",
     "scan_trace",
     "triplet_stdp",
+    "triplet_stdp_post_events",
 ]

@@ -240,6 +240,18 @@ def _post_events(
     return _post_side_finish(pre, post, state, params, pos, neg, boundary, x_last, pre_seen)
 
 
+def _post_amplitudes(post: Tensor, index, binary: bool | None) -> Tensor | None:
+    """The post spikes' values at their events (graded spikes weigh each event), or
+    ``None`` for binary spikes (``binary=None``: checked on those values)."""
+    if binary:
+        return None
+    flat = index[0].long() * post.shape[-1] + index[2]
+    values = post.reshape(-1).index_select(0, flat)
+    if binary is None and bool((values == 1).all()):
+        return None
+    return values
+
+
 def _post_side_finish(
     pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last, pre_seen
 ):
@@ -272,6 +284,7 @@ def pair_stdp_post_events(
     workspace: dict[str, Tensor] | None = None,
     compute_dtype: torch.dtype | None = None,
     sink: Callable[[Tensor], None] | None = None,
+    binary_post: bool | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -287,7 +300,8 @@ def pair_stdp_post_events(
     ``compute_dtype`` (e.g. ``torch.bfloat16``): the dtype the trace tables are gathered in.
     ``sink``: if given, receives the finished potentiation before depression is computed
     (e.g. to add it to an accumulator, so that the two are never alive at once); ``pos`` is
-    then returned as ``None``.
+    then returned as ``None``. ``binary_post``: whether the post spikes are all 0 or 1
+    (``None``: read from the values at the events); graded amplitudes weigh their events.
 
     Example:
         The same numbers as :func:`pair_stdp` with one GEMM per component:
@@ -306,12 +320,13 @@ def pair_stdp_post_events(
     """
     steps, batch = pre.shape[:2]
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
+    weights = _post_amplitudes(post, index, binary_post)
     return _post_events(
         pre,
         post,
         state,
         params,
-        lambda table, shift: event_sum(index, table, shift, compute_dtype=compute_dtype),
+        lambda table, shift: event_sum(index, table, shift, weights, compute_dtype),
         lambda neg, y0, seen: neg.addmm_(y0.t(), seen),  # in place: no weight-sized temporary
         workspace,
         sink,
@@ -495,3 +510,98 @@ def triplet_stdp(
     pos = correlate(post_w, r1_used, "post", True).mul_(params.scale)
     neg = correlate(o1_used, pre_w, "pre", True).mul_(params.scale)
     return pos, neg, new_state
+
+
+def triplet_stdp_post_events(
+    pre: Tensor,
+    post: Tensor,
+    state: TripletState,
+    params: TripletParams,
+    post_index: tuple[Tensor, Tensor, Tensor] | None = None,
+    workspace: dict[str, Tensor] | None = None,
+    sink: Callable[[Tensor], None] | None = None,
+    compute_dtype: torch.dtype | None = None,
+    binary_post: bool | None = None,
+):
+    r"""All-to-all triplet STDP on a dense synapse with both components read at the post spikes.
+
+    Potentiation reads :math:`r_1` at each post spike, weighted by
+    :math:`A_2^+ + A_3^+ o_2(t - \epsilon)`. Depression, a sum over pre spikes of
+    :math:`o_1` times :math:`A_2^- + A_3^- r_2(t - \epsilon)`, is read the other way round:
+    the *future* trace (decay :math:`\tau_-`) of those weighted pre spikes at each post
+    spike, plus the pairs with post spikes of earlier chunks (a rank-B term from the
+    carried :math:`o_1`). The same numbers as :func:`triplet_stdp`, with one event index
+    (the post spikes) instead of one per side: no index over the (usually wider, busier)
+    presynaptic spikes, no :math:`o_1` trace over the chunk. ``sink``: as for
+    :func:`pair_stdp_post_events`; ``compute_dtype``: the dtype the tables are gathered in;
+    ``binary_post``: as for :func:`pair_stdp_post_events`.
+
+    Example:
+        >>> import torch
+        >>> from plasticity.functional import dense_correlate
+        >>> g = torch.Generator().manual_seed(0)
+        >>> pre = (torch.rand(30, 2, 6, generator=g) < 0.3).double()
+        >>> post = (torch.rand(30, 2, 4, generator=g) < 0.3).double()
+        >>> state = TripletState(*(torch.rand(2, n, generator=g).double() for n in (6, 6, 4, 4)))
+        >>> params = TripletParams(0.5, 1.0, 0.7, 0.2, 0.9, 0.8, 0.95, 0.85)
+        >>> pos, neg, new = triplet_stdp_post_events(pre, post, state, params)
+        >>> ref_pos, ref_neg, ref_new = triplet_stdp(pre, post, state, params, dense_correlate)
+        >>> torch.allclose(pos, ref_pos), torch.allclose(neg, ref_neg)
+        (True, True)
+        >>> all(torch.allclose(a, b) for a, b in zip(new, ref_new))
+        True
+    """
+    if params.trace != "all-to-all":
+        raise ValueError("the post-events kernels need trace='all-to-all'")
+    steps, batch = pre.shape[:2]
+    n_out = post.shape[-1]
+    index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
+    # potentiation weights at the post spikes: (A2+ + A3+ o2 before the spike) times the spike
+    o2 = scan_trace(post, state.o2, params.decay_y, out=_buffer(workspace, "o2", post, steps))
+    o2_last = o2[-1].clone()
+    post_w = previous_trace(o2, state.o2, params.decay_y)
+    post_w.mul_(params.a3_plus).add_(params.a2_plus).mul_(post)
+    weights = post_w.reshape(-1).index_select(0, index[0].long() * n_out + index[2])
+    del o2, post_w
+    # one trace buffer serves r1, then the future trace of the weighted pre spikes
+    r1 = scan_trace(
+        pre, state.r1, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
+    )
+    r1_last = r1[-1].clone()
+    if params.coincident == "none":
+        r1.sub_(pre)
+    pos = event_sum(
+        index, r1.reshape(steps * batch, -1), weights=weights, compute_dtype=compute_dtype
+    ).mul_(params.scale)
+    del r1, weights
+    if sink is not None:
+        sink(pos)
+        pos = None
+    # depression: weighted pre spikes (A2- + A3- r2 before the spike), read from the post side
+    r2 = scan_trace(pre, state.r2, params.decay_x, out=_buffer(workspace, "r2", pre, steps))
+    r2_last = r2[-1].clone()
+    pre_w = previous_trace(r2, state.r2, params.decay_x)
+    del r2
+    pre_w.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
+    future = scan_future_padded(
+        pre_w, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
+    )
+    del pre_w
+    seen = future[0] * params.decay_minus  # sum_t d^(t+1) pre_w[t], for the carried o1
+    future = future.reshape((steps + 1) * batch, -1)
+    amplitudes = _post_amplitudes(post, index, binary_post)  # graded post spikes weigh o1
+    if params.coincident == "both":  # weighted pre spikes at or after each post spike
+        neg = event_sum(index, future, 0, amplitudes, compute_dtype)
+    else:  # strictly after
+        neg = event_sum(index, future, batch, amplitudes, compute_dtype)
+        neg.mul_(params.decay_minus)
+    del future
+    carried = bool(state.o1.any())
+    if carried:
+        neg.addmm_(state.o1.t(), seen)
+    to_last = decay_powers(params.decay_minus, steps, pre, offset=-1, reverse=True)
+    o1_last = torch.tensordot(to_last, post, dims=1)
+    if carried:
+        o1_last.add_(state.o1, alpha=params.decay_minus**steps)
+    neg.mul_(params.scale)
+    return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)

@@ -17,6 +17,7 @@ from ..functional.stdp import (
     pair_stdp,
     pair_stdp_post_events,
     triplet_stdp,
+    triplet_stdp_post_events,
 )
 from .base import PlasticityRule, check_amplitude, check_positive
 
@@ -145,6 +146,7 @@ class STDP(PlasticityRule):
                 workspace=self._workspace,
                 compute_dtype=self._compute_dtype,
                 sink=self._sink("pos"),
+                binary_post=self.spikes == "binary",
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
@@ -282,6 +284,17 @@ class TripletSTDP(PlasticityRule):
     def _run(
         self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
     ) -> tuple[Tensor, Tensor, TripletState]:
+        if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
+            return triplet_stdp_post_events(
+                pre,
+                post,
+                TripletState(*state),
+                self.params,
+                workspace=self._workspace,
+                sink=self._sink("pos"),
+                compute_dtype=self._compute_dtype,
+                binary_post=self.spikes == "binary",
+            )
         return triplet_stdp(
             pre, post, TripletState(*state), self.params, correlate, self._workspace
         )
