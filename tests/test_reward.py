@@ -70,6 +70,26 @@ def test_per_sample_rewards_equal_the_reference(kind, trace, coincident):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("trace, coincident", MODES)
+@pytest.mark.parametrize("kernel", ["dense", "sparse"])
+def test_shared_eligibility_equals_the_reference_on_both_kernels(kind, trace, coincident, kernel):
+    """One eligibility for the batch (a shared reward per step): the GEMM path and the
+    event-driven path (all-to-all: every signal read at the post spikes) against the
+    step-by-step reference, graded post amplitudes included on the event path."""
+    pre, post, reward = spikes(4, B=2)
+    reward = reward[:, :1].expand(-1, 2)  # shared by the batch
+    if kind == "dopamine":
+        reward = reward.abs() * (reward > 0.5)
+    kw = dict(trace=trace, coincident=coincident, chunk_size=7, kernel=kernel)
+    rule = make(kind, **kw) if kind == "dopamine" else make(kind, gamma=1.3, **kw)
+    rule.observe(pre, post, reward=reward)
+    dw = rule.step()
+    gamma = 1.0 if kind == "dopamine" else 1.3
+    expected = reference(kind, pre, post, reward, trace=trace, coincident=coincident, gamma=gamma)
+    torch.testing.assert_close(dw, expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_shared_reward_through_snntorch_hooks_step_by_step(kind, reduction):
     g = torch.Generator().manual_seed(3)
@@ -337,3 +357,20 @@ def test_modulated_rules_on_every_device(kind, device):
     dw = rule.step()
     assert dw.device.type == device.type
     torch.testing.assert_close(dw.cpu(), reference(kind, pre, post, reward), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+def test_graded_spikes_same_on_both_kernels(kind, coincident):
+    """Graded amplitudes weigh each event alike on the GEMM and the post-events paths."""
+    pre, post, reward = spikes(8, B=2)
+    g = torch.Generator().manual_seed(9)
+    pre = pre * torch.rand(pre.shape, generator=g, dtype=torch.float64) * 2
+    post = post * torch.rand(post.shape, generator=g, dtype=torch.float64) * 2
+    reward = reward[:, :1].expand(-1, 2).abs()
+    out = []
+    for kernel in ("dense", "sparse"):
+        rule = make(kind, coincident=coincident, chunk_size=7, kernel=kernel, spikes="graded")
+        rule.observe(pre, post, reward=reward)
+        out.append(rule.step())
+    torch.testing.assert_close(out[1], out[0], rtol=1e-10, atol=1e-12)
