@@ -252,6 +252,28 @@ def _post_amplitudes(post: Tensor, index, binary: bool | None) -> Tensor | None:
     return values
 
 
+def _dense_boundary(neg: Tensor, y0: Tensor, pre_seen: Tensor) -> None:
+    """``neg += y0ᵀ pre_seen`` in place (no weight-sized temporary): ``[B, N_out]`` by
+    ``[B, N_in]``."""
+    neg.addmm_(y0.t(), pre_seen)
+
+
+def _carry_post_trace(neg, post, y0, decay: float, pre_seen, boundary) -> Tensor:
+    """Adds the pairs of the carried postsynaptic trace ``y0`` with this chunk's pre spikes
+    to ``neg`` (``boundary(neg, y0, pre_seen)``, skipped for a fresh zero trace) and returns
+    the trace after the chunk's last step."""
+    steps = post.shape[0]
+    carried = bool(y0.any())  # a fresh (zero) trace pairs with nothing
+    if carried:
+        boundary(neg, y0, pre_seen)
+    # d^(T-1) .. d^0: each step's post spikes decayed to the chunk's last step (cached)
+    to_last = decay_powers(decay, steps, post, offset=-1, reverse=True)
+    y_last = torch.tensordot(to_last, post, dims=1)
+    if carried:
+        y_last.add_(y0, alpha=decay**steps)
+    return y_last
+
+
 def _post_side_finish(
     pre, post, state: PairState, params: PairParams, pos, neg, boundary, x_last, pre_seen
 ):
@@ -260,15 +282,7 @@ def _post_side_finish(
     to ``neg`` in place: always depression; ``pre_seen`` = :math:`\sum_t d_-^{t+1}`
     ``pre[t]``, the future trace at the chunk's start decayed once), the postsynaptic
     trace to carry, and the amplitudes."""
-    steps = pre.shape[0]
-    carried = bool(state.y_post.any())  # a fresh (zero) trace pairs with nothing
-    if carried:
-        boundary(neg, state.y_post, pre_seen)
-    # d^(T-1) .. d^0: each step's post spikes decayed to the chunk's last step (cached)
-    to_last = decay_powers(params.decay_minus, steps, pre, offset=-1, reverse=True)
-    y_last = torch.tensordot(to_last, post, dims=1)
-    if carried:
-        y_last.add_(state.y_post, alpha=params.decay_minus**steps)
+    y_last = _carry_post_trace(neg, post, state.y_post, params.decay_minus, pre_seen, boundary)
     if pos is not None:
         pos.mul_(params.a_plus * params.scale)
     neg.mul_(params.a_minus * params.scale)
@@ -327,7 +341,7 @@ def pair_stdp_post_events(
         state,
         params,
         lambda table, shift: event_sum(index, table, shift, weights, compute_dtype),
-        lambda neg, y0, seen: neg.addmm_(y0.t(), seen),  # in place: no weight-sized temporary
+        _dense_boundary,
         workspace,
         sink,
     )
@@ -596,12 +610,6 @@ def triplet_stdp_post_events(
         neg = event_sum(index, future, batch, amplitudes, compute_dtype)
         neg.mul_(params.decay_minus)
     del future
-    carried = bool(state.o1.any())
-    if carried:
-        neg.addmm_(state.o1.t(), seen)
-    to_last = decay_powers(params.decay_minus, steps, pre, offset=-1, reverse=True)
-    o1_last = torch.tensordot(to_last, post, dims=1)
-    if carried:
-        o1_last.add_(state.o1, alpha=params.decay_minus**steps)
+    o1_last = _carry_post_trace(neg, post, state.o1, params.decay_minus, seen, _dense_boundary)
     neg.mul_(params.scale)
     return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
