@@ -474,6 +474,31 @@ def test_reset_zeroes_traces_between_samples():
 
 
 @pytest.mark.parametrize("kind", ["pair", "triplet"])
+def test_hooks_learn_every_window_alike_across_resets(kind):
+    """Step by step through the hooks (the per-step fast path), window after window with
+    reset() between: every window equals the pair sums of its own spikes, batch mean
+    included (the batch is set again by each window's first step)."""
+    g = torch.Generator().manual_seed(12)
+    fc = nn.Linear(6, 4, bias=False).double()
+    lif = snn.Leaky(beta=0.8)
+    with torch.no_grad():
+        fc.weight.copy_(torch.rand(4, 6, generator=g, dtype=torch.float64))
+    rule = make_rule(kind, fc, lif, chunk_size=8)
+    for _window in range(3):
+        x = (torch.rand(20, 3, 6, generator=g) < 0.4).double()
+        mem, posts = lif.init_leaky(), []
+        for t in range(20):
+            spk, mem = lif(fc(x[t]), mem)
+            posts.append(spk.detach())
+        rule.flush()
+        post = torch.stack(posts)
+        assert post.sum() > 0
+        check(rule, dense_reference(x, post, params_of(kind), rule=kind))
+        rule.accumulator.clear()
+        rule.reset()
+
+
+@pytest.mark.parametrize("kind", ["pair", "triplet"])
 def test_observe_processes_whole_chunks_in_place_and_buffers_the_rest(kind):
     g = torch.Generator().manual_seed(5)
     pre = (torch.rand(23, 3, 6, generator=g) < 0.3).double()

@@ -72,11 +72,26 @@ class StepBuffer:
     allocation, and no concatenation when the chunk is processed.
     """
 
-    __slots__ = ("data", "n")
+    __slots__ = ("data", "n", "rows")
 
     def __init__(self) -> None:
         self.data: Tensor | None = None
         self.n = 0
+        self.rows: tuple[Tensor, ...] | None = None  # per-step views of data, for push()
+
+    def push(self, step: Tensor) -> bool:
+        """Copies one step (``[B, *shape]``, the shape of a buffered step) into the next
+        row: the hooks' per-step fast path. ``False`` (nothing done) where :meth:`append`
+        must handle it: no buffer yet, the buffer full, or another shape."""
+        data, n = self.data, self.n
+        if data is None or n >= data.shape[0] or step.shape != data.shape[1:]:
+            return False
+        rows = self.rows
+        if rows is None:
+            rows = self.rows = data.unbind(0)
+        rows[n].copy_(step)
+        self.n = n + 1
+        return True
 
     def append(self, block: Tensor, like: Tensor, capacity: int) -> None:
         steps = block.shape[0]
@@ -93,6 +108,7 @@ class StepBuffer:
             if self.n:
                 fresh[: self.n].copy_(data[: self.n])  # type: ignore[index]
             self.data = data = fresh
+            self.rows = None
         data[self.n : self.n + steps].copy_(block)  # type: ignore[index]
         self.n += steps
 
@@ -315,6 +331,11 @@ class PlasticityRule(nn.Module):
         if not (self.training and module.training):
             return
         x = args[0] if args else kwargs.get("input")
+        # fast path: one step shaped like the buffered ones (checked when they were), within
+        # a sequence (the first step after reset() goes the long way: it sets the batch)
+        if self._batch is not None and isinstance(x, Tensor) and self._pre.push(x.detach()):
+            self._maybe_flush()
+            return
         if not isinstance(x, Tensor):
             raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
         block = self._adapter.pre_steps(x)
@@ -330,6 +351,9 @@ class PlasticityRule(nn.Module):
             if isinstance(output, Tensor)
             else output_spikes(output, f"neuron ({type(module).__name__})")
         )
+        if self._batch is not None and self._mod is None and self._post.push(s.detach()):
+            self._maybe_flush()
+            return
         block = self._adapter.post_steps(s, self._pre.data)
         if self._batch is not None and block.shape[1] != self._batch:
             self._check_batch(block.shape[1])
@@ -473,8 +497,11 @@ class PlasticityRule(nn.Module):
         if n <= 0:
             return
         mod = None if self._mod is None else self._mod.view(n)
+        w = self.weight
+        # the per-step fast path does not follow a weight moved mid-window: the steps do here
+        pre, post = (b.view(n).to(device=w.device, dtype=w.dtype) for b in (self._pre, self._post))
         try:
-            self._process(self._pre.view(n), self._post.view(n), mod, self.chunk)
+            self._process(pre, post, mod, self.chunk)
         except ValueError:  # spikes that break the policy are discarded
             self._consume(n)
             raise
