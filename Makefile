@@ -38,8 +38,8 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 
 # every benchmark, then their tables spliced into README.md
 bench: $(VENV)/.installed-bench
-	$(PY) benchmarks/stdp_dense.py --rate 0.05 0.2 --out benchmarks/results
-	$(PY) benchmarks/stdp_rules.py --rate 0.05 0.2 --out benchmarks/results
+	$(PY) benchmarks/stdp_dense.py --rate 0.01 0.05 0.2 --out benchmarks/results
+	$(PY) benchmarks/stdp_rules.py --rate 0.01 0.05 0.2 --out benchmarks/results
 	$(PY) benchmarks/stdp_conv.py --out benchmarks/results
 	$(PY) benchmarks/distributed_scaling.py --out benchmarks/results
 	$(PY) benchmarks/readme.py
