@@ -605,6 +605,31 @@ def test_state_dict_round_trips_mid_window(kind):
     torch.testing.assert_close(b.accumulator.neg, whole.accumulator.neg, rtol=1e-12, atol=1e-12)
 
 
+@torch.no_grad()
+def test_a_deep_copy_mid_window_learns_on_through_its_own_hooks():
+    """Steps buffered by the hooks' fast path survive copy.deepcopy: the copy, fed the rest
+    of the sequence through its own hooks, learns what the original learns."""
+    g = torch.Generator().manual_seed(13)
+    fc, lif = nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.8)
+    fc.weight.copy_(torch.rand(4, 6, generator=g, dtype=torch.float64))
+    rule = make_rule("pair", fc, lif, chunk_size=50)
+    x = (torch.rand(30, 2, 6, generator=g) < 0.4).double()
+    mem = lif.init_leaky()
+    for t in range(10):
+        _, mem = lif(fc(x[t]), mem)
+    assert rule._pre.n == 10  # buffered, not yet processed
+    fc2, lif2, rule2 = copy.deepcopy((fc, lif, rule))
+    mem2 = mem.clone()
+    for t in range(10, 30):
+        _, mem = lif(fc(x[t]), mem)
+        _, mem2 = lif2(fc2(x[t]), mem2)
+    rule.flush()
+    rule2.flush()
+    assert rule.accumulator.pos.abs().sum() > 0
+    torch.testing.assert_close(rule2.accumulator.pos, rule.accumulator.pos, rtol=0, atol=0)
+    torch.testing.assert_close(rule2.accumulator.neg, rule.accumulator.neg, rtol=0, atol=0)
+
+
 def test_learning_switches_off_with_eval_and_explicitly_and_detach_removes_hooks():
     rule, _, _ = run_dense("pair", T=5)
     fc, lif = rule.synapse, rule.neuron

@@ -79,6 +79,13 @@ class StepBuffer:
         self.n = 0
         self.rows: tuple[Tensor, ...] | None = None  # per-step views of data, for push()
 
+    def __getstate__(self) -> dict:
+        # the row views are rebuilt from data on first use (a copy keeps no stale views)
+        return {"data": self.data, "n": self.n}
+
+    def __setstate__(self, state: dict) -> None:
+        self.data, self.n, self.rows = state["data"], state["n"], None
+
     def push(self, step: Tensor) -> bool:
         """Copies one step (``[B, *shape]``, the shape of a buffered step) into the next
         row: the hooks' per-step fast path. ``False`` (nothing done) where :meth:`append`
