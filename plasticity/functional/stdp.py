@@ -202,6 +202,33 @@ def _buffer(workspace: dict[str, Tensor] | None, name: str, like: Tensor, steps:
     return _scratch(workspace, name, (steps, *like.shape[1:]), like)
 
 
+def _pre_trace_read(pre, x0, decay: float, coincident: str, workspace):
+    """The all-to-all presynaptic trace as potentiation reads it (without the same step's
+    spikes for ``coincident="none"``), in the workspace's trace buffer (one step longer, so
+    that the future trace can reuse it), and the trace to carry."""
+    steps = pre.shape[0]
+    x = scan_trace(pre, x0, decay, out=_buffer(workspace, "trace", pre, steps + 1)[:steps])
+    x_last = x[-1].clone()
+    if coincident == "none":
+        x.sub_(pre)
+    return x, x_last
+
+
+def _future_at_post(spikes, decay: float, coincident: str, gather, workspace, like):
+    r"""Depression read at the post spikes: ``gather(rows, row_shift)`` of the future trace
+    of ``spikes`` (the pre spikes, or weighted ones): at or after each post spike for
+    ``coincident="both"``, else strictly after (one step later, decayed once). Returns it
+    with ``seen`` = :math:`\sum_t d^{t+1}` ``spikes[t]``, what the carried postsynaptic
+    trace pairs with. Uses the trace buffer of ``like`` (freed by the potentiation)."""
+    steps, batch = spikes.shape[:2]
+    future = scan_future_padded(spikes, decay, out=_buffer(workspace, "trace", like, steps + 1))
+    seen = future[0] * decay
+    rows = future.reshape((steps + 1) * batch, *spikes.shape[2:])
+    if coincident == "both":
+        return gather(rows, 0), seen
+    return gather(rows, batch).mul_(decay), seen
+
+
 def _post_events(
     pre, post, state: PairState, params: PairParams, gather, boundary, workspace, sink=None
 ):
@@ -214,29 +241,16 @@ def _post_events(
     if params.trace != "all-to-all":
         raise ValueError("the post-events kernels need trace='all-to-all'")
     steps, batch = pre.shape[:2]
-    shape_in = pre.shape[2:]
     # one trace buffer serves both tables in turn: the trace, then the future trace
-    x = scan_trace(
-        pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
-    )
-    x_last = x[-1].clone()
-    if params.coincident == "none":
-        x.sub_(pre)
-    pos = gather(x.reshape(steps * batch, *shape_in), 0)
+    x, x_last = _pre_trace_read(pre, state.x_pre, params.decay_plus, params.coincident, workspace)
+    pos = gather(x.reshape(steps * batch, *pre.shape[2:]), 0)
     del x
     if sink is not None:
         sink(pos.mul_(params.a_plus * params.scale))
         pos = None
-    future = scan_future_padded(
-        pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
+    neg, pre_seen = _future_at_post(
+        pre, params.decay_minus, params.coincident, gather, workspace, pre
     )
-    pre_seen = future[0] * params.decay_minus  # sum_t d^(t+1) pre[t], before it is reused
-    future = future.reshape((steps + 1) * batch, *shape_in)
-    if params.coincident == "both":  # pre spikes at or after each post spike
-        neg = gather(future, 0)
-    else:  # strictly after: the inclusive trace one step later, decayed once
-        neg = gather(future, batch).mul_(params.decay_minus)
-    del future
     return _post_side_finish(pre, post, state, params, pos, neg, boundary, x_last, pre_seen)
 
 
@@ -347,6 +361,12 @@ def pair_stdp_post_events(
     )
 
 
+def _split_geometry(geometry: dict) -> tuple[tuple[int, ...], dict]:
+    """``(weight_shape, the conv_correlate keywords)`` of a conv synapse's ``geometry``."""
+    conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
+    return tuple(geometry["weight_shape"]), conv
+
+
 def conv_pair_stdp_post_events(
     pre: Tensor,
     post: Tensor,
@@ -378,8 +398,7 @@ def conv_pair_stdp_post_events(
     """
     steps, batch = pre.shape[:2]
     post_rows = post.reshape(steps * batch, *post.shape[2:])
-    conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
-    weight_shape = geometry["weight_shape"]
+    weight_shape, conv = _split_geometry(geometry)
     return _post_events(
         pre,
         post,
@@ -435,19 +454,13 @@ def conv_pair_stdp_post_side(
         raise ValueError("the post-side kernels need trace='all-to-all'")
     steps, batch, c_in = pre.shape[:3]
     spatial = pre.shape[3:]
-    weight_shape = tuple(geometry["weight_shape"])
-    groups = geometry["groups"]
-    conv = {k: v for k, v in geometry.items() if k != "weight_shape"}
+    weight_shape, conv = _split_geometry(geometry)
+    groups = conv["groups"]
     per_group = c_in // groups
     shape = (steps, batch, groups, 2, per_group, *spatial)
     tables = _scratch(workspace, "tables", shape, pre, compute_dtype)
     grouped = (steps, batch, groups, per_group, *spatial)
-    x = scan_trace(
-        pre, state.x_pre, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
-    )
-    x_last = x[-1].clone()
-    if params.coincident == "none":
-        x.sub_(pre)
+    x, x_last = _pre_trace_read(pre, state.x_pre, params.decay_plus, params.coincident, workspace)
     tables[:, :, :, 0].copy_(x.view(grouped))
     future = scan_future_padded(
         pre, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
@@ -578,12 +591,7 @@ def triplet_stdp_post_events(
     weights = post_w.reshape(-1).index_select(0, index[0].long() * n_out + index[2])
     del o2, post_w
     # one trace buffer serves r1, then the future trace of the weighted pre spikes
-    r1 = scan_trace(
-        pre, state.r1, params.decay_plus, out=_buffer(workspace, "trace", pre, steps + 1)[:steps]
-    )
-    r1_last = r1[-1].clone()
-    if params.coincident == "none":
-        r1.sub_(pre)
+    r1, r1_last = _pre_trace_read(pre, state.r1, params.decay_plus, params.coincident, workspace)
     pos = event_sum(
         index, r1.reshape(steps * batch, -1), weights=weights, compute_dtype=compute_dtype
     ).mul_(params.scale)
@@ -597,19 +605,16 @@ def triplet_stdp_post_events(
     pre_w = previous_trace(r2, state.r2, params.decay_x)
     del r2
     pre_w.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
-    future = scan_future_padded(
-        pre_w, params.decay_minus, out=_buffer(workspace, "trace", pre, steps + 1)
+    amplitudes = _post_amplitudes(post, index, binary_post)  # graded post spikes weigh o1
+    neg, seen = _future_at_post(
+        pre_w,
+        params.decay_minus,
+        params.coincident,
+        lambda rows, shift: event_sum(index, rows, shift, amplitudes, compute_dtype),
+        workspace,
+        pre,
     )
     del pre_w
-    seen = future[0] * params.decay_minus  # sum_t d^(t+1) pre_w[t], for the carried o1
-    future = future.reshape((steps + 1) * batch, -1)
-    amplitudes = _post_amplitudes(post, index, binary_post)  # graded post spikes weigh o1
-    if params.coincident == "both":  # weighted pre spikes at or after each post spike
-        neg = event_sum(index, future, 0, amplitudes, compute_dtype)
-    else:  # strictly after
-        neg = event_sum(index, future, batch, amplitudes, compute_dtype)
-        neg.mul_(params.decay_minus)
-    del future
     o1_last = _carry_post_trace(neg, post, state.o1, params.decay_minus, seen, _dense_boundary)
     neg.mul_(params.scale)
     return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
