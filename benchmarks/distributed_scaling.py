@@ -16,7 +16,6 @@ relative to one rank; it is 2.0 only where the two CPUs are free and independent
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
@@ -26,6 +25,7 @@ import snntorch as snn
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from readme import save_results
 
 import plasticity as pl
 
@@ -194,10 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "distributed_scaling.md").write_text(text)
-        (args.out / "distributed_scaling.json").write_text(json.dumps(results, indent=2))
+    save_results(args.out, "distributed_scaling", text, results)
     return results
 
 

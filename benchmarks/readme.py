@@ -9,11 +9,22 @@ Each table sits in the README between ``<!-- bench:NAME -->`` and ``<!-- /bench:
 from __future__ import annotations
 
 import argparse
+import json
 import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling")
+
+
+def save_results(out: Path | None, name: str, text: str, rows: list[dict]) -> None:
+    """Writes a benchmark's table (``NAME.md``, what :func:`splice` reads) and its rows
+    (``NAME.json``) into ``out`` (nothing if ``None``)."""
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.md").write_text(text)
+    (out / f"{name}.json").write_text(json.dumps(rows, indent=2))
 
 
 def splice(readme: str, name: str, table: str) -> str:

@@ -13,13 +13,13 @@ not installed are "n/a" (``make bench`` installs them).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 from pathlib import Path
 
 import snntorch as snn
 import torch
 import torch.nn.functional as F
+from readme import save_results
 from snntorch.functional.stdp_learner import stdp_conv2d_single_step
 from stdp_dense import TAU, interleaved, pin_allocator
 from torch import nn
@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "stdp_conv.md").write_text(text)
-        (args.out / "stdp_conv.json").write_text(json.dumps(rows, indent=2))
+    save_results(args.out, "stdp_conv", text, rows)
     return rows
 
 

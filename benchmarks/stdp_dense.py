@@ -34,7 +34,6 @@ runs.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 import time
@@ -44,6 +43,7 @@ import snntorch as snn
 import torch
 from memory import peak_memory
 from peers import bindsnet, bindsnet_connection
+from readme import save_results
 from snntorch.functional.stdp_learner import stdp_linear_single_step
 from torch import nn
 
@@ -531,10 +531,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(tables([row], "").splitlines()[6], flush=True)
     text = tables(rows, header)
     print(text)
+    save_results(args.out, "stdp_dense", text, rows)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "stdp_dense.md").write_text(text)
-        (args.out / "stdp_dense.json").write_text(json.dumps(rows, indent=2))
         figure(rows, args.out / "stdp_dense.png")
     return rows
 

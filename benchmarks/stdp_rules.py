@@ -23,7 +23,6 @@ calibrated to fire at about the same rate, as in ``stdp_dense.py``), for each ru
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import platform
 from pathlib import Path
@@ -32,6 +31,7 @@ import snntorch as snn
 import torch
 from memory import peak_memory
 from peers import bindsnet, bindsnet_connection
+from readme import save_results
 from snntorch.functional.stdp_learner import stdp_linear_single_step
 from stdp_dense import (
     A_MINUS,
@@ -263,10 +263,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     print(table(rows[-1:], "").splitlines()[-1], flush=True)
     text = table(rows, header)
     print(text)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "stdp_rules.md").write_text(text)
-        (args.out / "stdp_rules.json").write_text(json.dumps(rows, indent=2))
+    save_results(args.out, "stdp_rules", text, rows)
     return rows
 
 
