@@ -179,3 +179,84 @@ def test_post_events_sink_takes_potentiation_before_depression(coincident):
     assert pos is None and len(received) == 1
     torch.testing.assert_close(received[0], ref_pos, rtol=1e-9, atol=1e-12)
     torch.testing.assert_close(neg, ref_neg, rtol=1e-9, atol=1e-12)
+
+
+@given(
+    steps=st.integers(1, 60),
+    width=st.integers(1, 40),
+    tau=st.sampled_from([0.5, 3.0, 20.0, 200.0, 2000.0]),
+    rate=st.sampled_from([0.05, 0.3, 1.0]),
+    seed=st.integers(0, 2**16),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
+def test_in_place_scans_and_their_inverse(steps, width, tau, rate, seed, dtype):
+    """The in-place forward and future scans equal the out-of-place ones; unscan_ recovers
+    the binary spikes exactly from the forward trace (float32 and float64, every decay
+    unscan_exact accepts, spikes every step included)."""
+    from plasticity.functional.traces import scan_in_place_, unscan_, unscan_exact
+
+    g = torch.Generator().manual_seed(seed)
+    s = (torch.rand(steps, width, generator=g) < rate).to(dtype)
+    x0 = torch.rand(width, generator=g).to(dtype) * tau
+    d = math.exp(-1 / tau)
+    assert unscan_exact(d, dtype)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-4)
+    x = s.clone()
+    assert scan_in_place_(x, x0, d) is x
+    torch.testing.assert_close(x, scan_trace(s, x0, d), **tol)
+    assert torch.equal(unscan_(x, x0, d), s)
+    future = scan_in_place_(s.clone(), torch.zeros(width, dtype=dtype), d, reverse=True)
+    torch.testing.assert_close(future, scan_future_padded(s, d)[:-1], **tol)
+
+
+def test_unscan_exact_refuses_what_it_cannot_recover():
+    from plasticity.functional.traces import unscan_exact
+
+    assert unscan_exact(math.exp(-1 / 1000), torch.float32)
+    assert not unscan_exact(math.exp(-1 / 10_000), torch.float32)  # traces up to 10^4
+    assert unscan_exact(math.exp(-1 / 10_000), torch.float64)
+    assert not unscan_exact(0.5, torch.float16) and not unscan_exact(0.5, torch.bfloat16)
+    assert not unscan_exact(1.0, torch.float64)  # no decay: traces grow without bound
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("steps", [1, 2, 5, 30])
+@pytest.mark.parametrize("graded_post", [False, True])
+def test_post_events_on_scratch_spikes_equal_one_gemm_per_component(
+    coincident, dtype, steps, graded_post
+):
+    """``scratch_pre=True`` scans both presynaptic tables into ``pre`` itself (wide enough
+    for the in-place form): the same pos, neg and carried traces as :func:`pair_stdp`
+    (trace tables and one GEMM per component, itself checked against the pair sums), with
+    carried traces on both sides; a caller's index is left as it was."""
+    from plasticity.functional import PairParams, PairState, pair_stdp, pair_stdp_post_events
+
+    g = torch.Generator().manual_seed(steps)
+    batch, n_in, n_out = 2, 2100, 3  # 4200 presynaptic values per step: in place
+    pre = (torch.rand(steps, batch, n_in, generator=g) < 0.2).to(dtype)
+    post = (torch.rand(steps, batch, n_out, generator=g) < 0.3).to(dtype)
+    if graded_post:
+        post = post * torch.rand(steps, batch, n_out, generator=g).to(dtype)
+    state = PairState(torch.rand(batch, n_in, generator=g).to(dtype) * 3,
+                      torch.rand(batch, n_out, generator=g).to(dtype) * 3)  # fmt: skip
+    params = PairParams(1.0, 0.5, math.exp(-1 / 4), math.exp(-1 / 6), coincident=coincident)
+    ref_pos, ref_neg, ref_carry = pair_stdp(pre, post, state, params, dense_correlate)
+    tol = dict(rtol=1e-10, atol=1e-10) if dtype == torch.float64 else dict(rtol=2e-5, atol=2e-4)
+    index = spike_index(post.reshape(steps * batch, n_out))
+    saved = [t.clone() for t in index]
+    for owned in (False, True):
+        scratch = pre.clone()
+        pos, neg, carry = pair_stdp_post_events(
+            scratch, post, state, params, post_index=None if owned else index,
+            binary_post=not graded_post, scratch_pre=True,
+        )  # fmt: skip
+        torch.testing.assert_close(pos, ref_pos, **tol)
+        torch.testing.assert_close(neg, ref_neg, **tol)
+        torch.testing.assert_close(carry.x_pre, ref_carry.x_pre, **tol)
+        torch.testing.assert_close(carry.y_post, ref_carry.y_post, **tol)
+        # the tables went into pre (except for coincident="none", which allocates them;
+        # the future trace of a single step is its spikes)
+        if steps > 1:
+            assert torch.equal(scratch, pre) == (coincident == "none")
+    assert all(torch.equal(a, b) for a, b in zip(index, saved, strict=True))

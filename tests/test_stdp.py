@@ -98,6 +98,54 @@ def test_dense_rule_equals_pair_sums(kind, trace, coincident, reduction, kernel)
     check(rule, ref)
 
 
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, reduction):
+    """Through the hooks, the rule's own step buffer holds the presynaptic tables (no trace
+    table; forced here at a small width so that the pair sums stay cheap): the same
+    numbers as the pair sums, over several chunks and a remainder."""
+    import plasticity.functional.stdp as fstdp
+
+    calls = []
+    in_place = fstdp._post_events_in_place
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return in_place(*args, **kwargs)
+
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)
+    monkeypatch.setattr(fstdp, "_post_events_in_place", spy)
+    rule, pre, post = run_dense(
+        "pair", coincident=coincident, batch_reduction=reduction, chunk_size=16, kernel="sparse"
+    )
+    ref = dense_reference(pre, post, PAIR, coincident=coincident, reduction=reduction)
+    check(rule, ref)
+    # two full chunks, then the last 8 steps (flushed by run_dense), all from the buffer
+    assert len(calls) == (0 if coincident == "none" else 3)
+
+
+def test_wide_pair_rule_reads_the_same_through_hooks_and_never_writes_the_callers_spikes():
+    """At a real width (B * N_in > 4096, float32) the hooks path (tables in the step
+    buffer) equals observe() on the recorded spikes (tables allocated, the caller's
+    tensors read only)."""
+    g = torch.Generator().manual_seed(11)
+    fc = nn.Linear(1500, 30, bias=False)
+    rule = pl.STDP(fc, snn.Leaky(beta=0.9), **PAIR, kernel="sparse", chunk_size=20)
+    x = (torch.rand(50, 4, 1500, generator=g) < 0.05).float()
+    post = (torch.rand(50, 4, 30, generator=g) < 0.05).float()
+    for t in range(50):  # the hooks, fed directly (the neuron's output is replaced)
+        rule._on_pre(fc, (x[t],), {})
+        rule._on_post(rule.neuron, (), post[t])
+    via_hooks = rule.step()
+    x_before, post_before = x.clone(), post.clone()
+    rule.reset()
+    rule.observe(x, post)
+    via_observe = rule.step()
+    assert torch.equal(x, x_before) and torch.equal(post, post_before)
+    torch.testing.assert_close(via_hooks, via_observe, rtol=1e-5, atol=1e-6)
+    assert via_hooks.abs().sum() > 0
+
+
 @pytest.mark.parametrize("kind", ["pair", "triplet"])
 def test_dt_and_euler_decay(kind):
     rule, pre, post = run_dense(kind, dt=0.5, chunk_size=9)

@@ -39,7 +39,15 @@ import torch
 from torch import Tensor
 
 from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index
-from .traces import decay_powers, previous_trace, scan_future_padded, scan_trace
+from .traces import (
+    decay_powers,
+    previous_trace,
+    scan_future_padded,
+    scan_in_place_,
+    scan_trace,
+    unscan_,
+    unscan_exact,
+)
 
 __all__ = [
     "PairParams",
@@ -156,8 +164,12 @@ def pair_stdp(
     params: PairParams,
     correlate: Correlate,
     workspace: dict[str, Tensor] | None = None,
+    sink: Callable[[Tensor], None] | None = None,
 ):
     """Pair STDP over one chunk. Returns ``(pos, neg, new_state)``.
+
+    ``sink``: if given, receives the finished potentiation before depression is computed
+    (so that the two are never alive at once); ``pos`` is then returned as ``None``.
 
     Example:
         A pre spike at step 0 and a post spike at step 2 (dt = 1, τ = 1):
@@ -174,6 +186,9 @@ def pair_stdp(
     """
     x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
     pos = correlate(post, x_used, "post", False).mul_(params.a_plus * params.scale)
+    if sink is not None:
+        sink(pos)
+        pos = None
     neg = correlate(y_used, pre, "pre", False).mul_(params.a_minus * params.scale)
     return pos, neg, new_state
 
@@ -313,6 +328,7 @@ def pair_stdp_post_events(
     compute_dtype: torch.dtype | None = None,
     sink: Callable[[Tensor], None] | None = None,
     binary_post: bool | None = None,
+    scratch_pre: bool = False,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -330,6 +346,13 @@ def pair_stdp_post_events(
     (e.g. to add it to an accumulator, so that the two are never alive at once); ``pos`` is
     then returned as ``None``. ``binary_post``: whether the post spikes are all 0 or 1
     (``None``: read from the values at the events); graded amplitudes weigh their events.
+    ``scratch_pre``: ``pre`` holds binary spikes the caller no longer needs (a rule's own
+    step buffer): the two presynaptic tables are then scanned into ``pre`` itself, the
+    spikes recovered in between by :func:`~plasticity.functional.traces.unscan_` (exact
+    for binary spikes), so that no trace table is allocated; ``pre`` is left holding the
+    future trace. Ignored (the tables are allocated) for ``coincident="none"`` and where
+    the recovery would not be exact (see
+    :func:`~plasticity.functional.traces.unscan_exact`).
 
     Example:
         The same numbers as :func:`pair_stdp` with one GEMM per component:
@@ -349,6 +372,19 @@ def pair_stdp_post_events(
     steps, batch = pre.shape[:2]
     index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
     weights = _post_amplitudes(post, index, binary_post)
+    if (
+        scratch_pre
+        and params.trace == "all-to-all"
+        and params.coincident != "none"
+        and pre.is_contiguous()
+        and pre[0].numel() > _IN_PLACE_MIN_WIDTH
+        and unscan_exact(params.decay_plus, pre.dtype)
+    ):
+        if post_index is None:  # the neurons of the events are not needed any more
+            index = index[:2]
+        return _post_events_in_place(
+            pre, post, state, params, index, weights, compute_dtype, sink, post_index is None
+        )
     return _post_events(
         pre,
         post,
@@ -359,6 +395,44 @@ def pair_stdp_post_events(
         workspace,
         sink,
     )
+
+
+#: narrower tables (B·N_in per step) are small, and their separate scans are faster
+_IN_PLACE_MIN_WIDTH = 4096
+
+
+def _post_events_in_place(
+    pre, post, state, params, index, weights, compute_dtype, sink, owned_index: bool
+):
+    """:func:`pair_stdp_post_events` with both presynaptic tables scanned into ``pre``:
+    the trace (potentiation), the spikes recovered, their future trace (depression).
+    ``owned_index``: the index may be modified."""
+    steps, batch = pre.shape[:2]
+    rows = pre.view(steps * batch, -1)
+    x = scan_in_place_(pre, state.x_pre, params.decay_plus)
+    x_last = x[-1].clone()
+    pos = event_sum(index, rows, 0, weights, compute_dtype)
+    if sink is not None:  # (else scaled with neg at the end)
+        sink(pos.mul_(params.a_plus * params.scale))
+        pos = None
+    unscan_(x, state.x_pre, params.decay_plus)
+    decay = params.decay_minus
+    future = scan_in_place_(pre, torch.zeros_like(state.x_pre), decay, reverse=True)
+    pre_seen = future[0] * decay
+    if params.coincident == "both":  # at or after each post spike
+        neg = event_sum(index, rows, 0, weights, compute_dtype)
+    elif steps == 1:  # strictly after: nothing in a one-step chunk
+        neg = pre.new_zeros(post.shape[-1], pre.shape[-1])
+    else:  # strictly after: one step later, decayed once; the last step's events (nothing
+        # after them) weigh zero and read a row in range (embedding_bag's padding_idx would
+        # do the same, but leaves its fast path: ~1.5x slower here)
+        limit = (steps - 1) * batch
+        keep = index[0] < limit
+        kept = keep.to(pre.dtype) if weights is None else weights * keep
+        del keep
+        clamped = index[0].clamp_(max=limit - 1) if owned_index else index[0].clamp(max=limit - 1)
+        neg = event_sum((clamped, index[1]), rows, batch, kept, compute_dtype).mul_(decay)
+    return _post_side_finish(pre, post, state, params, pos, neg, _dense_boundary, x_last, pre_seen)
 
 
 def _split_geometry(geometry: dict) -> tuple[tuple[int, ...], dict]:

@@ -24,6 +24,9 @@ __all__ = [
     "scan_trace",
     "scan_future",
     "scan_future_padded",
+    "scan_in_place_",
+    "unscan_",
+    "unscan_exact",
     "previous_trace",
     "decay_powers",
 ]
@@ -270,6 +273,78 @@ def _scan(flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool 
     if width > _BLOCKED_MAX_WIDTH:
         return _strided_scan(flat, carry, decay, out, reverse)
     return _blocked_scan(flat, carry, decay, out, reverse)
+
+
+@torch.no_grad()
+def scan_in_place_(spikes: Tensor, carry: Tensor, decay: float, reverse: bool = False) -> Tensor:
+    r"""The all-to-all trace scanned into ``spikes`` itself (no second table):
+    :math:`x_t = d\,x_{t-1} + s_t` from ``carry`` (``reverse=True``: the inclusive future
+    trace :math:`F_t = s_t + d\,F_{t+1}`, ``carry`` the value after the last step).
+    ``spikes`` (``[T, *S]``, contiguous) is overwritten and returned. Uses the step loop or
+    the strided block form of :func:`scan_trace` (both read each step before writing it).
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[1.0], [0.0], [1.0]])
+        >>> scan_in_place_(s, torch.zeros(1), 0.5).flatten(), s.flatten()
+        (tensor([1.0000, 0.5000, 1.2500]), tensor([1.0000, 0.5000, 1.2500]))
+    """
+    steps = spikes.shape[0]
+    flat = spikes.view(steps, -1)
+    carry = carry.reshape(-1)
+    if steps < _BLOCKED_MIN_STEPS:
+        ts = range(steps - 1, -1, -1) if reverse else range(steps)
+        for t in ts:
+            flat[t].add_(carry, alpha=decay)
+            carry = flat[t]
+    else:
+        _strided_scan(flat, carry, decay, flat, reverse)
+    return spikes
+
+
+@torch.no_grad()
+def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
+    r"""Inverts :func:`scan_in_place_` for binary spikes, in place: :math:`s_t =
+    \mathrm{round}(x_t - d\,x_{t-1})` (``x[-1]`` is ``trace0``). Exact for binary spikes
+    while the rounding error of the traces stays far below 1/2 (see
+    :func:`unscan_exact`). Steps are undone from the last back, ``sqrt(T)`` at a time
+    (one temporary of that many steps).
+
+    Example:
+        >>> import torch
+        >>> s = torch.tensor([[1.0], [0.0], [1.0], [1.0]])
+        >>> x = scan_in_place_(s.clone(), torch.zeros(1), 0.9)
+        >>> torch.equal(unscan_(x, torch.zeros(1), 0.9), s)
+        True
+    """
+    steps = traces.shape[0]
+    flat = traces.view(steps, -1)
+    length = max(1, math.isqrt(steps))
+    tmp = flat.new_empty(min(length, steps), flat.shape[1])
+    stop = steps
+    while stop > 1:  # rows [start, stop) from rows [start - 1, stop - 1), still traces
+        start = max(1, stop - length)
+        t = tmp[: stop - start]
+        torch.sub(flat[start:stop], flat[start - 1 : stop - 1], alpha=decay, out=t)
+        torch.round(t, out=flat[start:stop])
+        stop = start
+    torch.sub(flat[0], trace0.reshape(-1), alpha=decay, out=tmp[0])
+    torch.round(tmp[0], out=flat[0])
+    return traces
+
+
+def unscan_exact(decay: float, dtype: torch.dtype) -> bool:
+    """Whether :func:`unscan_` recovers binary spikes exactly in ``dtype``: a trace of
+    binary spikes stays below ``1 / (1 - decay)`` (every step spiking), and its rounding
+    error, a few units in the last place of that, must stay far below 1/2.
+
+    Example:
+        >>> import math, torch
+        >>> unscan_exact(math.exp(-1 / 20), torch.float32), unscan_exact(0.9, torch.float16)
+        (True, False)
+    """
+    bits = {torch.float32: 24, torch.float64: 53}.get(dtype)
+    return bits is not None and decay < 1 and 1.0 / (1.0 - decay) < 2.0 ** (bits - 12)
 
 
 @torch.no_grad()

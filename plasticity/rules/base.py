@@ -507,8 +507,8 @@ class PlasticityRule(nn.Module):
         w = self.weight
         # the per-step fast path does not follow a weight moved mid-window: the steps do here
         pre, post = (b.view(n).to(device=w.device, dtype=w.dtype) for b in (self._pre, self._post))
-        try:
-            self._process(pre, post, mod, self.chunk)
+        try:  # the buffered steps are consumed here: kernels may use them as scratch
+            self._process(pre, post, mod, self.chunk, scratch=True)
         except ValueError:  # spikes that break the policy are discarded
             self._consume(n)
             raise
@@ -520,9 +520,13 @@ class PlasticityRule(nn.Module):
         if self._mod is not None:
             self._mod.consume(n)
 
-    def _process(self, pre: Tensor, post: Tensor, mod: Tensor | None, chunk: int) -> None:
+    def _process(
+        self, pre: Tensor, post: Tensor, mod: Tensor | None, chunk: int, scratch: bool = False
+    ) -> None:
         """Runs the kernel on ``[n, B, ...]`` steps in chunks; checks every chunk's spikes
-        first, so that a ``ValueError`` leaves traces and accumulator unchanged."""
+        first, so that a ``ValueError`` leaves traces and accumulator unchanged.
+        ``scratch``: the steps are the rule's own (the step buffers, consumed afterwards):
+        a kernel may overwrite a chunk's presynaptic spikes once it has checked them."""
         n = pre.shape[0]
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         info = [
@@ -540,7 +544,7 @@ class PlasticityRule(nn.Module):
             state = tuple(s.to(device=w.device, dtype=w.dtype) for s in state)
         binary = self.spikes == "binary"
         for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
-            kernels = {"pre": k_pre, "post": k_post}
+            kernels = {"pre": k_pre, "post": k_post, "scratch": scratch}
             correlate = self._adapter.correlate(kernels, binary, self._compute_dtype)
             pos, neg, state = self._run(
                 pre[start:stop],

@@ -147,6 +147,8 @@ class STDP(PlasticityRule):
                 compute_dtype=self._compute_dtype,
                 sink=self._sink("pos"),
                 binary_post=self.spikes == "binary",
+                # the rule's own step buffer (binary spikes, checked): tables scanned into it
+                scratch_pre=kernels.get("scratch", False) and self.spikes == "binary",
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
@@ -164,7 +166,9 @@ class STDP(PlasticityRule):
                 self._workspace,
                 self._compute_dtype,
             )
-        return pair_stdp(pre, post, PairState(*state), self.params, correlate, self._workspace)
+        return pair_stdp(
+            pre, post, PairState(*state), self.params, correlate, self._workspace, self._sink("pos")
+        )
 
 
 #: Pfister & Gerstner (2006), Table 4: (trace, tau_x, tau_y, a2_plus, a3_plus, a2_minus, a3_minus);
