@@ -257,6 +257,40 @@ class Accumulator(nn.Module):
                 torch.minimum(acc, v, out=acc)
         self._counts[which] += 1
 
+    def _adds_rows(self) -> bool:
+        """Whether :meth:`_append_rows` can take a component row block by row block (a
+        running sum or mean; custom and max/min reductions need whole appends)."""
+        return self._mode in ("sum", "mean")
+
+    def _append_rows(self, which: str, value: Tensor, rows: slice, shape: torch.Size) -> None:
+        """One append delivered in row blocks (for rules, so that no whole weight-shaped
+        result is alive besides the running sums): ``value`` is rows ``rows`` of an append
+        shaped ``shape``; the blocks of one append come in order, covering every row once,
+        and count as one append (counted with the first block). Running sum/mean only
+        (:meth:`_adds_rows`). The caller guarantees finite values (a rule's kernel on
+        validated binary spikes): a block is added as soon as it arrives, so no check
+        could leave the window unchanged."""
+        if not self._adds_rows():
+            raise RuntimeError("Accumulator._append_rows needs a running sum or mean")
+        ref = self._reference()
+        if ref is not None and tuple(shape) != tuple(ref.shape):
+            raise ValueError(
+                f"Accumulator.{which}: appended shape {tuple(shape)} differs from the "
+                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's "
+                "shape"
+            )
+        v = value.detach()
+        if ref is not None:
+            v = v.to(device=ref.device, dtype=ref.dtype)
+        key = f"{which}_acc"
+        acc = self._buffers[key]
+        first = rows.start in (None, 0)
+        if acc is None:
+            acc = self._buffers[key] = v.new_zeros(shape)
+        acc[rows].add_(v)
+        if first:
+            self._counts[which] += 1
+
     def _read(self, which: str, copy: bool = True) -> Tensor | None:
         n = self._counts[which]
         if n == 0:

@@ -417,3 +417,33 @@ def test_huge_finite_appends_are_accepted():
     acc.pos = torch.full((3,), 3e38)  # the sum overflows, the values are finite
     acc.pos = torch.full((3,), 3e38)
     assert acc.counts == (2, 0)
+
+
+def test_row_blocks_add_up_to_one_append():
+    """A rule's result delivered in row blocks (``_append_rows``) counts as one append and
+    sums like the whole tensor, into a fresh window and onto earlier appends; only running
+    sums and means take blocks."""
+    g = torch.Generator().manual_seed(0)
+    parts = [torch.rand(5, 3, generator=g, dtype=torch.float64) for _ in range(3)]
+    for reduction in (torch.sum, torch.mean):
+        whole, blocks = pl.Accumulator(), pl.Accumulator()
+        whole.reduction(reduction)
+        blocks.reduction(reduction)
+        for p in parts:
+            whole.pos = p
+        blocks.pos = parts[0]
+        for p in parts[1:]:
+            for rows in (slice(0, 2), slice(2, 5)):
+                blocks._append_rows("pos", p[rows], rows, p.shape)
+        blocks._append_rows("neg", parts[0][:1], slice(0, 1), parts[0].shape)  # a fresh one
+        blocks._append_rows("neg", parts[0][1:], slice(1, 5), parts[0].shape)
+        assert blocks.counts == (3, 1)
+        torch.testing.assert_close(blocks.pos, whole.pos, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(blocks.neg, parts[0], rtol=0, atol=0)
+    custom = pl.Accumulator()
+    custom.reduction(lambda x, dim: x.sum(dim))
+    assert not custom._adds_rows()
+    with pytest.raises(RuntimeError, match="running sum or mean"):
+        custom._append_rows("pos", parts[0], slice(0, 5), parts[0].shape)
+    with pytest.raises(ValueError, match="shape"):
+        blocks._append_rows("pos", parts[0][:1], slice(0, 1), torch.Size([4, 3]))

@@ -260,3 +260,47 @@ def test_post_events_on_scratch_spikes_equal_one_gemm_per_component(
         if steps > 1:
             assert torch.equal(scratch, pre) == (coincident == "none")
     assert all(torch.equal(a, b) for a, b in zip(index, saved, strict=True))
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both"])
+@pytest.mark.parametrize("carried", [False, True])
+def test_post_events_deliver_rows_block_by_block(monkeypatch, coincident, carried):
+    """With ``sink_rows`` the in-place kernel hands over pos and neg in groups of output
+    neurons, in order, each group once (finished values): assembled, the same as
+    :func:`pair_stdp`; nothing weight-sized is returned."""
+    import plasticity.functional.stdp as fstdp
+    from plasticity.functional import PairParams, PairState, pair_stdp, pair_stdp_post_events
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda n: 3)  # 3 groups of 7 neurons (2, 2, 3)
+    g = torch.Generator().manual_seed(9)
+    pre = (torch.rand(12, 3, 1500, generator=g) < 0.1).double()
+    post = (torch.rand(12, 3, 7, generator=g) < 0.3).double()
+    state = PairState(torch.rand(3, 1500, generator=g).double() * carried,
+                      torch.rand(3, 7, generator=g).double() * carried)  # fmt: skip
+    params = PairParams(0.8, 0.6, math.exp(-1 / 4), math.exp(-1 / 6), coincident=coincident,
+                        scale=1 / 3)  # fmt: skip
+    ref_pos, ref_neg, ref_carry = pair_stdp(pre, post, state, params, dense_correlate)
+    got = {"pos": [], "neg": []}
+    pos, neg, carry = pair_stdp_post_events(
+        pre.clone(), post, state, params, binary_post=True, scratch_pre=True,
+        sink_rows=lambda which, value, rows: got[which].append((rows, value.clone())),
+    )  # fmt: skip
+    assert pos is None and neg is None
+    for which, ref in (("pos", ref_pos), ("neg", ref_neg)):
+        slices = [rows for rows, _ in got[which]]
+        assert [(s.start, s.stop) for s in slices] == [(0, 2), (2, 4), (4, 7)]
+        assembled = torch.cat([value for _, value in got[which]])
+        torch.testing.assert_close(assembled, ref, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(carry.y_post, ref_carry.y_post, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(carry.x_pre, ref_carry.x_pre, rtol=1e-12, atol=1e-12)
+
+
+@given(rows=st.integers(1, 50), neurons=st.integers(1, 9), blocks=st.integers(1, 12),
+       rate=st.sampled_from([0.0, 0.2, 1.0]), seed=st.integers(0, 10_000))  # fmt: skip
+def test_spike_rows_equal_spike_index_for_any_grouping(rows, neurons, blocks, rate, seed):
+    from plasticity.functional import spike_rows
+
+    g = torch.Generator().manual_seed(seed)
+    s = (torch.rand(rows, neurons, generator=g) < rate).float()
+    got, want = spike_rows(s, blocks), spike_index(s)
+    assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])

@@ -100,11 +100,15 @@ def test_dense_rule_equals_pair_sums(kind, trace, coincident, reduction, kernel)
 
 @pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
-def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, reduction):
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, reduction, blocks):
     """Through the hooks, the rule's own step buffer holds the presynaptic tables (no trace
-    table; forced here at a small width so that the pair sums stay cheap): the same
-    numbers as the pair sums, over several chunks and a remainder."""
+    table; forced here at a small width so that the pair sums stay cheap) and the results
+    go to the accumulator in groups of output neurons: the same numbers as the pair sums,
+    over several chunks and a remainder."""
     import plasticity.functional.stdp as fstdp
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda n: blocks)
 
     calls = []
     in_place = fstdp._post_events_in_place

@@ -8,6 +8,7 @@ from .correlate import (
     dense_correlate,
     event_sum,
     spike_index,
+    spike_rows,
     weigh_rows,
 )
 from .stdp import (
@@ -44,6 +45,7 @@ __all__ = [
     "conv_correlate",
     "event_sum",
     "spike_index",
+    "spike_rows",
     "weigh_rows",
     "dense_correlate",
     "decay_factor",

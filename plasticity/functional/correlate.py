@@ -29,6 +29,7 @@ __all__ = [
     "conv_event_sum",
     "choose_kernel",
     "spike_index",
+    "spike_rows",
     "weigh_rows",
     "event_sum",
     "KERNELS",
@@ -74,6 +75,42 @@ def spike_index(spikes: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Ten
     counts = torch.bincount(neurons, minlength=spikes.shape[-1])
     offsets = (torch.cumsum(counts, 0) - counts).to(dtype)
     return rows, offsets, neurons
+
+
+def spike_rows(spikes: Tensor, blocks: int = 1) -> tuple[Tensor, Tensor]:
+    """``(rows, offsets)`` of :func:`spike_index` for *binary* ``[R, N]`` spikes, built with
+    little scratch memory: the counts come from column sums, ``rows`` is allocated once,
+    and the neurons are listed ``blocks`` groups at a time (each group's mask and
+    ``nonzero`` output are ``1 / blocks`` of the whole).
+
+    Example:
+        >>> import torch
+        >>> spikes = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+        >>> rows, offsets = spike_rows(spikes, blocks=2)
+        >>> rows.tolist(), offsets.tolist()
+        ([0, 1, 1, 2], [0, 2])
+    """
+    n_rows, n = spikes.shape
+    dtype = torch.int32 if spikes.numel() < 2**31 else torch.int64
+    if n_rows < {torch.float32: 2**24, torch.float64: 2**53}.get(spikes.dtype, 0):
+        counts = spikes.sum(0).to(torch.int64)  # column sums of 0/1: exact, no mask
+    else:
+        counts = spikes.bool().sum(0)
+    ends = torch.cumsum(counts, 0)
+    offsets = (ends - counts).to(dtype)
+    rows = torch.empty(int(ends[-1]) if n else 0, dtype=dtype, device=spikes.device)
+    by_neuron = spikes.t()  # a view: each group's mask is listed by neuron
+    edges = [n * k // max(blocks, 1) for k in range(max(blocks, 1) + 1)]
+    start = 0
+    for a, b in zip(edges[:-1], edges[1:], strict=True):
+        if a == b:
+            continue
+        nz = by_neuron[a:b].bool().nonzero()
+        stop = start + nz.shape[0]
+        rows[start:stop].copy_(nz[:, 1])
+        del nz
+        start = stop
+    return rows, offsets
 
 
 @torch.no_grad()

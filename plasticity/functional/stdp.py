@@ -38,7 +38,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index
+from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index, spike_rows
 from .traces import (
     decay_powers,
     previous_trace,
@@ -329,6 +329,7 @@ def pair_stdp_post_events(
     sink: Callable[[Tensor], None] | None = None,
     binary_post: bool | None = None,
     scratch_pre: bool = False,
+    sink_rows: Callable[[str, Tensor, slice], None] | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
 
@@ -352,7 +353,10 @@ def pair_stdp_post_events(
     for binary spikes), so that no trace table is allocated; ``pre`` is left holding the
     future trace. Ignored (the tables are allocated) for ``coincident="none"`` and where
     the recovery would not be exact (see
-    :func:`~plasticity.functional.traces.unscan_exact`).
+    :func:`~plasticity.functional.traces.unscan_exact`). ``sink_rows``: with
+    ``scratch_pre``, receives ``("pos" | "neg", rows of the component, slice of its rows)``
+    block by block, in order (finished values: amplitudes and batch reduction applied), so
+    that no weight-sized result is allocated; both are then returned as ``None``.
 
     Example:
         The same numbers as :func:`pair_stdp` with one GEMM per component:
@@ -370,8 +374,7 @@ def pair_stdp_post_events(
         (True, True)
     """
     steps, batch = pre.shape[:2]
-    index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
-    weights = _post_amplitudes(post, index, binary_post)
+    post_rows = post.reshape(steps * batch, -1)
     if (
         scratch_pre
         and params.trace == "all-to-all"
@@ -380,11 +383,28 @@ def pair_stdp_post_events(
         and pre[0].numel() > _IN_PLACE_MIN_WIDTH
         and unscan_exact(params.decay_plus, pre.dtype)
     ):
-        if post_index is None:  # the neurons of the events are not needed any more
-            index = index[:2]
+        blocks = _row_blocks(post_rows.numel())
+        if post_index is None and binary_post:  # (rows, offsets), little scratch memory
+            index, weights = spike_rows(post_rows, blocks), None
+        else:
+            index = spike_index(post_rows) if post_index is None else post_index
+            weights = _post_amplitudes(post, index, binary_post)
+            index = index[:2]  # the neurons of the events are not needed any more
         return _post_events_in_place(
-            pre, post, state, params, index, weights, compute_dtype, sink, post_index is None
+            pre,
+            post,
+            state,
+            params,
+            index,
+            weights,
+            compute_dtype,
+            sink,
+            post_index is None,
+            sink_rows,
+            blocks,
         )
+    index = spike_index(post_rows) if post_index is None else post_index
+    weights = _post_amplitudes(post, index, binary_post)
     return _post_events(
         pre,
         post,
@@ -399,40 +419,95 @@ def pair_stdp_post_events(
 
 #: narrower tables (B·N_in per step) are small, and their separate scans are faster
 _IN_PLACE_MIN_WIDTH = 4096
+_BLOCKS = 8
+
+
+def _row_blocks(events_table: int) -> int:
+    """Groups of output neurons for the in-place kernel's index and gathers: 8 from
+    2**20 post values per chunk on (scratch memory 1/8 of a weight-sized result and of
+    the mask), else 1."""
+    return _BLOCKS if events_table >= 2**20 else 1
 
 
 def _post_events_in_place(
-    pre, post, state, params, index, weights, compute_dtype, sink, owned_index: bool
+    pre,
+    post,
+    state,
+    params,
+    index,
+    weights,
+    compute_dtype,
+    sink,
+    owned_index: bool,
+    sink_rows=None,
+    blocks: int = 1,
 ):
     """:func:`pair_stdp_post_events` with both presynaptic tables scanned into ``pre``:
     the trace (potentiation), the spikes recovered, their future trace (depression).
-    ``owned_index``: the index may be modified."""
+    ``owned_index``: the index may be modified. ``sink_rows``: results delivered in
+    ``blocks`` groups of output neurons."""
     steps, batch = pre.shape[:2]
     rows = pre.view(steps * batch, -1)
+    n_out = post.shape[-1]
+    if sink_rows is None:
+        blocks = 1
+    groups = [slice(n_out * k // blocks, n_out * (k + 1) // blocks) for k in range(blocks)]
+
+    def gather(idx):  # the event sums of each group of neurons, in order
+        if blocks == 1:
+            yield groups[0], event_sum(idx, rows, 0, weights, compute_dtype)
+            return
+        ends = idx[1].tolist() + [idx[0].numel()]
+        for g in groups:
+            a, b = ends[g.start], ends[g.stop]
+            sub = (idx[0][a:b], idx[1][g] - a)
+            w = None if weights is None else weights[a:b]
+            yield g, event_sum(sub, rows, 0, w, compute_dtype)
+
     x = scan_in_place_(pre, state.x_pre, params.decay_plus)
     x_last = x[-1].clone()
-    pos = event_sum(index, rows, 0, weights, compute_dtype)
-    if sink is not None:  # (else scaled with neg at the end)
-        sink(pos.mul_(params.a_plus * params.scale))
+    scale_pos = params.a_plus * params.scale
+    pos = None
+    for g, part in gather(index):
+        if sink_rows is not None:
+            sink_rows("pos", part.mul_(scale_pos), g)
+        else:
+            pos = part
+    if pos is not None and sink is not None:  # (else scaled with neg at the end)
+        sink(pos.mul_(scale_pos))
         pos = None
     unscan_(x, state.x_pre, params.decay_plus)
     decay = params.decay_minus
     future = scan_in_place_(pre, torch.zeros_like(state.x_pre), decay, reverse=True)
     pre_seen = future[0] * decay
     if params.coincident == "both":  # at or after each post spike
-        neg = event_sum(index, rows, 0, weights, compute_dtype)
-    elif steps == 1:  # strictly after: nothing in a one-step chunk
-        neg = pre.new_zeros(post.shape[-1], pre.shape[-1])
-    else:  # strictly after: one step later, decayed once; the last step's events (nothing
-        # after them) weigh zero and read a row in range (embedding_bag's padding_idx would
-        # do the same, but leaves its fast path: ~1.5x slower here)
-        limit = (steps - 1) * batch
-        keep = index[0] < limit
-        kept = keep.to(pre.dtype) if weights is None else weights * keep
-        del keep
-        clamped = index[0].clamp_(max=limit - 1) if owned_index else index[0].clamp(max=limit - 1)
-        neg = event_sum((clamped, index[1]), rows, batch, kept, compute_dtype).mul_(decay)
-    return _post_side_finish(pre, post, state, params, pos, neg, _dense_boundary, x_last, pre_seen)
+        shifted, factor = index[0], 1.0
+    else:  # strictly after: the future trace one step later (row r + B), decayed once; the
+        # last step's events (nothing after them) read row 0 instead, which no shifted event
+        # reads, zeroed now that pre_seen has it (no per-event weights, no copy of the index)
+        shifted = index[0].add_(batch) if owned_index else index[0] + batch
+        shifted.masked_fill_(shifted >= steps * batch, 0)
+        rows[0].zero_()
+        factor = decay
+    if sink_rows is None:
+        neg = next(gather((shifted, index[1])))[1]
+        if factor != 1.0:
+            neg.mul_(factor)
+        return _post_side_finish(
+            pre, post, state, params, pos, neg, _dense_boundary, x_last, pre_seen
+        )
+    # the carried postsynaptic trace pairs with this chunk's pre spikes (rank B, per group)
+    y0 = state.y_post
+    carried = bool(y0.any())
+    scale_neg = params.a_minus * params.scale
+    for g, part in gather((shifted, index[1])):
+        if factor != 1.0:
+            part.mul_(factor)
+        if carried:
+            part.addmm_(y0[:, g].t(), pre_seen)
+        sink_rows("neg", part.mul_(scale_neg), g)
+    y_last = _carry_post_trace(None, post, y0, decay, pre_seen, lambda *_: None)
+    return None, None, PairState(x_last, y_last)
 
 
 def _split_geometry(geometry: dict) -> tuple[tuple[int, ...], dict]:

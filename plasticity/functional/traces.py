@@ -58,6 +58,7 @@ _BLOCKED_MAX_WIDTH = 4096  # wider traces scan faster in strided blocks (_stride
 _BLOCKED_MIN_STEPS = 4  # shorter chunks: a few adds
 
 
+_UNSCAN_BLOCK = 4  # steps undone at once by unscan_ (its scratch memory)
 _CONSTANTS: dict[tuple, Tensor] = {}  # decay matrices and powers, read-only, by shape/dtype
 
 
@@ -167,11 +168,12 @@ def _strided_scan(
     """All-to-all scan of a wide ``[T, M]`` into ``out`` in about ``2 sqrt(T)`` elementwise ops.
 
     The steps form ``full`` blocks of ``L ~ sqrt(T)``; the blocks are scanned side by side
-    from zero (``L - 1`` ops, each over all blocks at once), their true boundary values
-    follow block by block (``full`` ops of width ``M``), and one batched outer product adds
-    each block's decayed incoming carry. The few steps left over are scanned step by step
-    (first when scanning backwards). For traces too wide for the small matrix products of
-    :func:`_blocked_scan`. Exact: the same sums, grouped differently.
+    from zero (``L - 1`` ops, each over all blocks at once), then block by block, in scan
+    order, one rank-1 update adds the decayed true value leaving the previous block
+    (``full`` ops; no scratch memory, so ``out`` may be ``flat`` itself). The few steps
+    left over are scanned step by step (first when scanning backwards). For traces too
+    wide for the small matrix products of :func:`_blocked_scan`. Exact: the same sums,
+    grouped differently.
     """
     steps, width = flat.shape
     length = max(2, math.isqrt(steps))
@@ -190,20 +192,13 @@ def _strided_scan(
         for i in order:  # every block from zero, side by side
             torch.add(source[:, i], blocks[:, i + 1 if reverse else i - 1], alpha=decay,
                       out=blocks[:, i])  # fmt: skip
-        block_decay = decay**length
-        carries = flat.new_empty(full, width)  # true value entering each block
-        edge = blocks[:, 0] if reverse else blocks[:, -1]  # local value leaving each block
-        ks = range(full - 1, -1, -1) if reverse else range(full)
-        for n, k in enumerate(ks):
-            if n == 0:
-                carries[k].copy_(carry)
-            else:
-                j = k + 1 if reverse else k - 1
-                torch.add(edge[j], carries[j], alpha=block_decay, out=carries[k])
         # d^(distance to the carry's step): L..1 backwards, 1..L forwards
         powers = decay_powers(decay, length, flat, reverse=reverse)
-        blocks.baddbmm_(powers.view(1, length, 1).expand(full, length, 1), carries.unsqueeze(1))
-        carry = out[0] if reverse else out[head - 1]
+        # block by block in scan order, each takes the true value leaving the one before
+        # (already corrected) as its carry: one rank-1 update each, no scratch memory
+        for k in range(full - 1, -1, -1) if reverse else range(full):
+            blocks[k].addr_(powers, carry)
+            carry = blocks[k, 0] if reverse else blocks[k, -1]
     if not reverse:
         for t in range(head, steps):
             torch.add(flat[t], carry, alpha=decay, out=out[t])
@@ -307,8 +302,8 @@ def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
     r"""Inverts :func:`scan_in_place_` for binary spikes, in place: :math:`s_t =
     \mathrm{round}(x_t - d\,x_{t-1})` (``x[-1]`` is ``trace0``). Exact for binary spikes
     while the rounding error of the traces stays far below 1/2 (see
-    :func:`unscan_exact`). Steps are undone from the last back, ``sqrt(T)`` at a time
-    (one temporary of that many steps).
+    :func:`unscan_exact`). Steps are undone from the last back, 4 at a time (one
+    temporary of 4 steps).
 
     Example:
         >>> import torch
@@ -319,7 +314,7 @@ def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
     """
     steps = traces.shape[0]
     flat = traces.view(steps, -1)
-    length = max(1, math.isqrt(steps))
+    length = _UNSCAN_BLOCK
     tmp = flat.new_empty(min(length, steps), flat.shape[1])
     stop = steps
     while stop > 1:  # rows [start, stop) from rows [start - 1, stop - 1), still traces

@@ -487,6 +487,21 @@ class PlasticityRule(nn.Module):
 
         return append
 
+    def _sink_rows(self) -> Callable[[str, Tensor, slice], None] | None:
+        """Where a kernel may deliver ``pos``/``neg`` in row blocks, each added to the
+        running sum at once (one block alive instead of a weight-sized result): for
+        weight-independent kernels on validated binary spikes (finite by construction)
+        into a running sum or mean; else ``None`` (whole results through :meth:`_sink`)."""
+        acc = self.accumulator
+        if not (self.spikes == "binary" and self._finite_on_binary and acc._adds_rows()):
+            return None
+        shape = self.weight.shape
+
+        def add(which: str, value: Tensor, rows: slice) -> None:
+            acc._append_rows(which, value, rows, shape)
+
+        return add
+
     #: modulated rules keep the latest step buffered: its reward comes after its forward pass
     _hold_last = False
     #: the kernel's output is finite whenever the spikes are binary (pair/triplet STDP: no

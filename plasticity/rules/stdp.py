@@ -147,8 +147,10 @@ class STDP(PlasticityRule):
                 compute_dtype=self._compute_dtype,
                 sink=self._sink("pos"),
                 binary_post=self.spikes == "binary",
-                # the rule's own step buffer (binary spikes, checked): tables scanned into it
+                # the rule's own step buffer (binary spikes, checked): tables scanned into it,
+                # results added to the accumulator in row blocks
                 scratch_pre=kernels.get("scratch", False) and self.spikes == "binary",
+                sink_rows=self._sink_rows() if kernels.get("scratch", False) else None,
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
