@@ -523,6 +523,38 @@ class Accumulator(nn.Module):
                 return out.clone()
         return out
 
+    def _take_update(self, param: Tensor) -> Tensor | None:
+        """:meth:`update` followed by :meth:`clear` (a rule's ``step()``). Without bounds, a
+        running sum/mean in ``param``'s dtype and device is turned into the update in place
+        (no third weight-sized tensor)."""
+        pos, neg = self._buffers["pos_acc"], self._buffers["neg_acc"]
+        w = param.detach() if isinstance(param, Tensor) else None
+        in_place = (
+            w is not None
+            and self._mode in ("sum", "mean")
+            and self._upper is None
+            and self._lower is None
+            and self._full is None
+            and all(
+                b is None or (b.shape == w.shape and b.dtype == w.dtype and b.device == w.device)
+                for b in (pos, neg)
+            )
+        )
+        if not in_place or (pos is None and neg is None):
+            update = self.update(param)
+            self.clear()
+            return update
+        n_pos, n_neg = self._counts["pos"], self._counts["neg"]
+        self.clear()  # the buffers are this window's: handed out below
+        mean = self._mode == "mean"
+        if pos is None:
+            return neg.mul_(-1.0 / n_neg if mean else -1.0)  # type: ignore[union-attr]
+        if mean:
+            pos.div_(n_pos)
+        if neg is not None:
+            pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
+        return pos
+
     @torch.no_grad()
     def forward(self, param: Tensor, **kwargs: Any) -> Tensor:
         r"""Computes the update and returns a tensor with it applied.

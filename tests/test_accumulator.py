@@ -447,3 +447,32 @@ def test_row_blocks_add_up_to_one_append():
         custom._append_rows("pos", parts[0], slice(0, 5), parts[0].shape)
     with pytest.raises(ValueError, match="shape"):
         blocks._append_rows("pos", parts[0][:1], slice(0, 1), torch.Size([4, 3]))
+
+
+@pytest.mark.parametrize("reduction", [torch.sum, torch.mean])
+@pytest.mark.parametrize("parts", ["both", "pos", "neg"])
+@pytest.mark.parametrize("bounded", [False, True])
+def test_take_update_equals_update_then_clear(reduction, parts, bounded):
+    """A rule's step() takes the update and clears in one go (in place where no bound
+    needs the components): the same values as update(), an empty window after it, and
+    the next window accumulates from zero."""
+    g = torch.Generator().manual_seed(1)
+    w = torch.rand(4, 3, generator=g, dtype=torch.float64)
+    appends = [torch.rand(4, 3, generator=g, dtype=torch.float64) for _ in range(4)]
+    acc = pl.Accumulator()
+    acc.reduction(reduction)
+    if bounded:
+        acc.upperbound(bounds.upper_multiplicative, 1.0)
+        acc.lowerbound(bounds.lower_multiplicative, 0.0)
+    for k in range(2):
+        if parts in ("both", "pos"):
+            acc.pos = appends[k]
+        if parts in ("both", "neg"):
+            acc.neg = appends[k + 2]
+    expected = acc.update(w)
+    got = acc._take_update(w)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert acc.counts == (0, 0) and acc.pos is None and acc.neg is None
+    acc.pos = appends[0]
+    torch.testing.assert_close(acc.pos, appends[0], rtol=0, atol=0)
+    assert pl.Accumulator()._take_update(w) is None

@@ -271,7 +271,7 @@ def test_post_events_deliver_rows_block_by_block(monkeypatch, coincident, carrie
     import plasticity.functional.stdp as fstdp
     from plasticity.functional import PairParams, PairState, pair_stdp, pair_stdp_post_events
 
-    monkeypatch.setattr(fstdp, "_row_blocks", lambda n: 3)  # 3 groups of 7 neurons (2, 2, 3)
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: 3)  # 3 groups of 7 neurons: 2, 2, 3
     g = torch.Generator().manual_seed(9)
     pre = (torch.rand(12, 3, 1500, generator=g) < 0.1).double()
     post = (torch.rand(12, 3, 7, generator=g) < 0.3).double()

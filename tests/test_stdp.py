@@ -108,7 +108,7 @@ def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, 
     over several chunks and a remainder."""
     import plasticity.functional.stdp as fstdp
 
-    monkeypatch.setattr(fstdp, "_row_blocks", lambda n: blocks)
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
 
     calls = []
     in_place = fstdp._post_events_in_place
@@ -126,6 +126,27 @@ def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, 
     check(rule, ref)
     # two full chunks, then the last 8 steps (flushed by run_dense), all from the buffer
     assert len(calls) == (0 if coincident == "none" else 3)
+
+
+@pytest.mark.parametrize("trace, coincident", MODES)
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_dense_products_go_to_the_accumulator_in_groups_of_neurons(
+    monkeypatch, trace, coincident, blocks
+):
+    """kernel="dense" (one product per component, or per group of output neurons): the
+    same numbers as the pair sums, every trace and coincidence mode; step() then turns the
+    running sums into the update in place and gives the same Δw as update() would."""
+    import plasticity.functional.stdp as fstdp
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    rule, pre, post = run_dense(
+        "pair", trace=trace, coincident=coincident, chunk_size=16, kernel="dense"
+    )
+    check(rule, dense_reference(pre, post, PAIR, trace=trace, coincident=coincident))
+    expected = rule.accumulator.update(rule.weight)
+    dw = rule.step()
+    torch.testing.assert_close(dw, expected, rtol=1e-12, atol=1e-12)
+    assert torch.equal(rule.weight.grad, -dw) and rule.accumulator.counts == (0, 0)
 
 
 def test_wide_pair_rule_reads_the_same_through_hooks_and_never_writes_the_callers_spikes():

@@ -165,11 +165,16 @@ def pair_stdp(
     correlate: Correlate,
     workspace: dict[str, Tensor] | None = None,
     sink: Callable[[Tensor], None] | None = None,
+    sink_rows: Callable[[str, Tensor, slice], None] | None = None,
 ):
     """Pair STDP over one chunk. Returns ``(pos, neg, new_state)``.
 
     ``sink``: if given, receives the finished potentiation before depression is computed
     (so that the two are never alive at once); ``pos`` is then returned as ``None``.
+    ``sink_rows``: if given, for a large weight, receives both components in groups of
+    output neurons (``("pos" | "neg", rows, slice)``, as for
+    :func:`pair_stdp_post_events`), one product per group; both are then returned as
+    ``None``.
 
     Example:
         A pre spike at step 0 and a post spike at step 2 (dt = 1, τ = 1):
@@ -185,6 +190,17 @@ def pair_stdp(
         (True, 0.0)
     """
     x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
+    n_out, n_in = post.shape[-1], pre.shape[-1]
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
+    if blocks > 1:
+        for which, side, other, sparse, amp in (
+            ("pos", post, x_used, "post", params.a_plus),
+            ("neg", y_used, pre, "pre", params.a_minus),
+        ):
+            for g in _groups(n_out, blocks):
+                part = correlate(side[..., g], other, sparse, False).mul_(amp * params.scale)
+                sink_rows(which, part, g)  # type: ignore[misc]
+        return None, None, new_state
     pos = correlate(post, x_used, "post", False).mul_(params.a_plus * params.scale)
     if sink is not None:
         sink(pos)
@@ -383,7 +399,7 @@ def pair_stdp_post_events(
         and pre[0].numel() > _IN_PLACE_MIN_WIDTH
         and unscan_exact(params.decay_plus, pre.dtype)
     ):
-        blocks = _row_blocks(post_rows.numel())
+        blocks = _row_blocks(post_rows.numel(), post.shape[-1], pre.shape[-1])
         if post_index is None and binary_post:  # (rows, offsets), little scratch memory
             index, weights = spike_rows(post_rows, blocks), None
         else:
@@ -422,11 +438,17 @@ _IN_PLACE_MIN_WIDTH = 4096
 _BLOCKS = 8
 
 
-def _row_blocks(events_table: int) -> int:
-    """Groups of output neurons for the in-place kernel's index and gathers: 8 from
-    2**20 post values per chunk on (scratch memory 1/8 of a weight-sized result and of
-    the mask), else 1."""
-    return _BLOCKS if events_table >= 2**20 else 1
+def _row_blocks(post_values: int, n_out: int, n_in: int) -> int:
+    """Groups of output neurons in which results go to a ``sink_rows`` (and the in-place
+    kernel lists the post spikes): 8 from 2**20 post values per chunk or 2**18 weights on
+    (scratch memory 1/8 of a weight-sized result and of the spike mask), else 1."""
+    large = post_values >= 2**20 or n_out * n_in >= 2**18
+    return min(_BLOCKS, n_out) if large else 1
+
+
+def _groups(n: int, blocks: int) -> list[slice]:
+    """``blocks`` consecutive slices covering ``range(n)``."""
+    return [slice(n * k // blocks, n * (k + 1) // blocks) for k in range(blocks)]
 
 
 def _post_events_in_place(
@@ -451,7 +473,7 @@ def _post_events_in_place(
     n_out = post.shape[-1]
     if sink_rows is None:
         blocks = 1
-    groups = [slice(n_out * k // blocks, n_out * (k + 1) // blocks) for k in range(blocks)]
+    groups = _groups(n_out, blocks)
 
     def gather(idx):  # the event sums of each group of neurons, in order
         if blocks == 1:

@@ -58,7 +58,7 @@ _BLOCKED_MAX_WIDTH = 4096  # wider traces scan faster in strided blocks (_stride
 _BLOCKED_MIN_STEPS = 4  # shorter chunks: a few adds
 
 
-_UNSCAN_BLOCK = 4  # steps undone at once by unscan_ (its scratch memory)
+_UNSCAN_BLOCK = 2  # steps undone at once by unscan_ (its scratch memory)
 _CONSTANTS: dict[tuple, Tensor] = {}  # decay matrices and powers, read-only, by shape/dtype
 
 
@@ -302,8 +302,8 @@ def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
     r"""Inverts :func:`scan_in_place_` for binary spikes, in place: :math:`s_t =
     \mathrm{round}(x_t - d\,x_{t-1})` (``x[-1]`` is ``trace0``). Exact for binary spikes
     while the rounding error of the traces stays far below 1/2 (see
-    :func:`unscan_exact`). Steps are undone from the last back, 4 at a time (one
-    temporary of 4 steps).
+    :func:`unscan_exact`). Steps are undone from the last back, two at a time (one
+    temporary of two steps).
 
     Example:
         >>> import torch

@@ -590,8 +590,7 @@ class PlasticityRule(nn.Module):
             self.accumulator.all_reduce_(
                 w.detach(), group=self.process_group, weight=local, average=average
             )
-        update = self.accumulator.update(w)
-        self.accumulator.clear()
+        update = self.accumulator._take_update(w)  # update() + clear()
         if update is None:
             return None
         if w.grad is None:

@@ -150,7 +150,7 @@ class STDP(PlasticityRule):
                 # the rule's own step buffer (binary spikes, checked): tables scanned into it,
                 # results added to the accumulator in row blocks
                 scratch_pre=kernels.get("scratch", False) and self.spikes == "binary",
-                sink_rows=self._sink_rows() if kernels.get("scratch", False) else None,
+                sink_rows=self._sink_rows(),
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
@@ -169,7 +169,14 @@ class STDP(PlasticityRule):
                 self._compute_dtype,
             )
         return pair_stdp(
-            pre, post, PairState(*state), self.params, correlate, self._workspace, self._sink("pos")
+            pre,
+            post,
+            PairState(*state),
+            self.params,
+            correlate,
+            self._workspace,
+            self._sink("pos"),
+            self._sink_rows(),
         )
 
 
