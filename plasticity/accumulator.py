@@ -269,7 +269,8 @@ class Accumulator(nn.Module):
         and count as one append (counted with the first block). Running sum/mean only
         (:meth:`_adds_rows`). The caller guarantees finite values (a rule's kernel on
         validated binary spikes): a block is added as soon as it arrives, so no check
-        could leave the window unchanged."""
+        could leave the window unchanged; and hands over fresh tensors (a whole result
+        starting a window is kept without a copy)."""
         if not self._adds_rows():
             raise RuntimeError("Accumulator._append_rows needs a running sum or mean")
         ref = self._reference()
@@ -285,9 +286,17 @@ class Accumulator(nn.Module):
         key = f"{which}_acc"
         acc = self._buffers[key]
         first = rows.start in (None, 0)
-        if acc is None:
-            acc = self._buffers[key] = v.new_zeros(shape)
-        acc[rows].add_(v)
+        if (
+            acc is None
+            and v.shape == shape
+            and v.is_contiguous()
+            and v.data_ptr() == value.data_ptr()
+        ):
+            self._buffers[key] = v  # a whole fresh result in one block: kept, no copy
+        else:
+            if acc is None:
+                acc = self._buffers[key] = v.new_zeros(shape)
+            acc[rows].add_(v)
         if first:
             self._counts[which] += 1
 

@@ -440,9 +440,9 @@ _BLOCKS = 8
 
 def _row_blocks(post_values: int, n_out: int, n_in: int) -> int:
     """Groups of output neurons in which results go to a ``sink_rows`` (and the in-place
-    kernel lists the post spikes): 8 from 2**20 post values per chunk or 2**18 weights on
+    kernel lists the post spikes): 8 from 2**20 post values per chunk or 2**16 weights on
     (scratch memory 1/8 of a weight-sized result and of the spike mask), else 1."""
-    large = post_values >= 2**20 or n_out * n_in >= 2**18
+    large = post_values >= 2**20 or n_out * n_in >= 2**16
     return min(_BLOCKS, n_out) if large else 1
 
 
