@@ -94,3 +94,58 @@ def test_the_watcher_sees_snntorchs_learner_build_one():
     with watcher:
         stdp_linear_single_step(fc, pre, post, None, None, 10.0, 12.0)
     assert watcher.numel >= OUTER
+
+
+def _peak_bytes(fn) -> int:
+    """Peak of bytes allocated while ``fn`` runs, from the profiler's allocation records
+    (the method of benchmarks/memory.py)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    records = sorted(
+        (e.start_ns(), e.nbytes())
+        for e in prof.profiler.kineto_results.events()
+        if e.name() == "[memory]" and e.device_type().name == "CPU"
+    )
+    current = peak = 0
+    for _, size in records:
+        current += size
+        peak = max(peak, current)
+    return peak
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both"])
+@pytest.mark.parametrize("kernel", ["sparse"])
+def test_hooks_path_of_pair_stdp_stays_within_three_weights_and_the_step_buffers(
+    coincident, kernel
+):
+    """Through the hooks, pair STDP keeps its presynaptic tables in the step buffer and
+    hands results to the accumulator in groups of neurons: a window (buffers filled,
+    three chunks, step()) peaks at 3 W + S and a few per-step rows, where one trace
+    table alone would add S_pre (~2/3 of S) on top."""
+    steps, batch, n_in, n_out, chunk = 60, 16, 2000, 100, 20
+    g = torch.Generator().manual_seed(0)
+    pre = (torch.rand(steps, batch, n_in, generator=g) < 0.05).float()
+    post = (torch.rand(steps, batch, n_out, generator=g) < 0.05).float()
+    fc = nn.Linear(n_in, n_out, bias=False)
+
+    def window():  # a fresh rule: its step buffers are allocated within the window
+        rule = pl.STDP(
+            fc, snn.Leaky(beta=0.9), **PAIR, coincident=coincident, chunk_size=chunk, kernel=kernel
+        )
+        for t in range(steps):  # the hooks, fed the recorded spikes
+            rule._on_pre(fc, (pre[t],), {})
+            rule._on_post(rule.neuron, (), post[t])
+        rule.step()
+        rule.detach()
+
+    window()  # a first window fills the caches (decay powers), then the measured one
+    fc.weight.grad = None
+    peak = _peak_bytes(window)
+    w_bytes = n_out * n_in * 4
+    s_bytes = chunk * batch * (n_in + n_out) * 4
+    rows = 4 * batch * n_in * 4  # a few per-step rows (traces carried, pre_seen, scratch)
+    assert fc.weight.grad.abs().sum() > 0
+    assert peak <= 3 * w_bytes + s_bytes + rows, (peak, 3 * w_bytes + s_bytes)
+    assert peak < 3 * w_bytes + s_bytes + chunk * batch * n_in * 4 // 2  # far from a table

@@ -29,7 +29,10 @@ from .traces import (
     previous_trace,
     scan_future,
     scan_future_padded,
+    scan_in_place_,
     scan_trace,
+    unscan_,
+    unscan_exact,
 )
 
 __all__ = [
@@ -55,7 +58,10 @@ __all__ = [
     "previous_trace",
     "scan_future",
     "scan_future_padded",
+    "scan_in_place_",
     "scan_trace",
+    "unscan_",
+    "unscan_exact",
     "triplet_stdp",
     "triplet_stdp_post_events",
 ]
