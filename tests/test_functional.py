@@ -304,3 +304,40 @@ def test_spike_rows_equal_spike_index_for_any_grouping(rows, neurons, blocks, ra
     s = (torch.rand(rows, neurons, generator=g) < rate).float()
     got, want = spike_rows(s, blocks), spike_index(s)
     assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+
+
+@pytest.mark.parametrize("trace", ["all-to-all", "nearest"])
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+@pytest.mark.parametrize("steps", [1, 2, 17])
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_pair_stdp_on_scratch_spikes_equals_the_trace_tables(
+    monkeypatch, trace, coincident, steps, blocks
+):
+    """``pair_stdp(scratch=True)`` scans both traces into the spike tensors and reads
+    the step before by slicing: the same pos, neg and carried traces as with the trace
+    tables (float64 and float32, carried traces on both sides, whole or in groups)."""
+    import plasticity.functional.stdp as fstdp
+    from plasticity.functional import PairParams, PairState, pair_stdp
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    g = torch.Generator().manual_seed(steps)
+    for dtype in (torch.float64, torch.float32):
+        pre = (torch.rand(steps, 3, 50, generator=g) < 0.2).to(dtype)
+        post = (torch.rand(steps, 3, 7, generator=g) < 0.3).to(dtype)
+        state = PairState(torch.rand(3, 50, generator=g).to(dtype),
+                          torch.rand(3, 7, generator=g).to(dtype))  # fmt: skip
+        params = PairParams(0.8, 0.6, 0.9, 0.7, trace=trace, coincident=coincident, scale=0.5)
+        ref = pair_stdp(pre, post, state, params, dense_correlate)
+        rows = {"pos": torch.zeros(7, 50, dtype=dtype), "neg": torch.zeros(7, 50, dtype=dtype)}
+
+        def sink_rows(which, value, g_rows, rows=rows):
+            rows[which][g_rows] += value
+
+        got = pair_stdp(pre.clone(), post.clone(), state, params, dense_correlate,
+                        sink_rows=sink_rows, scratch=True)  # fmt: skip
+        pos, neg = (rows["pos"], rows["neg"]) if blocks > 1 else got[:2]
+        tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pos, ref[0], **tol)
+        torch.testing.assert_close(neg, ref[1], **tol)
+        torch.testing.assert_close(got[2].x_pre, ref[2].x_pre, **tol)
+        torch.testing.assert_close(got[2].y_post, ref[2].y_post, **tol)

@@ -116,7 +116,7 @@ def _peak_bytes(fn) -> int:
 
 
 @pytest.mark.parametrize("coincident", ["ltp", "both"])
-@pytest.mark.parametrize("kernel", ["sparse"])
+@pytest.mark.parametrize("kernel", ["sparse", "dense"])
 def test_hooks_path_of_pair_stdp_stays_within_three_weights_and_the_step_buffers(
     coincident, kernel
 ):

@@ -166,6 +166,7 @@ def pair_stdp(
     workspace: dict[str, Tensor] | None = None,
     sink: Callable[[Tensor], None] | None = None,
     sink_rows: Callable[[str, Tensor, slice], None] | None = None,
+    scratch: bool = False,
 ):
     """Pair STDP over one chunk. Returns ``(pos, neg, new_state)``.
 
@@ -174,7 +175,12 @@ def pair_stdp(
     ``sink_rows``: if given, for a large weight, receives both components in groups of
     output neurons (``("pos" | "neg", rows, slice)``, as for
     :func:`pair_stdp_post_events`), one product per group; both are then returned as
-    ``None``.
+    ``None`` (dense synapses). ``scratch``: ``pre`` and ``post`` hold binary spikes the
+    caller no longer needs (a rule's own step buffers) on a dense synapse: the traces are
+    then scanned into them (pre spikes recovered in between by
+    :func:`~plasticity.functional.traces.unscan_`, or as the steps where a nearest-spike
+    trace is 1), and same-step exclusion reads the step before (``d·x[t-1]``) by slicing;
+    no trace table is allocated, and both are left holding traces.
 
     Example:
         A pre spike at step 0 and a post spike at step 2 (dt = 1, τ = 1):
@@ -189,9 +195,18 @@ def pair_stdp(
         >>> round(float(pos), 6) == round(math.exp(-2.0), 6), float(neg)
         (True, 0.0)
     """
+    dense = pre.ndim == 3  # [T, B, N]: output neurons are the last dimension of post
+    if (
+        scratch
+        and dense
+        and pre.is_contiguous()
+        and post.is_contiguous()
+        and (params.trace == "nearest" or unscan_exact(params.decay_plus, pre.dtype))
+    ):
+        return _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows)
     x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
     n_out, n_in = post.shape[-1], pre.shape[-1]
-    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None and dense else 1
     if blocks > 1:
         for which, side, other, sparse, amp in (
             ("pos", post, x_used, "post", params.a_plus),
@@ -207,6 +222,71 @@ def pair_stdp(
         pos = None
     neg = correlate(y_used, pre, "pre", False).mul_(params.a_minus * params.scale)
     return pos, neg, new_state
+
+
+def _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows):
+    """:func:`pair_stdp` with both traces scanned into the spike tensors themselves."""
+    steps = pre.shape[0]
+    mode, coincident = params.trace, params.coincident
+    n_out, n_in = post.shape[-1], pre.shape[-1]
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
+    x0, y0 = state.x_pre, state.y_post
+
+    def scan(spikes, trace0, decay):
+        if mode == "all-to-all":
+            return scan_in_place_(spikes, trace0, decay)
+        return scan_trace(spikes, trace0, decay, "nearest", out=spikes)
+
+    def correlation(side, other, sparse, include, side0, other0, decay, amp, which):
+        """``amp·scale·Σ_t side[t]ᵀ other_used[t]``, where ``other_used`` is the trace
+        ``other`` (``include``) or ``d·other[t-1]`` (``other0`` before the first step);
+        ``side`` and ``other`` swap roles for depression (the trace is then ``side``),
+        handed to the sinks group by group or returned whole."""
+        scale = amp * params.scale
+        if not include:  # the step before, decayed once: rows shifted by slicing (views)
+            tail_side, tail_other = side[1:], other[:-1]
+            if which == "neg":  # the trace is the post side here
+                tail_side, tail_other = side[:-1], other[1:]
+        result = None
+        for g in _groups(n_out, blocks):
+            if include:
+                part = correlate(side[..., g], other, sparse, False)
+            else:
+                part = (
+                    correlate(tail_side[..., g], tail_other, sparse, False)
+                    if steps > 1
+                    else None
+                )
+                first = side0[:, g].t() @ other0  # the chunk's first step, with the carry
+                part = first if part is None else part.add_(first)
+                part.mul_(decay)
+            part.mul_(scale)
+            if blocks > 1:
+                sink_rows(which, part, g)
+            else:
+                result = part
+        return result
+
+    x = scan(pre, x0, params.decay_plus)
+    x_last = x[-1].clone()
+    include_pre = coincident in ("ltp", "both")
+    # potentiation: post spikes against the presynaptic trace (or the step before)
+    pos = correlation(
+        post, x, "post", include_pre, post[0], x0, params.decay_plus, params.a_plus, "pos"
+    )
+    if pos is not None and sink is not None:
+        sink(pos)
+        pos = None
+    if mode == "all-to-all":  # the pre spikes back, exactly
+        unscan_(x, x0, params.decay_plus)
+    else:  # a nearest-spike trace of binary spikes is 1 exactly at the spikes, below else
+        x.eq_(1.0)
+    y = scan(post, y0, params.decay_minus)
+    y_last = y[-1].clone()
+    neg = correlation(
+        y, pre, "pre", coincident == "both", y0, pre[0], params.decay_minus, params.a_minus, "neg"
+    )
+    return pos, neg, PairState(x_last, y_last)
 
 
 def _scratch(

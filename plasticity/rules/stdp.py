@@ -177,6 +177,8 @@ class STDP(PlasticityRule):
             self._workspace,
             self._sink("pos"),
             self._sink_rows(),
+            # the rule's own step buffers (binary spikes, checked): traces scanned into them
+            scratch=kernels.get("scratch", False) and self.spikes == "binary",
         )
 
 
