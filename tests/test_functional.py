@@ -204,7 +204,11 @@ def test_in_place_scans_and_their_inverse(steps, width, tau, rate, seed, dtype):
     x = s.clone()
     assert scan_in_place_(x, x0, d) is x
     torch.testing.assert_close(x, scan_trace(s, x0, d), **tol)
+    y = x.clone()
     assert torch.equal(unscan_(x, x0, d), s)
+    # with scratch memory for any number of steps at a time (here 0 to all of them)
+    scratch = torch.empty(int(torch.randint(0, steps * width + 1, (1,), generator=g)), dtype=dtype)
+    assert torch.equal(unscan_(y, x0, d, scratch=scratch), s)
     future = scan_in_place_(s.clone(), torch.zeros(width, dtype=dtype), d, reverse=True)
     torch.testing.assert_close(future, scan_future_padded(s, d)[:-1], **tol)
 
@@ -226,7 +230,7 @@ def test_unscan_exact_refuses_what_it_cannot_recover():
 def test_post_events_on_scratch_spikes_equal_one_gemm_per_component(
     coincident, dtype, steps, graded_post
 ):
-    """``scratch_pre=True`` scans both presynaptic tables into ``pre`` itself (wide enough
+    """``scratch=True`` scans both presynaptic tables into ``pre`` itself (wide enough
     for the in-place form): the same pos, neg and carried traces as :func:`pair_stdp`
     (trace tables and one GEMM per component, itself checked against the pair sums), with
     carried traces on both sides; a caller's index is left as it was."""
@@ -248,8 +252,8 @@ def test_post_events_on_scratch_spikes_equal_one_gemm_per_component(
     for owned in (False, True):
         scratch = pre.clone()
         pos, neg, carry = pair_stdp_post_events(
-            scratch, post, state, params, post_index=None if owned else index,
-            binary_post=not graded_post, scratch_pre=True,
+            scratch, post.clone(), state, params, post_index=None if owned else index,
+            binary_post=not graded_post, scratch=True,
         )  # fmt: skip
         torch.testing.assert_close(pos, ref_pos, **tol)
         torch.testing.assert_close(neg, ref_neg, **tol)
@@ -282,7 +286,7 @@ def test_post_events_deliver_rows_block_by_block(monkeypatch, coincident, carrie
     ref_pos, ref_neg, ref_carry = pair_stdp(pre, post, state, params, dense_correlate)
     got = {"pos": [], "neg": []}
     pos, neg, carry = pair_stdp_post_events(
-        pre.clone(), post, state, params, binary_post=True, scratch_pre=True,
+        pre.clone(), post, state, params, binary_post=True, scratch=True,
         sink_rows=lambda which, value, rows: got[which].append((rows, value.clone())),
     )  # fmt: skip
     assert pos is None and neg is None
@@ -320,6 +324,7 @@ def test_pair_stdp_on_scratch_spikes_equals_the_trace_tables(
     from plasticity.functional import PairParams, PairState, pair_stdp
 
     monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)  # (small tables: in place anyway)
     g = torch.Generator().manual_seed(steps)
     for dtype in (torch.float64, torch.float32):
         pre = (torch.rand(steps, 3, 50, generator=g) < 0.2).to(dtype)
@@ -341,3 +346,24 @@ def test_pair_stdp_on_scratch_spikes_equals_the_trace_tables(
         torch.testing.assert_close(neg, ref[1], **tol)
         torch.testing.assert_close(got[2].x_pre, ref[2].x_pre, **tol)
         torch.testing.assert_close(got[2].y_post, ref[2].y_post, **tol)
+
+
+def test_post_events_use_the_post_spikes_as_scratch_once_listed():
+    """With ``scratch=True`` and a post chunk larger than a few presynaptic steps, the
+    recovery of the pre spikes runs in the post spikes' memory (the carried postsynaptic
+    trace is taken before): still the same numbers as :func:`pair_stdp`."""
+    from plasticity.functional import PairParams, PairState, pair_stdp, pair_stdp_post_events
+
+    g = torch.Generator().manual_seed(4)
+    pre = (torch.rand(12, 4, 1100, generator=g) < 0.1).double()
+    post = (torch.rand(12, 4, 3000, generator=g) < 0.05).double()
+    state = PairState(torch.rand(4, 1100, generator=g).double(),
+                      torch.rand(4, 3000, generator=g).double())  # fmt: skip
+    params = PairParams(0.8, 0.6, math.exp(-1 / 4), math.exp(-1 / 6), scale=0.25)
+    ref = pair_stdp(pre, post, state, params, dense_correlate)
+    scratch_post = post.clone()
+    got = pair_stdp_post_events(pre.clone(), scratch_post, state, params, binary_post=True,
+                                scratch=True)  # fmt: skip
+    assert not torch.equal(scratch_post, post)  # it served as scratch memory
+    for a, b in zip((*got[:2], *got[2]), (*ref[:2], *ref[2]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)

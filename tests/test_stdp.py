@@ -133,12 +133,14 @@ def test_hooks_scan_pair_traces_into_their_step_buffer(monkeypatch, coincident, 
 def test_dense_products_go_to_the_accumulator_in_groups_of_neurons(
     monkeypatch, trace, coincident, blocks
 ):
-    """kernel="dense" (one product per component, or per group of output neurons): the
+    """kernel="dense" through the hooks (traces scanned into the step buffers, forced at
+    this small width; one product per component, or per group of output neurons): the
     same numbers as the pair sums, every trace and coincidence mode; step() then turns the
     running sums into the update in place and gives the same Δw as update() would."""
     import plasticity.functional.stdp as fstdp
 
     monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)
     rule, pre, post = run_dense(
         "pair", trace=trace, coincident=coincident, chunk_size=16, kernel="dense"
     )

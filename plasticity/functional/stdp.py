@@ -201,6 +201,7 @@ def pair_stdp(
         and dense
         and pre.is_contiguous()
         and post.is_contiguous()
+        and pre[0].numel() > _IN_PLACE_MIN_WIDTH  # (narrower tables are small)
         and (params.trace == "nearest" or unscan_exact(params.decay_plus, pre.dtype))
     ):
         return _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows)
@@ -253,9 +254,7 @@ def _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows):
                 part = correlate(side[..., g], other, sparse, False)
             else:
                 part = (
-                    correlate(tail_side[..., g], tail_other, sparse, False)
-                    if steps > 1
-                    else None
+                    correlate(tail_side[..., g], tail_other, sparse, False) if steps > 1 else None
                 )
                 first = side0[:, g].t() @ other0  # the chunk's first step, with the carry
                 part = first if part is None else part.add_(first)
@@ -424,7 +423,7 @@ def pair_stdp_post_events(
     compute_dtype: torch.dtype | None = None,
     sink: Callable[[Tensor], None] | None = None,
     binary_post: bool | None = None,
-    scratch_pre: bool = False,
+    scratch: bool = False,
     sink_rows: Callable[[str, Tensor, slice], None] | None = None,
 ):
     r"""All-to-all pair STDP on a dense synapse with both components read at the post spikes.
@@ -443,14 +442,15 @@ def pair_stdp_post_events(
     (e.g. to add it to an accumulator, so that the two are never alive at once); ``pos`` is
     then returned as ``None``. ``binary_post``: whether the post spikes are all 0 or 1
     (``None``: read from the values at the events); graded amplitudes weigh their events.
-    ``scratch_pre``: ``pre`` holds binary spikes the caller no longer needs (a rule's own
-    step buffer): the two presynaptic tables are then scanned into ``pre`` itself, the
+    ``scratch``: ``pre`` (binary spikes) and ``post`` are the caller's to overwrite (a
+    rule's own step buffers): the two presynaptic tables are then scanned into ``pre`` itself, the
     spikes recovered in between by :func:`~plasticity.functional.traces.unscan_` (exact
     for binary spikes), so that no trace table is allocated; ``pre`` is left holding the
-    future trace. Ignored (the tables are allocated) for ``coincident="none"`` and where
+    future trace, and ``post`` serves as scratch memory once its events are listed.
+    Ignored (the tables are allocated) for ``coincident="none"`` and where
     the recovery would not be exact (see
     :func:`~plasticity.functional.traces.unscan_exact`). ``sink_rows``: with
-    ``scratch_pre``, receives ``("pos" | "neg", rows of the component, slice of its rows)``
+    ``scratch``, receives ``("pos" | "neg", rows of the component, slice of its rows)``
     block by block, in order (finished values: amplitudes and batch reduction applied), so
     that no weight-sized result is allocated; both are then returned as ``None``.
 
@@ -472,7 +472,7 @@ def pair_stdp_post_events(
     steps, batch = pre.shape[:2]
     post_rows = post.reshape(steps * batch, -1)
     if (
-        scratch_pre
+        scratch
         and params.trace == "all-to-all"
         and params.coincident != "none"
         and pre.is_contiguous()
@@ -566,6 +566,11 @@ def _post_events_in_place(
             w = None if weights is None else weights[a:b]
             yield g, event_sum(sub, rows, 0, w, compute_dtype)
 
+    # the postsynaptic trace to carry, first: the post spikes are scratch memory after it
+    y0 = state.y_post
+    carried = bool(y0.any())  # a fresh (zero) trace pairs with nothing
+    decay = params.decay_minus
+    y_last = _carry_post_trace(None, post, y0, decay, None, lambda *_: None)
     x = scan_in_place_(pre, state.x_pre, params.decay_plus)
     x_last = x[-1].clone()
     scale_pos = params.a_plus * params.scale
@@ -574,12 +579,11 @@ def _post_events_in_place(
         if sink_rows is not None:
             sink_rows("pos", part.mul_(scale_pos), g)
         else:
-            pos = part
-    if pos is not None and sink is not None:  # (else scaled with neg at the end)
-        sink(pos.mul_(scale_pos))
+            pos = part.mul_(scale_pos)
+    if pos is not None and sink is not None:
+        sink(pos)
         pos = None
-    unscan_(x, state.x_pre, params.decay_plus)
-    decay = params.decay_minus
+    unscan_(x, state.x_pre, params.decay_plus, scratch=post)
     future = scan_in_place_(pre, torch.zeros_like(state.x_pre), decay, reverse=True)
     pre_seen = future[0] * decay
     if params.coincident == "both":  # at or after each post spike
@@ -591,25 +595,20 @@ def _post_events_in_place(
         shifted.masked_fill_(shifted >= steps * batch, 0)
         rows[0].zero_()
         factor = decay
-    if sink_rows is None:
-        neg = next(gather((shifted, index[1])))[1]
-        if factor != 1.0:
-            neg.mul_(factor)
-        return _post_side_finish(
-            pre, post, state, params, pos, neg, _dense_boundary, x_last, pre_seen
-        )
-    # the carried postsynaptic trace pairs with this chunk's pre spikes (rank B, per group)
-    y0 = state.y_post
-    carried = bool(y0.any())
+    # with the pairs of the carried postsynaptic trace and this chunk's pre spikes (rank B)
     scale_neg = params.a_minus * params.scale
+    neg = None
     for g, part in gather((shifted, index[1])):
         if factor != 1.0:
             part.mul_(factor)
         if carried:
             part.addmm_(y0[:, g].t(), pre_seen)
-        sink_rows("neg", part.mul_(scale_neg), g)
-    y_last = _carry_post_trace(None, post, y0, decay, pre_seen, lambda *_: None)
-    return None, None, PairState(x_last, y_last)
+        part.mul_(scale_neg)
+        if sink_rows is not None:
+            sink_rows("neg", part, g)
+        else:
+            neg = part
+    return pos, neg, PairState(x_last, y_last)
 
 
 def _split_geometry(geometry: dict) -> tuple[tuple[int, ...], dict]:

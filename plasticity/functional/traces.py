@@ -298,12 +298,13 @@ def scan_in_place_(spikes: Tensor, carry: Tensor, decay: float, reverse: bool = 
 
 
 @torch.no_grad()
-def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
+def unscan_(traces: Tensor, trace0: Tensor, decay: float, scratch: Tensor | None = None) -> Tensor:
     r"""Inverts :func:`scan_in_place_` for binary spikes, in place: :math:`s_t =
     \mathrm{round}(x_t - d\,x_{t-1})` (``x[-1]`` is ``trace0``). Exact for binary spikes
     while the rounding error of the traces stays far below 1/2 (see
     :func:`unscan_exact`). Steps are undone from the last back, two at a time (one
-    temporary of two steps).
+    temporary of two steps), or as many at a time as fit in ``scratch`` (a contiguous
+    tensor of ``traces``' dtype the caller does not need: fewer, larger operations).
 
     Example:
         >>> import torch
@@ -314,8 +315,13 @@ def unscan_(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
     """
     steps = traces.shape[0]
     flat = traces.view(steps, -1)
-    length = _UNSCAN_BLOCK
-    tmp = flat.new_empty(min(length, steps), flat.shape[1])
+    width = flat.shape[1]
+    room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
+    length = max(_UNSCAN_BLOCK, min(room, steps))
+    if room >= length:
+        tmp = scratch.reshape(-1)[: length * width].view(length, width)  # type: ignore[union-attr]
+    else:
+        tmp = flat.new_empty(min(length, steps), width)
     stop = steps
     while stop > 1:  # rows [start, stop) from rows [start - 1, stop - 1), still traces
         start = max(1, stop - length)

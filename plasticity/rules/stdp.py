@@ -149,7 +149,7 @@ class STDP(PlasticityRule):
                 binary_post=self.spikes == "binary",
                 # the rule's own step buffer (binary spikes, checked): tables scanned into it,
                 # results added to the accumulator in row blocks
-                scratch_pre=kernels.get("scratch", False) and self.spikes == "binary",
+                scratch=kernels.get("scratch", False) and self.spikes == "binary",
                 sink_rows=self._sink_rows(),
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
