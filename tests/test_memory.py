@@ -97,22 +97,15 @@ def test_the_watcher_sees_snntorchs_learner_build_one():
 
 
 def _peak_bytes(fn) -> int:
-    """Peak of bytes allocated while ``fn`` runs, from the profiler's allocation records
-    (the method of benchmarks/memory.py)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Peak of bytes allocated while ``fn`` runs: benchmarks/memory.py's profiler replay."""
+    import importlib.util
+    from pathlib import Path
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    records = sorted(
-        (e.start_ns(), e.nbytes())
-        for e in prof.profiler.kineto_results.events()
-        if e.name() == "[memory]" and e.device_type().name == "CPU"
-    )
-    current = peak = 0
-    for _, size in records:
-        current += size
-        peak = max(peak, current)
-    return peak
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "memory.py"
+    spec = importlib.util.spec_from_file_location("_benchmarks_memory", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.peak_memory(fn)["peak"]
 
 
 @pytest.mark.parametrize("coincident", ["ltp", "both"])
