@@ -367,3 +367,45 @@ def test_post_events_use_the_post_spikes_as_scratch_once_listed():
     assert not torch.equal(scratch_post, post)  # it served as scratch memory
     for a, b in zip((*got[:2], *got[2]), (*ref[:2], *ref[2]), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both"])
+@pytest.mark.parametrize("steps", [1, 2, 17])
+@pytest.mark.parametrize("blocks", [1, 3])
+@pytest.mark.parametrize("graded_post", [False, True])
+def test_triplet_post_events_on_scratch_spikes_equal_the_trace_tables(
+    monkeypatch, coincident, steps, blocks, graded_post
+):
+    """``triplet_stdp_post_events(scratch=True)`` scans r1, r2 (turned into the weighted
+    pre spikes) and their future trace into ``pre`` and o2 (turned into the weighted post
+    spikes) into ``post``: the same pos, neg and carried traces as :func:`triplet_stdp`
+    with its four trace tables (float64 and float32, carried traces, whole or in groups)."""
+    import plasticity.functional.stdp as fstdp
+    from plasticity.functional import TripletParams, TripletState, triplet_stdp
+    from plasticity.functional import triplet_stdp_post_events as events
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)  # (small tables: in place anyway)
+    g = torch.Generator().manual_seed(steps + 10 * blocks)
+    for dtype in (torch.float64, torch.float32):
+        pre = (torch.rand(steps, 3, 40, generator=g) < 0.3).to(dtype)
+        post = (torch.rand(steps, 3, 7, generator=g) < 0.3).to(dtype)
+        if graded_post:
+            post = post * torch.rand(steps, 3, 7, generator=g).to(dtype)
+        state = TripletState(*(torch.rand(3, n, generator=g).to(dtype) for n in (40, 40, 7, 7)))
+        params = TripletParams(0.5, 1.0, 0.7, 0.2, 0.9, 0.8, 0.95, 0.85, coincident=coincident,
+                               scale=0.5)  # fmt: skip
+        ref = triplet_stdp(pre, post, state, params, dense_correlate)
+        rows = {"pos": torch.zeros(7, 40, dtype=dtype), "neg": torch.zeros(7, 40, dtype=dtype)}
+
+        def sink_rows(which, value, g_rows, rows=rows):
+            rows[which][g_rows] += value
+
+        got = events(pre.clone(), post.clone(), state, params, binary_post=not graded_post,
+                     scratch=True, sink_rows=sink_rows if blocks > 1 else None)  # fmt: skip
+        pos, neg = (rows["pos"], rows["neg"]) if blocks > 1 else got[:2]
+        tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(pos, ref[0], **tol)
+        torch.testing.assert_close(neg, ref[1], **tol)
+        for a, b in zip(got[2], ref[2], strict=True):
+            torch.testing.assert_close(a, b, **tol)

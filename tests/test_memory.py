@@ -109,14 +109,15 @@ def _peak_bytes(fn) -> int:
 
 
 @pytest.mark.parametrize("coincident", ["ltp", "both"])
-@pytest.mark.parametrize("kernel", ["sparse", "dense"])
-def test_hooks_path_of_pair_stdp_stays_within_three_weights_and_the_step_buffers(
-    coincident, kernel
-):
-    """Through the hooks, pair STDP keeps its presynaptic tables in the step buffer and
-    hands results to the accumulator in groups of neurons: a window (buffers filled,
-    three chunks, step()) peaks at 3 W + S and a few per-step rows, where one trace
-    table alone would add S_pre (~2/3 of S) on top."""
+@pytest.mark.parametrize(
+    "kind, kernel", [("pair", "sparse"), ("pair", "dense"), ("triplet", "sparse")]
+)
+def test_hooks_path_stays_within_three_weights_and_the_step_buffers(coincident, kind, kernel):
+    """Through the hooks, pair STDP (both kernels) and triplet STDP (event-driven kernel;
+    its GEMM path keeps four trace tables) keep their traces in the step buffers and hand
+    results to the accumulator in groups of neurons: a window (buffers filled, three
+    chunks, step()) peaks at 3 W + S and a few per-step rows, where one trace table alone
+    would add S_pre (~2/3 of S) on top."""
     steps, batch, n_in, n_out, chunk = 60, 16, 2000, 100, 20
     g = torch.Generator().manual_seed(0)
     pre = (torch.rand(steps, batch, n_in, generator=g) < 0.05).float()
@@ -124,8 +125,12 @@ def test_hooks_path_of_pair_stdp_stays_within_three_weights_and_the_step_buffers
     fc = nn.Linear(n_in, n_out, bias=False)
 
     def window():  # a fresh rule: its step buffers are allocated within the window
-        rule = pl.STDP(
-            fc, snn.Leaky(beta=0.9), **PAIR, coincident=coincident, chunk_size=chunk, kernel=kernel
+        options = dict(coincident=coincident, chunk_size=chunk, kernel=kernel)
+        lif = snn.Leaky(beta=0.9)
+        rule = (
+            pl.STDP(fc, lif, **PAIR, **options)
+            if kind == "pair"
+            else pl.TripletSTDP.from_preset(fc, lif, "visual_cortex_all_to_all_full", **options)
         )
         for t in range(steps):  # the hooks, fed the recorded spikes
             rule._on_pre(fc, (pre[t],), {})

@@ -151,6 +151,28 @@ def test_dense_products_go_to_the_accumulator_in_groups_of_neurons(
     assert torch.equal(rule.weight.grad, -dw) and rule.accumulator.counts == (0, 0)
 
 
+@pytest.mark.parametrize("coincident", ["ltp", "both"])
+@pytest.mark.parametrize("blocks", [1, 3])
+def test_hooks_scan_triplet_tables_into_their_step_buffers(monkeypatch, coincident, blocks):
+    """Triplet STDP through the hooks keeps its four traces in the step buffers (forced at
+    this small width): the same numbers as the triplet sums, over chunks and a remainder."""
+    import plasticity.functional.stdp as fstdp
+
+    calls = []
+    in_place = fstdp._triplet_in_place
+
+    def spy(*args, **kwargs):
+        calls.append(1)
+        return in_place(*args, **kwargs)
+
+    monkeypatch.setattr(fstdp, "_row_blocks", lambda *_: blocks)
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)
+    monkeypatch.setattr(fstdp, "_triplet_in_place", spy)
+    rule, pre, post = run_dense("triplet", coincident=coincident, chunk_size=16, kernel="sparse")
+    check(rule, dense_reference(pre, post, TRIPLET, rule="triplet", coincident=coincident))
+    assert len(calls) == 3  # two full chunks and the last 8 steps, all from the buffers
+
+
 def test_wide_pair_rule_reads_the_same_through_hooks_and_never_writes_the_callers_spikes():
     """At a real width (B * N_in > 4096, float32) the hooks path (tables in the step
     buffer) equals observe() on the recorded spikes (tables allocated, the caller's

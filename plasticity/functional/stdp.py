@@ -749,9 +749,12 @@ def triplet_stdp(
     params: TripletParams,
     correlate: Correlate,
     workspace: dict[str, Tensor] | None = None,
+    sink: Callable[[Tensor], None] | None = None,
+    sink_rows: Callable[[str, Tensor, slice], None] | None = None,
 ):
     """Triplet STDP over one chunk. Returns ``(pos, neg, new_state)``. ``workspace``: a
-    dict kept between chunks, whose buffers the four traces are scanned into.
+    dict kept between chunks, whose buffers the four traces are scanned into. ``sink``
+    and ``sink_rows``: as for :func:`pair_stdp`.
 
     Example:
         A pre spike at step 0, post spikes at steps 2 and 3 (all decays 0.5): the first post
@@ -784,7 +787,20 @@ def triplet_stdp(
     # the weighted spikes, in place over the (fresh) detector reads
     post_w = o2_before.mul_(params.a3_plus).add_(params.a2_plus).mul_(post)
     pre_w = r2_before.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
+    n_out, n_in = post.shape[-1], pre.shape[-1]
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None and pre.ndim == 3 else 1
+    if blocks > 1:  # in groups of output neurons, each added to the running sums at once
+        for which, side, other, sparse in (
+            ("pos", post_w, r1_used, "post"),
+            ("neg", o1_used, pre_w, "pre"),
+        ):
+            for g in _groups(n_out, blocks):
+                sink_rows(which, correlate(side[..., g], other, sparse, True).mul_(params.scale), g)  # type: ignore[misc]
+        return None, None, new_state
     pos = correlate(post_w, r1_used, "post", True).mul_(params.scale)
+    if sink is not None:
+        sink(pos)
+        pos = None
     neg = correlate(o1_used, pre_w, "pre", True).mul_(params.scale)
     return pos, neg, new_state
 
@@ -799,6 +815,8 @@ def triplet_stdp_post_events(
     sink: Callable[[Tensor], None] | None = None,
     compute_dtype: torch.dtype | None = None,
     binary_post: bool | None = None,
+    scratch: bool = False,
+    sink_rows: Callable[[str, Tensor, slice], None] | None = None,
 ):
     r"""All-to-all triplet STDP on a dense synapse with both components read at the post spikes.
 
@@ -811,7 +829,9 @@ def triplet_stdp_post_events(
     (the post spikes) instead of one per side: no index over the (usually wider, busier)
     presynaptic spikes, no :math:`o_1` trace over the chunk. ``sink``: as for
     :func:`pair_stdp_post_events`; ``compute_dtype``: the dtype the tables are gathered in;
-    ``binary_post``: as for :func:`pair_stdp_post_events`.
+    ``binary_post``, ``scratch`` and ``sink_rows``: as for :func:`pair_stdp_post_events`
+    (with ``scratch``, :math:`o_2` is scanned into ``post`` and :math:`r_1`, :math:`r_2` and
+    the weighted pre spikes' future trace into ``pre``, for ``coincident`` "ltp" or "both").
 
     Example:
         >>> import torch
@@ -832,7 +852,27 @@ def triplet_stdp_post_events(
         raise ValueError("the post-events kernels need trace='all-to-all'")
     steps, batch = pre.shape[:2]
     n_out = post.shape[-1]
-    index = spike_index(post.reshape(steps * batch, -1)) if post_index is None else post_index
+    post_rows = post.reshape(steps * batch, -1)
+    if (
+        scratch
+        and params.coincident != "none"
+        and pre.is_contiguous()
+        and post.is_contiguous()
+        and pre[0].numel() > _IN_PLACE_MIN_WIDTH
+        and unscan_exact(params.decay_plus, pre.dtype)
+        and unscan_exact(params.decay_x, pre.dtype)
+    ):
+        binary = bool(binary_post)
+        if post_index is not None:
+            index = post_index
+        elif binary:  # (rows, offsets) with little scratch memory, instead of the whole index
+            index = spike_rows(post_rows, _row_blocks(post.numel(), n_out, pre.shape[-1]))
+        else:
+            index = spike_index(post_rows)
+        return _triplet_in_place(
+            pre, post, state, params, index, sink, sink_rows, compute_dtype, binary
+        )
+    index = spike_index(post_rows) if post_index is None else post_index
     # potentiation weights at the post spikes: (A2+ + A3+ o2 before the spike) times the spike
     o2 = scan_trace(post, state.o2, params.decay_y, out=_buffer(workspace, "o2", post, steps))
     o2_last = o2[-1].clone()
@@ -868,3 +908,133 @@ def triplet_stdp_post_events(
     o1_last = _carry_post_trace(neg, post, state.o1, params.decay_minus, seen, _dense_boundary)
     neg.mul_(params.scale)
     return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
+
+
+def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_dtype, binary):
+    """:func:`triplet_stdp_post_events` with every table scanned into ``pre`` or ``post``.
+    ``index``: ``(rows, offsets)`` for binary post spikes (``binary``), else a whole
+    :func:`~plasticity.functional.correlate.spike_index`."""
+    steps, batch = pre.shape[:2]
+    n_out, n_in = post.shape[-1], pre.shape[-1]
+    rows = pre.view(steps * batch, n_in)
+    events, offsets = index[:2]
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
+    groups = _groups(n_out, blocks)
+    ends = offsets.tolist() + [events.numel()]
+    o1_0 = state.o1
+    o1_last = _carry_post_trace(None, post, o1_0, params.decay_minus, None, lambda *_: None)
+    # potentiation weighs each post spike by A2+ + A3+ o2 just before it: o2 is scanned into
+    # the post spikes, then (binary spikes) turned into the weighted spikes in place
+    amplitudes = None if binary else _post_amplitudes(post, index, False)
+    o2 = scan_in_place_(post, state.o2, params.decay_y)
+    o2_last = o2[-1].clone()
+    if binary:
+        _weigh_by_previous_(o2, state.o2, params.decay_y, params.a2_plus, params.a3_plus, None)
+        table = o2.reshape(-1)
+
+        def pos_weights(g: slice, a: int, b: int) -> Tensor:  # the weighted spikes, per event
+            counts = torch.tensor(ends[g.start + 1 : g.stop + 1]) - torch.tensor(ends[g])
+            neurons = torch.repeat_interleave(torch.arange(g.start, g.stop), counts)
+            at = events[a:b].long() * n_out + neurons.to(events.device)
+            return table.index_select(0, at)
+
+    else:  # graded: the trace one step back at each event (the carry at step 0)
+        at = index[0].long() * n_out + index[2].long()
+        first = index[0] < batch
+        before = torch.where(
+            first,
+            state.o2.reshape(-1).index_select(0, at.clamp(max=batch * n_out - 1)),
+            o2.reshape(-1).index_select(0, (at - batch * n_out).clamp_(min=0)),
+        )
+        del at, first
+        weights = before.mul_(params.a3_plus * params.decay_y).add_(params.a2_plus)
+        weights.mul_(amplitudes)
+        del before
+
+        def pos_weights(g: slice, a: int, b: int) -> Tensor:
+            return weights[a:b]
+
+    def gather(idx_rows, w):  # event sums per group of neurons, in order
+        for g in groups:
+            a, b = ends[g.start], ends[g.stop]
+            sub = (idx_rows[a:b], offsets[g] - a)
+            yield g, event_sum(sub, rows, 0, None if w is None else w(g, a, b), compute_dtype)
+
+    r1 = scan_in_place_(pre, state.r1, params.decay_plus)
+    r1_last = r1[-1].clone()
+    pos = None
+    for g, part in gather(events, pos_weights):
+        part.mul_(params.scale)
+        if sink_rows is not None:
+            sink_rows("pos", part, g)
+        else:
+            pos = part
+    pos_weights = None  # (frees the graded weights; post is scratch memory from here on)
+    if pos is not None and sink is not None:
+        sink(pos)
+        pos = None
+    unscan_(r1, state.r1, params.decay_plus, scratch=post)
+    # depression: the pre spikes weighted by A2- + A3- r2 before each, then their future trace
+    r2 = scan_in_place_(pre, state.r2, params.decay_x)
+    r2_last = r2[-1].clone()
+    _weigh_by_previous_(r2, state.r2, params.decay_x, params.a2_minus, params.a3_minus, post)
+    decay = params.decay_minus
+    future = scan_in_place_(pre, torch.zeros_like(state.r2), decay, reverse=True)
+    seen = future[0] * decay
+    if params.coincident == "both":
+        shifted, factor = events, 1.0
+    else:  # one step later, decayed once; the last step's events read the zeroed row 0
+        shifted = events + batch
+        shifted.masked_fill_(shifted >= steps * batch, 0)
+        rows[0].zero_()
+        factor = decay
+    carried = bool(o1_0.any())
+    neg = None
+
+    def neg_weights(g: slice, a: int, b: int) -> Tensor | None:  # graded post: amplitudes
+        return None if amplitudes is None else amplitudes[a:b]
+
+    for g, part in gather(shifted, neg_weights):
+        if factor != 1.0:
+            part.mul_(factor)
+        if carried:
+            part.addmm_(o1_0[:, g].t(), seen)
+        part.mul_(params.scale)
+        if sink_rows is not None:
+            sink_rows("neg", part, g)
+        else:
+            neg = part
+    return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
+
+
+@torch.no_grad()
+def _weigh_by_previous_(traces, trace0, decay, a2, a3, scratch):
+    """Turns a trace of binary spikes, in place, into the spikes weighted by
+    ``a2 + a3·(the trace just before each)``: ``s_t (a2 + a3 d x_{t-1})`` with
+    ``s_t = round(x_t - d x_{t-1})`` (``x[-1]`` is ``trace0``), from the last step back,
+    as many steps at a time as ``scratch`` holds (``None``, or too small: one at a time in
+    a temporary of one step)."""
+    steps = traces.shape[0]
+    flat = traces.view(steps, -1)
+    width = flat.shape[1]
+    room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
+    length = max(1, min(room, steps))
+    if room >= length:
+        area = scratch.reshape(-1)[: length * width].view(length, width)
+    else:
+        area = flat.new_empty(length, width)
+    stop = steps
+    while stop > 0:
+        start = max(0, stop - length)
+        before = area[: stop - start]
+        if start == 0:  # d x_{t-1}
+            torch.mul(trace0.reshape(-1), decay, out=before[0])
+            if stop > 1:
+                torch.mul(flat[: stop - 1], decay, out=before[1:])
+        else:
+            torch.mul(flat[start - 1 : stop - 1], decay, out=before)
+        block = flat[start:stop]
+        block.sub_(before).round_()  # s_t
+        block.mul_(before.mul_(a3).add_(a2))  # (a2 + a3 d x_{t-1}) s_t
+        stop = start
+    return traces

@@ -309,7 +309,17 @@ class TripletSTDP(PlasticityRule):
                 sink=self._sink("pos"),
                 compute_dtype=self._compute_dtype,
                 binary_post=self.spikes == "binary",
+                # the rule's own step buffers (binary spikes, checked): tables scanned into them
+                scratch=kernels.get("scratch", False) and self.spikes == "binary",
+                sink_rows=self._sink_rows(),
             )
         return triplet_stdp(
-            pre, post, TripletState(*state), self.params, correlate, self._workspace
+            pre,
+            post,
+            TripletState(*state),
+            self.params,
+            correlate,
+            self._workspace,
+            self._sink("pos"),
+            self._sink_rows(),
         )
