@@ -409,3 +409,31 @@ def test_triplet_post_events_on_scratch_spikes_equal_the_trace_tables(
         torch.testing.assert_close(neg, ref[1], **tol)
         for a, b in zip(got[2], ref[2], strict=True):
             torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("coincident", ["ltp", "both", "none"])
+@pytest.mark.parametrize("width", [300, 1500])
+@pytest.mark.parametrize("graded_post", [False, True])
+def test_triplet_post_events_reuse_one_table_and_leave_the_inputs(coincident, width, graded_post):
+    """On the caller's spikes, triplet STDP read at the post spikes keeps one pre-sized
+    table for o2, r1, the weighted pre spikes and (wide layers: 3 x 1500 > 4096 values per
+    step) their future trace in place: the same numbers as :func:`triplet_stdp`, and the
+    inputs unchanged."""
+    from plasticity.functional import TripletParams, TripletState, triplet_stdp
+    from plasticity.functional import triplet_stdp_post_events as events
+
+    g = torch.Generator().manual_seed(width)
+    pre = (torch.rand(20, 3, width, generator=g) < 0.1).double()
+    post = (torch.rand(20, 3, 6, generator=g) < 0.3).double()
+    if graded_post:
+        post = post * torch.rand(20, 3, 6, generator=g, dtype=torch.float64)
+    state = TripletState(*(torch.rand(3, n, generator=g).double() for n in (width, width, 6, 6)))
+    params = TripletParams(0.5, 1.0, 0.7, 0.2, 0.9, 0.8, 0.95, 0.85, coincident=coincident)
+    ref = triplet_stdp(pre, post, state, params, dense_correlate)
+    pre_before, post_before = pre.clone(), post.clone()
+    workspace = {}
+    for _ in range(2):  # a second chunk reuses the workspace's table
+        got = events(pre, post, state, params, workspace=workspace)
+        for a, b in zip((*got[:2], *got[2]), (*ref[:2], *ref[2]), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(pre, pre_before) and torch.equal(post, post_before)

@@ -324,14 +324,17 @@ def _pre_trace_read(pre, x0, decay: float, coincident: str, workspace):
     return x, x_last
 
 
-def _future_at_post(spikes, decay: float, coincident: str, gather, workspace, like):
+def _future_at_post(
+    spikes, decay: float, coincident: str, gather, workspace, like, buffer: str = "trace"
+):
     r"""Depression read at the post spikes: ``gather(rows, row_shift)`` of the future trace
     of ``spikes`` (the pre spikes, or weighted ones): at or after each post spike for
     ``coincident="both"``, else strictly after (one step later, decayed once). Returns it
     with ``seen`` = :math:`\sum_t d^{t+1}` ``spikes[t]``, what the carried postsynaptic
-    trace pairs with. Uses the trace buffer of ``like`` (freed by the potentiation)."""
+    trace pairs with. Uses the workspace's ``buffer`` shaped like ``like`` (by default the
+    trace buffer, freed by the potentiation)."""
     steps, batch = spikes.shape[:2]
-    future = scan_future_padded(spikes, decay, out=_buffer(workspace, "trace", like, steps + 1))
+    future = scan_future_padded(spikes, decay, out=_buffer(workspace, buffer, like, steps + 1))
     seen = future[0] * decay
     rows = future.reshape((steps + 1) * batch, *spikes.shape[2:])
     if coincident == "both":
@@ -873,14 +876,20 @@ def triplet_stdp_post_events(
             pre, post, state, params, index, sink, sink_rows, compute_dtype, binary
         )
     index = spike_index(post_rows) if post_index is None else post_index
-    # potentiation weights at the post spikes: (A2+ + A3+ o2 before the spike) times the spike
-    o2 = scan_trace(post, state.o2, params.decay_y, out=_buffer(workspace, "o2", post, steps))
+    amplitudes = _post_amplitudes(post, index, binary_post)  # graded post spikes weigh events
+    # one buffer (pre-sized, one step longer) holds o2 (when it fits), then r1, then r2
+    # turned into the weighted pre spikes, then their future trace
+    table = _buffer(workspace, "trace", pre, steps + 1)
+    fits = table.numel() >= post.numel()
+    o2_out = table.view(-1)[: post.numel()] if fits else _buffer(workspace, "o2", post, steps)
+    o2 = scan_trace(post, state.o2, params.decay_y, out=o2_out)
     o2_last = o2[-1].clone()
-    post_w = previous_trace(o2, state.o2, params.decay_y)
-    post_w.mul_(params.a3_plus).add_(params.a2_plus).mul_(post)
-    weights = post_w.reshape(-1).index_select(0, index[0].long() * n_out + index[2])
-    del o2, post_w
-    # one trace buffer serves r1, then the future trace of the weighted pre spikes
+    # potentiation weighs each post spike by A2+ + A3+ o2 just before it (times its amplitude)
+    weights = _before_at_events(o2, state.o2, index, batch)
+    weights.mul_(params.a3_plus * params.decay_y).add_(params.a2_plus)
+    if amplitudes is not None:
+        weights.mul_(amplitudes)
+    del o2
     r1, r1_last = _pre_trace_read(pre, state.r1, params.decay_plus, params.coincident, workspace)
     pos = event_sum(
         index, r1.reshape(steps * batch, -1), weights=weights, compute_dtype=compute_dtype
@@ -889,25 +898,47 @@ def triplet_stdp_post_events(
     if sink is not None:
         sink(pos)
         pos = None
-    # depression: weighted pre spikes (A2- + A3- r2 before the spike), read from the post side
-    r2 = scan_trace(pre, state.r2, params.decay_x, out=_buffer(workspace, "r2", pre, steps))
+    # depression: the pre spikes weighted by A2- + A3- r2 just before each (in place over r2),
+    # their future trace read at the post spikes
+    r2 = scan_trace(pre, state.r2, params.decay_x, out=table[:steps])
     r2_last = r2[-1].clone()
-    pre_w = previous_trace(r2, state.r2, params.decay_x)
-    del r2
-    pre_w.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
-    amplitudes = _post_amplitudes(post, index, binary_post)  # graded post spikes weigh o1
-    neg, seen = _future_at_post(
-        pre_w,
-        params.decay_minus,
-        params.coincident,
-        lambda rows, shift: event_sum(index, rows, shift, amplitudes, compute_dtype),
-        workspace,
-        pre,
-    )
-    del pre_w
+    _weigh_by_previous_(r2, state.r2, params.decay_x, params.a2_minus, params.a3_minus, None, pre)
+
+    def gather(rows, shift):
+        return event_sum(index, rows, shift, amplitudes, compute_dtype)
+
+    if pre[0].numel() > _IN_PLACE_MIN_WIDTH:  # wide: the future trace in place (strided blocks)
+        table[steps].zero_()
+        scan_in_place_(table[:steps], torch.zeros_like(state.r2), params.decay_minus, reverse=True)
+        seen = table[0] * params.decay_minus
+        rows = table.reshape((steps + 1) * batch, -1)
+        neg = (
+            gather(rows, 0)
+            if params.coincident == "both"
+            else gather(rows, batch).mul_(params.decay_minus)
+        )
+    else:  # narrow (small tables): the future trace in a buffer of its own (matrix-product scans)
+        weighted = r2
+        neg, seen = _future_at_post(
+            weighted, params.decay_minus, params.coincident, gather, workspace, pre, "future"
+        )
     o1_last = _carry_post_trace(neg, post, state.o1, params.decay_minus, seen, _dense_boundary)
     neg.mul_(params.scale)
     return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
+
+
+def _before_at_events(trace: Tensor, trace0: Tensor, index, batch: int) -> Tensor:
+    """The post trace one step before each event of a
+    :func:`~plasticity.functional.correlate.spike_index` (``trace0`` for the chunk's first
+    step): ``trace[t - 1, b, n]`` at the event ``(t·B + b, n)``."""
+    n_out = trace.shape[-1]
+    at = index[0].long() * n_out + index[2].long()
+    first = index[0] < batch
+    return torch.where(
+        first,
+        trace0.reshape(-1).index_select(0, at.clamp(max=batch * n_out - 1)),
+        trace.reshape(-1).index_select(0, (at - batch * n_out).clamp_(min=0)),
+    )
 
 
 def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_dtype, binary):
@@ -939,17 +970,8 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
             return table.index_select(0, at)
 
     else:  # graded: the trace one step back at each event (the carry at step 0)
-        at = index[0].long() * n_out + index[2].long()
-        first = index[0] < batch
-        before = torch.where(
-            first,
-            state.o2.reshape(-1).index_select(0, at.clamp(max=batch * n_out - 1)),
-            o2.reshape(-1).index_select(0, (at - batch * n_out).clamp_(min=0)),
-        )
-        del at, first
-        weights = before.mul_(params.a3_plus * params.decay_y).add_(params.a2_plus)
-        weights.mul_(amplitudes)
-        del before
+        weights = _before_at_events(o2, state.o2, index, batch)
+        weights.mul_(params.a3_plus * params.decay_y).add_(params.a2_plus).mul_(amplitudes)
 
         def pos_weights(g: slice, a: int, b: int) -> Tensor:
             return weights[a:b]
@@ -1008,21 +1030,24 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
 
 
 @torch.no_grad()
-def _weigh_by_previous_(traces, trace0, decay, a2, a3, scratch):
+def _weigh_by_previous_(traces, trace0, decay, a2, a3, scratch, spikes=None):
     """Turns a trace of binary spikes, in place, into the spikes weighted by
-    ``a2 + a3·(the trace just before each)``: ``s_t (a2 + a3 d x_{t-1})`` with
-    ``s_t = round(x_t - d x_{t-1})`` (``x[-1]`` is ``trace0``), from the last step back,
-    as many steps at a time as ``scratch`` holds (``None``, or too small: one at a time in
-    a temporary of one step)."""
+    ``a2 + a3·(the trace just before each)``: ``s_t (a2 + a3 d x_{t-1})`` (``x[-1]`` is
+    ``trace0``), with ``s_t = round(x_t - d x_{t-1})`` recovered from the trace, or the
+    given ``spikes`` (then any values). From the last step back, as many steps at a time
+    as ``scratch`` holds (``None``, or too small: ``sqrt(T)`` steps at a time with given
+    spikes, else one, in a temporary)."""
     steps = traces.shape[0]
     flat = traces.view(steps, -1)
     width = flat.shape[1]
     room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
-    length = max(1, min(room, steps))
+    fallback = math.isqrt(steps) if spikes is not None else 1
+    length = max(1, min(room, steps)) if room else max(1, fallback)
     if room >= length:
         area = scratch.reshape(-1)[: length * width].view(length, width)
     else:
         area = flat.new_empty(length, width)
+    given = None if spikes is None else spikes.reshape(steps, -1)
     stop = steps
     while stop > 0:
         start = max(0, stop - length)
@@ -1034,7 +1059,10 @@ def _weigh_by_previous_(traces, trace0, decay, a2, a3, scratch):
         else:
             torch.mul(flat[start - 1 : stop - 1], decay, out=before)
         block = flat[start:stop]
-        block.sub_(before).round_()  # s_t
-        block.mul_(before.mul_(a3).add_(a2))  # (a2 + a3 d x_{t-1}) s_t
+        if given is None:
+            block.sub_(before).round_()  # s_t
+            block.mul_(before.mul_(a3).add_(a2))  # (a2 + a3 d x_{t-1}) s_t
+        else:
+            torch.mul(given[start:stop], before.mul_(a3).add_(a2), out=block)
         stop = start
     return traces
