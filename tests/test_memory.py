@@ -147,3 +147,41 @@ def test_hooks_path_stays_within_three_weights_and_the_step_buffers(coincident, 
     assert fc.weight.grad.abs().sum() > 0
     assert peak <= 3 * w_bytes + s_bytes + rows, (peak, 3 * w_bytes + s_bytes)
     assert peak < 3 * w_bytes + s_bytes + chunk * batch * n_in * 4 // 2  # far from a table
+
+
+@pytest.mark.parametrize("kind", ["pair", "triplet"])
+def test_recorded_spikes_path_keeps_one_pre_sized_table(kind):
+    """On recorded spikes (``observe()``: the caller's tensors, never written) pair and
+    triplet STDP keep one pre-sized table (triplet: o2, r1, the weighted pre spikes and
+    their future trace in turn): a window peaks within 3 W + one chunk of spikes (the
+    table) and a few per-step rows (sqrt(T) of them for the triplet weighting), where a
+    table per trace would add another S_pre or more."""
+    steps, batch, n_in, n_out, chunk = 60, 16, 2000, 100, 20
+    g = torch.Generator().manual_seed(1)
+    pre = (torch.rand(steps, batch, n_in, generator=g) < 0.05).float()
+    post = (torch.rand(steps, batch, n_out, generator=g) < 0.05).float()
+    fc = nn.Linear(n_in, n_out, bias=False)
+
+    def window():
+        lif = snn.Leaky(beta=0.9)
+        rule = (
+            pl.STDP(fc, lif, **PAIR, chunk_size=chunk, kernel="sparse")
+            if kind == "pair"
+            else pl.TripletSTDP.from_preset(
+                fc, lif, "visual_cortex_all_to_all_full", chunk_size=chunk, kernel="sparse"
+            )
+        )
+        rule.observe(pre, post)
+        rule.step()
+        rule.detach()
+
+    window()
+    fc.weight.grad = None
+    pre_before = pre.clone()
+    peak = _peak_bytes(window)
+    assert torch.equal(pre, pre_before) and fc.weight.grad.abs().sum() > 0
+    w_bytes = n_out * n_in * 4
+    s_bytes = chunk * batch * (n_in + n_out) * 4
+    rows = 6 * batch * n_in * 4
+    assert peak <= 3 * w_bytes + s_bytes + rows, (peak, 3 * w_bytes + s_bytes)
+    assert peak < 3 * w_bytes + s_bytes + chunk * batch * n_in * 4 // 2  # one table only
