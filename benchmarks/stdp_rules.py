@@ -118,7 +118,9 @@ def bench(kind: str, batch: int, repeats: int, n_in=784, n_out=400, steps=250, r
         run_forward(fc, lif, x)
         rule.train()
 
-    def with_rule():
+    def window(rule, fc, lif):
+        """One window through the hooks: the forward loop (a reward after each step for
+        modulated rules), then ``step()``."""
         with torch.no_grad():
             mem = lif.init_leaky()
             for t in range(steps):
@@ -126,6 +128,9 @@ def bench(kind: str, batch: int, repeats: int, n_in=784, n_out=400, steps=250, r
                 if modulated:
                     rule.reward(rewards[t])
         rule.step()
+
+    def with_rule():
+        window(rule, fc, lif)
         rule.reset()
         fc.weight.grad = None
 
@@ -198,20 +203,10 @@ def bench(kind: str, batch: int, repeats: int, n_in=784, n_out=400, steps=250, r
     fc_h, lif_h = nn.Linear(n_in, n_out, bias=False), snn.Leaky(beta=0.9)
     with torch.no_grad():
         fc_h.weight.copy_(fc.weight)
-    hooked = make_rule(kind, fc_h, lif_h)
-
-    def through_hooks():  # a fresh rule: its step buffers are allocated within the window
-        with torch.no_grad():
-            mem = lif_h.init_leaky()
-            for t in range(steps):
-                spk, mem = lif_h(fc_h(x[t]), mem)
-                if modulated:
-                    hooked.reward(rewards[t])
-        hooked.step()
-
+    hooked = make_rule(kind, fc_h, lif_h)  # fresh: its step buffers count in the window
     out["memory"] = {
         "weight": n_out * n_in * 4,
-        "ours (hooks)": peak_memory(through_hooks)["peak"],
+        "ours (hooks)": peak_memory(lambda: window(hooked, fc_h, lif_h))["peak"],
         "spike buffers": hooked.chunk * batch * (n_in + n_out) * 4,
         "ours (kernel)": peak_memory(on_recorded(fresh, x, post, **rewarded))["peak"],
         "per-step": peak_memory(lambda: per_step_loop(kind, x, post, reward))["peak"],
