@@ -437,3 +437,22 @@ def test_triplet_post_events_reuse_one_table_and_leave_the_inputs(coincident, wi
         for a, b in zip((*got[:2], *got[2]), (*ref[:2], *ref[2]), strict=True):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     assert torch.equal(pre, pre_before) and torch.equal(post, post_before)
+
+
+def test_nearest_traces_stay_in_tables_where_the_decay_rounds_to_one(monkeypatch):
+    """A nearest-spike trace marks its spikes by being exactly 1 only while the decay is
+    below 1 in the trace's dtype; a decay that rounds to 1 (float32, tau ~ 1e9 steps)
+    keeps the tables: still the numbers of :func:`pair_stdp`."""
+    import plasticity.functional.stdp as fstdp
+    from plasticity.functional import PairParams, PairState, pair_stdp
+
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)
+    g = torch.Generator().manual_seed(5)
+    pre = (torch.rand(30, 2, 50, generator=g) < 0.2).float()
+    post = (torch.rand(30, 2, 7, generator=g) < 0.3).float()
+    state = PairState(torch.zeros(2, 50), torch.zeros(2, 7))
+    params = PairParams(1.0, 1.0, 1 - 1e-9, 0.9, trace="nearest")
+    ref = pair_stdp(pre, post, state, params, dense_correlate)
+    got = pair_stdp(pre.clone(), post.clone(), state, params, dense_correlate, scratch=True)
+    torch.testing.assert_close(got[0], ref[0])
+    torch.testing.assert_close(got[1], ref[1])

@@ -202,7 +202,13 @@ def pair_stdp(
         and pre.is_contiguous()
         and post.is_contiguous()
         and pre[0].numel() > _IN_PLACE_MIN_WIDTH  # (narrower tables are small)
-        and (params.trace == "nearest" or unscan_exact(params.decay_plus, pre.dtype))
+        and (
+            unscan_exact(params.decay_plus, pre.dtype)
+            if params.trace == "all-to-all"
+            # a nearest-spike trace is exactly 1 at the spikes and below 1 elsewhere, as
+            # long as the decay itself rounds to less than 1 in this dtype
+            else torch.tensor(params.decay_plus, dtype=pre.dtype).item() < 1
+        )
     ):
         return _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows)
     x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
@@ -239,10 +245,11 @@ def _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows):
         return scan_trace(spikes, trace0, decay, "nearest", out=spikes)
 
     def correlation(side, other, sparse, include, side0, other0, decay, amp, which):
-        """``amp·scale·Σ_t side[t]ᵀ other_used[t]``, where ``other_used`` is the trace
-        ``other`` (``include``) or ``d·other[t-1]`` (``other0`` before the first step);
-        ``side`` and ``other`` swap roles for depression (the trace is then ``side``),
-        handed to the sinks group by group or returned whole."""
+        """``amp·scale·Σ_t side[t]ᵀ other[t]`` with the trace operand (``other`` for
+        potentiation, ``side`` for depression) read at the same step (``include``) or one
+        step earlier, decayed once (the first step then pairs ``side0`` with ``other0``:
+        the carried trace on one side, the first step's spikes on the other); handed to
+        ``sink_rows`` group by group, or returned whole."""
         scale = amp * params.scale
         if not include:  # the step before, decayed once: rows shifted by slicing (views)
             tail_side, tail_other = side[1:], other[:-1]
