@@ -456,3 +456,26 @@ def test_nearest_traces_stay_in_tables_where_the_decay_rounds_to_one(monkeypatch
     got = pair_stdp(pre.clone(), post.clone(), state, params, dense_correlate, scratch=True)
     torch.testing.assert_close(got[0], ref[0])
     torch.testing.assert_close(got[1], ref[1])
+
+
+def test_triplet_tables_stay_allocated_where_a_slow_detector_is_too_slow_to_invert(monkeypatch):
+    """In float32 the spikes are recovered from a trace only while 1/(1 - d) < 2**12: with
+    tau_y = 10**5 steps the post spikes cannot be read back from o2, so the kernel keeps
+    its tables (and the numbers of :func:`triplet_stdp`)."""
+    import plasticity.functional.stdp as fstdp
+    from plasticity.functional import TripletParams, TripletState, triplet_stdp
+    from plasticity.functional import triplet_stdp_post_events as events
+
+    calls = []
+    monkeypatch.setattr(fstdp, "_IN_PLACE_MIN_WIDTH", 0)
+    monkeypatch.setattr(fstdp, "_triplet_in_place", lambda *a: calls.append(1))
+    g = torch.Generator().manual_seed(6)
+    pre = (torch.rand(20, 2, 30, generator=g) < 0.3).float()
+    post = (torch.rand(20, 2, 5, generator=g) < 0.3).float()
+    state = TripletState(*(torch.rand(2, n, generator=g) for n in (30, 30, 5, 5)))
+    params = TripletParams(0.5, 1.0, 0.7, 0.2, 0.9, 0.8, 0.95, math.exp(-1e-5))
+    ref = triplet_stdp(pre, post, state, params, dense_correlate)
+    got = events(pre.clone(), post.clone(), state, params, binary_post=True, scratch=True)
+    assert not calls
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-4, atol=1e-5)

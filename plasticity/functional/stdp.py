@@ -869,8 +869,9 @@ def triplet_stdp_post_events(
         and pre.is_contiguous()
         and post.is_contiguous()
         and pre[0].numel() > _IN_PLACE_MIN_WIDTH
-        and unscan_exact(params.decay_plus, pre.dtype)
+        and unscan_exact(params.decay_plus, pre.dtype)  # r1, then the pre spikes from r2
         and unscan_exact(params.decay_x, pre.dtype)
+        and unscan_exact(params.decay_y, post.dtype)  # the post spikes from o2
     ):
         binary = bool(binary_post)
         if post_index is not None:
