@@ -41,6 +41,7 @@ from torch import Tensor
 from .correlate import conv_correlate, conv_event_sum, event_sum, spike_index, spike_rows
 from .traces import (
     decay_powers,
+    previous_in_blocks,
     previous_trace,
     scan_future_padded,
     scan_in_place_,
@@ -212,23 +213,37 @@ def pair_stdp(
     ):
         return _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows)
     x_used, y_used, new_state = pair_traces(pre, post, state, params, workspace)
-    n_out, n_in = post.shape[-1], pre.shape[-1]
-    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None and dense else 1
+    pos, neg = _two_products(
+        correlate,
+        False,
+        (post, x_used, "post", params.a_plus * params.scale),
+        (y_used, pre, "pre", params.a_minus * params.scale),
+        sink,
+        sink_rows if dense else None,
+    )
+    return pos, neg, new_state
+
+
+def _two_products(correlate, weighted: bool, pos_operands, neg_operands, sink, sink_rows):
+    """Potentiation, then depression, each ``scale · correlate(post_side, pre_side, sparse,
+    weighted)`` from its operands ``(post_side, pre_side, sparse, scale)`` (dense synapses:
+    output neurons last): for a large weight, group by group of output neurons into
+    ``sink_rows`` (both returned as ``None``); else whole, potentiation handed to ``sink``
+    (if given) before depression is computed. Returns ``(pos, neg)``."""
+    n_out, n_in = pos_operands[0].shape[-1], pos_operands[1].shape[-1]
+    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
     if blocks > 1:
-        for which, side, other, sparse, amp in (
-            ("pos", post, x_used, "post", params.a_plus),
-            ("neg", y_used, pre, "pre", params.a_minus),
-        ):
+        for which, (side, other, sparse, scale) in (("pos", pos_operands), ("neg", neg_operands)):
             for g in _groups(n_out, blocks):
-                part = correlate(side[..., g], other, sparse, False).mul_(amp * params.scale)
-                sink_rows(which, part, g)  # type: ignore[misc]
-        return None, None, new_state
-    pos = correlate(post, x_used, "post", False).mul_(params.a_plus * params.scale)
+                sink_rows(which, correlate(side[..., g], other, sparse, weighted).mul_(scale), g)
+        return None, None
+    side, other, sparse, scale = pos_operands
+    pos = correlate(side, other, sparse, weighted).mul_(scale)
     if sink is not None:
         sink(pos)
         pos = None
-    neg = correlate(y_used, pre, "pre", False).mul_(params.a_minus * params.scale)
-    return pos, neg, new_state
+    side, other, sparse, scale = neg_operands
+    return pos, correlate(side, other, sparse, weighted).mul_(scale)
 
 
 def _pair_stdp_in_place(pre, post, state, params, correlate, sink, sink_rows):
@@ -489,25 +504,8 @@ def pair_stdp_post_events(
         and pre[0].numel() > _IN_PLACE_MIN_WIDTH
         and unscan_exact(params.decay_plus, pre.dtype)
     ):
-        blocks = _row_blocks(post_rows.numel(), post.shape[-1], pre.shape[-1])
-        if post_index is None and binary_post:  # (rows, offsets), little scratch memory
-            index, weights = spike_rows(post_rows, blocks), None
-        else:
-            index = spike_index(post_rows) if post_index is None else post_index
-            weights = _post_amplitudes(post, index, binary_post)
-            index = index[:2]  # the neurons of the events are not needed any more
         return _post_events_in_place(
-            pre,
-            post,
-            state,
-            params,
-            index,
-            weights,
-            compute_dtype,
-            sink,
-            post_index is None,
-            sink_rows,
-            blocks,
+            pre, post, state, params, post_index, binary_post, compute_dtype, sink, sink_rows
         )
     index = spike_index(post_rows) if post_index is None else post_index
     weights = _post_amplitudes(post, index, binary_post)
@@ -542,83 +540,114 @@ def _groups(n: int, blocks: int) -> list[slice]:
 
 
 def _post_events_in_place(
-    pre,
-    post,
-    state,
-    params,
-    index,
-    weights,
-    compute_dtype,
-    sink,
-    owned_index: bool,
-    sink_rows=None,
-    blocks: int = 1,
+    pre, post, state, params, post_index, binary_post, compute_dtype, sink, sink_rows
 ):
     """:func:`pair_stdp_post_events` with both presynaptic tables scanned into ``pre``:
-    the trace (potentiation), the spikes recovered, their future trace (depression).
-    ``owned_index``: the index may be modified. ``sink_rows``: results delivered in
-    ``blocks`` groups of output neurons."""
+    the trace (potentiation), the spikes recovered, their future trace (depression);
+    results to ``sink_rows`` in groups of output neurons, if given."""
     steps, batch = pre.shape[:2]
     rows = pre.view(steps * batch, -1)
-    n_out = post.shape[-1]
-    if sink_rows is None:
-        blocks = 1
-    groups = _groups(n_out, blocks)
+    post_rows = post.reshape(steps * batch, -1)
+    blocks = _row_blocks(post_rows.numel(), post.shape[-1], pre.shape[-1])
+    if post_index is None and binary_post:  # (rows, offsets), little scratch memory
+        index, weights = spike_rows(post_rows, blocks), None
+    else:
+        index = spike_index(post_rows) if post_index is None else post_index
+        weights = _post_amplitudes(post, index, binary_post)
+    groups = _groups(post.shape[-1], blocks if sink_rows is not None else 1)
+    events, offsets = index[:2]
+    owned_index = post_index is None  # (ours: the events' rows may be shifted in place)
 
-    def gather(idx):  # the event sums of each group of neurons, in order
-        if blocks == 1:
-            yield groups[0], event_sum(idx, rows, 0, weights, compute_dtype)
-            return
-        ends = idx[1].tolist() + [idx[0].numel()]
-        for g in groups:
-            a, b = ends[g.start], ends[g.stop]
-            sub = (idx[0][a:b], idx[1][g] - a)
-            w = None if weights is None else weights[a:b]
-            yield g, event_sum(sub, rows, 0, w, compute_dtype)
+    def weight_of(g: slice, a: int, b: int) -> Tensor | None:
+        return None if weights is None else weights[a:b]
 
     # the postsynaptic trace to carry, first: the post spikes are scratch memory after it
     y0 = state.y_post
-    carried = bool(y0.any())  # a fresh (zero) trace pairs with nothing
     decay = params.decay_minus
     y_last = _carry_post_trace(None, post, y0, decay, None, lambda *_: None)
     x = scan_in_place_(pre, state.x_pre, params.decay_plus)
     x_last = x[-1].clone()
     scale_pos = params.a_plus * params.scale
-    pos = None
-    for g, part in gather(index):
-        if sink_rows is not None:
-            sink_rows("pos", part.mul_(scale_pos), g)
-        else:
-            pos = part.mul_(scale_pos)
+    sums = _group_sums(events, offsets, rows, groups, weight_of, compute_dtype)
+    pos = _deliver(sums, "pos", sink_rows, lambda g, part: part.mul_(scale_pos))
     if pos is not None and sink is not None:
         sink(pos)
         pos = None
     unscan_(x, state.x_pre, params.decay_plus, scratch=post)
-    future = scan_in_place_(pre, torch.zeros_like(state.x_pre), decay, reverse=True)
-    pre_seen = future[0] * decay
-    if params.coincident == "both":  # at or after each post spike
-        shifted, factor = index[0], 1.0
-    else:  # strictly after: the future trace one step later (row r + B), decayed once; the
-        # last step's events (nothing after them) read row 0 instead, which no shifted event
-        # reads, zeroed now that pre_seen has it (no per-event weights, no copy of the index)
-        shifted = index[0].add_(batch) if owned_index else index[0] + batch
-        shifted.masked_fill_(shifted >= steps * batch, 0)
-        rows[0].zero_()
-        factor = decay
-    # with the pairs of the carried postsynaptic trace and this chunk's pre spikes (rank B)
-    scale_neg = params.a_minus * params.scale
-    neg = None
-    for g, part in gather((shifted, index[1])):
+    shifted, factor, pre_seen = _future_at_post_in_place(
+        pre, state.x_pre, decay, params.coincident, events, owned_index
+    )
+    finish = _depression_finish(factor, y0, pre_seen, params.a_minus * params.scale)
+    sums = _group_sums(shifted, offsets, rows, groups, weight_of, compute_dtype)
+    neg = _deliver(sums, "neg", sink_rows, finish)
+    return pos, neg, PairState(x_last, y_last)
+
+
+def _group_sums(events, offsets, rows, groups, weight_of, compute_dtype):
+    """The event sums (:func:`~plasticity.functional.correlate.event_sum` over ``rows``) of
+    each group of output neurons in turn, ``(group, sum)``; ``weight_of(group, a, b)``
+    gives the weights of the group's events ``a:b`` (or ``None``)."""
+    if len(groups) == 1:
+        yield (
+            groups[0],
+            event_sum(
+                (events, offsets), rows, 0, weight_of(groups[0], 0, events.numel()), compute_dtype
+            ),
+        )
+        return
+    ends = offsets.tolist() + [events.numel()]
+    for g in groups:
+        a, b = ends[g.start], ends[g.stop]
+        sub = (events[a:b], offsets[g] - a)
+        yield g, event_sum(sub, rows, 0, weight_of(g, a, b), compute_dtype)
+
+
+def _deliver(sums, which: str, sink_rows, finish):
+    """Finishes each group's sum in place (``finish(group, sum)``) and hands it to
+    ``sink_rows``, or returns the one whole sum (a single group, no ``sink_rows``)."""
+    result = None
+    for g, part in sums:
+        finish(g, part)
+        if sink_rows is not None:
+            sink_rows(which, part, g)
+        else:
+            result = part
+    return result
+
+
+def _depression_finish(factor: float, trace0: Tensor, seen: Tensor, scale: float):
+    """``finish(group, sum)`` for :func:`_deliver`: a group's depression sum times
+    ``factor`` (the one-step decay), plus the pairs of the carried postsynaptic trace
+    ``trace0`` (``[B, N_out]``) with this chunk's pre spikes (``seen``: rank B; skipped for a
+    fresh zero trace), times ``scale`` (amplitude and batch reduction)."""
+    carried = bool(trace0.any())
+
+    def finish(g: slice, part: Tensor) -> None:
         if factor != 1.0:
             part.mul_(factor)
         if carried:
-            part.addmm_(y0[:, g].t(), pre_seen)
-        part.mul_(scale_neg)
-        if sink_rows is not None:
-            sink_rows("neg", part, g)
-        else:
-            neg = part
-    return pos, neg, PairState(x_last, y_last)
+            part.addmm_(trace0[:, g].t(), seen)
+        part.mul_(scale)
+
+    return finish
+
+
+def _future_at_post_in_place(spikes, like, decay: float, coincident: str, events, owned: bool):
+    r"""The in-place kernels' depression table: the future trace of ``spikes`` (pre spikes,
+    or weighted ones; ``[T, B, N_in]``, overwritten) scanned into them, and how to read it
+    at the post events. Returns ``(event rows, factor, seen)``: for ``coincident="both"``
+    the events' own rows; else one step later (row ``r + B``), times ``factor`` (the decay),
+    where the last step's events (nothing after them) read row 0, zeroed once ``seen`` =
+    :math:`\sum_t d^{t+1}` ``spikes[t]`` has it. ``owned``: ``events`` may be modified."""
+    steps, batch = spikes.shape[:2]
+    future = scan_in_place_(spikes, torch.zeros_like(like), decay, reverse=True)
+    seen = future[0] * decay
+    if coincident == "both":
+        return events, 1.0, seen
+    shifted = events.add_(batch) if owned else events + batch
+    shifted.masked_fill_(shifted >= steps * batch, 0)
+    future.view(steps * batch, -1)[0].zero_()
+    return shifted, decay, seen
 
 
 def _split_geometry(geometry: dict) -> tuple[tuple[int, ...], dict]:
@@ -797,21 +826,14 @@ def triplet_stdp(
     # the weighted spikes, in place over the (fresh) detector reads
     post_w = o2_before.mul_(params.a3_plus).add_(params.a2_plus).mul_(post)
     pre_w = r2_before.mul_(params.a3_minus).add_(params.a2_minus).mul_(pre)
-    n_out, n_in = post.shape[-1], pre.shape[-1]
-    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None and pre.ndim == 3 else 1
-    if blocks > 1:  # in groups of output neurons, each added to the running sums at once
-        for which, side, other, sparse in (
-            ("pos", post_w, r1_used, "post"),
-            ("neg", o1_used, pre_w, "pre"),
-        ):
-            for g in _groups(n_out, blocks):
-                sink_rows(which, correlate(side[..., g], other, sparse, True).mul_(params.scale), g)  # type: ignore[misc]
-        return None, None, new_state
-    pos = correlate(post_w, r1_used, "post", True).mul_(params.scale)
-    if sink is not None:
-        sink(pos)
-        pos = None
-    neg = correlate(o1_used, pre_w, "pre", True).mul_(params.scale)
+    pos, neg = _two_products(
+        correlate,
+        True,
+        (post_w, r1_used, "post", params.scale),
+        (o1_used, pre_w, "pre", params.scale),
+        sink,
+        sink_rows if pre.ndim == 3 else None,  # dense synapses: output neurons last
+    )
     return pos, neg, new_state
 
 
@@ -957,9 +979,7 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
     n_out, n_in = post.shape[-1], pre.shape[-1]
     rows = pre.view(steps * batch, n_in)
     events, offsets = index[:2]
-    blocks = _row_blocks(0, n_out, n_in) if sink_rows is not None else 1
-    groups = _groups(n_out, blocks)
-    ends = offsets.tolist() + [events.numel()]
+    groups = _groups(n_out, _row_blocks(0, n_out, n_in) if sink_rows is not None else 1)
     o1_0 = state.o1
     o1_last = _carry_post_trace(None, post, o1_0, params.decay_minus, None, lambda *_: None)
     # potentiation weighs each post spike by A2+ + A3+ o2 just before it: o2 is scanned into
@@ -972,10 +992,9 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
         table = o2.reshape(-1)
 
         def pos_weights(g: slice, a: int, b: int) -> Tensor:  # the weighted spikes, per event
-            counts = torch.tensor(ends[g.start + 1 : g.stop + 1]) - torch.tensor(ends[g])
+            counts = torch.diff(offsets[g], append=offsets.new_tensor([b])).cpu()
             neurons = torch.repeat_interleave(torch.arange(g.start, g.stop), counts)
-            at = events[a:b].long() * n_out + neurons.to(events.device)
-            return table.index_select(0, at)
+            return table.index_select(0, events[a:b].long() * n_out + neurons.to(events.device))
 
     else:  # graded: the trace one step back at each event (the carry at step 0)
         weights = _before_at_events(o2, state.o2, index, batch)
@@ -984,21 +1003,10 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
         def pos_weights(g: slice, a: int, b: int) -> Tensor:
             return weights[a:b]
 
-    def gather(idx_rows, w):  # event sums per group of neurons, in order
-        for g in groups:
-            a, b = ends[g.start], ends[g.stop]
-            sub = (idx_rows[a:b], offsets[g] - a)
-            yield g, event_sum(sub, rows, 0, None if w is None else w(g, a, b), compute_dtype)
-
     r1 = scan_in_place_(pre, state.r1, params.decay_plus)
     r1_last = r1[-1].clone()
-    pos = None
-    for g, part in gather(events, pos_weights):
-        part.mul_(params.scale)
-        if sink_rows is not None:
-            sink_rows("pos", part, g)
-        else:
-            pos = part
+    sums = _group_sums(events, offsets, rows, groups, pos_weights, compute_dtype)
+    pos = _deliver(sums, "pos", sink_rows, lambda g, part: part.mul_(params.scale))
     pos_weights = None  # (frees the graded weights; post is scratch memory from here on)
     if pos is not None and sink is not None:
         sink(pos)
@@ -1008,32 +1016,16 @@ def _triplet_in_place(pre, post, state, params, index, sink, sink_rows, compute_
     r2 = scan_in_place_(pre, state.r2, params.decay_x)
     r2_last = r2[-1].clone()
     _weigh_by_previous_(r2, state.r2, params.decay_x, params.a2_minus, params.a3_minus, post)
-    decay = params.decay_minus
-    future = scan_in_place_(pre, torch.zeros_like(state.r2), decay, reverse=True)
-    seen = future[0] * decay
-    if params.coincident == "both":
-        shifted, factor = events, 1.0
-    else:  # one step later, decayed once; the last step's events read the zeroed row 0
-        shifted = events + batch
-        shifted.masked_fill_(shifted >= steps * batch, 0)
-        rows[0].zero_()
-        factor = decay
-    carried = bool(o1_0.any())
-    neg = None
+    shifted, factor, seen = _future_at_post_in_place(
+        pre, state.r2, params.decay_minus, params.coincident, events, False
+    )
 
     def neg_weights(g: slice, a: int, b: int) -> Tensor | None:  # graded post: amplitudes
         return None if amplitudes is None else amplitudes[a:b]
 
-    for g, part in gather(shifted, neg_weights):
-        if factor != 1.0:
-            part.mul_(factor)
-        if carried:
-            part.addmm_(o1_0[:, g].t(), seen)
-        part.mul_(params.scale)
-        if sink_rows is not None:
-            sink_rows("neg", part, g)
-        else:
-            neg = part
+    finish = _depression_finish(factor, o1_0, seen, params.scale)
+    sums = _group_sums(shifted, offsets, rows, groups, neg_weights, compute_dtype)
+    neg = _deliver(sums, "neg", sink_rows, finish)
     return pos, neg, TripletState(r1_last, r2_last, o1_last, o2_last)
 
 
@@ -1046,31 +1038,14 @@ def _weigh_by_previous_(traces, trace0, decay, a2, a3, scratch, spikes=None):
     as ``scratch`` holds (``None``, or too small: ``sqrt(T)`` steps at a time with given
     spikes, else one, in a temporary)."""
     steps = traces.shape[0]
-    flat = traces.view(steps, -1)
-    width = flat.shape[1]
-    room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
-    fallback = math.isqrt(steps) if spikes is not None else 1
-    length = max(1, min(room, steps)) if room else max(1, fallback)
-    if room >= length:
-        area = scratch.reshape(-1)[: length * width].view(length, width)
-    else:
-        area = flat.new_empty(length, width)
     given = None if spikes is None else spikes.reshape(steps, -1)
+    length = math.isqrt(steps) if given is not None else 1
     stop = steps
-    while stop > 0:
-        start = max(0, stop - length)
-        before = area[: stop - start]
-        if start == 0:  # d x_{t-1}
-            torch.mul(trace0.reshape(-1), decay, out=before[0])
-            if stop > 1:
-                torch.mul(flat[: stop - 1], decay, out=before[1:])
-        else:
-            torch.mul(flat[start - 1 : stop - 1], decay, out=before)
-        block = flat[start:stop]
+    for block, before in previous_in_blocks(traces, trace0, decay, length, scratch):
         if given is None:
             block.sub_(before).round_()  # s_t
             block.mul_(before.mul_(a3).add_(a2))  # (a2 + a3 d x_{t-1}) s_t
         else:
-            torch.mul(given[start:stop], before.mul_(a3).add_(a2), out=block)
-        stop = start
+            torch.mul(given[stop - block.shape[0] : stop], before.mul_(a3).add_(a2), out=block)
+        stop -= block.shape[0]
     return traces

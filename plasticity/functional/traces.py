@@ -27,6 +27,7 @@ __all__ = [
     "scan_in_place_",
     "unscan_",
     "unscan_exact",
+    "previous_in_blocks",
     "previous_trace",
     "decay_powers",
 ]
@@ -313,25 +314,51 @@ def unscan_(traces: Tensor, trace0: Tensor, decay: float, scratch: Tensor | None
         >>> torch.equal(unscan_(x, torch.zeros(1), 0.9), s)
         True
     """
+    for block, before in previous_in_blocks(traces, trace0, decay, _UNSCAN_BLOCK, scratch):
+        block.sub_(before).round_()
+    return traces
+
+
+def previous_in_blocks(
+    traces: Tensor, trace0: Tensor, decay: float, length: int, scratch: Tensor | None = None
+):
+    r"""Walks a ``[T, *S]`` trace from the last step back in blocks of steps, yielding
+    ``(block, before)``: ``block`` is rows ``[start, stop)`` of ``traces`` viewed as
+    ``[T, M]``, ``before`` is :math:`d\,x_{t-1}` for those rows (``trace0`` before the
+    first step), in a temporary of ``length`` steps, or of as many as ``scratch`` holds
+    (a contiguous tensor of ``traces``' dtype the caller does not need) when that is more.
+    A block may be overwritten as soon as it is yielded: the rows before it are still
+    the trace. The walk behind :func:`unscan_` and the triplet kernels' weighting of
+    spikes by the trace just before them.
+
+    Example:
+        >>> import torch
+        >>> x = torch.tensor([[1.0], [0.5], [1.25]])
+        >>> [(b.flatten().tolist(), p.flatten().tolist())
+        ...  for b, p in previous_in_blocks(x, torch.zeros(1), 0.5, 2)]
+        [([0.5, 1.25], [0.5, 0.25]), ([1.0], [0.0])]
+    """
     steps = traces.shape[0]
     flat = traces.view(steps, -1)
     width = flat.shape[1]
     room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
-    length = max(_UNSCAN_BLOCK, min(room, steps))
+    length = max(1, min(max(length, room), steps))
     if room >= length:
-        tmp = scratch.reshape(-1)[: length * width].view(length, width)  # type: ignore[union-attr]
+        area = scratch.reshape(-1)[: length * width].view(length, width)  # type: ignore[union-attr]
     else:
-        tmp = flat.new_empty(min(length, steps), width)
+        area = flat.new_empty(length, width)
     stop = steps
-    while stop > 1:  # rows [start, stop) from rows [start - 1, stop - 1), still traces
-        start = max(1, stop - length)
-        t = tmp[: stop - start]
-        torch.sub(flat[start:stop], flat[start - 1 : stop - 1], alpha=decay, out=t)
-        torch.round(t, out=flat[start:stop])
+    while stop > 0:
+        start = max(0, stop - length)
+        before = area[: stop - start]
+        if start == 0:
+            torch.mul(trace0.reshape(-1), decay, out=before[0])
+            if stop > 1:
+                torch.mul(flat[: stop - 1], decay, out=before[1:])
+        else:
+            torch.mul(flat[start - 1 : stop - 1], decay, out=before)
+        yield flat[start:stop], before
         stop = start
-    torch.sub(flat[0], trace0.reshape(-1), alpha=decay, out=tmp[0])
-    torch.round(tmp[0], out=flat[0])
-    return traces
 
 
 def unscan_exact(decay: float, dtype: torch.dtype) -> bool:

@@ -502,6 +502,21 @@ class PlasticityRule(nn.Module):
 
         return add
 
+    def _post_event_options(self, kernels: dict) -> dict[str, Any]:
+        """Keywords of the post-events kernels (pair and triplet STDP): workspace, sinks,
+        compute dtype, whether post spikes are binary, and ``scratch`` where the chunk is
+        the rule's own step buffers holding binary spikes (checked), so that the tables
+        can be scanned into them."""
+        binary = self.spikes == "binary"
+        return dict(
+            workspace=self._workspace,
+            sink=self._sink("pos"),
+            sink_rows=self._sink_rows(),
+            compute_dtype=self._compute_dtype,
+            binary_post=binary,
+            scratch=kernels.get("scratch", False) and binary,
+        )
+
     #: modulated rules keep the latest step buffered: its reward comes after its forward pass
     _hold_last = False
     #: the kernel's output is finite whenever the spikes are binary (pair/triplet STDP: no

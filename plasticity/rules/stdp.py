@@ -139,18 +139,7 @@ class STDP(PlasticityRule):
     ) -> tuple[Tensor, Tensor, PairState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
             return pair_stdp_post_events(
-                pre,
-                post,
-                PairState(*state),
-                self.params,
-                workspace=self._workspace,
-                compute_dtype=self._compute_dtype,
-                sink=self._sink("pos"),
-                binary_post=self.spikes == "binary",
-                # the rule's own step buffer (binary spikes, checked): tables scanned into it,
-                # results added to the accumulator in row blocks
-                scratch=kernels.get("scratch", False) and self.spikes == "binary",
-                sink_rows=self._sink_rows(),
+                pre, post, PairState(*state), self.params, **self._post_event_options(kernels)
             )
         # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
         # when asked for explicitly
@@ -301,17 +290,7 @@ class TripletSTDP(PlasticityRule):
     ) -> tuple[Tensor, Tensor, TripletState]:
         if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
             return triplet_stdp_post_events(
-                pre,
-                post,
-                TripletState(*state),
-                self.params,
-                workspace=self._workspace,
-                sink=self._sink("pos"),
-                compute_dtype=self._compute_dtype,
-                binary_post=self.spikes == "binary",
-                # the rule's own step buffers (binary spikes, checked): tables scanned into them
-                scratch=kernels.get("scratch", False) and self.spikes == "binary",
-                sink_rows=self._sink_rows(),
+                pre, post, TripletState(*state), self.params, **self._post_event_options(kernels)
             )
         return triplet_stdp(
             pre,
