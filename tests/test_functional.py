@@ -479,3 +479,17 @@ def test_triplet_tables_stay_allocated_where_a_slow_detector_is_too_slow_to_inve
     assert not calls
     torch.testing.assert_close(got[0], ref[0], rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(got[1], ref[1], rtol=1e-4, atol=1e-5)
+
+
+def test_in_place_scans_reject_what_they_cannot_overwrite():
+    from plasticity.functional.traces import scan_in_place_, unscan_
+
+    s = torch.zeros(6, 4)
+    before = s.clone()
+    with pytest.raises(ValueError, match="`spikes` must be contiguous"):
+        scan_in_place_(s.t(), torch.zeros(6), 0.5)
+    with pytest.raises(ValueError, match="`traces` must be contiguous"):
+        unscan_(s.t(), torch.zeros(6), 0.5)
+    with pytest.raises(TypeError, match="`spikes` must be a floating-point tensor"):
+        scan_in_place_(torch.zeros(6, 4, dtype=torch.int64), torch.zeros(4), 0.5)
+    assert torch.equal(s, before)

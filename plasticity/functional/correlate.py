@@ -100,7 +100,8 @@ def spike_rows(spikes: Tensor, blocks: int = 1) -> tuple[Tensor, Tensor]:
     offsets = (ends - counts).to(dtype)
     rows = torch.empty(int(ends[-1]) if n else 0, dtype=dtype, device=spikes.device)
     by_neuron = spikes.t()  # a view: each group's mask is listed by neuron
-    edges = [n * k // max(blocks, 1) for k in range(max(blocks, 1) + 1)]
+    blocks = max(blocks, 1)
+    edges = [n * k // blocks for k in range(blocks + 1)]
     start = 0
     for a, b in zip(edges[:-1], edges[1:], strict=True):
         if a == b:
@@ -148,11 +149,7 @@ def event_sum(
         table = table[row_shift:]
     if table.dtype in (torch.float32, torch.float16, torch.bfloat16):
         return F.embedding_bag(
-            rows,
-            table.contiguous(),
-            offsets,
-            mode="sum",
-            per_sample_weights=weights,
+            rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights
         )
     if weights is None:
         weights = torch.ones(rows.numel(), dtype=table.dtype, device=table.device)

@@ -271,6 +271,16 @@ def _scan(flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool 
     return _blocked_scan(flat, carry, decay, out, reverse)
 
 
+def _check_in_place(name: str, tensor: Tensor) -> None:
+    """The in-place scans overwrite ``tensor`` through a ``[T, M]`` view of its memory."""
+    if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
+        raise TypeError(f"`{name}` must be a floating-point tensor, got {type(tensor).__name__}")
+    if not tensor.is_contiguous():
+        raise ValueError(
+            f"`{name}` must be contiguous (it is overwritten in place); pass {name}.contiguous()"
+        )
+
+
 @torch.no_grad()
 def scan_in_place_(spikes: Tensor, carry: Tensor, decay: float, reverse: bool = False) -> Tensor:
     r"""The all-to-all trace scanned into ``spikes`` itself (no second table):
@@ -285,6 +295,7 @@ def scan_in_place_(spikes: Tensor, carry: Tensor, decay: float, reverse: bool = 
         >>> scan_in_place_(s, torch.zeros(1), 0.5).flatten(), s.flatten()
         (tensor([1.0000, 0.5000, 1.2500]), tensor([1.0000, 0.5000, 1.2500]))
     """
+    _check_in_place("spikes", spikes)
     steps = spikes.shape[0]
     flat = spikes.view(steps, -1)
     carry = carry.reshape(-1)
@@ -338,6 +349,7 @@ def previous_in_blocks(
         ...  for b, p in previous_in_blocks(x, torch.zeros(1), 0.5, 2)]
         [([0.5, 1.25], [0.5, 0.25]), ([1.0], [0.0])]
     """
+    _check_in_place("traces", traces)
     steps = traces.shape[0]
     flat = traces.view(steps, -1)
     width = flat.shape[1]

@@ -556,7 +556,7 @@ class PlasticityRule(nn.Module):
         """Runs the kernel on ``[n, B, ...]`` steps in chunks; checks every chunk's spikes
         first, so that a ``ValueError`` leaves traces and accumulator unchanged.
         ``scratch``: the steps are the rule's own (the step buffers, consumed afterwards):
-        a kernel may overwrite a chunk's presynaptic spikes once it has checked them."""
+        a kernel may overwrite a chunk's spikes once they are checked."""
         n = pre.shape[0]
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
         info = [
