@@ -227,7 +227,7 @@ class PlasticityRule(nn.Module):
         self._state: tuple[Tensor, ...] | None = None
         self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
         self._handles = [
-            synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
+            synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
             neuron.register_forward_hook(self._on_post),
         ]
 
@@ -679,7 +679,7 @@ class PlasticityRule(nn.Module):
         if self._handles:
             return
         self._handles = [
-            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True),
+            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
             self.neuron.register_forward_hook(self._on_post),
         ]
 
