@@ -384,6 +384,8 @@ def conv_correlate(
     out_dtype = p.dtype
     if compute_dtype is not None:
         p, q = p.to(compute_dtype), q.to(compute_dtype)
+        if p.device.type == "cpu":  # CPU kernels may accumulate in bf16: round, then fp32
+            p, q = p.to(out_dtype), q.to(out_dtype)
     return _CONV_WEIGHT[k](
         q, list(weight_shape), p, stride=stride, padding=padding, dilation=dilation, groups=groups
     ).to(out_dtype)

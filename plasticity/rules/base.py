@@ -10,6 +10,8 @@ Weights are frozen during a window, so chunked and per-step computation are iden
 from __future__ import annotations
 
 import math
+import warnings
+import weakref
 from collections.abc import Callable
 from numbers import Real
 from typing import Any
@@ -66,30 +68,32 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
 
 
 class StepBuffer:
-    """Preallocated ``[capacity, B, *shape]`` buffer of buffered steps (grows by doubling).
+    """Preallocated ``[capacity, B, *shape]`` buffer of steps (grows by doubling).
 
-    Appending copies a block in (converting to the buffer's device and dtype): no per-step
-    allocation, and no concatenation when the chunk is processed.
+    Rows ``[0, n)`` are paired steps; rows ``[n, end)`` are *staged* (copied in, not yet
+    paired: see the rule's pairing protocol). Copying a block in converts it to the
+    buffer's device and dtype: no per-step allocation, no concatenation when processed.
     """
 
-    __slots__ = ("data", "n", "rows")
+    __slots__ = ("data", "n", "end", "rows")
 
     def __init__(self) -> None:
         self.data: Tensor | None = None
-        self.n = 0
-        self.rows: tuple[Tensor, ...] | None = None  # per-step views of data, for push()
+        self.n = self.end = 0
+        self.rows: tuple[Tensor, ...] | None = None  # per-step views of data, for the hooks
 
     def __getstate__(self) -> dict:
         # the row views are rebuilt from data on first use (a copy keeps no stale views)
-        return {"data": self.data, "n": self.n}
+        return {"data": self.data, "n": self.n, "end": self.end}
 
     def __setstate__(self, state: dict) -> None:
         self.data, self.n, self.rows = state["data"], state["n"], None
+        self.end = state.get("end", self.n)
 
-    def push(self, step: Tensor) -> bool:
-        """Copies one step (``[B, *shape]``, the shape of a buffered step) into the next
-        row: the hooks' per-step fast path. ``False`` (nothing done) where :meth:`append`
-        must handle it: no buffer yet, the buffer full, or another shape."""
+    def stage_step(self, step: Tensor) -> bool:
+        """Copies one step (``[B, *shape]``, shaped like the buffered ones) into row ``n``
+        without pairing it: the hooks' per-step fast path. ``False`` (nothing done) where
+        :meth:`stage` must handle it: no buffer yet, the buffer full, or another shape."""
         data, n = self.data, self.n
         if data is None or n >= data.shape[0] or step.shape != data.shape[1:]:
             return False
@@ -97,10 +101,19 @@ class StepBuffer:
         if rows is None:
             rows = self.rows = data.unbind(0)
         rows[n].copy_(step)
-        self.n = n + 1
+        self.end = n + 1
         return True
 
-    def append(self, block: Tensor, like: Tensor, capacity: int) -> None:
+    def push(self, step: Tensor) -> bool:
+        """:meth:`stage_step` and pair the step at once."""
+        if not self.stage_step(step):
+            return False
+        self.n += 1
+        return True
+
+    def stage(self, block: Tensor, like: Tensor, at: int, capacity: int) -> None:
+        """Copies ``block`` (``[T, B, *shape]``) into rows ``[at, at + T)`` (``at >= n``),
+        growing the buffer; rows before ``at`` are kept."""
         steps = block.shape[0]
         data = self.data
         fits = (
@@ -109,15 +122,35 @@ class StepBuffer:
             and data.dtype == like.dtype
             and data.device == like.device
         )
-        if not fits or self.n + steps > data.shape[0]:  # type: ignore[union-attr]
-            size = max(capacity, self.n + steps, 2 * data.shape[0] if fits else 0)  # type: ignore[union-attr]
+        if not fits or at + steps > data.shape[0]:  # type: ignore[union-attr]
+            size = max(capacity, at + steps, 2 * data.shape[0] if fits else 0)  # type: ignore[union-attr]
             fresh = torch.empty((size, *block.shape[1:]), dtype=like.dtype, device=like.device)
-            if self.n:
-                fresh[: self.n].copy_(data[: self.n])  # type: ignore[index]
+            if at:
+                fresh[:at].copy_(data[:at])  # type: ignore[index]
             self.data = data = fresh
             self.rows = None
-        data[self.n : self.n + steps].copy_(block)  # type: ignore[index]
+        data[at : at + steps].copy_(block)  # type: ignore[index]
+        self.end = at + steps
+
+    def append(self, block: Tensor, like: Tensor, capacity: int) -> None:
+        """Stages ``block`` right after the paired steps and pairs it."""
+        self.stage(block, like, self.n, capacity)
+        self.n += block.shape[0]
+
+    def commit(self, row: int, steps: int) -> None:
+        """Pairs the staged rows ``[row, row + steps)`` (moved to row ``n`` if elsewhere)."""
+        self.move(row, self.n, steps)
         self.n += steps
+        self.end = max(self.end, self.n)
+
+    def move(self, src: int, dst: int, steps: int) -> None:
+        if src != dst:
+            assert self.data is not None
+            self.data[dst : dst + steps] = self.data[src : src + steps].clone()
+
+    def unstage(self) -> None:
+        """Forgets every staged row."""
+        self.end = self.n
 
     def view(self, n: int) -> Tensor:
         """The first ``n`` buffered steps (valid until the next append or consume)."""
@@ -125,18 +158,75 @@ class StepBuffer:
         return self.data[:n]
 
     def consume(self, n: int) -> None:
-        """Drops the first ``n`` steps, keeping the rest at the front."""
-        rest = self.n - n
+        """Drops the first ``n`` steps, keeping the rest (staged rows too) at the front."""
+        rest = self.end - n
         if rest > 0:
             assert self.data is not None
-            self.data[:rest] = self.data[n : self.n].clone()
-        self.n = rest
+            self.data[:rest] = self.data[n : self.end].clone()
+        self.n -= n
+        self.end = max(rest, 0)
 
     def clear(self) -> None:
-        self.n = 0
+        self.n = self.end = 0
 
     def tensor(self) -> Tensor | None:
         return None if self.n == 0 else self.view(self.n).clone()
+
+
+def _same_storage(tensor: Any, ref: Any) -> bool:
+    """Whether ``tensor`` is (a view of) the tensor that the weak reference ``ref`` holds."""
+    target = None if ref is None else ref()
+    if not isinstance(tensor, Tensor) or target is None:
+        return False
+    return tensor is target or (
+        tensor.untyped_storage().data_ptr() == target.untyped_storage().data_ptr()
+    )
+
+
+_PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
+
+
+def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[int, int | None]:
+    """``(non-zeros, first step with NaN/inf or None)`` of ``[T, ...]`` spikes; with
+    ``binary``, values other than 0 and 1 (before a non-finite step) are a ``ValueError``.
+
+    Binary check: with every value in [0, 1] (``aminmax``), the sum equals the sum of
+    squares exactly when every value is 0 or 1, since the sum of s(1 - s) is zero only
+    then; the sum is then the spike count. (Float32 sums of 0/1 are exact below 2**24.)
+
+    Example:
+        >>> import torch
+        >>> spike_count(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), binary=True)
+        (3, None)
+        >>> spike_count(torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), binary=True)
+        (1, 1)
+    """
+    flat = spikes.reshape(-1)
+    if not binary:
+        total, nnz = flat.sum(), torch.count_nonzero(flat)
+        if math.isfinite(float(total)):
+            return int(nnz), None
+    else:
+        lo, hi = torch.aminmax(flat)
+        total = flat.sum()
+        squares = torch.dot(flat, flat)
+        if flat.numel() >= 2**24 and flat.dtype != torch.float64:
+            total, squares = flat.double().sum(), flat.double().square().sum()
+        # one read-back for the four numbers (fewer small ops: they dominate at B = 1)
+        lo, hi, total, squares = torch.stack(
+            [lo.to(total.dtype), hi.to(total.dtype), total, squares]
+        ).tolist()
+        if math.isfinite(total) and math.isfinite(squares):
+            if not (lo >= 0 and hi <= 1 and total == squares):
+                raise ValueError(
+                    f"{what} are not binary (values other than 0 and 1); pass spikes='graded' "
+                    "to use graded values as spike amplitudes"
+                )
+            return int(total), None
+    finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
+    bad = int((~finite).nonzero()[0, 0])
+    nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
+    return nnz, bad
 
 
 class PlasticityRule(nn.Module):
@@ -222,14 +312,18 @@ class PlasticityRule(nn.Module):
         self.__dict__["_neuron"] = neuron
         self._pre = StepBuffer()
         self._post = StepBuffer()
+        # staged synapse inputs not yet paired with a neuron call: [start row, steps,
+        # steps consumed, weak reference to the synapse output they produced]
+        self._pending: list[list] = []
+        self._warned: set[str] = set()  # warning kinds given in this window
+        # in this window (reported by step() and by errors)
+        self._neuron_calls = self._dropped = self._window_steps = 0
         self._mod: StepBuffer | None = None  # per-step modulator rows [B] (modulated rules)
         self._batch: int | None = None
         self._state: tuple[Tensor, ...] | None = None
         self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
-        self._handles = [
-            synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
-            neuron.register_forward_hook(self._on_post),
-        ]
+        self._handles: list = []
+        self.attach()
 
     # ------------------------------------------------------------------- subclasses
 
@@ -331,24 +425,45 @@ class PlasticityRule(nn.Module):
                 "rule.reset() before a batch of another size"
             )
 
-    # The two hooks run every step: keep them lean (no property chains, no f-strings
-    # unless something is wrong).
+    # ------------------------------------------------------------ pairing protocol
+    #
+    # A neuron call is paired with the synapse output that fed it. The synapse's input is
+    # *staged* (copied into the pre buffer after the paired steps) by the synapse's
+    # pre-hook; the neuron's hook *commits* one staged step (or a block of steps) together
+    # with its spikes. A staged input that never reaches the neuron (a sanity call, a call
+    # feeding another neuron) is dropped with a warning and never shifts later pairs. A
+    # ``[T, B, N]`` sequence through the synapse is consumed one step per neuron call.
+    # The hooks run every step: keep their fast paths lean.
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if not (self.training and module.training):
             return
         x = args[0] if args else kwargs.get("input")
-        # fast path: one step shaped like the buffered ones (checked when they were), within
-        # a sequence (the first step after reset() goes the long way: it sets the batch)
-        if self._batch is not None and isinstance(x, Tensor) and self._pre.push(x.detach()):
-            self._maybe_flush()
-            return
+        pending, pre = self._pending, self._pre
+        # fast path: one step shaped like the paired ones, nothing else staged
+        if not pending and self._batch is not None and isinstance(x, Tensor):
+            if pre.stage_step(x.detach()):
+                pending.append([pre.n, 1, 0, None])
+                return
         if not isinstance(x, Tensor):
             raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
         block = self._adapter.pre_steps(x)
         if self._batch is not None and block.shape[1] != self._batch:
             self._check_batch(block.shape[1])
-        self._add(self._pre, block)
+        if pending:  # earlier inputs not (fully) consumed: keep at most the latest one
+            other_shape = pre.data is None or pre.data.shape[1:] != block.shape[1:]
+            if len(pending) > 1 or pending[-1][2] > 0 or other_shape:
+                self._drop_pending(keep_last=pending[-1][2] == 0 and not other_shape)
+        at = pending[-1][0] + pending[-1][1] if pending else pre.n
+        capacity = self.chunk if pre.data is not None else self.chunk_for(block)
+        pre.stage(block.detach(), self.weight, at, capacity)
+        pending.append([at, block.shape[0], 0, None])
+
+    def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
+        """Remembers which tensor the staged input produced (to find it at the neuron)."""
+        pending = self._pending
+        if pending and isinstance(output, Tensor):
+            pending[-1][3] = weakref.ref(output)
 
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not (self.training and self._adapter.module.training):
@@ -358,13 +473,102 @@ class PlasticityRule(nn.Module):
             if isinstance(output, Tensor)
             else output_spikes(output, f"neuron ({type(module).__name__})")
         )
-        if self._batch is not None and self._mod is None and self._post.push(s.detach()):
+        pending = self._pending
+        self._neuron_calls += 1
+        # fast path: the one staged step of this neuron call, shaped like the paired ones
+        if (
+            len(pending) == 1
+            and pending[0][1] == 1
+            and pending[0][0] == self._pre.n
+            and self._mod is None
+            and self._batch is not None
+            and self._post.push(s.detach())
+        ):
+            self._pre.n += 1
+            pending.clear()
             self._maybe_flush()
             return
         block = self._adapter.post_steps(s, self._pre.data)
         if self._batch is not None and block.shape[1] != self._batch:
             self._check_batch(block.shape[1])
-        self._add(self._post, block)
+        if not pending:
+            self._warn_once(
+                "unfed",
+                f"the neuron ({type(module).__name__}) was called without an input from the "
+                f"rule's synapse ({type(self.synapse).__name__}) since its last call: its "
+                "spikes are not paired with any presynaptic step and are ignored",
+            )
+            return
+        chosen = len(pending) - 1
+        if len(pending) > 1:
+            current = args[0] if args else None
+            fed = [_same_storage(current, p[3]) for p in pending]
+            if any(fed):
+                chosen = len(fed) - 1 - fed[::-1].index(True)
+                self._warn_stray()
+            else:
+                self._warn_once(
+                    "shared",
+                    f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
+                    f"times before the neuron ({type(module).__name__}): weight sharing is not "
+                    "supported by the hooks; the neuron's spikes are paired with the last call "
+                    "only, the other calls are dropped (use rule.observe() for such networks)",
+                )
+        start, steps, cursor, ref = pending[chosen]
+        take = block.shape[0]
+        if take > steps - cursor:
+            raise ValueError(
+                f"the neuron returned {take} steps but the synapse's input holds only "
+                f"{steps - cursor} unpaired steps; call the neuron once per synapse step"
+            )
+        pre = self._pre
+        pre.commit(start + cursor, take)
+        self._add(self._post, block, flush=False)
+        cursor += take
+        if len(pending) > 1:  # the other staged inputs never reached the neuron
+            del pending[chosen]
+            self._drop_pending(keep_last=False, warn=False)
+            if cursor < steps:  # the rest of the sequence stays staged, after the pairs
+                rest = pre.data[start + cursor : start + steps].clone()  # type: ignore[index]
+                pre.stage(rest, rest, pre.n, 0)
+                pending.append([pre.n - cursor, steps, cursor, ref])
+        elif cursor < steps:  # a sequence, consumed one neuron call at a time
+            pending[0][2] = cursor
+        else:
+            pending.clear()
+        if not pending:
+            pre.unstage()
+            self._maybe_flush()
+
+    def _drop_pending(self, keep_last: bool, warn: bool = True) -> None:
+        """Forgets staged inputs that did not reach the neuron; with ``keep_last`` the
+        latest one stays staged (moved right after the paired steps)."""
+        pending, pre = self._pending, self._pre
+        keep = pending[-1] if keep_last else None
+        dropped = sum(p[1] - p[2] for p in (pending[:-1] if keep_last else pending))
+        if warn and dropped:
+            self._warn_stray()
+        self._dropped += dropped
+        pending.clear()
+        pre.unstage()
+        if keep is not None:
+            pre.stage(pre.data[keep[0] : keep[0] + keep[1]].clone(), pre.data, pre.n, 0)
+            keep[0] = pre.n
+            pending.append(keep)
+
+    def _warn_stray(self) -> None:
+        self._warn_once(
+            "stray",
+            f"an output of the rule's synapse ({type(self.synapse).__name__}) never reached "
+            f"its neuron ({type(self.neuron).__name__}) (a sanity call, or a call feeding "
+            "another neuron): that step is dropped and does not shift later pairs",
+        )
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        """One warning of each kind per window (``step()`` starts a new window)."""
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, UserWarning, stacklevel=3)
 
     def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
         if self._batch is None:
@@ -388,6 +592,8 @@ class PlasticityRule(nn.Module):
         16 steps (or than ``chunk_size``) is buffered for the next call. ``pre`` and
         ``post`` are read, never modified.
         """
+        if self._pending:  # synapse inputs of the hooks that no neuron call took
+            self._drop_pending(keep_last=False)
         if self._pre.n or self._post.n or self._mod is not None:
             self._observe(pre, post)
             self._maybe_flush()
@@ -435,6 +641,8 @@ class PlasticityRule(nn.Module):
 
     def _observe(self, pre: Tensor, post: Tensor) -> int:
         """Validates and buffers a sequence without processing it; returns its steps."""
+        if self._pending:
+            self._drop_pending(keep_last=False)
         pre_block, post_block = self._steps(pre, post)
         self._pre.append(pre_block.detach(), self.weight, self.chunk_for(pre_block))
         self._add(self._post, post_block, flush=False)
@@ -442,37 +650,14 @@ class PlasticityRule(nn.Module):
 
     # ---------------------------------------------------------------------- compute
 
-    def _inspect(self, spikes: Tensor, what: str, need_count: bool = True) -> str:
-        """Kernel choice for one side of a chunk (``"dense"``/``"sparse"``); checks the
-        ``spikes`` policy on the way, with read-only reductions.
-
-        Binary check: with every value in [0, 1] (``aminmax``), the sum equals the sum of
-        squares exactly when every value is 0 or 1, since the sum of s(1 - s) is zero only
-        then; the sum is then the spike count. (Float32 sums of 0/1 are exact below 2**24.)
-        """
-        binary = self.spikes == "binary"
-        if not (need_count or binary):
-            return "dense"
-        if binary:
-            flat = spikes.reshape(-1)
-            lo, hi = torch.aminmax(flat)
-            total = flat.sum()
-            squares = torch.dot(flat, flat)
-            if flat.numel() >= 2**24 and flat.dtype != torch.float64:
-                total, squares = flat.double().sum(), flat.double().square().sum()
-            # one read-back for the four numbers (fewer small ops: they dominate at B = 1)
-            lo, hi, total, squares = torch.stack(
-                [lo.to(total.dtype), hi.to(total.dtype), total, squares]
-            ).tolist()
-            if not (lo >= 0 and hi <= 1 and total == squares):
-                raise ValueError(
-                    f"{what} are not binary (values other than 0 and 1); pass spikes='graded' to "
-                    "use graded values as spike amplitudes"
-                )
-            nnz = int(total)
-        else:
-            nnz = int(torch.count_nonzero(spikes)) if need_count else 0
-        return choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"
+    def _inspect(self, spikes: Tensor, what: str, need_count: bool = True) -> tuple[str, int | None]:
+        """Kernel choice for one side of a chunk (``"dense"``/``"sparse"``) and the first
+        step holding NaN or infinity (``None`` if none); checks the ``spikes`` policy on
+        the way (of the steps before a non-finite one), with read-only reductions."""
+        nnz, bad = spike_count(spikes, binary=self.spikes == "binary", what=what)
+        if bad is not None:
+            return "dense", bad
+        return (choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"), None
 
     def _sink(self, which: str) -> Callable[[Tensor | None], None]:
         """Appends a kernel's fresh ``pos``/``neg`` result to the accumulator (no copy).
@@ -545,6 +730,8 @@ class PlasticityRule(nn.Module):
         self._consume(n)
 
     def _consume(self, n: int) -> None:
+        for p in self._pending:  # staged rows move to the front with the rest
+            p[0] -= n
         self._pre.consume(n)
         self._post.consume(n)
         if self._mod is not None:
@@ -559,13 +746,25 @@ class PlasticityRule(nn.Module):
         a kernel may overwrite a chunk's spikes once they are checked."""
         n = pre.shape[0]
         bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
-        info = [
-            (
-                self._inspect(pre[a:b], "the synapse's input spikes", self._needs_pre_kernel),
-                self._inspect(post[a:b], "the neuron's output spikes"),
-            )
-            for a, b in bounds
-        ]
+        info, bad = [], None  # bad: (first step with NaN/inf, which side)
+        for a, b in bounds:
+            k_pre, bad_pre = self._inspect(pre[a:b], _PRE, self._needs_pre_kernel)
+            k_post, bad_post = self._inspect(post[a:b], _POST)
+            if bad_pre is None and bad_post is None:
+                info.append((k_pre, k_post))
+                continue
+            first = min(x for x in (bad_pre, bad_post) if x is not None)
+            bad = (a + first, _PRE if bad_pre == first else _POST)
+            bounds = bounds[: len(info)]
+            if first:  # the valid steps before it still count
+                bounds.append((a, a + first))
+                info.append(
+                    (
+                        self._inspect(pre[a : a + first], _PRE, self._needs_pre_kernel)[0],
+                        self._inspect(post[a : a + first], _POST)[0],
+                    )
+                )
+            break
         w = self.weight
         state = self._state
         if state is None:
@@ -588,6 +787,15 @@ class PlasticityRule(nn.Module):
             self._sink("neg")(neg)
             del pos, neg  # not alive while the next chunk computes its own
         self._state = tuple(state)
+        if bad is not None:
+            step = self._window_steps + bad[0]
+            self._window_steps += bad[0]
+            raise ValueError(
+                f"{bad[1]} contain NaN or infinity at step {step} of this window (counted "
+                f"from 0 since the last step()); the {step} steps before it were learned from, "
+                "that step and the unprocessed steps after it were discarded"
+            )
+        self._window_steps += n
 
     @torch.no_grad()
     def step(self) -> Tensor | None:
@@ -598,6 +806,7 @@ class PlasticityRule(nn.Module):
         an optimizer minimizing the loss applies ``+Δw``. Returns ``Δw`` (or ``None``).
         """
         self.flush()
+        self._end_window()
         w = self.weight
         if self._reduces_across_ranks():
             local = float(self._batch or 0) if self.batch_reduction == "mean" else 1.0
@@ -613,6 +822,24 @@ class PlasticityRule(nn.Module):
         else:
             w.grad.sub_(update)
         return update
+
+    def _end_window(self) -> None:
+        """Says so if the neuron was never called while the synapse was (the rule was
+        given another neuron than the one in the forward pass); starts the next window."""
+        if self._neuron_calls == 0 and (self._dropped or self._pending):
+            unpaired = self._dropped + sum(p[1] - p[2] for p in self._pending)
+            warnings.warn(
+                f"{type(self).__name__}.step(): the rule's neuron ({type(self.neuron).__name__}, "
+                f"id {id(self.neuron):#x}) was not called in this window, while its synapse "
+                f"({type(self.synapse).__name__}) produced {unpaired} unpaired steps; nothing "
+                "was learned from them. Pass the rule the neuron instance that the synapse "
+                "drives in the forward pass",
+                UserWarning,
+                stacklevel=3,
+            )
+            self._drop_pending(keep_last=False, warn=False)  # nothing carries over
+        self._neuron_calls = self._dropped = self._window_steps = 0
+        self._warned.clear()
 
     def _reduces_across_ranks(self) -> bool:
         """Whether ``step()`` combines the window across a process group: when
@@ -632,6 +859,7 @@ class PlasticityRule(nn.Module):
         self.flush()
         self._state = None
         self._batch = None
+        self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
         self._pre.clear()
         self._post.clear()
         if self._mod is not None:
@@ -680,6 +908,7 @@ class PlasticityRule(nn.Module):
             return
         self._handles = [
             self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
+            self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
             self.neuron.register_forward_hook(self._on_post),
         ]
 
