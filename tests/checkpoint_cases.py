@@ -97,7 +97,9 @@ def make_module(case: str, net: Net) -> nn.Module:
     elif case == "BCM":
         rule = pl.BCM(fc, lif, eta=0.05, tau_theta=4.0, tau_rate=3.0, chunk_size=CHUNK)
     elif case == "SynapticScaling":
-        rule = pl.SynapticScaling(fc, lif, target_rate=0.05, tau_rate=5.0, eta=0.05, chunk_size=CHUNK)
+        rule = pl.SynapticScaling(
+            fc, lif, target_rate=0.05, tau_rate=5.0, eta=0.05, chunk_size=CHUNK
+        )
     elif case == "AdaptiveThreshold":
         return pl.AdaptiveThreshold(lif, theta_plus=0.15, tau_theta=20.0)
     else:

@@ -60,4 +60,6 @@ def test_checkpoint_mid_window_resumes_bit_exactly_in_a_fresh_process(case, tmp_
         if order == "model-only":  # negative control: the module's state matters
             assert not all(same.values()), f"{case}: resumed without the module's state"
         else:
-            assert all(same.values()), f"{case}, {order}: {[k for k, v in same.items() if not v]} differ"
+            assert all(same.values()), (
+                f"{case}, {order}: {[k for k, v in same.items() if not v]} differ"
+            )

@@ -263,7 +263,9 @@ class MSTDP(_ModulatedSTDP):
         super().set_extra_state(state)
         w = self.weight
         self._window = (
-            None if window is None else [z.to(device=w.device, dtype=w.dtype).clone() for z in window]
+            None
+            if window is None
+            else [z.to(device=w.device, dtype=w.dtype).clone() for z in window]
         )
 
     @torch.no_grad()
