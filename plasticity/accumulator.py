@@ -25,6 +25,7 @@ setting appends, ``update``, ``forward``, ``clear``, ``reduction``, ``upperbound
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from numbers import Real
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .bounds import FullBounding, HalfBounding
+from .bounds import FullBounding, HalfBounding, bound_kind
 
 __all__ = ["Accumulator"]
 
@@ -91,7 +92,19 @@ def _trial(where: str, call: Callable[[], Tensor]) -> None:
 
 
 def _name(fn: Callable) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _check_kind(where: str, bound: Callable) -> None:
+    """A library bound (it carries its kind) given to the wrong setter is a TypeError."""
+    kind, wanted = bound_kind(bound), where[: -len("bound")]
+    if kind is not None and kind != wanted:
+        article = "an" if kind == "upper" else "a"
+        raise TypeError(
+            f"{where}: {_name(bound)} is {article} {kind} bound: use accumulator.{kind}bound(...)"
+        )
 
 
 class Accumulator(nn.Module):
@@ -369,6 +382,10 @@ class Accumulator(nn.Module):
                 :func:`plasticity.bounds.upper_multiplicative`.
             max (float | None, optional): upper bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' lower or full
+                bounds (they carry their kind; a callable of your own is accepted).
         """
         self._set_half("upperbound", "max", bound, max, kwargs)
 
@@ -386,6 +403,10 @@ class Accumulator(nn.Module):
                 :func:`plasticity.bounds.lower_multiplicative`.
             min (float | None, optional): lower bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' upper or full
+                bounds (they carry their kind; a callable of your own is accepted).
         """
         self._set_half("lowerbound", "min", bound, min, kwargs)
 
@@ -403,6 +424,7 @@ class Accumulator(nn.Module):
             raise TypeError(
                 f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}"
             )
+        _check_kind(where, bound)
         limit = _check_limit(where, name, limit)
         other = None if self._full is not None else (self._lower if name == "max" else self._upper)
         if other is not None:
@@ -447,6 +469,9 @@ class Accumulator(nn.Module):
             max (float | None, optional): upper bound. Defaults to ``None``.
             min (float | None, optional): lower bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' half bounds.
         """
         where = "fullbound"
         if bound is None:
@@ -456,6 +481,7 @@ class Accumulator(nn.Module):
             raise TypeError(
                 f"{where}: `bound` must be a FullBounding function or None, got {bound!r}"
             )
+        _check_kind(where, bound)
         if max is None and min is None:
             raise ValueError(
                 f"{where}: at least one of `max` and `min` is required when a bound is given"
