@@ -343,13 +343,29 @@ class Accumulator(nn.Module):
         running reductions; any other ``fn(stacked, dim)`` receives the appended tensors
         stacked along ``dim=0`` and so keeps them until :meth:`clear`.
 
+        As in inferno, the reduction applies to the whole window, also to what was
+        appended before it was set: switching between sum and mean in the middle of a
+        window is exact (both keep the running sum and the append count).
+
         Args:
             fn (Callable[[torch.Tensor, int], torch.Tensor] | None, optional):
                 function for reducing updates. Defaults to ``None``.
 
         Raises:
-            ValueError: if the current window already holds appends and the kind of
-                reduction changes (call :meth:`clear` first).
+            ValueError: if the current window already holds appends and the new
+                reduction cannot be derived from what is kept: a switch to or from
+                ``torch.amax``, ``torch.amin`` or a custom ``fn`` (call :meth:`clear` first).
+
+        Example:
+            >>> import torch
+            >>> import plasticity as pl
+            >>> acc = pl.Accumulator()
+            >>> acc.pos = torch.tensor([1.0, 2.0])
+            >>> acc.pos = torch.tensor([3.0, 6.0])
+            >>> acc.reduction(torch.mean); acc.pos
+            tensor([2., 4.])
+            >>> acc.reduction(torch.sum); acc.pos
+            tensor([4., 8.])
         """
         if fn is None:
             fn = torch.sum
@@ -358,10 +374,13 @@ class Accumulator(nn.Module):
                 f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}"
             )
         mode = _RUNNING.get(fn, "custom")
-        if mode != self._mode and any(self._counts.values()):
+        derivable = mode == self._mode or {mode, self._mode} <= {"sum", "mean"}
+        if not derivable and any(self._counts.values()):
             raise ValueError(
-                "Accumulator.reduction: cannot change the reduction in the middle of a window "
-                "that holds appends; call clear() first"
+                f"Accumulator.reduction: cannot switch from {_name(self._reducer)} to {_name(fn)} "
+                "in the middle "
+                "of a window that holds appends (only sum and mean switch, from the running sum "
+                "and count); call clear() first"
             )
         self._reducer = fn
         self._mode = mode
