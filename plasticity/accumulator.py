@@ -25,6 +25,7 @@ setting appends, ``update``, ``forward``, ``clear``, ``reduction``, ``upperbound
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from numbers import Real
@@ -33,7 +34,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .bounds import FullBounding, HalfBounding
+from .bounds import FullBounding, HalfBounding, bound_kind
 
 __all__ = ["Accumulator"]
 
@@ -91,7 +92,19 @@ def _trial(where: str, call: Callable[[], Tensor]) -> None:
 
 
 def _name(fn: Callable) -> str:
+    while isinstance(fn, functools.partial):
+        fn = fn.func
     return getattr(fn, "__name__", type(fn).__name__)
+
+
+def _check_kind(where: str, bound: Callable) -> None:
+    """A library bound (it carries its kind) given to the wrong setter is a TypeError."""
+    kind, wanted = bound_kind(bound), where[: -len("bound")]
+    if kind is not None and kind != wanted:
+        article = "an" if kind == "upper" else "a"
+        raise TypeError(
+            f"{where}: {_name(bound)} is {article} {kind} bound: use accumulator.{kind}bound(...)"
+        )
 
 
 class Accumulator(nn.Module):
@@ -330,13 +343,29 @@ class Accumulator(nn.Module):
         running reductions; any other ``fn(stacked, dim)`` receives the appended tensors
         stacked along ``dim=0`` and so keeps them until :meth:`clear`.
 
+        As in inferno, the reduction applies to the whole window, also to what was
+        appended before it was set: switching between sum and mean in the middle of a
+        window is exact (both keep the running sum and the append count).
+
         Args:
             fn (Callable[[torch.Tensor, int], torch.Tensor] | None, optional):
                 function for reducing updates. Defaults to ``None``.
 
         Raises:
-            ValueError: if the current window already holds appends and the kind of
-                reduction changes (call :meth:`clear` first).
+            ValueError: if the current window already holds appends and the new
+                reduction cannot be derived from what is kept: a switch to or from
+                ``torch.amax``, ``torch.amin`` or a custom ``fn`` (call :meth:`clear` first).
+
+        Example:
+            >>> import torch
+            >>> import plasticity as pl
+            >>> acc = pl.Accumulator()
+            >>> acc.pos = torch.tensor([1.0, 2.0])
+            >>> acc.pos = torch.tensor([3.0, 6.0])
+            >>> acc.reduction(torch.mean); acc.pos
+            tensor([2., 4.])
+            >>> acc.reduction(torch.sum); acc.pos
+            tensor([4., 8.])
         """
         if fn is None:
             fn = torch.sum
@@ -345,10 +374,13 @@ class Accumulator(nn.Module):
                 f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}"
             )
         mode = _RUNNING.get(fn, "custom")
-        if mode != self._mode and any(self._counts.values()):
+        derivable = mode == self._mode or {mode, self._mode} <= {"sum", "mean"}
+        if not derivable and any(self._counts.values()):
             raise ValueError(
-                "Accumulator.reduction: cannot change the reduction in the middle of a window "
-                "that holds appends; call clear() first"
+                f"Accumulator.reduction: cannot switch from {_name(self._reducer)} to {_name(fn)} "
+                "in the middle "
+                "of a window that holds appends (only sum and mean switch, from the running sum "
+                "and count); call clear() first"
             )
         self._reducer = fn
         self._mode = mode
@@ -369,6 +401,10 @@ class Accumulator(nn.Module):
                 :func:`plasticity.bounds.upper_multiplicative`.
             max (float | None, optional): upper bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' lower or full
+                bounds (they carry their kind; a callable of your own is accepted).
         """
         self._set_half("upperbound", "max", bound, max, kwargs)
 
@@ -386,6 +422,10 @@ class Accumulator(nn.Module):
                 :func:`plasticity.bounds.lower_multiplicative`.
             min (float | None, optional): lower bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' upper or full
+                bounds (they carry their kind; a callable of your own is accepted).
         """
         self._set_half("lowerbound", "min", bound, min, kwargs)
 
@@ -403,6 +443,7 @@ class Accumulator(nn.Module):
             raise TypeError(
                 f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}"
             )
+        _check_kind(where, bound)
         limit = _check_limit(where, name, limit)
         other = None if self._full is not None else (self._lower if name == "max" else self._upper)
         if other is not None:
@@ -447,6 +488,9 @@ class Accumulator(nn.Module):
             max (float | None, optional): upper bound. Defaults to ``None``.
             min (float | None, optional): lower bound. Defaults to ``None``.
             **kwargs (Any): keyword arguments for the bounding function.
+
+        Raises:
+            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' half bounds.
         """
         where = "fullbound"
         if bound is None:
@@ -456,6 +500,7 @@ class Accumulator(nn.Module):
             raise TypeError(
                 f"{where}: `bound` must be a FullBounding function or None, got {bound!r}"
             )
+        _check_kind(where, bound)
         if max is None and min is None:
             raise ValueError(
                 f"{where}: at least one of `max` and `min` is required when a bound is given"

@@ -18,6 +18,12 @@ Two kinds of callables are provided:
   update :math:`\Delta w` (:class:`FullBounding`). Either limit may be ``None``, which
   leaves that side unbounded.
 
+Each function here carries its kind in ``fn.bound_kind`` (``"upper"``, ``"lower"`` or
+``"full"``; :func:`bound_kind` reads it, also through a ``functools.partial``), so that
+:class:`~plasticity.Accumulator` refuses one given to the wrong setter: an upper bound
+passed to ``lowerbound`` would scale depression by the distance to the *upper* limit. A
+user's own callable has no kind and is accepted by any setter of its shape.
+
 Soft bases (``max - w`` and ``w - min``) are clamped at zero, so a weight that lies
 outside its range is never pushed further out, never flips the sign of a component and
 never produces NaN (a negative base raised to a fractional power would).
@@ -36,13 +42,16 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
+from collections.abc import Callable
 from numbers import Real
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from torch import Tensor
 
 __all__ = [
+    "bound_kind",
     "HalfBounding",
     "FullBounding",
     "upper_power",
@@ -132,6 +141,39 @@ class FullBounding(Protocol):
     ) -> Tensor: ...
 
 
+# ------------------------------------------------------------------------------ kinds
+
+BOUND_KINDS = ("upper", "lower", "full")
+
+
+def _kind(kind: str) -> Callable[[Callable[..., Tensor]], Callable[..., Tensor]]:
+    def mark(fn: Callable[..., Tensor]) -> Callable[..., Tensor]:
+        fn.bound_kind = kind  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def bound_kind(fn: Any) -> str | None:
+    """The kind of a bound function, ``"upper"``, ``"lower"`` or ``"full"``; ``None`` for a
+    callable that does not say (a user's own). Looks through ``functools.partial``.
+
+    Example:
+        >>> import functools
+        >>> from plasticity import bounds
+        >>> bounds.bound_kind(bounds.lower_multiplicative), bounds.bound_kind(bounds.sharp)
+        ('lower', 'full')
+        >>> bounds.bound_kind(functools.partial(bounds.upper_power, power=0.5))
+        'upper'
+        >>> bounds.bound_kind(lambda param, update, limit: update) is None
+        True
+    """
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    kind = getattr(fn, "bound_kind", None)
+    return kind if kind in BOUND_KINDS else None
+
+
 # ----------------------------------------------------------------------------- checks
 
 
@@ -165,6 +207,7 @@ def _base(diff: Tensor) -> Tensor:
 # ----------------------------------------------------------------------- half bounds
 
 
+@_kind("upper")
 def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0) -> Tensor:
     r"""Soft upper bound with exponent μ (Gütig et al. 2003).
 
@@ -182,6 +225,7 @@ def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
     return _base(limit - param).pow(mu) * update
 
 
+@_kind("lower")
 def lower_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0) -> Tensor:
     r"""Soft lower bound with exponent μ (Gütig et al. 2003).
 
@@ -196,6 +240,7 @@ def lower_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
     return _base(param - limit).pow(mu) * update
 
 
+@_kind("upper")
 def upper_scaled_power(
     param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0, range: float = 1.0
 ) -> Tensor:
@@ -220,6 +265,7 @@ def upper_scaled_power(
     return (_base(limit - param) / r).pow(mu) * update
 
 
+@_kind("lower")
 def lower_scaled_power(
     param: Tensor, update: Tensor, limit: Limit, /, *, power: float = 1.0, range: float = 1.0
 ) -> Tensor:
@@ -240,6 +286,7 @@ def lower_scaled_power(
     return (_base(param - limit) / r).pow(mu) * update
 
 
+@_kind("upper")
 def upper_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
     r"""Soft upper bound, linear in the distance (van Rossum et al. 2000).
 
@@ -253,6 +300,7 @@ def upper_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
     return _base(limit - param) * update
 
 
+@_kind("lower")
 def lower_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
     r"""Soft lower bound, linear in the distance (van Rossum et al. 2000).
 
@@ -266,6 +314,7 @@ def lower_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
     return _base(param - limit) * update
 
 
+@_kind("upper")
 def upper_sharp(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
     r"""Hard upper bound: potentiation only while the weight is below the limit.
 
@@ -279,6 +328,7 @@ def upper_sharp(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
     return update * (param < limit).to(update.dtype)
 
 
+@_kind("lower")
 def lower_sharp(param: Tensor, update: Tensor, limit: Limit, /) -> Tensor:
     r"""Hard lower bound: depression only while the weight is above the limit.
 
@@ -303,6 +353,7 @@ def _combine(pos_part: Tensor, neg_part: Tensor) -> Tensor:
     return pos_part - neg_part
 
 
+@_kind("full")
 def power(
     param: Tensor,
     pos: Tensor,
@@ -335,6 +386,7 @@ def power(
     return _combine(p, n)
 
 
+@_kind("full")
 def scaled_power(
     param: Tensor,
     pos: Tensor,
@@ -378,6 +430,7 @@ def scaled_power(
     return _combine(p, n)
 
 
+@_kind("full")
 def multiplicative(
     param: Tensor, pos: Tensor, neg: Tensor, max: Limit | None, min: Limit | None, /
 ) -> Tensor:
@@ -396,6 +449,7 @@ def multiplicative(
     return _combine(p, n)
 
 
+@_kind("full")
 def sharp(
     param: Tensor, pos: Tensor, neg: Tensor, max: Limit | None, min: Limit | None, /
 ) -> Tensor:

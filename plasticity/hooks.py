@@ -247,6 +247,22 @@ def synapse_adapter(module: object) -> SynapseAdapter:
         raise TypeError(
             f"`synapse` must be a torch.nn.Module (e.g. nn.Linear), got {type(module).__name__}"
         )
+    name = type(module).__name__
+    if not isinstance(getattr(module, "weight", None), Tensor) and (
+        getattr(module, "all_to_all", None) is False  # snn.RLeaky / snn.RSynaptic itself
+        or name == "RecurrentOneToOne"  # its `.recurrent`: x * V
+    ):
+        what = (
+            f"the `.recurrent` ({name}) of an RLeaky/RSynaptic"
+            if name == "RecurrentOneToOne"
+            else f"an snn.{name}"
+        )
+        raise TypeError(
+            f"`synapse` is {what} built with all_to_all=False: its one-to-one recurrent weight "
+            "`V` scales each neuron's own spike elementwise (V * spk), not a linear layer, and "
+            "learning it is not supported. Build the neuron with all_to_all=True, "
+            "linear_features=N and pass its `.recurrent` (an nn.Linear, whose weight learns)"
+        )
     if not isinstance(getattr(module, "weight", None), Tensor):
         raise TypeError(
             f"`synapse` ({type(module).__name__}) has no `weight` tensor; pass the nn.Linear or "

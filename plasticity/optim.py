@@ -287,7 +287,11 @@ class ParamTransformingOptimizer(Optimizer):
             self._share_inner_state()
 
     def __repr__(self) -> str:
-        return super().__repr__().replace("(", f" [{type(self.inner_opt).__name__}](", 1)
+        # rai_toolbox's header, e.g. "ClampedParameterOptimizer [SGD](" (torch's "Name (")
+        name = type(self).__name__
+        return Optimizer.__repr__(self).replace(
+            f"{name} (", f"{name} [{type(self.inner_opt).__name__}](", 1
+        )
 
     # -------------------------------------------------------------------------- step
 
@@ -438,7 +442,7 @@ class ChainedParamTransformingOptimizer(ParamTransformingOptimizer):
     def __repr__(self) -> str:
         names = " ○ ".join(type(o).__name__ for o in reversed(self._chain)) or type(self).__name__
         return Optimizer.__repr__(self).replace(
-            type(self).__name__ + " (", f"{names} [{type(self.inner_opt).__name__}] (", 1
+            f"{type(self).__name__} (", f"{names} [{type(self.inner_opt).__name__}](", 1
         )
 
 

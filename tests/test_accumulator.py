@@ -269,16 +269,80 @@ def test_update_with_wrong_param_shape_raises():
         acc.update([1.0])
 
 
-def test_reduction_change_mid_window_is_an_error():
+def test_reduction_change_mid_window_is_an_error_unless_derivable():
     acc = pl.Accumulator()
     acc.pos = torch.ones(2)
-    with pytest.raises(ValueError, match="clear"):
-        acc.reduction(torch.mean)
-    acc.reduction(torch.sum)  # same kind: fine
+    for fn in (torch.amax, torch.amin, torch.prod):  # not derivable from a running sum
+        with pytest.raises(ValueError, match="clear"):
+            acc.reduction(fn)
+    acc.reduction(torch.mean)  # sum <-> mean: from the running sum and count
+    acc.reduction(torch.sum)
     with pytest.raises(TypeError):
         acc.reduction(3)
     acc.clear()
-    acc.reduction(torch.mean)
+    acc.reduction(torch.amax)
+    acc.pos = torch.ones(2)
+    for fn in (torch.sum, torch.mean, torch.prod):  # nor is anything from a running max
+        with pytest.raises(ValueError, match="amax"):
+            acc.reduction(fn)
+
+
+_REDUCTIONS = {"sum": torch.sum, "mean": torch.mean}
+_UNDERIVABLE = (torch.amax, torch.amin, torch.prod)
+
+
+@given(
+    ops=st.lists(
+        st.one_of(
+            st.tuples(st.sampled_from(["pos", "neg"]), st.integers(0, 10_000)),
+            st.tuples(st.just("reduction"), st.sampled_from(["sum", "mean"])),
+            st.tuples(st.just("underivable"), st.integers(0, len(_UNDERIVABLE) - 1)),
+            st.tuples(st.just("clear"), st.just(0)),
+        ),
+        max_size=40,
+    )
+)
+def test_switching_sum_and_mean_mid_window_equals_reducing_the_appends_by_hand(ops):
+    """inferno reduces the list of appends when read, so the reduction set last applies to
+    the whole window; the running sum and count must give exactly the same."""
+    acc = pl.Accumulator()
+    appended: dict[str, list[torch.Tensor]] = {"pos": [], "neg": []}
+    mode = "sum"
+
+    def by_hand(xs: list[torch.Tensor]) -> torch.Tensor | None:
+        if not xs:
+            return None
+        total = xs[0].clone()
+        for x in xs[1:]:  # in order of appending
+            total = total + x
+        return total / len(xs) if mode == "mean" else total
+
+    for op, arg in ops:
+        if op in ("pos", "neg"):
+            x = torch.randn(3, 2, generator=torch.Generator().manual_seed(arg), dtype=torch.float32)
+            setattr(acc, op, x)
+            appended[op].append(x)
+        elif op == "reduction":
+            acc.reduction(_REDUCTIONS[arg])
+            mode = arg
+        elif op == "underivable":
+            if appended["pos"] or appended["neg"]:
+                with pytest.raises(ValueError, match="clear"):
+                    acc.reduction(_UNDERIVABLE[arg])
+        else:
+            acc.clear()
+            appended = {"pos": [], "neg": []}
+        for c in ("pos", "neg"):
+            expected, got = by_hand(appended[c]), getattr(acc, c)
+            assert (got is None) == (expected is None)
+            if expected is not None:
+                assert torch.equal(got, expected), (c, mode)
+        assert acc.counts == (len(appended["pos"]), len(appended["neg"]))
+    w = torch.zeros(3, 2)
+    pos, neg = by_hand(appended["pos"]), by_hand(appended["neg"])
+    if pos is not None or neg is not None:  # no bounds: Δw = pos - neg
+        expected = -neg if pos is None else (pos if neg is None else pos - neg)
+        assert torch.equal(acc.update(w), expected)
 
 
 # ------------------------------------------------------------------------ bounds

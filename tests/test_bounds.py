@@ -221,3 +221,69 @@ def test_full_bounds_never_push_a_weight_further_out(w, p, n, lo, width, mu_up, 
     scaled = outs[1]  # normalized by the range: each factor lies in [0, 1] inside the range
     assert (scaled[inside] <= pt[inside] * (1 + 1e-12)).all()
     assert (scaled[inside] >= -nt[inside] * (1 + 1e-12)).all()
+
+
+# ------------------------------------------------------------------------- bound kinds
+
+BOUND_KINDS = {
+    "upper": ["upper_power", "upper_scaled_power", "upper_multiplicative", "upper_sharp"],
+    "lower": ["lower_power", "lower_scaled_power", "lower_multiplicative", "lower_sharp"],
+    "full": ["power", "scaled_power", "multiplicative", "sharp"],
+}
+
+
+def _configure(acc, setter: str, fn) -> None:
+    if setter == "fullbound":
+        acc.fullbound(fn, 1.0, 0.0)
+    else:
+        getattr(acc, setter)(fn, 1.0 if setter == "upperbound" else 0.0)
+
+
+@pytest.mark.parametrize("kind, name", [(k, n) for k, names in BOUND_KINDS.items() for n in names])
+@pytest.mark.parametrize("setter", ["upperbound", "lowerbound", "fullbound"])
+@pytest.mark.parametrize("wrapped", [False, True])
+def test_library_bounds_carry_their_kind_and_the_wrong_setter_is_a_type_error(
+    kind, name, setter, wrapped
+):
+    import functools
+
+    from plasticity import Accumulator
+
+    fn = getattr(bounds, name)
+    if wrapped:  # a partial of a library bound keeps its kind
+        fn = functools.partial(fn)
+    acc = Accumulator()
+    acc.upperbound(bounds.upper_sharp, 0.5)  # what is configured before the bad call
+    acc.lowerbound(bounds.lower_sharp, 0.25)
+    acc.pos, acc.neg = torch.ones(3), torch.ones(3)
+    w = torch.tensor([0.0, 0.4, 0.9])
+    before = acc.update(w)
+    if setter == f"{kind}bound":
+        _configure(acc, setter, fn)
+        assert bounds.bound_kind(fn) == kind == getattr(bounds, name).bound_kind
+        return
+    with pytest.raises(TypeError) as info:
+        _configure(acc, setter, fn)
+    article = "an" if kind == "upper" else "a"
+    assert str(info.value) == (
+        f"{setter}: {name} is {article} {kind} bound: use accumulator.{kind}bound(...)"
+    )
+    assert torch.equal(acc.update(w), before)  # nothing changed
+
+
+@pytest.mark.parametrize("setter", ["upperbound", "lowerbound"])
+def test_a_users_own_bound_has_no_kind_and_is_accepted(setter):
+    from plasticity import Accumulator
+
+    def sqrt_bound(param, update, limit, /):
+        return (limit - param).abs().sqrt() * update
+
+    def both(param, pos, neg, max, min, /):
+        return (max - param) * pos - (param - min) * neg
+
+    assert bounds.bound_kind(sqrt_bound) is None
+    acc = Accumulator()
+    _configure(acc, setter, sqrt_bound)
+    acc.fullbound(both, 1.0, 0.0)
+    acc.pos = torch.ones(2)
+    torch.testing.assert_close(acc.update(torch.tensor([0.25, 0.5])), torch.tensor([0.75, 0.5]))

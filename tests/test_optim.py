@@ -422,3 +422,44 @@ def test_chain_of_rai_style_gradient_clamp():
     torch.testing.assert_close(x1.detach(), torch.tensor([0.0, -1.0, -1.8]))
     c = copy.deepcopy(optim)
     assert c._chain[0].param_groups is c.inner_opt.param_groups
+
+
+@pytest.mark.parametrize(
+    "make, header",
+    [
+        (lambda x: ParamTransformingOptimizer([x], lr=0.1), "ParamTransformingOptimizer [SGD]("),
+        (
+            lambda x: ClampedParameterOptimizer([x], lr=0.1, clamp_min=0.0, clamp_max=1.0),
+            "ClampedParameterOptimizer [SGD](",
+        ),
+        (
+            lambda x: ClampedParameterOptimizer([x], torch.optim.Adam, lr=0.1, clamp_min=0.0),
+            "ClampedParameterOptimizer [Adam](",
+        ),
+        (
+            lambda x: ClampedGradientOptimizer([x], lr=0.1, clamp_max=1.0),
+            "ClampedGradientOptimizer [SGD](",
+        ),
+        (
+            lambda x: L1NormalizedParameterOptimizer([x], lr=0.1, norm=1.0),
+            "L1NormalizedParameterOptimizer [SGD](",
+        ),
+        (
+            lambda x: ChainedParamTransformingOptimizer(
+                functools.partial(L1NormalizedParameterOptimizer, norm=1.0),
+                functools.partial(ClampedParameterOptimizer, clamp_min=0.0, clamp_max=0.4),
+                params=[x],
+                lr=1.0,
+            ),
+            "ClampedParameterOptimizer ○ L1NormalizedParameterOptimizer [SGD](",
+        ),
+    ],
+)
+def test_repr_header_is_rai_toolboxs(make, header):
+    """rai_toolbox: ``Optimizer.__repr__`` with its first "(" replaced by "[Inner](", so
+    torch's "Name (" becomes "Name [SGD](" (one space, none before the parenthesis); the
+    parameter groups follow as torch prints them."""
+    opt = make(torch.ones(2, 3, requires_grad=True))
+    text = repr(opt)
+    assert text.split("\n", 1)[0] == header
+    assert text.split("\n", 1)[1] == torch.optim.Optimizer.__repr__(opt).split("\n", 1)[1]

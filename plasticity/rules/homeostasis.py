@@ -17,6 +17,7 @@ Weight normalization (Diehl & Cook's L1 norm per post neuron) is
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -30,6 +31,15 @@ from .base import PlasticityRule, check_amplitude, check_positive
 __all__ = ["AdaptiveThreshold", "SynapticScaling"]
 
 
+def _state_dict_post_hook(module: nn.Module, hook: Any) -> Any:
+    """``module.register_state_dict_post_hook(hook)`` (public since torch 2.5; before it,
+    the private form, which also lets a hook change the dict in place)."""
+    call = functools.partial(hook)  # torch marks the hook with an attribute; a copy of
+    # the module copies the partial with it (a plain closure would stay the original's)
+    register = getattr(module, "register_state_dict_post_hook", None)
+    return register(call) if register is not None else module._register_state_dict_hook(call)
+
+
 class AdaptiveThreshold(nn.Module):
     r"""Adaptive threshold for an snnTorch neuron: :math:`\theta \leftarrow
     e^{-dt/\tau_\theta}\,\theta + \theta_+ \langle s\rangle_\text{batch}` after every step,
@@ -39,6 +49,11 @@ class AdaptiveThreshold(nn.Module):
     the samples of a batch (batch mean of the spikes). Adaptation follows ``train()`` /
     ``eval()`` of this module and of the neuron; ``detach()`` removes the hook and restores
     the base threshold.
+
+    Checkpoints: while the module is attached, the neuron's ``state_dict`` holds its base
+    threshold (so a fresh neuron loads it) and the adaptation ``θ`` is this module's
+    state. Save both; load them in either order, or build the module after loading the
+    model: the neuron runs with ``base + θ`` again.
 
     Args:
         neuron: a spiking module with a ``threshold`` (any snnTorch neuron).
@@ -73,7 +88,15 @@ class AdaptiveThreshold(nn.Module):
         self.__dict__["_neuron"] = neuron
         self.register_buffer("base", neuron.threshold.detach().clone())
         self.register_buffer("theta", None)
-        self._handle = neuron.register_forward_hook(self._on_step)
+        self._incoming: Tensor | None = None  # the neuron's threshold being loaded
+        # the neuron's state_dict holds its base threshold (its own shape, so that a fresh
+        # neuron loads it); the adaptation is this module's state
+        self._handles = [
+            neuron.register_forward_hook(self._on_step),
+            _state_dict_post_hook(neuron, self._save_neuron_threshold),
+            neuron.register_load_state_dict_pre_hook(self._before_neuron_load),
+            neuron.register_load_state_dict_post_hook(self._after_neuron_load),
+        ]
 
     @property
     def neuron(self) -> nn.Module:
@@ -105,9 +128,54 @@ class AdaptiveThreshold(nn.Module):
         self._write(self.base.clone())
 
     def detach(self) -> None:
-        """Removes the hook and restores the base threshold."""
-        self._handle.remove()
+        """Removes the hooks and restores the base threshold."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
         self.reset()
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _save_neuron_threshold(self, neuron: nn.Module, state: dict, prefix: str, meta) -> None:
+        key = prefix + "threshold"
+        if key in state:
+            state[key] = self.base.detach().to(neuron.threshold.dtype).clone()
+
+    def _before_neuron_load(self, neuron: nn.Module, state: dict, prefix: str, *args) -> None:
+        incoming = state.get(prefix + "threshold")
+        self._incoming = None
+        if isinstance(incoming, Tensor):
+            self._incoming = incoming.detach()
+            if neuron.threshold.shape != incoming.shape:  # adapted [N] -> the saved base
+                self._write(self.base.new_empty(incoming.shape))
+
+    @torch.no_grad()
+    def _after_neuron_load(self, neuron: nn.Module, incompatible_keys: Any) -> None:
+        if self._incoming is not None:  # the loaded threshold is the base
+            self.base = self._incoming.to(device=self.base.device, dtype=self.base.dtype).clone()
+            self._incoming = None
+            self._write(self.base if self.theta is None else self.base + self.theta)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        # theta exists only once the neuron has stepped, on either side; base takes the
+        # saved shape (the neuron's own)
+        saved = {name: state_dict.get(prefix + name) for name in ("base", "theta")}
+        if all(v is None or isinstance(v, Tensor) for v in saved.values()):
+            if saved["theta"] is None:
+                self.theta = None
+            elif self.theta is None or self.theta.shape != saved["theta"].shape:
+                self.theta = self.base.new_empty(saved["theta"].shape)
+            if saved["base"] is not None and saved["base"].shape != self.base.shape:
+                self.base = self.base.new_empty(saved["base"].shape)
+        errors = len(error_msgs)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+        if len(error_msgs) == errors:
+            with torch.no_grad():
+                self._write(self.base if self.theta is None else self.base + self.theta)
 
     def extra_repr(self) -> str:
         return f"theta_plus={self.theta_plus}, tau_theta={self.tau_theta}, dt={self.dt}"

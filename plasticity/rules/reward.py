@@ -248,6 +248,26 @@ class MSTDP(_ModulatedSTDP):
                 self._window[1].add_(zm)
         return pos, neg, new
 
+    def get_extra_state(self) -> dict[str, Any]:
+        state = super().get_extra_state()
+        state["window"] = None if self._window is None else [z.clone() for z in self._window]
+        return state
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        window = state.get("window") if isinstance(state, dict) else None
+        if window is not None and not self.window_reward:
+            raise ValueError(
+                "MSTDP.load_state_dict: the saved window tracks the STDP signal for step(reward=...)"
+                "; build the rule with window_reward=True to load it"
+            )
+        super().set_extra_state(state)
+        w = self.weight
+        self._window = (
+            None
+            if window is None
+            else [z.to(device=w.device, dtype=w.dtype).clone() for z in window]
+        )
+
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` (``window_reward=True``) also applies
