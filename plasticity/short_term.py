@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .hooks import synapse_adapter
+from .hooks import ConvSynapse, synapse_adapter
 
 __all__ = ["ShortTermPlasticity", "tsodyks_markram"]
 
@@ -117,7 +117,11 @@ class ShortTermPlasticity(nn.Module):
         R_{n+1} = 1 - (1 - R_n (1 - u_n))\,e^{-\Delta_n/\tau_\text{rec}};
 
     our :math:`u` just before a spike is their :math:`u_n`, our :math:`x` their
-    :math:`R_n`. The first spike from rest releases :math:`U`. ``tau_fac=None`` (or 0)
+    :math:`R_n`. In NEST's order for a utilization :math:`m = (u - U)/(1 - U)` that
+    relaxes to 0: :math:`m^+ = m^- + U(1 - m^-)`, release :math:`m^+ x^-`,
+    :math:`x^+ = x^- - m^+ x^-` (the same numbers, since :math:`m^+ = u^-`). The first
+    spike from rest releases :math:`U` (that jump applied to a :math:`u` relaxing to
+    :math:`U` would release :math:`U(2 - U)`; we do not do that). ``tau_fac=None`` (or 0)
     is the depressing synapse of Tsodyks & Markram (1997): :math:`u \equiv U`. Resources
     recover straight from the released pool (the two-state model; the three-state
     ``tsodyks_synapse`` of NEST also waits :math:`\tau_\text{inact}` in between).
@@ -273,6 +277,11 @@ class ShortTermPlasticity(nn.Module):
                 f"the synapse's input is on {spikes.device} but its weight on {w.device}"
             )
         block = self._adapter.pre_steps(spikes)  # [T, B, *in] view (validates the shape)
+        if isinstance(self._adapter, ConvSynapse) and spikes.ndim == self._adapter.k + 3:
+            raise ValueError(
+                f"the conv synapse's input has shape {tuple(spikes.shape)}, a [T, B, C, *spatial] "
+                "sequence, which the convolution cannot take; call it step by step"
+            )
         with torch.no_grad():
             s = block.detach().to(w.dtype)
             self._check_values(s)

@@ -407,6 +407,16 @@ def test_a_batch_size_change_within_a_sequence_is_rejected_until_reset():
     assert stp.x.shape == (5, 3)
 
 
+def test_a_conv_sequence_is_rejected_before_anything_changes():
+    conv = torch.nn.Conv2d(2, 3, 3).double()
+    stp = pl.ShortTermPlasticity(conv, **PARAMS)
+    conv(torch.ones(1, 2, 5, 5, dtype=torch.float64))
+    x = stp.x
+    with pytest.raises(ValueError, match="step by step"):
+        conv(torch.ones(4, 1, 2, 5, 5, dtype=torch.float64))
+    assert torch.equal(stp.x, x)
+
+
 def test_wrong_feature_count_is_named_by_the_adapter():
     fc = identity_linear(3)
     pl.ShortTermPlasticity(fc, **PARAMS)
