@@ -7,6 +7,8 @@ Public names:
 * :mod:`plasticity.bounds` - the weight-dependence functions.
 * :mod:`plasticity.optim` - :class:`ClampedParameterOptimizer` and friends, drop-in
   compatible with ``rai_toolbox.optim``.
+* :class:`ShortTermPlasticity` - Tsodyks–Markram depression and facilitation of a
+  synapse's input.
 """
 
 from . import bounds, functional, monitor, optim, plot
@@ -31,6 +33,7 @@ from .rules import (
     SynapticScaling,
     TripletSTDP,
 )
+from .short_term import ShortTermPlasticity
 
 __version__ = "0.1.0"
 
@@ -47,6 +50,7 @@ __all__ = [
     "AdaptiveThreshold",
     "SynapticScaling",
     "PlasticityRule",
+    "ShortTermPlasticity",
     "bounds",
     "functional",
     "monitor",

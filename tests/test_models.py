@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 
 def test_stdp_window_fits_recover_the_parameters(tmp_path):
@@ -64,3 +65,32 @@ def test_diehl_cook_learns_digits_well_above_random_weights(tmp_path):
         "diehl_cook_accuracy.png",
         "diehl_cook_receptive_fields.png",
     ]
+
+
+def test_tsodyks_markram_depresses_and_facilitates_as_the_recurrence_says(tmp_path):
+    import math
+
+    from models import tsodyks_markram
+
+    r = tsodyks_markram.run(
+        tmp_path, dt=1.0, rates_hz=(5.0, 20.0, 50.0), stationary_s=4.0, progress=False
+    )
+    dep, fac = r["depressing"], r["facilitating"]
+    # first EPSC = A·U; the 8th against the papers' recurrence (computed independently here)
+    assert dep["amplitudes_pa"][0] == pytest.approx(250.0 * 0.5, rel=1e-9)
+    assert fac["amplitudes_pa"][0] == pytest.approx(1540.0 * 0.03, rel=1e-9)
+    U, rec = 0.5, math.exp(-50.0 / 800.0)
+    r_n = 1.0
+    for _ in range(7):  # u = U: R_{n+1} = 1 - (1 - R_n (1 - U)) e^{-Δ/τ_rec}
+        r_n = 1.0 - (1.0 - r_n * (1.0 - U)) * rec
+    assert dep["ratio_last_first"] == pytest.approx(r_n, rel=1e-9)
+    assert dep["ratio_last_first"] < 0.15 and 0.4 < dep["recovery_relative"] < 0.6
+    assert fac["ratio_last_first"] == pytest.approx(fac["analytic_ratio_last_first"], rel=1e-9)
+    assert fac["ratio_last_first"] > 4.0 and fac["recovery_relative"] > 2.5
+    assert max(dep["max_relative_error"], fac["max_relative_error"]) < 1e-9
+    # stationary EPSCs: depression ~1/f above 1/(U τ_rec); facilitation peaks in between
+    assert dep["stationary_max_relative_error"] < 1e-3
+    assert fac["stationary_max_relative_error"] < 1e-3
+    assert dep["stationary_pa"][0] > dep["stationary_pa"][1] > dep["stationary_pa"][2]
+    assert fac["stationary_pa"][1] > max(fac["stationary_pa"][0], fac["stationary_pa"][2])
+    assert (tmp_path / "tsodyks_markram.png").exists()
