@@ -200,16 +200,25 @@ def run(
     *,
     frequencies=FREQUENCIES,
     delay_ms: float = 4.0,
+    codes_seconds: int = 100,
+    codes_speedup: float = 1.0,
+    seed: int = 0,
     progress: bool = True,
     **adex: float,
 ) -> dict:
-    """Fig. 2b: the model's weight change beside Sjöström's data; PNG ``clopath_frequency.png``.
+    """Fig. 2b: the model's weight change beside Sjöström's data (``clopath_frequency.png``);
+    Fig. 4 at small size: connectivity under a rate and a temporal code
+    (``clopath_connectivity.png``, skipped with ``codes_seconds=0``).
 
     Returns ``frequencies``, ``pre_post``/``post_pre`` (%, filters read ``delay_ms`` back),
     ``one_step`` (same, read one step back), ``at_data`` (both readings at the data's
-    frequencies), ``z`` ((model − data)/s.e.m. at the data points, delayed reading) and
+    frequencies), ``z`` ((model − data)/s.e.m. at the data points, delayed reading),
+    ``authors_trains``, ``codes`` and ``codes_summary`` (see ``models._clopath_network``;
+    ``codes_seconds`` 1-s windows, amplitudes × ``codes_speedup``, Poisson ``seed``) and
     ``paths``. ``adex`` overrides the neuron's parameters (e.g. ``b_pa=80.5``).
     """
+    from . import _clopath_network as network
+
     bar = tqdm(total=3, desc="clopath", disable=not progress)
     curve = frequency_experiment(frequencies, delay_ms=delay_ms, **adex)
     bar.update()
@@ -236,8 +245,19 @@ def run(
         "max_abs_z": float(max(np.abs(v).max() for v in z.values())),
         "paths": [],
     }
+    if codes_seconds:
+        res["codes"] = network.develop(
+            seconds=codes_seconds,
+            speedup=codes_speedup,
+            seed=seed,
+            delay=round(delay_ms),
+            progress=progress,
+        )
+        res["codes_summary"] = network.summary(res["codes"])
     if out is not None:
         res["paths"].append(_figure(res, Path(out), delay_ms))
+        if codes_seconds:
+            res["paths"].append(network.figure(res["codes"], res["codes_summary"], Path(out)))
     return res
 
 
@@ -305,12 +325,13 @@ def _figure(res: dict, out: Path, delay_ms: float) -> Path:
                 ms=5,
                 label=f"Sjöström 2001 {label}",
             )
-            for x, y in ((0.1, at[order][0]), (50.0, at[order][-1])):
+            low = (8, 3) if order == "pre_post" else (8, -10)
+            for x, y, offset in ((0.1, at[order][0], low), (50.0, at[order][-1], (7, -3))):
                 ax.annotate(
                     f"{y:+.0f}",
                     (x, y),
                     textcoords="offset points",
-                    xytext=(7, -3),
+                    xytext=offset,
                     fontsize=7,
                     color=color,
                 )
@@ -318,7 +339,7 @@ def _figure(res: dict, out: Path, delay_ms: float) -> Path:
             xlabel="pairing frequency (Hz)",
             ylabel="weight change (% of w₀)",
             title=title,
-            ylim=(-60, 125),
+            ylim=(-60, 140),
         )
     axes[1].legend(frameon=False, fontsize=7, loc="upper left")
     axes[1].text(
@@ -330,7 +351,8 @@ def _figure(res: dict, out: Path, delay_ms: float) -> Path:
         fontsize=7,
     )
     for ax, letter in zip(axes, "ABC", strict=True):
-        ax.text(-0.12, 1.04, letter, transform=ax.transAxes, fontsize=13, fontweight="bold")
+        ax.title.set_fontsize(9)
+        ax.text(-0.2, 1.04, letter, transform=ax.transAxes, fontsize=13, fontweight="bold")
     return save(fig, out, "clopath_frequency.png", dpi=150)
 
 
@@ -338,8 +360,17 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results")
     parser.add_argument("--delay-ms", type=float, default=4.0)
+    parser.add_argument("--codes-seconds", type=int, default=100)
+    parser.add_argument("--codes-speedup", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    r = run(args.out, delay_ms=args.delay_ms)
+    r = run(
+        args.out,
+        delay_ms=args.delay_ms,
+        codes_seconds=args.codes_seconds,
+        codes_speedup=args.codes_speedup,
+        seed=args.seed,
+    )
     d, o = r["at_data"]["delayed"], r["at_data"]["one_step"]
     print(
         "frequency | pre→post model / data | post→pre model / data | one step back: pre→post, post→pre  (%)"
@@ -358,6 +389,18 @@ def main(argv: list[str] | None = None) -> None:
         "with the authors' trains (6th post spike): post→pre "
         + ", ".join(f"{v:+.1f}" for v in a["post_pre"])
     )
+    if "codes_summary" in r:
+        c = r["codes_summary"]
+        print(
+            f"rate code: mean weight onto the 5 fastest neurons {c['rate_onto_fast']:.3f} nA, onto "
+            f"the 5 slowest {c['rate_onto_slow']:.3f} nA; strong bidirectional pairs "
+            f"{c['rate_bidirectional_pairs']} ({c['rate_bidirectional_among_fast']} among the fast)"
+        )
+        print(
+            f"temporal code: next in sequence {c['temporal_forward']:.3f} nA, previous "
+            f"{c['temporal_backward']:.3f} nA; strong bidirectional pairs "
+            f"{c['temporal_bidirectional_pairs']}"
+        )
     for p in r["paths"]:
         print(f"wrote {p}")
 
