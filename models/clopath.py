@@ -89,8 +89,13 @@ def clopath_terms(
     if delay < 1:
         raise ValueError(f"delay must be at least 1 step, got {delay}")
     steps, batch, _ = pre.shape
+    pre = pre.to(u.dtype)
     d_x, d_minus, d_plus = (math.exp(-dt / tau) for tau in (tau_x, tau_minus, tau_plus))
-    start = u[0] if init is None else torch.as_tensor(init, dtype=u.dtype).expand_as(u[0])
+    start = (
+        u[0]
+        if init is None
+        else torch.as_tensor(init, dtype=u.dtype, device=u.device).expand_as(u[0])
+    )
     xbar, u_minus, u_plus = torch.empty_like(pre), torch.empty_like(u), torch.empty_like(u)
     x, um, up = torch.zeros_like(pre[0]), start.clone(), start.clone()
     for t in range(steps):
@@ -144,6 +149,9 @@ def pairing_protocol(
     spike one period after the 5th (their train runs one step longer than the pre train).
     """
     lag = round(lag_ms / dt)
+    bad = [f for f in frequencies if not 0 < f < 1000.0 / lag_ms]
+    if bad:
+        raise ValueError(f"frequencies {bad} leave no room for the {lag_ms} ms lag in a period")
     conds = [(f, s * lag) for s in (1, -1) for f in frequencies]
     layout = []
     for f, d in conds:

@@ -107,3 +107,19 @@ def test_one_burst_stands_for_bursts_ten_seconds_apart():
     assert changes[0].abs().min() > 0
     torch.testing.assert_close(changes[1], 2 * changes[0], rtol=1e-9, atol=0.0)
     assert bursts.tolist() == [15.0, 15.0]
+
+
+def test_adex_plugs_into_the_rule_hooks():
+    import plasticity as pl
+
+    pre, current, _ = clopath.pairing_protocol((50.0,))
+    synapse = torch.nn.Linear(2, 2, bias=False, dtype=torch.float64)
+    neuron = AdEx()
+    stdp = pl.STDP(synapse, neuron, a_plus=1.0, a_minus=1.0, tau_plus=10.0, tau_minus=10.0)
+    with torch.no_grad():
+        for t in range(pre.shape[0]):
+            spk, mem = neuron(0.0 * synapse(pre[t]) + current[t])
+            assert neuron.mem is mem
+    stdp.step()
+    # pre->post pairs (first neuron) potentiate, post->pre pairs (second) depress
+    assert synapse.weight.grad[0, 0] < 0 < synapse.weight.grad[1, 1]
