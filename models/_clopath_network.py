@@ -69,14 +69,14 @@ def develop(
         imposed = torch.cat(
             [_imposed("rate", steps, 0, gen), _imposed("temporal", steps, window * steps, gen)], 1
         ).unsqueeze(1)
-        spikes, mem = torch.empty_like(imposed), torch.empty_like(imposed)
+        seen, spikes, mem = (torch.empty_like(imposed) for _ in range(3))
         with torch.no_grad():
             for t in range(steps):
+                seen[t] = last  # the synapse's input: the layer's spikes of the previous step
                 drive = PULSE_PA * imposed[t] + PA_PER_NA * synapse(last)
                 spikes[t], mem[t] = neuron(drive)
                 last = spikes[t]
-        # the recurrent layer's pre spikes are its own spikes
-        ltp, ltd = _clopath_dw(synapse, neuron, spikes, spikes, mem, delay=delay, dt=1.0)
+        ltp, ltd = _clopath_dw(synapse, neuron, seen, spikes, mem, delay=delay, dt=1.0)
         with torch.no_grad():
             w = synapse.weight
             w.add_(speedup * (ltp - ltd) * mask)
@@ -105,6 +105,7 @@ def summary(res: dict) -> dict:
         # rate code: mean weight onto the five fastest vs the five slowest neurons (rows = post)
         "rate_onto_fast": float(rate[5:][off[5:]].mean()),
         "rate_onto_slow": float(rate[:5][off[:5]].mean()),
+        "rate_among_fast": float(rate[5:, 5:][off[5:, 5:]].mean()),
         "rate_bidirectional_pairs": bidirectional,
         "rate_bidirectional_among_fast": int(
             np.sum((strong & strong.T)[5:, 5:] & off[5:, 5:]) // 2
@@ -124,7 +125,7 @@ def figure(res: dict, s: dict, out) -> object:
     fig, axes = plt.subplots(
         1,
         3,
-        figsize=(10.5, 3.4),
+        figsize=(10.5, 4.0),
         constrained_layout=True,
         gridspec_kw={"width_ratios": [1, 1, 0.9]},
     )
@@ -134,15 +135,18 @@ def figure(res: dict, s: dict, out) -> object:
             axes[0],
             "rate",
             "rate code (neuron k at 2k Hz)",
-            f"onto 5 fastest {s['rate_onto_fast']:.2f} nA, onto 5 slowest {s['rate_onto_slow']:.2f} nA\n"
-            f"{s['rate_bidirectional_pairs']} strong bidirectional pairs "
+            f"onto the 5 fastest {s['rate_onto_fast']:.2f} nA (among them "
+            f"{s['rate_among_fast']:.2f}),\nonto the 5 slowest {s['rate_onto_slow']:.2f} nA; "
+            f"{s['rate_bidirectional_pairs']} strong bidirectional\npairs "
             f"({s['rate_bidirectional_among_fast']} among the fast)",
         ),
         (
             axes[1],
             "temporal",
             "temporal code (k at 20k ms of 200)",
-            f"next in sequence {s['temporal_forward']:.2f} nA, previous {s['temporal_backward']:.2f} nA",
+            f"to the next in the sequence {s['temporal_forward']:.2f} nA,\n"
+            f"to the previous {s['temporal_backward']:.2f} nA; "
+            f"{s['temporal_bidirectional_pairs']} strong bidirectional pairs",
         ),
     )
     for ax, code, title, note in panels:
@@ -154,12 +158,12 @@ def figure(res: dict, s: dict, out) -> object:
             xticklabels=ticks + 1,
             yticks=ticks,
             yticklabels=ticks + 1,
-            xlabel="postsynaptic neuron",
+            xlabel=f"postsynaptic neuron\n\n{note}",
             ylabel="presynaptic neuron",
             title=title,
         )
         ax.title.set_fontsize(9)
-        ax.text(0.5, -0.30, note, transform=ax.transAxes, ha="center", va="top", fontsize=7)
+        ax.xaxis.label.set_fontsize(8)
         fig.colorbar(im, ax=ax, shrink=0.8, label="weight (nA)")
     temporal = res["temporal"]
     lag = (np.arange(N)[:, None] - np.arange(N)[None, :]) % N
@@ -174,6 +178,7 @@ def figure(res: dict, s: dict, out) -> object:
         ylim=(-0.01, 0.32),
     )
     ax.title.set_fontsize(9)
+    ax.xaxis.label.set_fontsize(8)
     ax.axhline(2 / 3 * res["w_max"]["temporal"], color="0.6", ls=":", lw=0.8)
     ax.text(
         20 * lags[-1],

@@ -15,7 +15,11 @@ code and NEST's ``delay_u_bars``): the filters then hold the voltage from before
 a post spike's own 2 ms plateau does not gate its own potentiation. ``run`` also reports the
 same recordings read one step back (``one_step``), the engine's default discretization.
 
-Run ``python -m models.clopath --out results``.
+Fig. 4 at small size (``models._clopath_network``): two 10-neuron recurrent networks, one
+driven by a rate code, one by a temporal code, learn for 100 s; the connectivity follows the
+code (``clopath_connectivity.png``).
+
+Run ``python -m models.clopath --out results`` (about a minute on 2 cores).
 """
 
 from __future__ import annotations
@@ -400,8 +404,9 @@ def main(argv: list[str] | None = None) -> None:
     if "codes_summary" in r:
         c = r["codes_summary"]
         print(
-            f"rate code: mean weight onto the 5 fastest neurons {c['rate_onto_fast']:.3f} nA, onto "
-            f"the 5 slowest {c['rate_onto_slow']:.3f} nA; strong bidirectional pairs "
+            f"rate code: mean weight onto the 5 fastest neurons {c['rate_onto_fast']:.3f} nA "
+            f"(among them {c['rate_among_fast']:.3f}), onto the 5 slowest "
+            f"{c['rate_onto_slow']:.3f} nA; strong bidirectional pairs "
             f"{c['rate_bidirectional_pairs']} ({c['rate_bidirectional_among_fast']} among the fast)"
         )
         print(

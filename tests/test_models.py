@@ -89,12 +89,13 @@ def test_clopath_reproduces_the_sjostrom_frequency_dependence(tmp_path):
     assert r["at_data"]["one_step"]["pre_post"][0] > 15.0
     # the authors' trains (a 6th post spike per post->pre burst) give more LTP at 40-50 Hz
     assert r["authors_trains"]["post_pre"][-1] > post_pre[-1] + 15.0
-    # Fig. 4: a rate code wires fast neurons strongly and bidirectionally (measured 0.16 vs
-    # 0.05 nA, 4 pairs), a temporal code wires along the sequence (0.30 forward, 0 backward)
+    # Fig. 4: a rate code wires the fast neurons strongly, among them bidirectionally
+    # (measured, seeds 0-2: onto fast 0.16-0.17 vs onto slow 0.03-0.06 nA, among the fast
+    # 0.15-0.18 nA, 2-4 strong bidirectional pairs among them); a temporal code wires along
+    # the sequence (0.30 forward, 0.00 backward, no bidirectional pair)
     c = r["codes_summary"]
-    assert (
-        c["rate_onto_fast"] > 2.0 * c["rate_onto_slow"] and c["rate_bidirectional_among_fast"] >= 2
-    )
+    assert c["rate_onto_fast"] > 2.0 * c["rate_onto_slow"] and c["rate_among_fast"] > 0.12
+    assert c["rate_bidirectional_among_fast"] >= 1
     assert c["temporal_forward"] > 0.25 and c["temporal_backward"] < 0.02
     assert c["temporal_bidirectional_pairs"] == 0
     assert [p.name for p in r["paths"]] == ["clopath_frequency.png", "clopath_connectivity.png"]
