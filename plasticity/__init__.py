@@ -11,8 +11,9 @@ Public names:
   synapse's input.
 """
 
-from . import bounds, functional, monitor, optim, plot
+from . import bounds, engine, functional, language, monitor, optim, plot
 from .accumulator import Accumulator
+from .language import eligibility, modulator, post, pre, relu, weight
 from .optim import (
     ChainedParamTransformingOptimizer,
     ClampedGradientOptimizer,
@@ -30,6 +31,7 @@ from .rules import (
     DopamineSTDP,
     Oja,
     PlasticityRule,
+    Rule,
     SynapticScaling,
     TripletSTDP,
 )
@@ -39,6 +41,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Accumulator",
+    "Rule",
+    "pre",
+    "post",
+    "modulator",
+    "weight",
+    "relu",
+    "eligibility",
+    "language",
+    "engine",
     "STDP",
     "TripletSTDP",
     "TRIPLET_PRESETS",

@@ -270,48 +270,47 @@ class Accumulator(nn.Module):
                 torch.minimum(acc, v, out=acc)
         self._counts[which] += 1
 
-    def _adds_rows(self) -> bool:
-        """Whether :meth:`_append_rows` can take a component row block by row block (a
-        running sum or mean; custom and max/min reductions need whole appends)."""
-        return self._mode in ("sum", "mean")
+    @property
+    def merges(self) -> bool:
+        """Whether :meth:`add_` can add into the latest append (sum, mean and custom
+        reductions; a max or min must see each append whole)."""
+        return self._mode in ("sum", "mean", "custom")
 
-    def _append_rows(self, which: str, value: Tensor, rows: slice, shape: torch.Size) -> None:
-        """One append delivered in row blocks (for rules, so that no whole weight-shaped
-        result is alive besides the running sums): ``value`` is rows ``rows`` of an append
-        shaped ``shape``; the blocks of one append come in order, covering every row once,
-        and count as one append (counted with the first block). Running sum/mean only
-        (:meth:`_adds_rows`). The caller guarantees finite values (a rule's kernel on
-        validated binary spikes): a block is added as soon as it arrives, so no check
-        could leave the window unchanged; and hands over fresh tensors (a whole result
-        starting a window is kept without a copy)."""
-        if not self._adds_rows():
-            raise RuntimeError("Accumulator._append_rows needs a running sum or mean")
-        ref = self._reference()
-        if ref is not None and tuple(shape) != tuple(ref.shape):
+    def add_(self, which: str, value: Tensor, *, merge: bool = False, finite: bool = False) -> None:
+        """Adds ``value`` to component ``which`` (``"pos"`` or ``"neg"``): as a new append,
+        or with ``merge=True`` into the latest append (a rule's several products of one
+        chunk make one append). The tensor is handed over: it may be kept without a copy
+        (``finite=True``: the caller guarantees finite values, the check is skipped).
+
+        Example:
+            >>> import torch
+            >>> acc = Accumulator()
+            >>> acc.add_("pos", torch.ones(2)); acc.add_("pos", torch.ones(2), merge=True)
+            >>> acc.pos, acc.counts
+            (tensor([2., 2.]), (1, 0))
+        """
+        if which not in _COMPONENTS:
+            raise ValueError(f"Accumulator.add_: `which` must be 'pos' or 'neg', got {which!r}")
+        if not merge or self._counts[which] == 0:
+            self._append(which, value, owned=True, finite=finite)
+            return
+        if not self.merges:
             raise ValueError(
-                f"Accumulator.{which}: appended shape {tuple(shape)} differs from the "
-                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's "
-                "shape"
+                f"Accumulator.add_(merge=True) needs a sum, mean or custom reduction, not {self._mode}"
             )
-        v = value.detach()
-        if ref is not None:
-            v = v.to(device=ref.device, dtype=ref.dtype)
-        key = f"{which}_acc"
-        acc = self._buffers[key]
-        first = rows.start in (None, 0)
-        if (
-            acc is None
-            and v.shape == shape
-            and v.is_contiguous()
-            and v.data_ptr() == value.data_ptr()
-        ):
-            self._buffers[key] = v  # a whole fresh result in one block: kept, no copy
+        ref = self._reference()
+        if ref is not None and value.shape != ref.shape:
+            raise ValueError(
+                f"Accumulator.{which}: added shape {tuple(value.shape)} differs from the "
+                f"accumulated shape {tuple(ref.shape)}"
+            )
+        v = value.detach().to(device=ref.device, dtype=ref.dtype)  # type: ignore[union-attr]
+        if self.check_finite and not finite and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"Accumulator.{which}: the added tensor contains NaN or infinity")
+        if self._mode == "custom":
+            self._lists[which][-1].add_(v)
         else:
-            if acc is None:
-                acc = self._buffers[key] = v.new_zeros(shape)
-            acc[rows].add_(v)
-        if first:
-            self._counts[which] += 1
+            self._buffers[f"{which}_acc"].add_(v)  # type: ignore[union-attr]
 
     def _read(self, which: str, copy: bool = True) -> Tensor | None:
         n = self._counts[which]

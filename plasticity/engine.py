@@ -23,17 +23,24 @@ Signed factors are split exactly: a product of parts of known sign goes to ``pos
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from .functional.correlate import conv_correlate, event_sum, spike_index
-from .functional.traces import decay_factor, decay_powers, scan_future, scan_trace
-from .language import ETerm, Signal, Term, Terms, as_terms
+from .functional.correlate import Kernels
+from .functional.traces import (
+    decay_factor,
+    decay_powers,
+    scan_future,
+    scan_future_padded,
+    scan_trace,
+)
+from .language import ETerm, Signal, Term, as_terms
 
-__all__ = ["Plan", "Product", "compile_rule"]
+__all__ = ["Plan", "Product", "Chunk", "KernelChooser", "CHOOSER", "compile_rule", "run_plan"]
 
 Deliver = Callable[[str, Tensor], None]  # (target, signed weight-shaped value)
 
@@ -91,6 +98,8 @@ class Plan:
         for name, (decl, per_sample) in targets.items():
             if name != "dw":
                 for term in as_terms(decl).terms:
+                    if term.coef == 0:
+                        continue
                     if isinstance(term, ETerm):
                         raise ValueError(f"target {name!r}: eligibility terms go into pos/neg")
                     self.products.append(Product(name, term.coef, term, per_sample=per_sample))
@@ -105,6 +114,8 @@ class Plan:
         self.signature = "; ".join(map(repr, self.products))
 
     def _add(self, term: Term | ETerm, sign: float) -> None:
+        if term.coef == 0:  # e.g. a triplet rule's zero pair amplitude
+            return
         if isinstance(term, Term):
             self.products.append(Product("dw", sign * term.coef, term))
             return
@@ -115,6 +126,8 @@ class Plan:
         read = term.mod if term.mod is not None else Signal("const", None, 1.0)
         future_mod = _future(read, elig.tau, strict=False)
         for inner in elig.terms.terms:
+            if inner.coef == 0:
+                continue
             self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
             self.products.append(
                 Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
@@ -122,6 +135,44 @@ class Plan:
 
     def decay_of(self, tau: float) -> float:
         return decay_factor(self.dt, tau, self.decay)
+
+    def _reads(self, choice: tuple[str, ...]) -> list[set[Signal]]:
+        """The signals each product computes from (with the kernels of ``choice``)."""
+        out = []
+        for p, kernel in zip(self.products, choice, strict=True):
+            side = kernel.split("-")[0] if "rewrite" in kernel else None
+            read = {"post": [p.mod, p.pre], "pre": [p.mod, p.post]}.get(side, [p.mod, p.pre, p.post])  # type: ignore[arg-type]
+            out.append(set().union(*(_signals(s) for s in read if s is not None)))
+        return out
+
+    def keeps(self, choice: tuple[str, ...]) -> list[set[str]]:
+        """For each product, the signals that the products after it read (with the
+        kernels of ``choice``): everything else can be freed once it is done."""
+        cached = self.__dict__.setdefault("_keeps", {}).get(choice)
+        if cached is None:
+            cached, later = [], set()
+            for u in reversed(self._reads(choice)):
+                cached.append(set(later))
+                later |= {repr(s) for s in u} | {"hist:" + repr(s) for s in u if s.kind == "delay"}
+            cached.reverse()
+            self._keeps[choice] = cached
+        return cached
+
+    def table_width(self, n_pre: int, n_post: int) -> int:
+        """Elements per step of the tables alive at once (the most over products and
+        candidates; ``n_pre``/``n_post``: one step of each side, batch included)."""
+        width = {"pre": n_pre, "post": n_post}
+        most = 0
+        for choice in self.candidates(conv=False) + self.candidates(conv=True):
+            reads = self._reads(choice)
+            for i, kernel in enumerate(choice):
+                later = set().union(set(), *reads[i + 1 :])
+                live = {s for s in reads[i] | later if s.kind not in _LEAVES}
+                total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
+                if "rewrite" in kernel:  # the future table of the other side
+                    total += n_pre if kernel.startswith("post") else n_post
+                most = max(most, total)
+        return most
 
     # ------------------------------------------------------------------ candidates
 
@@ -144,44 +195,35 @@ class Plan:
         return s.kind == "spike" or (s.kind == "mul" and any(a.kind == "spike" for a in s.args))
 
     def candidates(self, conv: bool) -> list[tuple[str, ...]]:
-        """Kernel assignments worth timing (one kernel name per product): all GEMMs;
-        read at the post spikes (rewriting pre-spike terms); at the pre spikes (the
-        mirror); each side's own spikes. Conv synapses: GEMMs (conv weight-gradients),
-        with and without the rewrite."""
-        out: list[tuple[str, ...]] = [tuple("gemm" for _ in self.products)]
-        for side, other in (("post", "pre"), ("pre", "post")):
-            with_rewrite = []
-            for p in self.products:
-                own, theirs = (p.post, p.pre) if side == "post" else (p.pre, p.post)
-                if self.spiking(own) and not p.per_sample and not conv:
-                    with_rewrite.append(f"{side}-events")
-                elif self.rewritable(p, side) and self.spiking(theirs if conv else theirs):
-                    with_rewrite.append("gemm" if conv else f"{side}-rewrite")
-                elif conv and self.rewritable(p, side):
-                    with_rewrite.append(f"{side}-rewrite-gemm")
-                else:
-                    with_rewrite.append("gemm")
-            out.append(tuple(with_rewrite))
-        if not conv:
-            own = []
-            for p in self.products:
-                if self.spiking(p.post) and not p.per_sample:
-                    own.append("post-events")
-                elif self.spiking(p.pre) and not p.per_sample:
-                    own.append("pre-events")
-                else:
-                    own.append("gemm")
-            out.append(tuple(own))
-        if conv:
+        """Kernel assignments worth timing (one kernel name per product): every product a
+        GEMM; every product read at the post spikes where it can be (spike-supported
+        factors event-driven, post traces rewritten); the same at the pre spikes; each
+        side's own spikes event-driven. Conv synapses: conv weight-gradients, with and
+        without the rewrite of each side's traces."""
+
+        def own(p: Product, side: str) -> Signal | None:
+            return p.post if side == "post" else p.pre
+
+        out = [tuple("gemm" for _ in self.products)]
+        for side in ("post", "pre"):
+            if conv:
+                out.append(tuple(f"{side}-rewrite-gemm" if self.rewritable(p, side) else "gemm"
+                                 for p in self.products))  # fmt: skip
+                continue
             out.append(tuple(
-                "post-rewrite-gemm" if self.rewritable(p, "post") else "gemm"
+                f"{side}-events" if self.spiking(own(p, side)) and not p.per_sample
+                else f"{side}-rewrite" if self.rewritable(p, side)
+                else "gemm"
                 for p in self.products
             ))  # fmt: skip
-        unique: list[tuple[str, ...]] = []
-        for c in out:
-            if c not in unique:
-                unique.append(c)
-        return unique
+        if not conv:
+            out.append(tuple(
+                "post-events" if self.spiking(p.post) and not p.per_sample
+                else "pre-events" if self.spiking(p.pre) and not p.per_sample
+                else "gemm"
+                for p in self.products
+            ))  # fmt: skip
+        return list(dict.fromkeys(out))
 
 
 def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",
@@ -199,6 +241,18 @@ def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",
     return Plan({"dw": (pos, neg), **(extra or {})}, dt=dt, decay=decay, binary=binary)
 
 
+_LEAVES = ("spike", "voltage", "mod", "const")
+
+
+def _signals(s: Signal) -> set[Signal]:
+    """``s`` and every signal it is computed from."""
+    out = {s}
+    for a in s.args:
+        if isinstance(a, Signal):
+            out |= _signals(a)
+    return out
+
+
 def _filters(plan: Plan) -> dict[str, Signal]:
     """Every stateful signal (trace, low-pass) the plan reads, by name."""
     found: dict[str, Signal] = {}
@@ -206,7 +260,7 @@ def _filters(plan: Plan) -> dict[str, Signal]:
     def walk(s: Signal | None) -> None:
         if s is None:
             return
-        if s.kind in ("trace", "lowpass"):
+        if s.kind in ("trace", "lowpass", "delay"):
             found[repr(s)] = s
         for a in s.args:
             if isinstance(a, Signal):
@@ -235,6 +289,7 @@ class Chunk:
     def __init__(self, plan: Plan, inputs: dict[str, Tensor], state: dict[str, Tensor]) -> None:
         self.plan, self.inputs, self.state = plan, inputs, state
         self.memo: dict[str, Any] = {}
+        self.finals: dict[str, Tensor] = {}  # last rows of released filter tables
         self.steps, self.batch = inputs["pre"].shape[:2]
 
     def carried(self, s: Signal) -> Tensor | float:
@@ -295,11 +350,13 @@ class Chunk:
             x, d = v(a[0]), self.plan.decay_of(a[1])
             carry = self._carry_tensor(s, x)
             return scan_trace(x * (1.0 - d), carry, d)
-        if k in ("before", "previous"):
+        if k == "before":
             f = a[0]
             table = v(f)
             prev = torch.cat([self._carry_tensor(f, table)[None], table[:-1]])
-            return prev.mul_(self.plan.decay_of(f.args[1])) if k == "before" else prev
+            return prev.mul_(self.plan.decay_of(f.args[1]))
+        if k == "delay":
+            return self._history(s)[: self.steps]
         if k == "future":
             x, d = v(a[0]), self.plan.decay_of(a[1])
             x = x if isinstance(x, Tensor) else self._full_rows(x)
@@ -311,6 +368,18 @@ class Chunk:
                 self.steps, self.batch
             )
         raise AssertionError(k)
+
+    def _history(self, s: Signal) -> Tensor:
+        """``[k + T, ...]``: the ``k`` values of a filter before the chunk, then its table."""
+        key = "hist:" + repr(s)
+        if key not in self.memo:
+            f, k = s.args
+            table = self.value(f)
+            past = self.state.get(repr(s))
+            if past is None:
+                past = self._carry_tensor(f, table)[None].expand(k, *table.shape[1:])
+            self.memo[key] = torch.cat([past, table])
+        return self.memo[key]
 
     def _full_rows(self, x: float) -> Tensor:
         like = self.inputs["pre"]
@@ -325,11 +394,26 @@ class Chunk:
 
     # ------------------------------------------------------------------------ state
 
+    def release(self, keep: set[str]) -> None:
+        """Frees every computed signal not in ``keep`` (keeping what the state needs)."""
+        for key in [k for k in self.memo if k not in keep]:
+            value = self.memo.pop(key)
+            if key in self.plan.filters and key not in self.finals:
+                self.finals[key] = value[-1].clone()
+            elif key.startswith("hist:"):
+                f = self.plan.filters[key[5:]]
+                self.finals[key[5:]] = value[-f.args[1] :].clone()
+
     def new_state(self) -> dict[str, Tensor]:
         """Every filter's value after the chunk (from its table if computed, else from
         its input decayed to the end: no table needed)."""
-        out: dict[str, Tensor] = {}
+        out: dict[str, Tensor] = dict(self.finals)
         for key, f in self.plan.filters.items():
+            if key in out:
+                continue
+            if f.kind == "delay":
+                out[key] = self._history(f)[-f.args[1] :].clone()
+                continue
             table = self.memo.get(key)
             if table is None and (f.kind == "lowpass" or not f.args[2]):
                 x = self.value(f.args[0])
@@ -347,7 +431,13 @@ class Chunk:
 
 def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[float, Any]]:
     """``[(sign, part)]`` with ``x = Σ sign·part`` and every part >= 0 (parts that are all
-    zero are left out; ``None`` is the factor 1)."""
+    zero are left out; ``None`` is the factor 1).
+
+    Example:
+        >>> import torch
+        >>> signed_parts(torch.tensor([1.0, -2.0]), nonnegative=False)
+        [(1.0, tensor([1., 0.])), (-1.0, tensor([0., 2.]))]
+    """
     if x is None:
         return [(1.0, None)]
     if not isinstance(x, Tensor):
@@ -362,30 +452,22 @@ def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[floa
     return parts
 
 
-def _conv_all_rows(fn, post: Tensor, pre: Tensor) -> Tensor:
-    return fn(post, pre)
-
-
 def run_plan(
     plan: Plan,
     choice: tuple[str, ...],
     inputs: dict[str, Tensor],
     state: dict[str, Tensor],
-    correlate: Callable[[Tensor, Tensor], Tensor],
+    kernels: Kernels,
     deliver: Deliver,
-    weight: Tensor,
-    conv: bool,
 ) -> dict[str, Tensor]:
-    """Evaluates every product of ``plan`` on one chunk with the kernels of ``choice``,
-    hands each signed result to ``deliver(target, value)`` and returns the state after
-    the chunk (filters and eligibility traces).
+    """Evaluates every product of ``plan`` on one chunk with the kernels of ``choice``
+    and returns the state after the chunk (filters, delays, eligibility traces).
 
-    ``correlate(post_side, pre_side)``: the synapse's dense product summed over rows
-    (GEMM, or conv weight-gradient) of ``[R, *out]`` and ``[R, *in]`` operands.
+    ``deliver(target, value)`` receives each result: ``"pos"``/``"neg"`` non-negative
+    magnitudes of the rule's update (unscaled by the batch), other targets signed.
     """
     chunk = Chunk(plan, inputs, state)
-    indices: dict[int, tuple[Tensor, tuple]] = {}
-    new_elig = {}
+    new_elig: dict[str, Tensor] = {}
     for coef, mod, elig in plan.carries:  # read-out of the eligibility carried in
         e0 = state.get(f"elig:{elig!r}")
         if e0 is None:
@@ -398,132 +480,223 @@ def run_plan(
             value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0)
         else:
             value = e0 * c[0]
-        deliver("dw", value.mul_(coef))
+        value.mul_(coef)  # split elementwise by sign
+        deliver("pos", value.clamp_min(0))
+        deliver("neg", value.neg_().clamp_min_(0))
     for key, elig in plan.eligibilities.items():
         e0 = state.get(key)
         if e0 is not None:
             new_elig[key] = e0 * plan.decay_of(elig.tau) ** chunk.steps
-    for p, kernel in zip(plan.products, choice, strict=True):
-        value = _product(plan, chunk, p, kernel, correlate, weight, conv, indices)
-        if value is None:
-            continue
-        if p.target.startswith("elig:"):
-            e = new_elig.get(p.target)
-            new_elig[p.target] = value if e is None else e.add_(value)
-        else:
-            deliver(p.target, value)
+    keeps = plan.keeps(choice)
+    for i, (p, kernel) in enumerate(zip(plan.products, choice, strict=True)):
+        signed = p.target != "dw"
+        for sign, value in _pieces(plan, chunk, p, kernel, kernels):
+            if not signed:
+                deliver("pos" if sign * p.coef > 0 else "neg", value.mul_(abs(p.coef)))
+                del value
+                continue
+            value.mul_(sign * p.coef)
+            if p.target.startswith("elig:"):
+                e = new_elig.get(p.target)
+                new_elig[p.target] = value if e is None else e.add_(value)
+            else:
+                deliver(p.target, value)
+            del value  # not alive while the next piece is computed
+        chunk.release(keeps[i])  # tables no later product reads
     out = chunk.new_state()
     out.update(new_elig)
     return out
 
 
-def _product(plan, chunk: Chunk, p: Product, kernel: str, correlate, weight, conv, indices):
-    """``coef · Σ m·P·Q`` of one product (signed, weight-shaped; per sample if asked)."""
-    if kernel.endswith("rewrite") or kernel.endswith("rewrite-gemm"):
-        return _rewritten(plan, chunk, p, kernel, correlate, weight, conv, indices)
+def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels):
+    """``(sign, Σ m·P·Q)`` for every combination of the factors' signed parts."""
     binary = plan.binary
-    post = None if p.post is None else chunk.value(p.post)
-    pre = None if p.pre is None else chunk.value(p.pre)
+    rewrite = "rewrite" in kernel
+    side = kernel.split("-")[0]
+    f_post = None if p.post is None or (rewrite and side == "post") else chunk.value(p.post)
+    f_pre = None if p.pre is None or (rewrite and side == "pre") else chunk.value(p.pre)
     mod = None if p.mod is None else chunk.value(p.mod)
-    total = None
-    post_parts = signed_parts(post, p.post is None or p.post.nonnegative(binary))
-    pre_parts = signed_parts(pre, p.pre is None or p.pre.nonnegative(binary))
-    mod_parts = signed_parts(mod, p.mod is None or p.mod.nonnegative(binary))
-    for sp, a in post_parts:
-        for sq, b in pre_parts:
-            for sm, m in mod_parts:
-                part = _one(p, kernel, a, b, m, chunk, correlate, conv, indices)
-                part = part.mul_(sp * sq * sm) if sp * sq * sm != 1.0 else part
-                total = part if total is None else total.add_(part)
-    if total is None:
-        return None
-    if p.weight:
-        total = total * weight.detach()
-    return total.mul_(p.coef) if p.coef != 1.0 else total
+    for sp, a in signed_parts(f_post, p.post is None or p.post.nonnegative(binary)):
+        for sq, b in signed_parts(f_pre, p.pre is None or p.pre.nonnegative(binary)):
+            for sm, m in signed_parts(mod, p.mod is None or p.mod.nonnegative(binary)):
+                sign = sp * sq * sm
+                if rewrite:
+                    value = _rewritten(plan, chunk, p, side, a if side == "pre" else b, m,
+                                       kernel.endswith("gemm"), kernels)  # fmt: skip
+                else:
+                    value = _one(p, kernel, a, b, m, chunk, kernels)
+                if p.weight:  # the weight's sign splits the piece elementwise
+                    w = kernels.weight.detach()
+                    yield sign, value * w.clamp_min(0)
+                    yield -sign, value * (-w).clamp_min(0)
+                else:
+                    yield sign, value
 
 
-def _one(p, kernel, post, pre, mod, chunk, correlate, conv, indices) -> Tensor:
-    """One product of non-negative parts (``None``: the factor 1)."""
+def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
+    if x is None or m is None:
+        return x
+    return x * _align(m, x)
+
+
+def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
+    """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1)."""
     inputs = chunk.inputs
+    if not isinstance(mod, Tensor) and mod is not None:  # a number
+        post, pre, mod = (post * mod if post is not None else None), (
+            pre if post is not None else pre * mod
+        ), None
+    if kernel in ("post-events", "pre-events"):
+        on_post = kernel == "post-events"
+        s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
+        spikes = inputs["post" if on_post else "pre"]
+        weights = _event_weights(s_expr, own, spikes, mod, kernels.index(spikes))
+        value = kernels.events(spikes, weights, other)
+        return value if on_post else value.t()
     if post is None and pre is None:
         raise ValueError(f"{p!r}: a term needs a post-side or a pre-side signal")
-    if isinstance(mod, float) or isinstance(mod, int):
-        post = post * mod if post is not None else None
-        pre = pre * mod if post is None else pre
-        mod = None
-    if kernel in ("post-events", "pre-events") and not p.per_sample:
-        spikes_side = "post" if kernel == "post-events" else "pre"
-        s_expr = p.post if spikes_side == "post" else p.pre
-        spikes = inputs[spikes_side]
-        own = post if spikes_side == "post" else pre
-        other = pre if spikes_side == "post" else post
-        index = _index(indices, spikes)
-        weights = _event_weights(s_expr, own, spikes, mod, index)
-        table = other.reshape(-1, other.shape[-1])
-        value = event_sum(index, table, 0, weights)
-        return value if spikes_side == "post" else value.t()
-    if mod is not None:
-        if post is not None and (pre is None or post.numel() <= pre.numel()):
-            post = post * _align(mod, post)
+    if pre is None or post is None:
+        x = _with_mod(post if pre is None else pre, mod)
+        if mod is not None and x is None:
+            x = mod
+        x = x.expand_as(inputs["post" if pre is None else "pre"])
+        if p.per_sample:
+            return torch.stack([kernels.one_sided(x[:, b : b + 1], "post" if pre is None else "pre")
+                                for b in range(x.shape[1])])  # fmt: skip
+        return kernels.one_sided(x, "post" if pre is None else "pre").clone()
+    if mod is not None:  # the row factor goes to the smaller operand
+        if post.numel() <= pre.numel():
+            post = _with_mod(post, mod)
         else:
-            pre = pre * _align(mod, pre)
-    if post is None:
-        post = torch.ones_like(inputs["post"])
-    if pre is None:
-        pre = torch.ones_like(inputs["pre"])
+            pre = _with_mod(pre, mod)
     post = post.expand_as(inputs["post"]) if post.shape != inputs["post"].shape else post
     pre = pre.expand_as(inputs["pre"]) if pre.shape != inputs["pre"].shape else pre
     if p.per_sample:
-        return torch.stack([correlate(post[:, b], pre[:, b]) for b in range(post.shape[1])])
-    return correlate(post, pre)
-
-
-def _index(indices: dict, spikes: Tensor) -> tuple:
-    cached = indices.get(id(spikes))
-    if cached is None or cached[0] is not spikes:
-        cached = indices[id(spikes)] = (spikes, spike_index(spikes.reshape(-1, spikes.shape[-1])))
-    return cached[1]
+        return torch.stack(
+            [kernels.correlate(post[:, b], pre[:, b]) for b in range(post.shape[1])]
+        )
+    return kernels.correlate(post, pre)
 
 
 def _event_weights(s_expr: Signal, own: Tensor, spikes: Tensor, mod, index) -> Tensor | None:
-    """Per-event weights of a spike-supported factor: its value at the events (1 for
-    bare binary spikes), times the row factor of the event's row."""
+    """Per-event weights of a spike-supported factor: its value at the events (nothing
+    for bare binary spikes), times the row factor of the event's row."""
     weights = None
     rows = index[0].long()
     if s_expr.kind != "spike":  # spikes times other factors: read them at the events
         flat = rows * own.shape[-1] + index[2]
         weights = own.reshape(-1).index_select(0, flat)
     if mod is not None:
-        per_event = mod.reshape(-1)[rows]
+        per_event = mod.reshape(-1)[rows].to(spikes.dtype)
         weights = per_event if weights is None else weights * per_event
     return weights
 
 
-def _rewritten(plan, chunk, p, kernel, correlate, weight, conv, indices):
-    """``trace_d(spikes) × Q`` summed over the chunk as ``spikes × future_d(Q)`` plus the
-    pairs of the carried trace with this chunk's ``Q`` (``x0 ⊗ Σ_t d^{t+1} Q(t)``)."""
-    side = "post" if kernel.startswith("post") else "pre"
+def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -> Tensor:
+    """``trace_d(s) × Q`` summed over the chunk, as ``s × future_d(Q)`` plus the pairs of
+    the trace carried in with this chunk's ``Q`` (``x0 ⊗ Σ_t d^{t+1} Q(t)``): the trace of
+    ``side`` is never tabulated, and ``s``'s spike index serves the product."""
     f = p.post if side == "post" else p.pre
-    other = p.pre if side == "post" else p.post
     strict = f.kind == "before"
     trace = f.args[0] if strict else f
-    tau = trace.args[1]
-    spikes = trace.args[0]
-    q = other if p.mod is None else other * p.mod
-    fut = _future(q, tau, strict)
-    new = Term(1.0, **({"post": spikes, "pre": fut} if side == "post" else {"post": fut, "pre": spikes}))
-    inner = Product(p.target, p.coef, new, per_sample=p.per_sample)
-    value = _product(plan, chunk, inner, "gemm" if kernel.endswith("gemm") else f"{side}-events",
-                     correlate, weight, conv, indices)  # fmt: skip
+    d = plan.decay_of(trace.args[1])
+    spikes = chunk.inputs[side]
+    q = other if mod is None else other * _align(mod, other)
+    padded = scan_future_padded(q, d)  # F[t] = Σ_{t' >= t} d^(t'-t) q(t'), F[T] = 0
+    future = padded[1:] if strict else padded[:-1]  # strictly later: d F[t + 1]
+    if gemm:
+        value = kernels.correlate(spikes, future) if side == "post" else kernels.correlate(
+            future, spikes)  # fmt: skip
+    else:
+        value = kernels.events(spikes, None, future)
+        value = value if side == "post" else value.t()
+    del padded, future
+    if strict:
+        value.mul_(d)
     x0 = chunk.state.get(repr(trace))
     if x0 is not None and bool(x0.any()):
-        d = plan.decay_of(tau)
-        qv = chunk.value(q)
-        qv = qv if isinstance(qv, Tensor) else chunk._full_rows(qv)
-        seen = torch.tensordot(decay_powers(d, chunk.steps, qv), _align(qv, qv), dims=1)
+        seen = torch.tensordot(decay_powers(d, chunk.steps, q), q, dims=1)  # [B, *other]
         pair = (x0[None], seen[None]) if side == "post" else (seen[None], x0[None])
-        boundary = correlate(*pair).mul_(p.coef)
-        if p.weight:
-            boundary = boundary * weight.detach()
-        value = boundary if value is None else value.add_(boundary)
+        kernels.correlate_into(value, *pair)
     return value
+
+
+def _octave(nnz: int, numel: int) -> int:
+    """The activity's power of two (the kernel choice is cached per octave)."""
+    return -99 if nnz == 0 or numel == 0 else max(-20, math.floor(math.log2(nnz / numel)))
+
+
+class KernelChooser:
+    """Chooses each plan's kernels by timing the candidates (:meth:`Plan.candidates`) on
+    the first chunks of a shape, device, dtype and activity octave, then caches the
+    fastest (like ``torch.backends.cudnn.benchmark``). While measuring, the first
+    candidate (every product a GEMM) delivers the results; the others run on the same
+    chunk and are discarded. :attr:`choices` shows what was chosen.
+    """
+
+    rounds = 2  # chunks timed per candidate before choosing
+
+    def __init__(self) -> None:
+        self.choices: dict[tuple, tuple[str, ...]] = {}
+        self.samples: dict[tuple, dict[tuple[str, ...], list[float]]] = {}
+
+    def key(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
+            nnz: list[int]) -> tuple:  # fmt: skip
+        pre, post = inputs["pre"], inputs["post"]
+        steps = 1 << max(0, pre.shape[0] - 1).bit_length()  # T rounded up to a power of 2
+        conv = None if kernels.conv is None else tuple(sorted(kernels.conv.items()))
+        return (plan.signature, conv, steps, tuple(pre.shape[1:]), tuple(post.shape[1:]),
+                pre.dtype, str(pre.device), kernels.compute_dtype,
+                _octave(nnz[0], pre.numel()), _octave(nnz[1], post.numel()))  # fmt: skip
+
+    def run(self, option: str, plan: Plan, inputs: dict[str, Tensor], state: dict[str, Tensor],
+            kernels: Kernels, deliver: Deliver, nnz: list[int], record: dict[str, str],
+            remembered: dict[str, tuple[str, ...]]):  # fmt: skip
+        """``run_plan`` with the kernels of ``option`` (``"dense"``: GEMMs; ``"sparse"``:
+        the first event-driven candidate; ``"auto"``: measured); the products' kernels
+        go into ``record``. ``remembered`` (a rule's own, saved with its state) holds the
+        choices the rule has used, so that a rule loaded from a checkpoint runs the same
+        kernels (and gives the same numbers, bit for bit) as the one saved."""
+        candidates = plan.candidates(conv=kernels.conv is not None)
+        if option == "dense" or len(candidates) == 1:
+            choice = candidates[0]
+        elif option == "sparse":
+            choice = candidates[1]
+        else:
+            key = self.key(plan, inputs, kernels, nnz)
+            name = repr(key)
+            choice = remembered.get(name) or self.choices.get(key)  # type: ignore[assignment]
+            if choice is None or tuple(choice) not in candidates:
+                return self._measure(key, candidates, plan, inputs, state, kernels, deliver, record)
+            choice = remembered[name] = tuple(choice)
+        record.clear()
+        record.update((p.label, k) for p, k in zip(plan.products, choice, strict=True))
+        return run_plan(plan, choice, inputs, state, kernels, deliver)
+
+    def _measure(self, key, candidates, plan, inputs, state, kernels, deliver, record):
+        times = self.samples.setdefault(key, {c: [] for c in candidates})
+        sync = torch.cuda.synchronize if inputs["pre"].is_cuda else (lambda: None)
+        result = state
+        for i, c in enumerate(candidates):
+            fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype)  # no shared index
+            sync()
+            start = time.perf_counter()
+            new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard)
+            sync()
+            times[c].append(time.perf_counter() - start)
+            if i == 0:
+                result = new
+        if all(len(t) >= self.rounds for t in times.values()):
+            self.choices[key] = min(candidates, key=lambda c: min(times[c]))
+            del self.samples[key]
+        record.clear()
+        record.update((p.label, k) for p, k in zip(plan.products, candidates[0], strict=True))
+        return result
+
+
+def _discard(target: str, value: Tensor) -> None:
+    return None
+
+
+#: the process-wide kernel choices (``CHOOSER.choices``: key -> kernel per product)
+CHOOSER = KernelChooser()

@@ -3,23 +3,36 @@
 A *synapse* is a module with a ``weight`` whose forward is linear in its input:
 ``nn.Linear`` (also snnTorch's ``RLeaky.recurrent``) or ``nn.Conv1d/2d/3d``. The adapter
 turns its forward input (pre spikes) and the neuron's output (post spikes) into
-``[T, B, ...]`` step blocks and provides the correlation kernel of its weight.
+``[T, B, ...]`` step blocks, checked against the weight's shape.
 
 A *neuron* is any module whose output is spikes, or a tuple whose first element is
-spikes (snnTorch's ``(spk, mem)`` convention, with ``init_hidden`` either way).
+spikes (snnTorch's ``(spk, mem)`` convention, with ``init_hidden`` either way); its
+membrane potential is the tuple's last element or ``neuron.mem``.
+
+:class:`HookPairing` holds the hooks and the protocol that pairs each neuron call with
+the synapse step that fed it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import warnings
+import weakref
+from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from .functional.correlate import conv_correlate, dense_correlate, spike_index, weigh_rows
+from .buffers import StepBuffer, same_storage
 
-__all__ = ["SynapseAdapter", "DenseSynapse", "ConvSynapse", "synapse_adapter", "output_spikes"]
+__all__ = [
+    "SynapseAdapter",
+    "DenseSynapse",
+    "ConvSynapse",
+    "HookPairing",
+    "synapse_adapter",
+    "output_spikes",
+    "output_voltage",
+]
 
 
 def output_spikes(output: object, where: str = "neuron") -> Tensor:
@@ -31,6 +44,22 @@ def output_spikes(output: object, where: str = "neuron") -> Tensor:
     raise TypeError(
         f"the {where} returned {type(output).__name__}, which holds no spikes; a neuron must "
         "return a spike tensor or a tuple whose first element is the spike tensor"
+    )
+
+
+def output_voltage(output: object, neuron: nn.Module) -> Tensor:
+    """The membrane potential of a neuron's step: the last element of a tuple output
+    (snnTorch: ``(spk, mem)``, ``(spk, syn, mem)``, ...) or ``neuron.mem`` (snnTorch's
+    ``init_hidden=True`` without ``output=True``)."""
+    if isinstance(output, (tuple, list)) and len(output) > 1 and isinstance(output[-1], Tensor):
+        return output[-1].detach()
+    mem = getattr(neuron, "mem", None)
+    if isinstance(mem, Tensor):
+        return mem.detach()
+    raise TypeError(
+        f"the rule reads post.voltage, but the neuron ({type(neuron).__name__}) returned no "
+        "membrane potential: return (spikes, mem) or keep it in `neuron.mem` (snnTorch: "
+        "init_hidden=True), or pass voltage= to rule.observe()"
     )
 
 
@@ -55,13 +84,6 @@ class SynapseAdapter:
         """The neuron's spikes as ``[T, B, *out]``; checked against the synapse's output."""
         raise NotImplementedError
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
-    ) -> Callable[..., Tensor]:
-        """The correlation of this synapse; ``kernels`` maps the spike operand ("post"/"pre")
-        to ``"dense"``/``"sparse"``; ``binary``: unweighted spike operands are 0/1;
-        ``compute_dtype``: operand dtype of the products (``None``: the operands')."""
-        raise NotImplementedError
 
 
 def _blocks(x: Tensor, feature_ndim: int, what: str, expected: str) -> Tensor:
@@ -101,43 +123,6 @@ class DenseSynapse(SynapseAdapter):
             )
         return _blocks(s, 1, "the neuron's spikes", f"[B, {self.n_out}] or [T, B, {self.n_out}]")
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
-    ) -> Callable[..., Tensor]:
-        indices: dict[int, tuple[Tensor, tuple[Tensor, Tensor, Tensor]]] = {}
-
-        def run(
-            post_side: Tensor,
-            pre_side: Tensor,
-            sparse: str | None = None,
-            weighted: bool = True,
-            row_weight: Tensor | None = None,
-        ) -> Tensor:
-            kernel = kernels.get(sparse, "dense") if sparse else "dense"
-            weighted = weighted or not binary
-            index = None
-            if kernel == "sparse" and not weighted:
-                # the same binary spikes correlate several times within a chunk (modulated
-                # rules): their event index is built once (kept with the tensor, so that
-                # its id cannot be reused while cached)
-                spikes = post_side if sparse == "post" else pre_side
-                cached = indices.get(id(spikes))
-                if cached is None or cached[0] is not spikes:
-                    flat = spikes.reshape(-1, spikes.shape[-1])
-                    cached = indices[id(spikes)] = (spikes, spike_index(flat))
-                index = cached[1]
-            return dense_correlate(
-                post_side,
-                pre_side,
-                sparse,
-                weighted,
-                kernel=kernel,
-                index=index,
-                compute_dtype=compute_dtype,
-                row_weight=row_weight,
-            )
-
-        return run
 
 
 class ConvSynapse(SynapseAdapter):
@@ -208,37 +193,6 @@ class ConvSynapse(SynapseAdapter):
             "padding_mode": m.padding_mode,
         }
 
-    def correlate(
-        self, kernels: dict[str, str], binary: bool, compute_dtype: torch.dtype | None = None
-    ) -> Callable[..., Tensor]:
-        m = self.module
-
-        def run(
-            post_side: Tensor,
-            pre_side: Tensor,
-            sparse: str | None = None,
-            weighted: bool = True,
-            row_weight: Tensor | None = None,
-        ) -> Tensor:
-            if row_weight is not None:  # weigh the rows of the spike operand
-                if sparse == "pre":
-                    pre_side = weigh_rows(pre_side, row_weight)
-                else:
-                    post_side = weigh_rows(post_side, row_weight)
-            return conv_correlate(
-                post_side,
-                pre_side,
-                tuple(m.weight.shape),
-                stride=tuple(m.stride),
-                padding=self.padding,
-                dilation=tuple(m.dilation),
-                groups=m.groups,
-                pad=self.pad,
-                padding_mode=m.padding_mode,
-                compute_dtype=compute_dtype,
-            )
-
-        return run
 
 
 def synapse_adapter(module: object) -> SynapseAdapter:
@@ -275,3 +229,184 @@ def synapse_adapter(module: object) -> SynapseAdapter:
     raise TypeError(
         f"`synapse` is a {type(module).__name__}; supported synapses are nn.Linear and nn.Conv1d/2d/3d"
     )
+
+
+class HookPairing:
+    """The hooks of a rule (mixed into :class:`~plasticity.PlasticityRule`): the synapse's
+    forward pre-hook and forward hook, and the neuron's forward hook.
+
+    Pairing protocol: a neuron call is paired with the synapse output that fed it. The
+    synapse's input is *staged* (copied into the pre buffer after the paired steps) by the
+    synapse's pre-hook; the neuron's hook *commits* one staged step (or a block of steps)
+    together with its spikes (and its membrane potential, if the rule reads it). A staged
+    input that never reaches the neuron (a sanity call, a call feeding another neuron) is
+    dropped with a warning and never shifts later pairs. A ``[T, B, N]`` sequence through
+    the synapse is consumed one step per neuron call.
+    """
+
+    _adapter: SynapseAdapter
+    _pre: StepBuffer
+    _post: StepBuffer
+    _volt: StepBuffer | None
+    _mod: StepBuffer | None
+    _pending: list[list]
+    _batch: int | None
+
+    #
+    # A neuron call is paired with the synapse output that fed it. The synapse's input is
+    # *staged* (copied into the pre buffer after the paired steps) by the synapse's
+    # pre-hook; the neuron's hook *commits* one staged step (or a block of steps) together
+    # with its spikes. A staged input that never reaches the neuron (a sanity call, a call
+    # feeding another neuron) is dropped with a warning and never shifts later pairs. A
+    # ``[T, B, N]`` sequence through the synapse is consumed one step per neuron call.
+    # The hooks run every step: keep their fast paths lean.
+
+    def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        if not (self.training and module.training):
+            return
+        x = args[0] if args else kwargs.get("input")
+        pending, pre = self._pending, self._pre
+        # fast path: one step shaped like the paired ones, nothing else staged
+        if not pending and self._batch is not None and isinstance(x, Tensor):
+            if pre.stage_step(x.detach()):
+                pending.append([pre.n, 1, 0, None])
+                return
+        if not isinstance(x, Tensor):
+            raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
+        block = self._adapter.pre_steps(x)
+        if self._batch is not None and block.shape[1] != self._batch:
+            self._check_batch(block.shape[1])
+        if pending:  # earlier inputs not (fully) consumed: keep at most the latest one
+            other_shape = pre.data is None or pre.data.shape[1:] != block.shape[1:]
+            if len(pending) > 1 or pending[-1][2] > 0 or other_shape:
+                self._drop_pending(keep_last=pending[-1][2] == 0 and not other_shape)
+        at = pending[-1][0] + pending[-1][1] if pending else pre.n
+        capacity = self.chunk if pre.data is not None else self.chunk_for(block)
+        pre.stage(block.detach(), self.weight, at, capacity)
+        pending.append([at, block.shape[0], 0, None])
+
+    def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
+        """Remembers which tensor the staged input produced (to find it at the neuron)."""
+        pending = self._pending
+        if pending and isinstance(output, Tensor):
+            pending[-1][3] = weakref.ref(output)
+
+    def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not (self.training and self._adapter.module.training):
+            return
+        s = (
+            output
+            if isinstance(output, Tensor)
+            else output_spikes(output, f"neuron ({type(module).__name__})")
+        )
+        pending = self._pending
+        self._neuron_calls += 1
+        # fast path: the one staged step of this neuron call, shaped like the paired ones
+        if (
+            len(pending) == 1
+            and pending[0][1] == 1
+            and pending[0][0] == self._pre.n
+            and self._mod is None
+            and self._volt is None
+            and self._batch is not None
+            and self._post.push(s.detach())
+        ):
+            self._pre.n += 1
+            pending.clear()
+            self._maybe_flush()
+            return
+        block = self._adapter.post_steps(s, self._pre.data)
+        if self._batch is not None and block.shape[1] != self._batch:
+            self._check_batch(block.shape[1])
+        if not pending:
+            self._warn_once(
+                "unfed",
+                f"the neuron ({type(module).__name__}) was called without an input from the "
+                f"rule's synapse ({type(self.synapse).__name__}) since its last call: its "
+                "spikes are not paired with any presynaptic step and are ignored",
+            )
+            return
+        chosen = len(pending) - 1
+        if len(pending) > 1:
+            current = args[0] if args else None
+            fed = [same_storage(current, p[3]) for p in pending]
+            if any(fed):
+                chosen = len(fed) - 1 - fed[::-1].index(True)
+                self._warn_stray()
+            else:
+                self._warn_once(
+                    "shared",
+                    f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
+                    f"times before the neuron ({type(module).__name__}): weight sharing is not "
+                    "supported by the hooks; the neuron's spikes are paired with the last call "
+                    "only, the other calls are dropped (use rule.observe() for such networks)",
+                )
+        start, steps, cursor, ref = pending[chosen]
+        take = block.shape[0]
+        if take > steps - cursor:
+            raise ValueError(
+                f"the neuron returned {take} steps but the synapse's input holds only "
+                f"{steps - cursor} unpaired steps; call the neuron once per synapse step"
+            )
+        pre = self._pre
+        pre.commit(start + cursor, take)
+        self._add(self._post, block, flush=False)
+        cursor += take
+        if len(pending) > 1:  # the other staged inputs never reached the neuron
+            del pending[chosen]
+            self._drop_pending(keep_last=False, warn=False)
+            if cursor < steps:  # the rest of the sequence stays staged, after the pairs
+                rest = pre.data[start + cursor : start + steps].clone()  # type: ignore[index]
+                pre.stage(rest, rest, pre.n, 0)
+                pending.append([pre.n - cursor, steps, cursor, ref])
+        elif cursor < steps:  # a sequence, consumed one neuron call at a time
+            pending[0][2] = cursor
+        else:
+            pending.clear()
+        if not pending:
+            pre.unstage()
+            self._maybe_flush()
+
+    def _drop_pending(self, keep_last: bool, warn: bool = True) -> None:
+        """Forgets staged inputs that did not reach the neuron; with ``keep_last`` the
+        latest one stays staged (moved right after the paired steps)."""
+        pending, pre = self._pending, self._pre
+        keep = pending[-1] if keep_last else None
+        dropped = sum(p[1] - p[2] for p in (pending[:-1] if keep_last else pending))
+        if warn and dropped:
+            self._warn_stray()
+        self._dropped += dropped
+        pending.clear()
+        pre.unstage()
+        if keep is not None:
+            pre.stage(pre.data[keep[0] : keep[0] + keep[1]].clone(), pre.data, pre.n, 0)
+            keep[0] = pre.n
+            pending.append(keep)
+
+    def _warn_stray(self) -> None:
+        self._warn_once(
+            "stray",
+            f"an output of the rule's synapse ({type(self.synapse).__name__}) never reached "
+            f"its neuron ({type(self.neuron).__name__}) (a sanity call, or a call feeding "
+            "another neuron): that step is dropped and does not shift later pairs",
+        )
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        """One warning of each kind per window (``step()`` starts a new window)."""
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
+        """Appends a block to a step buffer (the modulator gets zero rows with the post
+        spikes), setting the batch size with the first step of a sequence."""
+        if self._batch is None:
+            self._batch = block.shape[1]
+        weight = self._adapter.module.weight
+        # the first presynaptic block sizes the buffers (before it, chunk is a guess)
+        chunk = self.chunk if self._pre.data is not None else self.chunk_for(block)
+        buffer.append(block.detach(), weight, chunk)
+        if self._mod is not None and buffer is self._post:
+            self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
+        if flush:
+            self._maybe_flush()

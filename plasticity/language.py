@@ -18,7 +18,8 @@ Signals (per step, per sample, per neuron of one side):
 * ``side.trace(tau)``: the trace after this step's spikes,
   :math:`x_t = e^{-dt/\tau} x_{t-1} + s_t` (``nearest=True``: reset to 1 at a spike);
   ``.before``: its value just before this step's spikes, :math:`e^{-dt/\tau} x_{t-1}`;
-  ``.previous``: its value at the previous step, :math:`x_{t-1}`;
+  ``.previous``: its value at the previous step, :math:`x_{t-1}` (``.delayed(k)``:
+  :math:`x_{t-k}`);
 * ``side.rate(tau)``: ``side.trace(tau) / tau`` (spikes per unit of ``dt``);
 * ``post.voltage``: the neuron's membrane potential at the step;
 * ``signal.lowpass(tau, init=None)``: :math:`\bar u_t = e^{-dt/\tau}\bar u_{t-1} +
@@ -163,10 +164,17 @@ class Signal:
 
     @property
     def previous(self) -> Signal:
-        """A filter's value at the previous step (its initial value at the first step)."""
+        """A filter's value at the previous step: ``delayed(1)``."""
+        return self.delayed(1)
+
+    def delayed(self, steps: int) -> Signal:
+        """A filter's value ``steps`` steps back (its initial value before the first
+        step): e.g. Clopath's filtered voltage read before the current spike."""
         if self.kind not in ("trace", "lowpass"):
-            raise ValueError(f"`.previous` is defined for traces and low-pass filters, not {self!r}")
-        return Signal("previous", self.side, self)
+            raise ValueError(f"`.delayed()` is defined for traces and low-pass filters, not {self!r}")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"`steps` must be an int >= 1, got {steps!r}")
+        return Signal("delay", self.side, self, steps)
 
     def batch_mean(self) -> Signal:
         """The mean over the samples of the batch (the same value for every sample)."""
@@ -190,7 +198,9 @@ class Signal:
             return a[1] >= 0 and a[0].nonnegative(binary)
         if k == "lowpass":
             return a[0].nonnegative(binary) and (a[2] is None or a[2] >= 0)
-        if k in ("trace", "before", "previous", "batch_mean"):
+        if k == "powers":
+            return True
+        if k in ("trace", "before", "delay", "batch_mean", "future"):
             return a[0].nonnegative(binary)
         return all(x.nonnegative(binary) for x in a)  # add, mul
 
@@ -222,8 +232,10 @@ def _text(s: Signal) -> str:
     if k == "lowpass":
         init = "" if a[2] is None else f", init={_fmt(a[2])}"
         return f"{_atom(a[0])}.lowpass({_fmt(a[1])}{init})"
-    if k in ("before", "previous"):
-        return f"{a[0]!r}.{k}"
+    if k == "before":
+        return f"{a[0]!r}.before"
+    if k == "delay":
+        return f"{a[0]!r}.previous" if a[1] == 1 else f"{a[0]!r}.delayed({a[1]})"
     if k == "batch_mean":
         return f"{_atom(a[0])}.batch_mean()"
     if k == "relu":
@@ -243,6 +255,10 @@ def _text(s: Signal) -> str:
         return out
     if k == "mul":
         return " * ".join(_atom(x) for x in a)
+    if k == "future":  # the engine's own: a trace run backwards within a chunk
+        return f"future({a[0]!r}, {_fmt(a[1])}{', strict' if a[2] else ''})"
+    if k == "powers":
+        return f"powers({_fmt(a[0])})"
     raise AssertionError(k)
 
 

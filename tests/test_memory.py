@@ -75,7 +75,7 @@ def test_no_rule_builds_a_batch_outer_product(name):
         for t in range(T):
             spk, mem = lif(fc(x[t]), mem)
             spikes += float(spk.detach().sum())
-            if hasattr(rule, "reward"):
+            if rule.plan.reads_mod:  # a rule with a third factor
                 rule.reward(float(torch.randn(1, generator=g)))
             if hasattr(rule, "release"):
                 rule.release(0.5)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
+    "Kernels",
     "dense_correlate",
     "conv_correlate",
     "conv_event_sum",
@@ -140,10 +141,11 @@ def event_sum(
                 [ 5., 50.]])
     """
     if compute_dtype is not None and compute_dtype != table.dtype:
-        out_dtype = table.dtype
-        table = table.to(compute_dtype)
-        weights = None if weights is None else weights.to(compute_dtype)
-        return event_sum(index, table, row_shift, weights).to(out_dtype)
+        # operands rounded to compute_dtype, sums in the table's dtype (CPU gathers in
+        # bf16 would also round every partial sum)
+        table = table.to(compute_dtype).to(table.dtype)
+        weights = None if weights is None else weights.to(compute_dtype).to(table.dtype)
+        return event_sum(index, table, row_shift, weights)
     rows, offsets = index[:2]
     if row_shift:  # table[r + shift] is row r of the table from row `shift` on (no index copy)
         table = table[row_shift:]
@@ -389,3 +391,62 @@ def conv_correlate(
     return _CONV_WEIGHT[k](
         q, list(weight_shape), p, stride=stride, padding=padding, dilation=dilation, groups=groups
     ).to(out_dtype)
+
+
+class Kernels:
+    """The synapse's products, summed over the rows (time and batch) of a chunk:
+    ``correlate(post_side [R, *out], pre_side [R, *in])`` (a GEMM, or a conv
+    weight-gradient), the event-driven sums, and one-sided sums broadcast to the weight."""
+
+    def __init__(self, weight: Tensor, conv: dict | None, compute_dtype: torch.dtype | None):
+        self.weight, self.conv, self.compute_dtype = weight, conv, compute_dtype
+        self.indices: dict[int, tuple[Tensor, tuple]] = {}
+
+    def correlate(self, post: Tensor, pre: Tensor) -> Tensor:
+        cd = self.compute_dtype
+        if self.conv is None:
+            p, q = post.reshape(-1, post.shape[-1]), pre.reshape(-1, pre.shape[-1])
+            if cd is not None and cd != p.dtype:
+                if p.device.type == "cpu":  # CPU GEMMs may accumulate in bf16: round, then fp32
+                    return p.t().to(cd).to(p.dtype) @ q.to(cd).to(p.dtype)
+                return (p.t().to(cd) @ q.to(cd)).to(p.dtype)
+            return p.t() @ q
+        g = self.conv
+        return conv_correlate(post, pre, g["weight_shape"], stride=g["stride"],
+                              padding=g["padding"], dilation=g["dilation"], groups=g["groups"],
+                              pad=g["pad"], padding_mode=g["padding_mode"],
+                              compute_dtype=cd)  # fmt: skip
+
+    def correlate_into(self, out: Tensor, post: Tensor, pre: Tensor) -> Tensor:
+        """``out += correlate(post, pre)`` (dense: in place, no weight-sized temporary)."""
+        if self.conv is None and self.compute_dtype is None:
+            return out.addmm_(post.reshape(-1, post.shape[-1]).t(), pre.reshape(-1, pre.shape[-1]))
+        return out.add_(self.correlate(post, pre))
+
+    def one_sided(self, x: Tensor, side: str) -> Tensor:
+        """``Σ`` over rows (and conv positions) of one side, broadcast to the weight."""
+        shape = self.weight.shape
+        channels = x.reshape(-1, *x.shape[2:]).sum(0)  # [C, *spatial] or [N]
+        if self.conv is not None:
+            channels = channels.reshape(channels.shape[0], -1).sum(1)
+        if side == "post":
+            return channels.view(-1, *([1] * (len(shape) - 1))).expand(shape)
+        if self.conv is None:
+            return channels.view(1, -1).expand(shape)
+        groups = self.conv["groups"]
+        per_group = channels.view(groups, -1)  # [groups, C_in/groups]
+        rows = per_group.repeat_interleave(shape[0] // groups, 0)  # [C_out, C_in/groups]
+        return rows.view(*rows.shape, *([1] * (len(shape) - 2))).expand(shape)
+
+    def events(self, spikes: Tensor, weights: Tensor | None, table: Tensor) -> Tensor:
+        """``Σ`` of ``table`` rows at each neuron's spikes: ``[N_spikes, N_table]``."""
+        return event_sum(self.index(spikes), table.reshape(-1, table.shape[-1]), 0, weights,
+                         self.compute_dtype)  # fmt: skip
+
+    def index(self, spikes: Tensor) -> tuple:
+        """The spike index of ``spikes`` (built once per chunk, shared by products)."""
+        cached = self.indices.get(id(spikes))
+        if cached is None or cached[0] is not spikes:
+            index = spike_index(spikes.reshape(-1, spikes.shape[-1]))
+            cached = self.indices[id(spikes)] = (spikes, index)
+        return cached[1]

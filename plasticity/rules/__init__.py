@@ -1,6 +1,6 @@
-"""Learning rules: one small class per rule family, wiring = hooks + kernels + accumulator."""
+"""Learning rules: the built-ins as declarations in the rule language, and ``Rule`` for your own."""
 
-from .base import PlasticityRule
+from .base import PlasticityRule, Rule
 from .homeostasis import AdaptiveThreshold, SynapticScaling
 from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
@@ -8,6 +8,7 @@ from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
 
 __all__ = [
     "PlasticityRule",
+    "Rule",
     "STDP",
     "TripletSTDP",
     "TRIPLET_PRESETS",

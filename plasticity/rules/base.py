@@ -1,18 +1,17 @@
-"""Shared wiring of every synapse rule: hooks, step buffering, chunked kernels, step/reset.
+"""Every rule's wiring: hooks, step buffers, the engine per chunk, step/reset, state.
 
-A rule observes the synapse's input (pre spikes, forward pre-hook) and the neuron's
-output (post spikes, forward hook), buffers the steps, and every ``chunk_size`` paired
-steps runs its kernel once on the whole chunk: traces are scanned, one GEMM (or one conv
-weight-grad) gives ``pos`` and ``neg``, which go to :attr:`PlasticityRule.accumulator`.
-Weights are frozen during a window, so chunked and per-step computation are identical.
+A rule observes the synapse's input (pre spikes), the neuron's output (post spikes, and
+its membrane potential if the rule reads it) and the third factor (``reward()``),
+buffers the paired steps (:class:`~plasticity.hooks.HookPairing`), and every
+``chunk_size`` steps evaluates its declaration (:mod:`plasticity.language`) on the whole
+chunk with the engine (:mod:`plasticity.engine`); results go to
+:attr:`PlasticityRule.accumulator`. Weights are frozen during a window, so chunked and
+per-step computation are identical.
 """
 
 from __future__ import annotations
 
 import math
-import warnings
-import weakref
-from collections.abc import Callable
 from numbers import Real
 from typing import Any
 
@@ -20,15 +19,18 @@ import torch
 from torch import Tensor, nn
 
 from ..accumulator import Accumulator
-from ..functional.correlate import KERNELS, choose_kernel
-from ..functional.stdp import COINCIDENT
+from ..buffers import StepBuffer
+from ..engine import CHOOSER, Plan, compile_rule
+from ..functional.correlate import KERNELS, Kernels
 from ..functional.traces import TRACE_MODES, decay_factor
-from ..hooks import output_spikes, synapse_adapter
+from ..hooks import ConvSynapse, HookPairing, synapse_adapter
 
-__all__ = ["PlasticityRule", "check_positive", "check_amplitude"]
+__all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
 SPIKE_POLICIES = ("binary", "graded")
 PRECISIONS = ("full", "bf16")
+COINCIDENT = ("ltp", "both", "none")
+_PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
 
 
 def _real(name: str, value: Any) -> float:
@@ -67,125 +69,6 @@ def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
     return value
 
 
-class StepBuffer:
-    """Preallocated ``[capacity, B, *shape]`` buffer of steps (grows by doubling).
-
-    Rows ``[0, n)`` are paired steps; rows ``[n, end)`` are *staged* (copied in, not yet
-    paired: see the rule's pairing protocol). Copying a block in converts it to the
-    buffer's device and dtype: no per-step allocation, no concatenation when processed.
-    """
-
-    __slots__ = ("data", "n", "end", "rows")
-
-    def __init__(self) -> None:
-        self.data: Tensor | None = None
-        self.n = self.end = 0
-        self.rows: tuple[Tensor, ...] | None = None  # per-step views of data, for the hooks
-
-    def __getstate__(self) -> dict:
-        # the row views are rebuilt from data on first use (a copy keeps no stale views)
-        return {"data": self.data, "n": self.n, "end": self.end}
-
-    def __setstate__(self, state: dict) -> None:
-        self.data, self.n, self.rows = state["data"], state["n"], None
-        self.end = state.get("end", self.n)
-
-    def stage_step(self, step: Tensor) -> bool:
-        """Copies one step (``[B, *shape]``, shaped like the buffered ones) into row ``n``
-        without pairing it: the hooks' per-step fast path. ``False`` (nothing done) where
-        :meth:`stage` must handle it: no buffer yet, the buffer full, or another shape."""
-        data, n = self.data, self.n
-        if data is None or n >= data.shape[0] or step.shape != data.shape[1:]:
-            return False
-        rows = self.rows
-        if rows is None:
-            rows = self.rows = data.unbind(0)
-        rows[n].copy_(step)
-        self.end = n + 1
-        return True
-
-    def push(self, step: Tensor) -> bool:
-        """:meth:`stage_step` and pair the step at once."""
-        if not self.stage_step(step):
-            return False
-        self.n += 1
-        return True
-
-    def stage(self, block: Tensor, like: Tensor, at: int, capacity: int) -> None:
-        """Copies ``block`` (``[T, B, *shape]``) into rows ``[at, at + T)`` (``at >= n``),
-        growing the buffer; rows before ``at`` are kept."""
-        steps = block.shape[0]
-        data = self.data
-        fits = (
-            data is not None
-            and data.shape[1:] == block.shape[1:]
-            and data.dtype == like.dtype
-            and data.device == like.device
-        )
-        if not fits or at + steps > data.shape[0]:  # type: ignore[union-attr]
-            size = max(capacity, at + steps, 2 * data.shape[0] if fits else 0)  # type: ignore[union-attr]
-            fresh = torch.empty((size, *block.shape[1:]), dtype=like.dtype, device=like.device)
-            if at:
-                fresh[:at].copy_(data[:at])  # type: ignore[index]
-            self.data = data = fresh
-            self.rows = None
-        data[at : at + steps].copy_(block)  # type: ignore[index]
-        self.end = at + steps
-
-    def append(self, block: Tensor, like: Tensor, capacity: int) -> None:
-        """Stages ``block`` right after the paired steps and pairs it."""
-        self.stage(block, like, self.n, capacity)
-        self.n += block.shape[0]
-
-    def commit(self, row: int, steps: int) -> None:
-        """Pairs the staged rows ``[row, row + steps)`` (moved to row ``n`` if elsewhere)."""
-        self.move(row, self.n, steps)
-        self.n += steps
-        self.end = max(self.end, self.n)
-
-    def move(self, src: int, dst: int, steps: int) -> None:
-        if src != dst:
-            assert self.data is not None
-            self.data[dst : dst + steps] = self.data[src : src + steps].clone()
-
-    def unstage(self) -> None:
-        """Forgets every staged row."""
-        self.end = self.n
-
-    def view(self, n: int) -> Tensor:
-        """The first ``n`` buffered steps (valid until the next append or consume)."""
-        assert self.data is not None
-        return self.data[:n]
-
-    def consume(self, n: int) -> None:
-        """Drops the first ``n`` steps, keeping the rest (staged rows too) at the front."""
-        rest = self.end - n
-        if rest > 0:
-            assert self.data is not None
-            self.data[:rest] = self.data[n : self.end].clone()
-        self.n -= n
-        self.end = max(rest, 0)
-
-    def clear(self) -> None:
-        self.n = self.end = 0
-
-    def tensor(self) -> Tensor | None:
-        return None if self.n == 0 else self.view(self.n).clone()
-
-
-def _same_storage(tensor: Any, ref: Any) -> bool:
-    """Whether ``tensor`` is (a view of) the tensor that the weak reference ``ref`` holds."""
-    target = None if ref is None else ref()
-    if not isinstance(tensor, Tensor) or target is None:
-        return False
-    return tensor is target or (
-        tensor.untyped_storage().data_ptr() == target.untyped_storage().data_ptr()
-    )
-
-
-_PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
-
-
 def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[int, int | None]:
     """``(non-zeros, first step with NaN/inf or None)`` of ``[T, ...]`` spikes; with
     ``binary``, values other than 0 and 1 (before a non-finite step) are a ``ValueError``.
@@ -203,8 +86,8 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
     """
     flat = spikes.reshape(-1)
     if not binary:
-        total, nnz = flat.sum(), torch.count_nonzero(flat)
-        if math.isfinite(float(total)):
+        total, nnz = torch.stack([flat.sum(), torch.count_nonzero(flat).to(flat.dtype)]).tolist()
+        if math.isfinite(total):
             return int(nnz), None
     else:
         lo, hi = torch.aminmax(flat)
@@ -229,12 +112,11 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
     return nnz, bad
 
 
-class PlasticityRule(nn.Module):
-    """Base class: attaches to a synapse and its neuron, buffers steps, runs a kernel per chunk.
-
-    Subclasses implement :meth:`_initial_state` and :meth:`_run`. The synapse and neuron
-    are not registered as submodules (the rule's ``state_dict`` holds only its own state:
-    traces, buffered steps and the accumulator).
+class PlasticityRule(HookPairing, nn.Module):
+    """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
+    declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
+    it as arguments. The synapse and neuron are not registered as submodules (the rule's
+    ``state_dict`` holds only its own state: traces, buffered steps and the accumulator).
 
     Example:
         The life cycle every rule shares (here :class:`~plasticity.STDP`):
@@ -251,6 +133,11 @@ class PlasticityRule(nn.Module):
         False
         >>> rule.detach()               # no hooks left
     """
+
+    #: automatic chunks hold about this many bytes of presynaptic spikes
+    CHUNK_BYTES = 1 << 23
+    #: the tables of a sub-chunk take at most this fraction of the chunk's step buffers
+    TABLES = 0.35
 
     def __init__(
         self,
@@ -298,64 +185,80 @@ class PlasticityRule(nn.Module):
                 decay_factor(dt, check_positive(name, tau), decay)
             except ValueError as err:
                 raise ValueError(f"`{name}`: {err}") from err
-        super().__init__()
-        self.dt, self.trace, self.coincident = dt, trace, coincident
-        self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
-        self.kernel, self.spikes, self.precision = kernel, spikes, precision
         if distributed is not None and not isinstance(distributed, bool):
             raise TypeError(
                 f"`distributed` must be True, False or None (automatic), got {distributed!r}"
             )
+        super().__init__()
+        self.dt, self.trace, self.coincident = dt, trace, coincident
+        self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
+        self.kernel, self.spikes, self.precision = kernel, spikes, precision
         self.process_group, self.distributed = process_group, distributed
         self.accumulator = Accumulator()
         self.__dict__["_adapter"] = adapter
         self.__dict__["_neuron"] = neuron
-        self._pre = StepBuffer()
-        self._post = StepBuffer()
+        self._pre, self._post = StepBuffer(), StepBuffer()
+        self._volt: StepBuffer | None = None  # membrane potential rows (rules that read it)
+        self._mod: StepBuffer | None = None  # third-factor rows [B] (rules that read it)
         # staged synapse inputs not yet paired with a neuron call: [start row, steps,
         # steps consumed, weak reference to the synapse output they produced]
         self._pending: list[list] = []
         self._warned: set[str] = set()  # warning kinds given in this window
         # in this window (reported by step() and by errors)
         self._neuron_calls = self._dropped = self._window_steps = 0
-        self._mod: StepBuffer | None = None  # per-step modulator rows [B] (modulated rules)
         self._batch: int | None = None
-        self._state: tuple[Tensor, ...] | None = None
-        self._workspace: dict[str, Tensor] = {}  # scratch buffers reused across chunks
+        self._state: dict[str, Tensor] | None = None
+        self._extras: dict[str, Tensor] = {}  # signed targets of the window (e.g. Σζ)
+        self._choice: dict[str, str] = {}  # the kernel of each product in the last chunk
+        self._kernels: dict[str, tuple[str, ...]] = {}  # the choices used, by shape key
         self._handles: list = []
+
+    def _finish_init(self) -> None:
+        """Compiles the declaration (errors at construction) and attaches the hooks;
+        subclasses call it at the end of their ``__init__``."""
+        plan = self.plan
+        if plan.reads_voltage:
+            self._volt = StepBuffer()
+        if plan.reads_mod:
+            self._mod = StepBuffer()
         self.attach()
 
-    # ------------------------------------------------------------------- subclasses
+    # ------------------------------------------------------------------ declaration
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple[Tensor, ...]:
-        """Zero traces for a chunk's first step shapes ``pre[0]`` / ``post[0]``."""
+    def declaration(self) -> dict[str, Any]:
+        """The rule's terms: ``{"pos": ..., "neg": ..., "extra": {name: (terms,
+        per_sample)}}`` in the language of :mod:`plasticity.language`."""
         raise NotImplementedError
 
-    def _run(
-        self,
-        pre: Tensor,
-        post: Tensor,
-        state: tuple[Tensor, ...],
-        correlate: Callable[..., Tensor],
-        kernels: dict[str, str],
-        modulator: Tensor | None = None,
-    ) -> tuple[Tensor, Tensor, tuple]:
-        """The rule's kernel on one chunk: ``(pos, neg, new_state)``; ``kernels`` says
-        which spike operands run event-driven; ``modulator`` (``[T, B]``) is the
-        per-step third factor of modulated rules."""
-        raise NotImplementedError
+    @property
+    def plan(self) -> Plan:
+        """The declaration compiled for the current parameters (recompiled when a public
+        number, string or flag of the rule changes)."""
+        key = tuple(
+            (k, v)
+            for k, v in self.__dict__.items()
+            if not k.startswith("_") and (v is None or type(v) in (int, float, str, bool))
+        )
+        cached = self.__dict__.get("_plan_cache")
+        if cached is None or cached[0] != key:
+            d = self.declaration()
+            plan = compile_rule(d.get("pos"), d.get("neg"), dt=self.dt, decay=self.decay,
+                                binary=self.spikes == "binary", extra=d.get("extra"))  # fmt: skip
+            cached = self.__dict__["_plan_cache"] = (key, plan)
+        return cached[1]
 
-    #: whether the presynaptic spike count is needed to choose a kernel for the pre side
-    _needs_pre_kernel = True
+    @property
+    def kernel_choice(self) -> dict[str, str]:
+        """The kernel each product of the last chunk ran with (``"gemm"``,
+        ``"post-events"``, ``"pre-events"``, ``"post-rewrite"``, ...)."""
+        return dict(self._choice)
 
-    #: automatic chunks hold about this many bytes of presynaptic spikes
-    CHUNK_BYTES = 1 << 23
+    # ------------------------------------------------------------------------ sizes
 
     @property
     def chunk(self) -> int:
         """Steps per chunk: ``chunk_size``, or (``None``) about 8 MB of presynaptic spikes
         per chunk for the current batch, between 16 and 256 steps."""
-        # read every step by the hooks: cached until chunk_size or the step buffer changes
         key = (self.chunk_size, self._pre.data)
         cached = self.__dict__.get("_chunk_cache")
         if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
@@ -363,8 +266,7 @@ class PlasticityRule(nn.Module):
         return cached[2]
 
     def chunk_for(self, pre: Tensor | None) -> int:
-        """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``),
-        buffered in the weight's dtype."""
+        """Steps per chunk for presynaptic steps shaped like ``pre`` (``[T, B, *in]``)."""
         if self.chunk_size is not None:
             return self.chunk_size
         if pre is None:
@@ -373,18 +275,14 @@ class PlasticityRule(nn.Module):
         return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     @property
-    def _compute_dtype(self) -> torch.dtype | None:
-        """Operand dtype of the correlation products: ``None`` (the weight's) or bfloat16."""
-        return torch.bfloat16 if self.precision == "bf16" else None
-
-    def _decay(self, tau: float) -> float:
-        return decay_factor(self.dt, tau, self.decay)
-
-    @property
     def _scale(self) -> float:
         return 1.0 / self._batch if (self.batch_reduction == "mean" and self._batch) else 1.0
 
-    # ---------------------------------------------------------------------- wiring
+    @property
+    def _hold_last(self) -> bool:  # the latest step waits for its reward
+        return self._mod is not None
+
+    # ----------------------------------------------------------------------- wiring
 
     @property
     def synapse(self) -> nn.Module:
@@ -409,6 +307,16 @@ class PlasticityRule(nn.Module):
         """Whether steps are observed now: the rule and its synapse are in training mode."""
         return self.training and self.synapse.training and self.attached
 
+    def attach(self) -> None:
+        """Registers the hooks (again, after :meth:`detach`, or on a deep copy)."""
+        if self._handles:
+            return
+        self._handles = [
+            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
+            self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
+            self.neuron.register_forward_hook(self._on_post),
+        ]
+
     def detach(self) -> None:
         """Removes every hook; the rule observes nothing more (``step()`` still applies
         what was accumulated)."""
@@ -425,167 +333,75 @@ class PlasticityRule(nn.Module):
                 "rule.reset() before a batch of another size"
             )
 
-    # ------------------------------------------------------------ pairing protocol
-    #
-    # A neuron call is paired with the synapse output that fed it. The synapse's input is
-    # *staged* (copied into the pre buffer after the paired steps) by the synapse's
-    # pre-hook; the neuron's hook *commits* one staged step (or a block of steps) together
-    # with its spikes. A staged input that never reaches the neuron (a sanity call, a call
-    # feeding another neuron) is dropped with a warning and never shifts later pairs. A
-    # ``[T, B, N]`` sequence through the synapse is consumed one step per neuron call.
-    # The hooks run every step: keep their fast paths lean.
+    def _maybe_flush(self) -> None:
+        chunk, hold = self.chunk, self._hold_last
+        if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
+            self.flush(keep_last=hold)
 
-    def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not (self.training and module.training):
-            return
-        x = args[0] if args else kwargs.get("input")
-        pending, pre = self._pending, self._pre
-        # fast path: one step shaped like the paired ones, nothing else staged
-        if not pending and self._batch is not None and isinstance(x, Tensor):
-            if pre.stage_step(x.detach()):
-                pending.append([pre.n, 1, 0, None])
-                return
-        if not isinstance(x, Tensor):
-            raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
-        block = self._adapter.pre_steps(x)
-        if self._batch is not None and block.shape[1] != self._batch:
-            self._check_batch(block.shape[1])
-        if pending:  # earlier inputs not (fully) consumed: keep at most the latest one
-            other_shape = pre.data is None or pre.data.shape[1:] != block.shape[1:]
-            if len(pending) > 1 or pending[-1][2] > 0 or other_shape:
-                self._drop_pending(keep_last=pending[-1][2] == 0 and not other_shape)
-        at = pending[-1][0] + pending[-1][1] if pending else pre.n
-        capacity = self.chunk if pre.data is not None else self.chunk_for(block)
-        pre.stage(block.detach(), self.weight, at, capacity)
-        pending.append([at, block.shape[0], 0, None])
+    # ------------------------------------------------------------------ third factor
 
-    def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
-        """Remembers which tensor the staged input produced (to find it at the neuron)."""
-        pending = self._pending
-        if pending and isinstance(output, Tensor):
-            pending[-1][3] = weakref.ref(output)
-
-    def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not (self.training and self._adapter.module.training):
-            return
-        s = (
-            output
-            if isinstance(output, Tensor)
-            else output_spikes(output, f"neuron ({type(module).__name__})")
-        )
-        pending = self._pending
-        self._neuron_calls += 1
-        # fast path: the one staged step of this neuron call, shaped like the paired ones
-        if (
-            len(pending) == 1
-            and pending[0][1] == 1
-            and pending[0][0] == self._pre.n
-            and self._mod is None
-            and self._batch is not None
-            and self._post.push(s.detach())
-        ):
-            self._pre.n += 1
-            pending.clear()
-            self._maybe_flush()
-            return
-        block = self._adapter.post_steps(s, self._pre.data)
-        if self._batch is not None and block.shape[1] != self._batch:
-            self._check_batch(block.shape[1])
-        if not pending:
-            self._warn_once(
-                "unfed",
-                f"the neuron ({type(module).__name__}) was called without an input from the "
-                f"rule's synapse ({type(self.synapse).__name__}) since its last call: its "
-                "spikes are not paired with any presynaptic step and are ignored",
-            )
-            return
-        chosen = len(pending) - 1
-        if len(pending) > 1:
-            current = args[0] if args else None
-            fed = [_same_storage(current, p[3]) for p in pending]
-            if any(fed):
-                chosen = len(fed) - 1 - fed[::-1].index(True)
-                self._warn_stray()
-            else:
-                self._warn_once(
-                    "shared",
-                    f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
-                    f"times before the neuron ({type(module).__name__}): weight sharing is not "
-                    "supported by the hooks; the neuron's spikes are paired with the last call "
-                    "only, the other calls are dropped (use rule.observe() for such networks)",
-                )
-        start, steps, cursor, ref = pending[chosen]
-        take = block.shape[0]
-        if take > steps - cursor:
-            raise ValueError(
-                f"the neuron returned {take} steps but the synapse's input holds only "
-                f"{steps - cursor} unpaired steps; call the neuron once per synapse step"
-            )
-        pre = self._pre
-        pre.commit(start + cursor, take)
-        self._add(self._post, block, flush=False)
-        cursor += take
-        if len(pending) > 1:  # the other staged inputs never reached the neuron
-            del pending[chosen]
-            self._drop_pending(keep_last=False, warn=False)
-            if cursor < steps:  # the rest of the sequence stays staged, after the pairs
-                rest = pre.data[start + cursor : start + steps].clone()  # type: ignore[index]
-                pre.stage(rest, rest, pre.n, 0)
-                pending.append([pre.n - cursor, steps, cursor, ref])
-        elif cursor < steps:  # a sequence, consumed one neuron call at a time
-            pending[0][2] = cursor
+    def _rows(self, value: Any, what: str, batch: int | None = None) -> Tensor:
+        """A modulator value as a ``[B]`` row on the weight's device (validated)."""
+        w = self.weight
+        if isinstance(value, Tensor):
+            v = value.detach().to(device=w.device, dtype=w.dtype)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            v = torch.tensor(float(value), device=w.device, dtype=w.dtype)
         else:
-            pending.clear()
-        if not pending:
-            pre.unstage()
-            self._maybe_flush()
+            raise TypeError(
+                f"{what} must be a number or a tensor of shape [B], got {type(value).__name__}"
+            )
+        batch = batch or self._batch or 1
+        if v.ndim == 0:
+            v = v.expand(batch)
+        elif v.shape != (batch,):
+            raise ValueError(
+                f"{what} must be a number or have shape [{batch}] (one per sample), got {tuple(v.shape)}"
+            )
+        self._check_values(v, what)
+        return v
 
-    def _drop_pending(self, keep_last: bool, warn: bool = True) -> None:
-        """Forgets staged inputs that did not reach the neuron; with ``keep_last`` the
-        latest one stays staged (moved right after the paired steps)."""
-        pending, pre = self._pending, self._pre
-        keep = pending[-1] if keep_last else None
-        dropped = sum(p[1] - p[2] for p in (pending[:-1] if keep_last else pending))
-        if warn and dropped:
-            self._warn_stray()
-        self._dropped += dropped
-        pending.clear()
-        pre.unstage()
-        if keep is not None:
-            pre.stage(pre.data[keep[0] : keep[0] + keep[1]].clone(), pre.data, pre.n, 0)
-            keep[0] = pre.n
-            pending.append(keep)
-
-    def _warn_stray(self) -> None:
-        self._warn_once(
-            "stray",
-            f"an output of the rule's synapse ({type(self.synapse).__name__}) never reached "
-            f"its neuron ({type(self.neuron).__name__}) (a sanity call, or a call feeding "
-            "another neuron): that step is dropped and does not shift later pairs",
-        )
-
-    def _warn_once(self, kind: str, message: str) -> None:
-        """One warning of each kind per window (``step()`` starts a new window)."""
-        if kind not in self._warned:
-            self._warned.add(kind)
-            warnings.warn(message, UserWarning, stacklevel=3)
-
-    def _add(self, buffer: StepBuffer, block: Tensor, flush: bool = True) -> None:
-        if self._batch is None:
-            self._batch = block.shape[1]
-        weight = self._adapter.module.weight
-        # the first presynaptic block sizes the buffers (before it, chunk is a guess)
-        chunk = self.chunk if self._pre.data is not None else self.chunk_for(block)
-        buffer.append(block.detach(), weight, chunk)
-        if self._mod is not None and buffer is self._post:
-            self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
-        if flush:
-            self._maybe_flush()
+    def _check_values(self, v: Tensor, what: str) -> None:
+        """Finite, and (without ``per_sample``) equal across the samples (last dimension)."""
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{what} contains NaN or infinity")
+        shared = not getattr(self, "per_sample", True)
+        if shared and v.shape[-1] > 1 and bool((v != v[..., :1]).any()):
+            raise ValueError(
+                f"{what} differs between samples; construct the rule with per_sample=True for per-sample rewards"
+            )
 
     @torch.no_grad()
-    def observe(self, pre: Tensor, post: Tensor) -> None:
+    def reward(self, value: float | Tensor) -> None:
+        """Adds to the third factor of the step just simulated (call it after that step's
+        forward pass): a number (every sample) or a ``[B]`` tensor. Steps without one
+        have 0."""
+        if self._mod is None:
+            raise RuntimeError(
+                f"{type(self).__name__} reads no third factor (its terms have no `modulator`)"
+            )
+        if self._post.n == 0:
+            raise RuntimeError(
+                "reward() belongs to the step just simulated, but no step is buffered: call it after the forward pass"
+            )
+        assert self._mod.data is not None
+        if type(value) in (float, int):  # the common case, every step: no tensor, no sync
+            if not math.isfinite(value):
+                raise ValueError("`reward` contains NaN or infinity")
+            self._mod.data[self._post.n - 1].add_(value)
+            return
+        self._mod.data[self._post.n - 1].add_(self._rows(value, "`reward`"))
+
+    # --------------------------------------------------------------------- observe
+
+    @torch.no_grad()
+    def observe(
+        self, pre: Tensor, post: Tensor, *, voltage: Tensor | None = None, reward: Any = None
+    ) -> None:
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
-        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence).
+        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence);
+        ``voltage`` ``[T, B, *out]`` for rules that read ``post.voltage``; ``reward`` a
+        number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0).
 
         With nothing buffered, the sequence is processed straight from ``pre`` and
         ``post`` in chunks (no copy into the step buffers); only a remainder shorter than
@@ -594,38 +410,63 @@ class PlasticityRule(nn.Module):
         """
         if self._pending:  # synapse inputs of the hooks that no neuron call took
             self._drop_pending(keep_last=False)
-        if self._pre.n or self._post.n or self._mod is not None:
-            self._observe(pre, post)
-            self._maybe_flush()
-            return
         pre_block, post_block = self._steps(pre, post)
         w = self.weight
-        pre_block = pre_block.detach().to(device=w.device, dtype=w.dtype)
-        post_block = post_block.detach().to(device=w.device, dtype=w.dtype)
+        steps, batch = pre_block.shape[:2]
+        v_block = None
+        if self._volt is not None:
+            if voltage is None:
+                raise ValueError("this rule reads post.voltage: pass voltage= ([T, B, *out])")
+            v_block = self._adapter.post_steps(voltage, None)
+            if v_block.shape != post_block.shape:
+                raise ValueError(
+                    f"`voltage` has shape {tuple(v_block.shape)}; expected {tuple(post_block.shape)}"
+                )
+        r = None
+        if reward is not None:
+            if self._mod is None:
+                raise ValueError(f"{type(self).__name__} takes no reward (no `modulator` term)")
+            r = torch.as_tensor(reward, device=w.device, dtype=w.dtype)
+            if r.ndim == 0:
+                r = r.expand(steps)
+            if r.ndim == 1 and r.shape[0] == steps:
+                r = r[:, None].expand(steps, batch)
+            if r.shape != (steps, batch):
+                raise ValueError(
+                    f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
+                )
+            self._check_values(r, "`reward`")
+        if self._pre.n or self._post.n or self._mod is not None:
+            start = self._post.n
+            self._pre.append(pre_block.detach(), w, self.chunk_for(pre_block))
+            self._add(self._post, post_block, flush=False)
+            if v_block is not None:
+                self._add(self._volt, v_block, flush=False)  # type: ignore[arg-type]
+            if r is not None:
+                self._mod.data[start : start + steps].add_(r)  # type: ignore[union-attr]
+            self._maybe_flush()
+            return
+        blocks = [b.detach().to(device=w.device, dtype=w.dtype)
+                  for b in (pre_block, post_block, v_block) if b is not None]  # fmt: skip
         first = self._batch is None
         if first:
-            self._batch = pre_block.shape[1]
-        chunk = self.chunk_for(pre_block)
-        steps = pre_block.shape[0]
+            self._batch = batch
+        chunk = self.chunk_for(blocks[0])
         direct = (steps // chunk) * chunk
         if steps - direct >= min(chunk, 16):  # a remainder worth a kernel call of its own
             direct = steps
         if direct:
             try:
-                self._process(pre_block[:direct], post_block[:direct], None, chunk)
+                self._process(*(b[:direct] for b in blocks[:2]),
+                              blocks[2][:direct] if len(blocks) > 2 else None, None, chunk)  # fmt: skip
             except ValueError:  # spikes that break the policy: the rule stays as it was
-                if first:
+                if first and self._state is None:
                     self._batch = None
                 raise
-        if direct < pre_block.shape[0]:  # the remainder, in buffers just its size
-            rest = pre_block.shape[0] - direct
-            self._pre.append(pre_block[direct:], w, rest)
-            self._post.append(post_block[direct:], w, rest)
-
-    def _maybe_flush(self) -> None:
-        chunk, hold = self.chunk, self._hold_last
-        if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
-            self.flush(keep_last=hold)
+        if direct < steps:  # the remainder, in buffers just its size
+            rest = steps - direct
+            for buffer, b in zip((self._pre, self._post, self._volt), blocks, strict=False):
+                buffer.append(b[direct:], w, rest)  # type: ignore[union-attr]
 
     def _steps(self, pre: Tensor, post: Tensor) -> tuple[Tensor, Tensor]:
         """``pre``/``post`` as ``[T, B, ...]`` blocks, checked against the synapse and each other."""
@@ -639,157 +480,94 @@ class PlasticityRule(nn.Module):
         self._check_batch(pre_block.shape[1])
         return pre_block, post_block
 
-    def _observe(self, pre: Tensor, post: Tensor) -> int:
-        """Validates and buffers a sequence without processing it; returns its steps."""
-        if self._pending:
-            self._drop_pending(keep_last=False)
-        pre_block, post_block = self._steps(pre, post)
-        self._pre.append(pre_block.detach(), self.weight, self.chunk_for(pre_block))
-        self._add(self._post, post_block, flush=False)
-        return pre_block.shape[0]
-
     # ---------------------------------------------------------------------- compute
-
-    def _inspect(self, spikes: Tensor, what: str, need_count: bool = True) -> tuple[str, int | None]:
-        """Kernel choice for one side of a chunk (``"dense"``/``"sparse"``) and the first
-        step holding NaN or infinity (``None`` if none); checks the ``spikes`` policy on
-        the way (of the steps before a non-finite one), with read-only reductions."""
-        nnz, bad = spike_count(spikes, binary=self.spikes == "binary", what=what)
-        if bad is not None:
-            return "dense", bad
-        return (choose_kernel(self.kernel, spikes, nnz) if need_count else "dense"), None
-
-    def _sink(self, which: str) -> Callable[[Tensor | None], None]:
-        """Appends a kernel's fresh ``pos``/``neg`` result to the accumulator (no copy).
-        Kernels may call it mid-chunk, so that a finished component is folded into the
-        running sum before the next one is computed (one weight-sized result alive)."""
-        # weight-independent kernels on validated binary spikes give finite sums of finite
-        # amplitudes times traces: no NaN check needed
-        finite = self.spikes == "binary" and self._finite_on_binary
-
-        def append(value: Tensor | None) -> None:
-            self.accumulator._append(which, value, owned=True, finite=finite)
-
-        return append
-
-    def _sink_rows(self) -> Callable[[str, Tensor, slice], None] | None:
-        """Where a kernel may deliver ``pos``/``neg`` in row blocks, each added to the
-        running sum at once (one block alive instead of a weight-sized result): for
-        weight-independent kernels on validated binary spikes (finite by construction)
-        into a running sum or mean; else ``None`` (whole results through :meth:`_sink`)."""
-        acc = self.accumulator
-        if not (self.spikes == "binary" and self._finite_on_binary and acc._adds_rows()):
-            return None
-        shape = self.weight.shape
-
-        def add(which: str, value: Tensor, rows: slice) -> None:
-            acc._append_rows(which, value, rows, shape)
-
-        return add
-
-    def _post_event_options(self, kernels: dict) -> dict[str, Any]:
-        """Keywords of the post-events kernels (pair and triplet STDP): workspace, sinks,
-        compute dtype, whether post spikes are binary, and ``scratch`` where the chunk is
-        the rule's own step buffers holding binary spikes (checked), so that the tables
-        can be scanned into them."""
-        binary = self.spikes == "binary"
-        return dict(
-            workspace=self._workspace,
-            sink=self._sink("pos"),
-            sink_rows=self._sink_rows(),
-            compute_dtype=self._compute_dtype,
-            binary_post=binary,
-            scratch=kernels.get("scratch", False) and binary,
-        )
-
-    #: modulated rules keep the latest step buffered: its reward comes after its forward pass
-    _hold_last = False
-    #: the kernel's output is finite whenever the spikes are binary (pair/triplet STDP: no
-    #: weights or rewards enter it), so the accumulator's NaN check can be skipped
-    _finite_on_binary = False
 
     @torch.no_grad()
     def flush(self, keep_last: bool = False) -> None:
-        """Runs the kernel on every paired buffered step (in chunks of :attr:`chunk` steps).
+        """Runs the rule on every paired buffered step (in chunks of :attr:`chunk` steps).
 
         Steps whose spikes break the ``spikes`` policy are discarded with a ``ValueError``;
-        traces, accumulator and weights are then unchanged.
+        traces, accumulator and weights are then unchanged (NaN/infinity: as they were
+        just before the bad step, see :meth:`_process`).
         """
         n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
         if n <= 0:
             return
-        mod = None if self._mod is None else self._mod.view(n)
         w = self.weight
-        # the per-step fast path does not follow a weight moved mid-window: the steps do here
-        pre, post = (b.view(n).to(device=w.device, dtype=w.dtype) for b in (self._pre, self._post))
-        try:  # the buffered steps are consumed here: kernels may use them as scratch
-            self._process(pre, post, mod, self.chunk, scratch=True)
-        except ValueError:  # spikes that break the policy are discarded
+        views = [
+            None if b is None else b.view(n).to(device=w.device, dtype=w.dtype)
+            for b in (self._pre, self._post, self._volt, self._mod)
+        ]
+        try:
+            self._process(*views, self.chunk)  # type: ignore[arg-type]
+        finally:  # processed, or discarded by a ValueError
             self._consume(n)
-            raise
-        self._consume(n)
 
     def _consume(self, n: int) -> None:
         for p in self._pending:  # staged rows move to the front with the rest
             p[0] -= n
-        self._pre.consume(n)
-        self._post.consume(n)
-        if self._mod is not None:
-            self._mod.consume(n)
+        for buffer in (self._pre, self._post, self._volt, self._mod):
+            if buffer is not None:
+                buffer.consume(n)
 
-    def _process(
-        self, pre: Tensor, post: Tensor, mod: Tensor | None, chunk: int, scratch: bool = False
-    ) -> None:
-        """Runs the kernel on ``[n, B, ...]`` steps in chunks; checks every chunk's spikes
-        first, so that a ``ValueError`` leaves traces and accumulator unchanged.
-        ``scratch``: the steps are the rule's own (the step buffers, consumed afterwards):
-        a kernel may overwrite a chunk's spikes once they are checked."""
+    def _process(self, pre: Tensor, post: Tensor, volt: Tensor | None, mod: Tensor | None,
+                 chunk: int) -> None:  # fmt: skip
+        """Runs the engine on ``[n, B, ...]`` steps in chunks. Every chunk's spikes are
+        checked first, so that a non-binary value leaves traces and accumulator unchanged;
+        at a NaN or infinity the steps before it are processed and the error names it."""
         n = pre.shape[0]
-        bounds = [(a, min(n, a + chunk)) for a in range(0, n, chunk)]
-        info, bad = [], None  # bad: (first step with NaN/inf, which side)
-        for a, b in bounds:
-            k_pre, bad_pre = self._inspect(pre[a:b], _PRE, self._needs_pre_kernel)
-            k_post, bad_post = self._inspect(post[a:b], _POST)
-            if bad_pre is None and bad_post is None:
-                info.append((k_pre, k_post))
-                continue
-            first = min(x for x in (bad_pre, bad_post) if x is not None)
-            bad = (a + first, _PRE if bad_pre == first else _POST)
-            bounds = bounds[: len(info)]
-            if first:  # the valid steps before it still count
-                bounds.append((a, a + first))
-                info.append(
-                    (
-                        self._inspect(pre[a : a + first], _PRE, self._needs_pre_kernel)[0],
-                        self._inspect(post[a : a + first], _POST)[0],
-                    )
-                )
-            break
-        w = self.weight
-        state = self._state
-        if state is None:
-            state = self._initial_state(pre[0], post[0])
-        elif state[0].device != w.device or state[0].dtype != w.dtype:
-            state = tuple(s.to(device=w.device, dtype=w.dtype) for s in state)
         binary = self.spikes == "binary"
-        for (k_pre, k_post), (start, stop) in zip(info, bounds, strict=True):
-            kernels = {"pre": k_pre, "post": k_post, "scratch": scratch}
-            correlate = self._adapter.correlate(kernels, binary, self._compute_dtype)
-            pos, neg, state = self._run(
-                pre[start:stop],
-                post[start:stop],
-                state,
-                correlate,
-                kernels,
-                None if mod is None else mod[start:stop],
-            )
-            self._sink("pos")(pos)  # None if the kernel already handed it over (see _sink)
-            self._sink("neg")(neg)
-            del pos, neg  # not alive while the next chunk computes its own
-        self._state = tuple(state)
+        bounds, counts, bad = [], [], None
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            seen = [spike_count(x[a:b], binary=binary, what=what) for x, what in
+                    ((pre, _PRE), (post, _POST))]  # fmt: skip
+            if volt is not None:
+                seen.append(spike_count(volt[a:b], binary=False, what="the membrane potential"))
+            firsts = [s[1] for s in seen if s[1] is not None]
+            if firsts:
+                first = min(firsts)
+                what = [_PRE, _POST, "the neuron's membrane potential"][
+                    [s[1] for s in seen].index(first)
+                ]
+                bad = (a + first, what)
+                if first:  # the valid steps before it still count
+                    bounds.append((a, a + first))
+                    counts.append([spike_count(x[a:a + first], binary=binary)[0]
+                                   for x in (pre, post)])  # fmt: skip
+                break
+            bounds.append((a, b))
+            counts.append([s[0] for s in seen[:2]])
+        plan = self.plan
+        w = self.weight
+        state = {} if self._state is None else {
+            k: v.to(device=w.device, dtype=w.dtype) for k, v in self._state.items()
+        }  # fmt: skip
+        conv = isinstance(self._adapter, ConvSynapse)
+        compute = torch.bfloat16 if self.precision == "bf16" else None
+        # sub-chunks keep the tables alive at once (and a few carried rows) within half
+        # of the chunk's step buffers: peak <= 3 W + 1.5 S (two running sums and a result)
+        per_step = pre[0].numel() + post[0].numel()
+        width = plan.table_width(pre[0].numel(), post[0].numel())
+        sub = max(1, int(self.TABLES * chunk * per_step / width) - 1) if width else chunk
+        geometry = self._adapter.geometry() if conv else None
+        for (a, b), nnz in zip(bounds, counts, strict=True):
+            sink = _Sink(self.accumulator, self._scale, self._extras)
+            for c in range(a, b, sub):
+                d = min(b, c + sub)
+                inputs = {"pre": pre[c:d], "post": post[c:d]}
+                if volt is not None:
+                    inputs["voltage"] = volt[c:d]
+                if mod is not None:
+                    inputs["mod"] = mod[c:d]
+                kernels = Kernels(w, geometry, compute)
+                state = CHOOSER.run(self.kernel, plan, inputs, state, kernels, sink.deliver,
+                                    nnz, self._choice, self._kernels)  # fmt: skip
+            sink.close()
+        self._state = state
         if bad is not None:
             step = self._window_steps + bad[0]
-            self._window_steps += bad[0]
+            self._window_steps = step
             raise ValueError(
                 f"{bad[1]} contain NaN or infinity at step {step} of this window (counted "
                 f"from 0 since the last step()); the {step} steps before it were learned from, "
@@ -807,6 +585,7 @@ class PlasticityRule(nn.Module):
         """
         self.flush()
         self._end_window()
+        self._extras = {}
         w = self.weight
         if self._reduces_across_ranks():
             local = float(self._batch or 0) if self.batch_reduction == "mean" else 1.0
@@ -827,6 +606,8 @@ class PlasticityRule(nn.Module):
         """Says so if the neuron was never called while the synapse was (the rule was
         given another neuron than the one in the forward pass); starts the next window."""
         if self._neuron_calls == 0 and (self._dropped or self._pending):
+            import warnings
+
             unpaired = self._dropped + sum(p[1] - p[2] for p in self._pending)
             warnings.warn(
                 f"{type(self).__name__}.step(): the rule's neuron ({type(self.neuron).__name__}, "
@@ -855,25 +636,35 @@ class PlasticityRule(nn.Module):
 
     @torch.no_grad()
     def reset(self) -> None:
-        """Zeroes the traces (e.g. between samples); buffered steps are processed first."""
+        """Zeroes the traces (e.g. between samples); buffered steps are processed first.
+        Eligibility traces are weight-shaped and carry on."""
         self.flush()
-        self._state = None
+        if self._state is not None:
+            kept = {k: v for k, v in self._state.items() if k.startswith("elig:")}
+            self._state = kept or None
         self._batch = None
         self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
-        self._pre.clear()
-        self._post.clear()
-        if self._mod is not None:
-            self._mod.clear()
+        for buffer in (self._pre, self._post, self._volt, self._mod):
+            if buffer is not None:
+                buffer.clear()
 
     # ------------------------------------------------------------------------ state
 
+    def state_tensor(self, name: str) -> Tensor | None:
+        """The carried state of a signal of the declaration, by its text (e.g.
+        ``"post.trace(20)"``), after the last processed step; ``None`` before any."""
+        return None if self._state is None else self._state.get(name)
+
     def get_extra_state(self) -> dict[str, Any]:
         return {
-            "state": None if self._state is None else [s.clone() for s in self._state],
+            "state": None if self._state is None else {k: v.clone() for k, v in self._state.items()},
             "pre": self._pre.tensor(),
             "post": self._post.tensor(),
+            "voltage": None if self._volt is None else self._volt.tensor(),
             "modulator": None if self._mod is None else self._mod.tensor(),
             "batch": self._batch,
+            "extras": {k: v.clone() for k, v in self._extras.items()},
+            "kernels": {k: list(v) for k, v in self._kernels.items()},
         }
 
     def set_extra_state(self, state: dict[str, Any]) -> None:
@@ -881,39 +672,127 @@ class PlasticityRule(nn.Module):
             raise ValueError(
                 f"{type(self).__name__}.load_state_dict: the extra state is not a rule's"
             )
-        self._state = None if state["state"] is None else tuple(s.clone() for s in state["state"])
+        saved = state["state"]
+        if saved is not None and not isinstance(saved, dict):
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: the state was saved by another version"
+            )
+        self._state = None if saved is None else {k: v.clone() for k, v in saved.items()}
         self._pre, self._post = StepBuffer(), StepBuffer()
-        if self._mod is not None:
-            self._mod = StepBuffer()
-        saved_mod = state.get("modulator")
-        for buffer, saved in (
-            (self._pre, state["pre"]),
-            (self._post, state["post"]),
-            (self._mod, saved_mod),
-        ):
-            if saved is not None and buffer is not None:
-                buffer.append(saved, saved, self.chunk)
+        self._volt = None if self._volt is None else StepBuffer()
+        self._mod = None if self._mod is None else StepBuffer()
+        for buffer, key in ((self._pre, "pre"), (self._post, "post"), (self._volt, "voltage"),
+                            (self._mod, "modulator")):  # fmt: skip
+            saved_rows = state.get(key)
+            if saved_rows is not None and buffer is not None:
+                buffer.append(saved_rows, saved_rows, self.chunk)
         self._batch = state["batch"]
+        self._extras = {k: v.clone() for k, v in (state.get("extras") or {}).items()}
+        self._kernels = {k: tuple(v) for k, v in (state.get("kernels") or {}).items()}
+        self._pending = []
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
         d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
-        d["_workspace"] = {}  # scratch memory, not state
         d.pop("_chunk_cache", None)
         return d
-
-    def attach(self) -> None:
-        """Registers the hooks again (after :meth:`detach`, or on a deep copy)."""
-        if self._handles:
-            return
-        self._handles = [
-            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
-            self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
-            self.neuron.register_forward_hook(self._on_post),
-        ]
 
     def extra_repr(self) -> str:
         return (
             f"synapse={type(self.synapse).__name__}, neuron={type(self.neuron).__name__}, dt={self.dt}, "
             f"trace={self.trace!r}, coincident={self.coincident!r}, batch_reduction={self.batch_reduction!r}"
         )
+
+
+class _Sink:
+    """Where the engine's results of one chunk go: ``pos``/``neg`` (scaled by the batch
+    reduction) into one append of the accumulator per component, other targets summed
+    into the rule's window buffers."""
+
+    def __init__(self, acc: Accumulator, scale: float, extras: dict[str, Tensor]) -> None:
+        self.acc, self.scale, self.extras = acc, scale, extras
+        self.merge = acc.merges
+        self.started: set[str] = set()
+        self.local: dict[str, Tensor] = {}
+
+    def deliver(self, target: str, value: Tensor) -> None:
+        if target not in ("pos", "neg"):
+            if target in self.extras:
+                self.extras[target].add_(value)
+            else:
+                self.extras[target] = value
+            return
+        if self.scale != 1.0:
+            value = value.mul_(self.scale)
+        if not self.merge:  # a reduction that cannot add into an append: sum here first
+            held = self.local.get(target)
+            self.local[target] = value if held is None else held.add_(value)
+            return
+        self.acc.add_(target, value, merge=target in self.started, finite=True)
+        self.started.add(target)
+
+    def close(self) -> None:
+        for target, value in self.local.items():
+            self.acc.add_(target, value, finite=True)
+
+
+class Rule(PlasticityRule):
+    r"""A rule declared in the language of :mod:`plasticity.language`.
+
+    ``pos`` and ``neg`` are sums of terms (either may be ``None``); ``Δw = f₊(w)·pos −
+    f₋(w)·neg`` with the accumulator's bounds. A term whose value can be negative is split
+    exactly into both components by the signs of its factors.
+
+    Args:
+        synapse, neuron: as for :class:`~plasticity.STDP`.
+        pos, neg: the potentiation and depression terms.
+        **options: ``dt``, ``batch_reduction``, ``decay``, ``chunk_size``, ``kernel``,
+            ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
+            :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
+            differ between the samples of a batch (default: unless an eligibility trace
+            is shared by the batch).
+
+    Example:
+        Pair STDP in four lines, and its first update:
+
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> from plasticity import post, pre
+        >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
+        >>> stdp = pl.Rule(fc, lif, pos=0.1 * post.spike * pre.trace(5.0),
+        ...                neg=0.1 * post.trace(5.0).before * pre.spike)
+        >>> x = torch.tensor([[[1.0, 0, 0]], [[0, 0, 0]]])   # input 0 fires at step 0
+        >>> s = torch.tensor([[[0.0, 0]], [[1.0, 0]]])       # neuron 0 fires at step 1
+        >>> stdp.observe(x, s)
+        >>> round(float(stdp.step()[0, 0]), 6)               # 0.1 * exp(-1/5)
+        0.081873
+    """
+
+    def __init__(self, synapse: nn.Module, neuron: nn.Module, *, pos: Any = None,
+                 neg: Any = None, per_sample: bool | None = None, **options: Any) -> None:  # fmt: skip
+        for name in ("trace", "coincident"):
+            if name in options:
+                raise TypeError(
+                    f"pl.Rule takes no `{name}`: write the trace forms in the terms "
+                    "(pre.trace(tau, nearest=True), post.trace(tau).before)"
+                )
+        super().__init__(synapse, neuron, **options)
+        self._pos, self._neg = pos, neg
+        plan = self.plan  # errors of the declaration now, before any hook is attached
+        shared = any(not e.per_sample for e in plan.eligibilities.values())
+        self.per_sample = (not shared) if per_sample is None else bool(per_sample)
+        for tau in _time_constants(plan):
+            decay_factor(self.dt, tau, self.decay)
+        self._finish_init()
+
+    def declaration(self) -> dict[str, Any]:
+        return {"pos": self._pos, "neg": self._neg}
+
+    def extra_repr(self) -> str:
+        return f"pos={self._pos!r}, neg={self._neg!r}, dt={self.dt}"
+
+
+def _time_constants(plan: Plan) -> set[float]:
+    taus = {e.tau for e in plan.eligibilities.values()}
+    taus |= {f.args[1] for f in plan.filters.values() if f.kind in ("trace", "lowpass")}
+    return taus

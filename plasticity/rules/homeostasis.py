@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..functional.traces import scan_trace
 from ..hooks import output_spikes
+from ..language import post, weight
 from .base import PlasticityRule, check_amplitude, check_positive
 
 __all__ = ["AdaptiveThreshold", "SynapticScaling"]
@@ -226,20 +226,15 @@ class SynapticScaling(PlasticityRule):
         options.setdefault("spikes", "graded")  # the presynaptic side is not used: any input
         super().__init__(synapse, neuron, time_constants={"tau_rate": tau_rate}, **options)
         self.target_rate, self.tau_rate, self.eta = target_rate, float(tau_rate), eta
+        self._finish_init()
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
-        return (torch.zeros_like(post),)
-
-    def _run(self, pre, post, state, correlate, kernels, modulator=None):
-        x = scan_trace(post, state[0], self._decay(self.tau_rate))
-        rate = x / self.tau_rate  # [T, B, *out]
+    def declaration(self) -> dict[str, Any]:
         # per post neuron (conv: per channel, summed over positions as weight sharing does)
-        gap = (self.target_rate - rate).sum(dim=[d for d in range(rate.ndim) if d != 2])
-        w = self.weight.detach()
-        term = gap.view(-1, *([1] * (w.ndim - 1))) * w * (self.eta * self.dt * self._scale)
-        return term.clamp_min(0), (-term).clamp_min(0), (x[-1].clone(),)
+        gap = self.target_rate - post.rate(self.tau_rate)
+        return {"pos": self.eta * self.dt * gap * weight}
 
     @property
     def rate(self) -> Tensor | None:
         """The filtered postsynaptic rate after the last processed step (``[B, *out]``)."""
-        return None if self._state is None else self._state[0] / self.tau_rate
+        trace = self.state_tensor(repr(post.trace(self.tau_rate)))
+        return None if trace is None else trace / self.tau_rate

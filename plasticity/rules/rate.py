@@ -19,30 +19,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
-from ..functional.traces import scan_trace
+from ..language import Signal, post, pre, weight
 from .base import PlasticityRule, check_amplitude, check_positive
 
 __all__ = ["Oja", "BCM"]
-
-
-def _signed_parts(correlate, post_side: Tensor, pre_side: Tensor) -> tuple[Tensor, Tensor]:
-    """Non-negative ``(pos, neg)`` with ``pos - neg = Σ post_sideᵀ pre_side``, from the
-    positive and negative parts of both sides (parts that are all zero are skipped)."""
-    ap, an = post_side.clamp_min(0), (-post_side).clamp_min(0)
-    bp, bn = pre_side.clamp_min(0), (-pre_side).clamp_min(0)
-    a_neg, b_neg = bool(an.any()), bool(bn.any())
-    pos = correlate(ap, bp)
-    neg = torch.zeros_like(pos)
-    if a_neg and b_neg:
-        pos = pos + correlate(an, bn)
-    if b_neg:
-        neg = neg + correlate(ap, bn)
-    if a_neg:
-        neg = neg + correlate(an, bp)
-    return pos, neg
 
 
 class _RateRule(PlasticityRule):
@@ -62,16 +44,11 @@ class _RateRule(PlasticityRule):
         self.eta = eta
         self.tau_rate = None if tau_rate is None else check_positive("tau_rate", tau_rate)
 
-    def _rates(self, spikes: Tensor, trace: Tensor) -> tuple[Tensor, Tensor]:
-        """``(rates [T, ...], new trace)``."""
+    def _rates(self) -> tuple[Signal, Signal]:
+        """``(x, y)``: the filtered rates ``trace / tau_rate``, or the activity itself."""
         if self.tau_rate is None:
-            return spikes, trace
-        x = scan_trace(spikes, trace, self._decay(self.tau_rate))
-        return x / self.tau_rate, x[-1].clone()
-
-    def _correlate(self):
-        """Rates are dense: one GEMM or conv weight-gradient per component."""
-        return self._adapter.correlate({}, False)
+            return pre.spike, post.spike
+        return pre.rate(self.tau_rate), post.rate(self.tau_rate)
 
 
 class Oja(_RateRule):
@@ -107,25 +84,13 @@ class Oja(_RateRule):
         **options: Any,
     ):
         super().__init__(synapse, neuron, eta=eta, tau_rate=tau_rate, **options)
+        self._finish_init()
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
-        return (torch.zeros_like(pre), torch.zeros_like(post))
-
-    def _run(self, pre, post, state, correlate, kernels, modulator=None):
-        x, x_last = self._rates(pre, state[0])
-        y, y_last = self._rates(post, state[1])
-        corr = self._correlate()
-        pos, neg = _signed_parts(corr, y, x)
+    def declaration(self) -> dict[str, Any]:
+        x, y = self._rates()
         # -y^2 w: depression where w > 0, potentiation where w < 0 (conv: y^2 summed over
         # output positions, as the correlation sums them)
-        w = self.weight.detach()
-        y2 = (y * y).sum(dim=[d for d in range(y.ndim) if d != 2])  # [N_out] / [C_out]
-        decay = y2.view(-1, *([1] * (w.ndim - 1))) * w
-        pos = pos + (-decay).clamp_min(0)
-        neg = neg + decay.clamp_min(0)
-        scale = self.eta * self._scale
-        return pos * scale, neg * scale, (x_last, y_last)
-
+        return {"pos": self.eta * y * x, "neg": self.eta * (y**2) * weight}
 
 class BCM(_RateRule):
     r"""BCM with a sliding threshold: :math:`\Delta w_{ij} = \eta \sum_t x_j\,y_i\,(y_i - \theta_i)`.
@@ -164,24 +129,20 @@ class BCM(_RateRule):
             raise ValueError(f"`theta0` must be a number >= 0, got {theta0!r}")
         super().__init__(synapse, neuron, eta=eta, tau_rate=tau_rate, **options)
         self.tau_theta, self.theta0 = float(tau_theta), float(theta0)
+        self._finish_init()
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
-        theta = torch.full(post.shape[1:], self.theta0, dtype=post.dtype, device=post.device)
-        return (torch.zeros_like(pre), torch.zeros_like(post), theta)
+    def _theta(self) -> Signal:
+        """The sliding threshold: a low-pass filter of the batch-mean ``y²``."""
+        y = self._rates()[1]
+        return (y * y).batch_mean().lowpass(self.tau_theta, init=self.theta0)
+
+    def declaration(self) -> dict[str, Any]:
+        x, y = self._rates()
+        phi = y * (y - self._theta().previous)  # the threshold before the step's activity
+        return {"pos": self.eta * phi * x}
 
     @property
     def theta(self) -> Tensor | None:
         """The sliding threshold after the last processed step (``[N_out]`` or ``[C, *spatial]``)."""
-        return None if self._state is None else self._state[2]
-
-    def _run(self, pre, post, state, correlate, kernels, modulator=None):
-        x, x_last = self._rates(pre, state[0])
-        y, y_last = self._rates(post, state[1])
-        a = self._decay(self.tau_theta)
-        drive = (y * y).mean(1).mul_(1 - a)  # [T, *out]: batch-mean y^2, weighted
-        theta = scan_trace(drive, state[2], a)
-        theta_before = torch.cat([state[2][None], theta[:-1]])  # the threshold before step t
-        phi = y * (y - theta_before[:, None])
-        pos, neg = _signed_parts(self._correlate(), phi, x)
-        scale = self.eta * self._scale
-        return pos * scale, neg * scale, (x_last, y_last, theta[-1].clone())
+        theta = self.state_tensor(repr(self._theta()))
+        return None if theta is None else theta[0]

@@ -1,31 +1,29 @@
-"""Reward-modulated STDP: MSTDP and MSTDPET (Florian 2007), dopamine STDP (Izhikevich 2007).
+r"""Reward-modulated STDP: MSTDP and MSTDPET (Florian 2007), dopamine STDP (Izhikevich 2007).
 
-The math is in :mod:`plasticity.functional.reward`; these classes add the third factor
-to the STDP wiring: per-step rewards (``rule.reward(r)`` after a step's forward pass),
-or dopamine release events, or a reward for the whole window (``rule.step(reward=R)``).
+Declarations in the rule language: the pair-STDP signal of a step,
+:math:`\zeta = A_+\,s^\text{post} x - A_-\,y\,s^\text{pre}` (the traces and
+``coincident`` forms of :class:`~plasticity.STDP`), times the third factor
+(``modulator``: ``rule.reward(r)`` after a step's forward pass, or dopamine release
+events), directly (MSTDP) or through an eligibility trace (MSTDPET, dopamine STDP); or
+times a reward for the whole window (``rule.step(reward=R)``).
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..functional.correlate import weigh_rows
-from ..functional.reward import ModulatedParams, ModulatedState, modulated_stdp
-from ..functional.traces import scan_trace
-from ..hooks import DenseSynapse
-from .base import PlasticityRule, StepBuffer, check_amplitude, check_positive
+from ..language import Terms, eligibility, modulator, post, pre
+from .base import PlasticityRule, check_amplitude, check_positive
+from .stdp import pair_reads
 
 __all__ = ["MSTDP", "MSTDPET", "DopamineSTDP"]
 
 
 class _ModulatedSTDP(PlasticityRule):
-    """Shared wiring: the per-step modulator buffer, ``reward()``, the eligibility state."""
-
-    _hold_last = True
+    """Shared parameters: pair STDP's, ``gamma`` and ``per_sample``."""
 
     def __init__(
         self,
@@ -52,139 +50,24 @@ class _ModulatedSTDP(PlasticityRule):
         self.a_plus, self.a_minus, self.gamma = a_plus, a_minus, gamma
         self.tau_plus, self.tau_minus = float(tau_plus), float(tau_minus)
         self.per_sample = per_sample
-        self._mod = StepBuffer()
 
-    # ------------------------------------------------------------------ the third factor
-
-    def _rows(self, value: Any, what: str, batch: int | None = None) -> Tensor:
-        """A modulator value as a ``[B]`` row on the weight's device (validated)."""
-        w = self.weight
-        if isinstance(value, Tensor):
-            v = value.detach().to(device=w.device, dtype=w.dtype)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            v = torch.tensor(float(value), device=w.device, dtype=w.dtype)
-        else:
-            raise TypeError(
-                f"{what} must be a number or a tensor of shape [B], got {type(value).__name__}"
-            )
-        batch = batch or self._batch or 1
-        if v.ndim == 0:
-            v = v.expand(batch)
-        elif v.shape != (batch,):
-            raise ValueError(
-                f"{what} must be a number or have shape [{batch}] (one per sample), got {tuple(v.shape)}"
-            )
-        self._check_values(v, what)
-        return v
-
-    def _check_values(self, v: Tensor, what: str) -> None:
-        """Finite, and (without ``per_sample``) equal across the samples (last dimension)."""
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{what} contains NaN or infinity")
-        if not self.per_sample and v.shape[-1] > 1 and bool((v != v[..., :1]).any()):
-            raise ValueError(
-                f"{what} differs between samples; construct the rule with per_sample=True for per-sample rewards"
-            )
-
-    @torch.no_grad()
-    def reward(self, value: float | Tensor) -> None:
-        """Adds a reward to the step just simulated (call it after that step's forward).
-
-        ``value``: a number (every sample) or a ``[B]`` tensor (per sample, needs
-        ``per_sample=True`` when the values differ). Steps without a reward have 0.
-        """
-        if self._post.n == 0:
-            raise RuntimeError(
-                "reward() belongs to the step just simulated, but no step is buffered: call it after the forward pass"
-            )
-        assert self._mod is not None and self._mod.data is not None
-        if type(value) in (float, int):  # the common case, every step: no tensor, no sync
-            if not math.isfinite(value):
-                raise ValueError("`reward` contains NaN or infinity")
-            self._mod.data[self._post.n - 1].add_(value)
-            return
-        row = self._rows(value, "`reward`")
-        self._mod.data[self._post.n - 1].add_(row)
-
-    @torch.no_grad()
-    def observe(self, pre: Tensor, post: Tensor, reward: Any = None) -> None:  # type: ignore[override]
-        """Learns from whole sequences: ``pre`` ``[T, B, *in]``, ``post`` ``[T, B, *out]``,
-        ``reward`` a number, ``[T]`` or ``[T, B]`` (per step and sample; default 0)."""
-        w = self.weight
-        r: Tensor | None = None
-        if reward is not None:
-            steps, batch = self._adapter.pre_steps(pre).shape[:2]
-            r = torch.as_tensor(reward, device=w.device, dtype=w.dtype)
-            if r.ndim == 0:
-                r = r.expand(steps)
-            if r.ndim == 1 and r.shape[0] == steps:
-                r = r[:, None].expand(steps, batch)
-            if r.shape != (steps, batch):
-                raise ValueError(
-                    f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
-                )
-            self._check_values(r, "`reward`")
-        start = self._post.n
-        steps = self._observe(pre, post)
-        if r is not None:
-            self._mod.data[start : start + steps].add_(r)  # type: ignore[union-attr]
-        self._maybe_flush()
-
-    # ------------------------------------------------------------------------ kernel
-
-    def _initial_state(self, pre: Tensor, post: Tensor) -> ModulatedState:
-        w = self.weight
-        z = torch.zeros(
-            (pre.shape[0], *w.shape) if self.per_sample else w.shape, dtype=w.dtype, device=w.device
-        )
-        return ModulatedState(torch.zeros_like(pre), torch.zeros_like(post), z)
-
-    def _per_sample_correlate(self):
-        if isinstance(self._adapter, DenseSynapse):
-
-            def run(
-                post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
-            ) -> Tensor:
-                if row_weight is not None:
-                    post_side = weigh_rows(post_side, row_weight)
-                return torch.bmm(post_side.permute(1, 2, 0), pre_side.permute(1, 0, 2))
-
-            return run
-        dense = self._adapter.correlate({}, False)
-
-        def run_conv(
-            post_side: Tensor, pre_side: Tensor, *_: Any, row_weight: Tensor | None = None
-        ) -> Tensor:
-            if row_weight is not None:
-                post_side = weigh_rows(post_side, row_weight)
-            return torch.stack(
-                [
-                    dense(post_side[:, b : b + 1], pre_side[:, b : b + 1])
-                    for b in range(post_side.shape[1])
-                ]
-            )
-
-        return run_conv
-
-    def _params(self, decay_e: float | None, kappa: float) -> ModulatedParams:
-        return ModulatedParams(
-            self.a_plus,
-            self.a_minus,
-            self._decay(self.tau_plus),
-            self._decay(self.tau_minus),
-            self.trace,
-            self.coincident,
-            self._scale,
-            self.gamma,
-            decay_e,
-            kappa,
-            self.per_sample,
-        )
+    def _zeta(self) -> Terms:
+        """The pair-STDP signal of a step, :math:`\\zeta = A_+ s^\\text{post} x - A_- y s^\\text{pre}`."""
+        x, y = pair_reads(self.tau_plus, self.tau_minus, self.trace, self.coincident)
+        return self.a_plus * post.spike * x - self.a_minus * y * pre.spike
 
     def _apply_window_term(self, term: Tensor) -> None:
         """Adds a signed update (already scaled) to the accumulator, split by sign."""
-        self.accumulator._append("pos", term.clamp_min(0), owned=True)
-        self.accumulator._append("neg", (-term).clamp_min(0), owned=True)
+        self.accumulator.add_("pos", term.clamp_min(0))
+        self.accumulator.add_("neg", (-term).clamp_min(0))
+
+    def _window_reward(self, value: Tensor, r: Tensor, factor: float) -> None:
+        """Applies ``factor · R · value`` (a weight-shaped sum, or one per sample)."""
+        if value.ndim == self.weight.ndim + 1:  # per sample
+            term = (value * r.view(-1, *([1] * self.weight.ndim))).sum(0)
+        else:
+            term = value * r[0]
+        self._apply_window_term(term.mul_(factor))
 
 
 class MSTDP(_ModulatedSTDP):
@@ -224,49 +107,17 @@ class MSTDP(_ModulatedSTDP):
     ) -> None:
         super().__init__(synapse, neuron, **kwargs)
         self.window_reward = bool(window_reward)
-        self._window: list[Tensor] | None = None
+        self._finish_init()
 
-    def _run(self, pre, post, state, correlate, kernels, modulator=None):
-        st = ModulatedState(*state)
-        pos, neg, new = modulated_stdp(pre, post, modulator, st, self._params(None, 1.0), correlate)
-        if self.window_reward:
-            ones = torch.ones(pre.shape[:2], dtype=pre.dtype, device=pre.device)
-            # the window's plain STDP signal, sum over samples (or per sample)
-            corr = self._per_sample_correlate() if self.per_sample else correlate
-            zp, zm, _ = modulated_stdp(
-                pre,
-                post,
-                ones,
-                st,
-                self._params(None, 1.0)._replace(gamma=1.0, scale=1.0, per_sample=False),
-                corr,
-            )
-            if self._window is None:
-                self._window = [zp, zm]
-            else:
-                self._window[0].add_(zp)
-                self._window[1].add_(zm)
-        return pos, neg, new
-
-    def get_extra_state(self) -> dict[str, Any]:
-        state = super().get_extra_state()
-        state["window"] = None if self._window is None else [z.clone() for z in self._window]
-        return state
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        window = state.get("window") if isinstance(state, dict) else None
-        if window is not None and not self.window_reward:
-            raise ValueError(
-                "MSTDP.load_state_dict: the saved window tracks the STDP signal for step(reward=...)"
-                "; build the rule with window_reward=True to load it"
-            )
-        super().set_extra_state(state)
-        w = self.weight
-        self._window = (
-            None
-            if window is None
-            else [z.to(device=w.device, dtype=w.dtype).clone() for z in window]
-        )
+    def declaration(self) -> dict[str, Any]:
+        x, y = pair_reads(self.tau_plus, self.tau_minus, self.trace, self.coincident)
+        out: dict[str, Any] = {
+            "pos": self.gamma * modulator * (self.a_plus * post.spike * x),
+            "neg": self.gamma * modulator * (self.a_minus * y * pre.spike),
+        }
+        if self.window_reward:  # Σ_t ζ(t) of the window, for step(reward=R)
+            out["extra"] = {"window": (self._zeta(), self.per_sample)}
+        return out
 
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
@@ -278,16 +129,9 @@ class MSTDP(_ModulatedSTDP):
             None if reward is None else self._rows(reward, "`reward`")
         )  # validated before any change
         self.flush()
-        if r is not None:
-            if self._window is not None:
-                plus, minus = self._window
-                if plus.ndim == self.weight.ndim + 1:  # per sample
-                    rw = r.view(-1, *([1] * self.weight.ndim))
-                    term = ((plus - minus) * rw).sum(0)
-                else:
-                    term = (plus - minus) * r[0]
-                self._apply_window_term(term.mul_(self.gamma * self._scale))
-        self._window = None
+        window = self._extras.get("window")
+        if r is not None and window is not None:
+            self._window_reward(window, r, self.gamma * self._scale)
         return super().step()
 
 
@@ -331,21 +175,15 @@ class MSTDPET(_ModulatedSTDP):
     ) -> None:
         super().__init__(synapse, neuron, extra_time_constants={"tau_e": tau_e}, **kwargs)
         self.tau_e = float(tau_e)
+        if type(self) is MSTDPET:  # subclasses finish after setting their own parameters
+            self._finish_init()
 
-    def _kappa(self) -> float:
-        return 1.0 / self.tau_e
+    def _eligibility(self):
+        """Florian's :math:`z = e^{-dt/\\tau_e} z + \\zeta/\\tau_e`."""
+        return eligibility(self._zeta() / self.tau_e, self.tau_e, per_sample=self.per_sample)
 
-    def _modulator(self, modulator: Tensor, state: tuple) -> tuple[Tensor, tuple]:
-        return modulator * self.dt, state
-
-    def _run(self, pre, post, state, correlate, kernels, modulator=None):
-        drive, state = self._modulator(modulator, state)
-        params = self._params(self._decay(self.tau_e), self._kappa())
-        per_sample = self._per_sample_correlate() if self.per_sample else None
-        pos, neg, new = modulated_stdp(
-            pre, post, drive, ModulatedState(*state[:3]), params, correlate, per_sample
-        )
-        return pos, neg, (*new, *state[3:])
+    def declaration(self) -> dict[str, Any]:
+        return {"pos": self.gamma * self.dt * modulator * self._eligibility()}
 
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
@@ -354,14 +192,16 @@ class MSTDPET(_ModulatedSTDP):
             None if reward is None else self._rows(reward, "`reward`")
         )  # validated before any change
         self.flush()
-        if r is not None and self._state is not None:
-            z = self._state[2]
-            if self.per_sample:
-                term = (z * r.view(-1, *([1] * (z.ndim - 1)))).sum(0)
-            else:
-                term = z * r[0]
-            self._apply_window_term(term * (self.gamma * self._scale * self.dt))
+        z = self.eligibility
+        if r is not None and z is not None:
+            self._window_reward(z.clone(), r, self.gamma * self._scale * self.dt)
         return super().step()
+
+    @property
+    def eligibility(self) -> Tensor | None:
+        """The eligibility trace after the last processed step (``[*weight]``, or
+        ``[B, *weight]`` per sample)."""
+        return self.state_tensor(f"elig:{self._eligibility()!r}")
 
 
 class DopamineSTDP(MSTDPET):
@@ -411,27 +251,24 @@ class DopamineSTDP(MSTDPET):
             **kwargs,
         )
         self.tau_c, self.tau_d = float(tau_c), float(tau_d)
+        self._finish_init()
 
-    def _kappa(self) -> float:
-        return 1.0
+    def _eligibility(self):
+        """Izhikevich's :math:`c = e^{-dt/\\tau_c} c + \\zeta`."""
+        return eligibility(self._zeta(), self.tau_e, per_sample=self.per_sample)
+
+    def declaration(self) -> dict[str, Any]:
+        # d(t) = e^(-dt/tau_d) d(t-1) + release(t): the modulator's trace
+        return {"pos": self.dt * modulator.trace(self.tau_d) * self._eligibility()}
 
     def release(self, amount: float | Tensor) -> None:
         """Dopamine released at the step just simulated (a number, or ``[B]``)."""
         self.reward(amount)
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> tuple:
-        base = super()._initial_state(pre, post)
-        return (*base, torch.zeros(pre.shape[0], dtype=pre.dtype, device=pre.device))
-
-    def _modulator(self, modulator: Tensor, state: tuple) -> tuple[Tensor, tuple]:
-        # release events -> concentration d(t) (exact decay), carried across chunks
-        d = scan_trace(modulator, state[3], self._decay(self.tau_d))
-        return d * self.dt, (*state[:3], d[-1].clone())
-
     @property
     def dopamine(self) -> Tensor | None:
         """The dopamine concentration after the last processed step (``[B]``)."""
-        return None if self._state is None else self._state[3]
+        return self.state_tensor(repr(modulator.trace(self.tau_d)))
 
     @torch.no_grad()
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]

@@ -1,24 +1,24 @@
-"""Pair STDP and triplet STDP rules (the wiring; the math is in plasticity.functional.stdp)."""
+"""Pair STDP and triplet STDP, declared in the rule language (:mod:`plasticity.language`).
+
+``trace`` picks all-to-all or nearest-spike traces, ``coincident`` whether each side
+reads its trace with (``.trace``) or without (``.trace.before``) the same step's spikes:
+
+================  =====================================  =====================================
+``coincident``    potentiation                           depression
+================  =====================================  =====================================
+``"ltp"``         ``post.spike * pre.trace(τ₊)``         ``post.trace(τ₋).before * pre.spike``
+``"both"``        ``post.spike * pre.trace(τ₊)``         ``post.trace(τ₋) * pre.spike``
+``"none"``        ``post.spike * pre.trace(τ₊).before``  ``post.trace(τ₋).before * pre.spike``
+================  =====================================  =====================================
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from ..functional.stdp import (
-    PairParams,
-    PairState,
-    TripletParams,
-    TripletState,
-    conv_pair_stdp_post_events,
-    conv_pair_stdp_post_side,
-    pair_stdp,
-    pair_stdp_post_events,
-    triplet_stdp,
-    triplet_stdp_post_events,
-)
+from ..language import Signal, post, pre
 from .base import PlasticityRule, check_amplitude, check_positive
 
 __all__ = ["STDP", "TripletSTDP", "TRIPLET_PRESETS"]
@@ -92,8 +92,6 @@ class STDP(PlasticityRule):
         (torch.Size([5, 20]), True)
     """
 
-    _finite_on_binary = True
-
     def __init__(
         self,
         synapse: nn.Module,
@@ -114,61 +112,26 @@ class STDP(PlasticityRule):
         super().__init__(synapse, neuron, time_constants=taus, **options)
         self.a_plus, self.a_minus = a_plus, a_minus
         self.tau_plus, self.tau_minus = tau_plus, tau_minus
+        self._finish_init()
 
-    @property
-    def params(self) -> PairParams:
-        return PairParams(
-            self.a_plus,
-            self.a_minus,
-            self._decay(self.tau_plus),
-            self._decay(self.tau_minus),
-            self.trace,
-            self.coincident,
-            self._scale,
-        )
+    def declaration(self) -> dict[str, Any]:
+        x, y = pair_reads(self.tau_plus, self.tau_minus, self.trace, self.coincident)
+        return {"pos": self.a_plus * post.spike * x, "neg": self.a_minus * y * pre.spike}
 
-    def _initial_state(self, pre: Tensor, post: Tensor) -> PairState:
-        return PairState(torch.zeros_like(pre), torch.zeros_like(post))
 
-    @property
-    def _needs_pre_kernel(self) -> bool:  # all-to-all reads both components at post spikes
-        return self.trace != "all-to-all" or self.kernel == "dense"
+def pair_reads(tau_plus: float, tau_minus: float, trace: str, coincident: str):
+    """The traces pair STDP reads: the presynaptic one at post spikes (potentiation) and
+    the postsynaptic one at pre spikes (depression), with or without the same step's
+    spikes as ``coincident`` says (see the module's table).
 
-    def _run(
-        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
-    ) -> tuple[Tensor, Tensor, PairState]:
-        if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
-            return pair_stdp_post_events(
-                pre, post, PairState(*state), self.params, **self._post_event_options(kernels)
-            )
-        # Conv2d: the event-driven form is exact but slower than conv2d_weight here, so only
-        # when asked for explicitly
-        if self.trace == "all-to-all" and self.kernel == "sparse" and pre.ndim == 5:
-            return conv_pair_stdp_post_events(
-                pre, post, PairState(*state), self.params, self._adapter.geometry(), self._workspace
-            )
-        if self.trace == "all-to-all" and pre.ndim > 3:  # conv: one weight gradient per chunk
-            return conv_pair_stdp_post_side(
-                pre,
-                post,
-                PairState(*state),
-                self.params,
-                self._adapter.geometry(),
-                self._workspace,
-                self._compute_dtype,
-            )
-        return pair_stdp(
-            pre,
-            post,
-            PairState(*state),
-            self.params,
-            correlate,
-            self._workspace,
-            self._sink("pos"),
-            self._sink_rows(),
-            # the rule's own step buffers (binary spikes, checked): traces scanned into them
-            scratch=kernels.get("scratch", False) and self.spikes == "binary",
-        )
+    Example:
+        >>> pair_reads(20.0, 20.0, "all-to-all", "ltp")
+        (pre.trace(20), post.trace(20).before)
+    """
+    nearest = trace == "nearest"
+    x: Signal = pre.trace(tau_plus, nearest=nearest)
+    y: Signal = post.trace(tau_minus, nearest=nearest)
+    return (x if coincident != "none" else x.before), (y if coincident == "both" else y.before)
 
 
 #: Pfister & Gerstner (2006), Table 4: (trace, tau_x, tau_y, a2_plus, a3_plus, a2_minus, a3_minus);
@@ -220,8 +183,6 @@ class TripletSTDP(PlasticityRule):
         (125.0, 'all-to-all')
     """
 
-    _finite_on_binary = True
-
     def __init__(
         self,
         synapse: nn.Module,
@@ -252,6 +213,7 @@ class TripletSTDP(PlasticityRule):
         super().__init__(synapse, neuron, time_constants=taus, **options)
         for name, value in {**amps, **taus}.items():
             setattr(self, name, value)
+        self._finish_init()
 
     @classmethod
     def from_preset(
@@ -264,41 +226,11 @@ class TripletSTDP(PlasticityRule):
         params.update(options)
         return cls(synapse, neuron, **params)
 
-    @property
-    def params(self) -> TripletParams:
-        d = self._decay
-        return TripletParams(
-            self.a2_plus,
-            self.a3_plus,
-            self.a2_minus,
-            self.a3_minus,
-            d(self.tau_plus),
-            d(self.tau_minus),
-            d(self.tau_x),
-            d(self.tau_y),
-            self.trace,
-            self.coincident,
-            self._scale,
-        )
-
-    def _initial_state(self, pre: Tensor, post: Tensor) -> TripletState:
-        zp, zq = torch.zeros_like(pre), torch.zeros_like(post)
-        return TripletState(zp, zp.clone(), zq, zq.clone())
-
-    def _run(
-        self, pre: Tensor, post: Tensor, state: tuple, correlate, kernels, modulator=None
-    ) -> tuple[Tensor, Tensor, TripletState]:
-        if self.trace == "all-to-all" and kernels["post"] == "sparse" and pre.ndim == 3:
-            return triplet_stdp_post_events(
-                pre, post, TripletState(*state), self.params, **self._post_event_options(kernels)
-            )
-        return triplet_stdp(
-            pre,
-            post,
-            TripletState(*state),
-            self.params,
-            correlate,
-            self._workspace,
-            self._sink("pos"),
-            self._sink_rows(),
-        )
+    def declaration(self) -> dict[str, Any]:
+        r1, o1 = pair_reads(self.tau_plus, self.tau_minus, self.trace, self.coincident)
+        nearest = self.trace == "nearest"
+        o2 = post.trace(self.tau_y, nearest=nearest).before  # slow detectors, before the spike
+        r2 = pre.trace(self.tau_x, nearest=nearest).before
+        pos = self.a2_plus * post.spike * r1 + self.a3_plus * (post.spike * o2) * r1
+        neg = self.a2_minus * o1 * pre.spike + self.a3_minus * o1 * (pre.spike * r2)
+        return {"pos": pos, "neg": neg}
