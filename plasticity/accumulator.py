@@ -253,7 +253,13 @@ class Accumulator(nn.Module):
         ):
             raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
         mode = self._mode
-        keep = owned and v is detached and v.is_contiguous()
+        # an owned tensor that is its whole storage (e.g. a transposed result) is kept as is
+        keep = (
+            owned
+            and v is detached
+            and v.storage_offset() == 0
+            and v.untyped_storage().nbytes() == v.numel() * v.element_size()
+        )
         if mode == "custom":
             self._lists[which].append(v if keep else v.clone(memory_format=torch.contiguous_format))
         else:

@@ -169,8 +169,9 @@ class Plan:
                 later = set().union(set(), *reads[i + 1 :])
                 live = {s for s in reads[i] | later if s.kind not in _LEAVES}
                 total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
-                if "rewrite" in kernel:  # the future table of the other side
-                    total += n_pre if kernel.startswith("post") else n_post
+                if "rewrite" in kernel:  # the future table of the other side (and Q·m)
+                    other = n_pre if kernel.startswith("post") else n_post
+                    total += other * (1 if self.products[i].mod is None else 2)
                 most = max(most, total)
         return most
 
@@ -459,9 +460,11 @@ def run_plan(
     state: dict[str, Tensor],
     kernels: Kernels,
     deliver: Deliver,
+    inplace: bool = True,
 ) -> dict[str, Tensor]:
     """Evaluates every product of ``plan`` on one chunk with the kernels of ``choice``
-    and returns the state after the chunk (filters, delays, eligibility traces).
+    and returns the state after the chunk (filters, delays, eligibility traces; with
+    ``inplace``, the weight-shaped eligibility traces of ``state`` are updated in place).
 
     ``deliver(target, value)`` receives each result: ``"pos"``/``"neg"`` non-negative
     magnitudes of the rule's update (unscaled by the batch), other targets signed.
@@ -476,17 +479,19 @@ def run_plan(
         m = chunk.value(mod) if mod is not None else 1.0
         m = m if isinstance(m, Tensor) else chunk._full_rows(m)
         c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
-        if elig.per_sample:
-            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0)
-        else:
-            value = e0 * c[0]
-        value.mul_(coef)  # split elementwise by sign
-        deliver("pos", value.clamp_min(0))
-        deliver("neg", value.neg_().clamp_min_(0))
+        if elig.per_sample:  # split elementwise by sign
+            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef)
+            deliver("pos", value.clamp_min(0))
+            deliver("neg", value.neg_().clamp_min_(0))
+        else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
+            k = float(c[0]) * coef
+            deliver("pos" if k > 0 else "neg", e0.clamp_min(0).mul_(abs(k)))
+            deliver("neg" if k > 0 else "pos", e0.clamp_max(0).mul_(-abs(k)))
     for key, elig in plan.eligibilities.items():
         e0 = state.get(key)
-        if e0 is not None:
-            new_elig[key] = e0 * plan.decay_of(elig.tau) ** chunk.steps
+        if e0 is not None:  # decayed over the chunk (in place: the state is the caller's)
+            d_chunk = plan.decay_of(elig.tau) ** chunk.steps
+            new_elig[key] = e0.mul_(d_chunk) if inplace else e0 * d_chunk
     keeps = plan.keeps(choice)
     for i, (p, kernel) in enumerate(zip(plan.products, choice, strict=True)):
         signed = p.target != "dw"
@@ -527,10 +532,11 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels)
                     value = _one(p, kernel, a, b, m, chunk, kernels)
                 if p.weight:  # the weight's sign splits the piece elementwise
                     w = kernels.weight.detach()
-                    yield sign, value * w.clamp_min(0)
-                    yield -sign, value * (-w).clamp_min(0)
-                else:
-                    yield sign, value
+                    yield sign, w.clamp_min(0).mul_(value)
+                    yield -sign, w.clamp_max(0).neg_().mul_(value)
+                else:  # one-sided sums come as broadcast views
+                    yield sign, value if value.is_contiguous() else value.contiguous()
+                del value  # not alive while the next piece is computed
 
 
 def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
@@ -563,7 +569,7 @@ def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels
         if p.per_sample:
             return torch.stack([kernels.one_sided(x[:, b : b + 1], "post" if pre is None else "pre")
                                 for b in range(x.shape[1])])  # fmt: skip
-        return kernels.one_sided(x, "post" if pre is None else "pre").clone()
+        return kernels.one_sided(x, "post" if pre is None else "pre")
     if mod is not None:  # the row factor goes to the smaller operand
         if post.numel() <= pre.numel():
             post = _with_mod(post, mod)
@@ -677,15 +683,17 @@ class KernelChooser:
         times = self.samples.setdefault(key, {c: [] for c in candidates})
         sync = torch.cuda.synchronize if inputs["pre"].is_cuda else (lambda: None)
         result = state
-        for i, c in enumerate(candidates):
+        for i, c in reversed(list(enumerate(candidates))):  # the delivering one last
             fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype)  # no shared index
             sync()
             start = time.perf_counter()
-            new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard)
+            new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard,
+                           inplace=i == 0)  # fmt: skip
             sync()
             times[c].append(time.perf_counter() - start)
             if i == 0:
                 result = new
+            del new, fresh  # a discarded run's state and index are freed at once
         if all(len(t) >= self.rounds for t in times.values()):
             self.choices[key] = min(candidates, key=lambda c: min(times[c]))
             del self.samples[key]

@@ -281,7 +281,7 @@ class HookPairing:
             if len(pending) > 1 or pending[-1][2] > 0 or other_shape:
                 self._drop_pending(keep_last=pending[-1][2] == 0 and not other_shape)
         at = pending[-1][0] + pending[-1][1] if pending else pre.n
-        capacity = self.chunk if pre.data is not None else self.chunk_for(block)
+        capacity = (self.chunk if pre.data is not None else self.chunk_for(block)) + self._hold_last
         pre.stage(block.detach(), self.weight, at, capacity)
         pending.append([at, block.shape[0], 0, None])
 
@@ -405,6 +405,7 @@ class HookPairing:
         weight = self._adapter.module.weight
         # the first presynaptic block sizes the buffers (before it, chunk is a guess)
         chunk = self.chunk if self._pre.data is not None else self.chunk_for(block)
+        chunk += self._hold_last  # the latest step waits there for its reward
         buffer.append(block.detach(), weight, chunk)
         if self._mod is not None and buffer is self._post:
             self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)

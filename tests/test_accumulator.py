@@ -483,34 +483,37 @@ def test_huge_finite_appends_are_accepted():
     assert acc.counts == (2, 0)
 
 
-def test_row_blocks_add_up_to_one_append():
-    """A rule's result delivered in row blocks (``_append_rows``) counts as one append and
-    sums like the whole tensor, into a fresh window and onto earlier appends; only running
-    sums and means take blocks."""
+def test_merged_adds_make_one_append():
+    """A rule's several products of one chunk (``add_(..., merge=True)``) count as one
+    append and sum like the whole tensor, for sum, mean and custom reductions; a max/min
+    refuses to merge, and shapes are checked."""
     g = torch.Generator().manual_seed(0)
-    parts = [torch.rand(5, 3, generator=g, dtype=torch.float64) for _ in range(3)]
-    for reduction in (torch.sum, torch.mean):
-        whole, blocks = pl.Accumulator(), pl.Accumulator()
+    parts = [torch.rand(5, 3, generator=g, dtype=torch.float64) for _ in range(4)]
+    custom = lambda x, dim: x.sum(dim)  # noqa: E731
+    for reduction in (torch.sum, torch.mean, custom):
+        whole, merged = pl.Accumulator(), pl.Accumulator()
         whole.reduction(reduction)
-        blocks.reduction(reduction)
-        for p in parts:
-            whole.pos = p
-        blocks.pos = parts[0]
-        for p in parts[1:]:
-            for rows in (slice(0, 2), slice(2, 5)):
-                blocks._append_rows("pos", p[rows], rows, p.shape)
-        blocks._append_rows("neg", parts[0][:1], slice(0, 1), parts[0].shape)  # a fresh one
-        blocks._append_rows("neg", parts[0][1:], slice(1, 5), parts[0].shape)
-        assert blocks.counts == (3, 1)
-        torch.testing.assert_close(blocks.pos, whole.pos, rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(blocks.neg, parts[0], rtol=0, atol=0)
-    custom = pl.Accumulator()
-    custom.reduction(lambda x, dim: x.sum(dim))
-    assert not custom._adds_rows()
-    with pytest.raises(RuntimeError, match="running sum or mean"):
-        custom._append_rows("pos", parts[0], slice(0, 5), parts[0].shape)
+        merged.reduction(reduction)
+        whole.pos = parts[0] + parts[1]
+        whole.pos = parts[2] + parts[3]
+        for i, p in enumerate(parts):
+            merged.add_("pos", p.clone(), merge=i % 2 == 1)
+        merged.add_("neg", parts[0].clone(), merge=True)  # nothing to merge into: an append
+        assert merged.counts == (2, 1) and merged.merges
+        torch.testing.assert_close(merged.pos, whole.pos, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(merged.neg, parts[0], rtol=0, atol=0)
+    peak = pl.Accumulator()
+    peak.reduction(torch.amax)
+    peak.add_("pos", parts[0].clone())
+    assert not peak.merges
+    with pytest.raises(ValueError, match="merge=True"):
+        peak.add_("pos", parts[1].clone(), merge=True)
     with pytest.raises(ValueError, match="shape"):
-        blocks._append_rows("pos", parts[0][:1], slice(0, 1), torch.Size([4, 3]))
+        merged.add_("pos", torch.ones(4, 3, dtype=torch.float64), merge=True)
+    with pytest.raises(ValueError, match="NaN"):
+        merged.add_("pos", torch.full((5, 3), float("nan"), dtype=torch.float64), merge=True)
+    with pytest.raises(ValueError, match="'pos' or 'neg'"):
+        merged.add_("both", parts[0])
 
 
 @pytest.mark.parametrize("reduction", [torch.sum, torch.mean])

@@ -538,8 +538,7 @@ class PlasticityRule(HookPairing, nn.Module):
                 break
             bounds.append((a, b))
             counts.append([s[0] for s in seen[:2]])
-        plan = self.plan
-        w = self.weight
+        plan, w = self.plan, self.weight
         state = {} if self._state is None else {
             k: v.to(device=w.device, dtype=w.dtype) for k, v in self._state.items()
         }  # fmt: skip
@@ -547,9 +546,12 @@ class PlasticityRule(HookPairing, nn.Module):
         compute = torch.bfloat16 if self.precision == "bf16" else None
         # sub-chunks keep the tables alive at once (and a few carried rows) within half
         # of the chunk's step buffers: peak <= 3 W + 1.5 S (two running sums and a result)
+        # (a weight-shaped eligibility trace takes its share of that half)
         per_step = pre[0].numel() + post[0].numel()
         width = plan.table_width(pre[0].numel(), post[0].numel())
-        sub = max(1, int(self.TABLES * chunk * per_step / width) - 1) if width else chunk
+        budget = self.TABLES * chunk * per_step - len(plan.eligibilities) * w.numel()
+        budget = max(budget, 0.1 * chunk * per_step)
+        sub = max(1, int(budget / width) - 1) if width else chunk
         geometry = self._adapter.geometry() if conv else None
         for (a, b), nnz in zip(bounds, counts, strict=True):
             sink = _Sink(self.accumulator, self._scale, self._extras)
