@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+import plasticity as pl
+
 from . import _sjostrom2001 as data
 from ._adex import AdEx
 from ._figures import pyplot, save
@@ -53,84 +55,16 @@ FREQUENCIES = (0.1, 1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.
 PULSE_PA = 5e4  # 1 ms, 50 nA: crosses the spike threshold within the step (the authors': 1 µA)
 
 
-def clopath_terms(
-    pre: Tensor,
-    post: Tensor,
-    u: Tensor,
-    *,
-    a_ltd: float,
-    a_ltp: float,
-    theta_minus: float,
-    theta_plus: float,
-    tau_minus: float,
-    tau_plus: float,
-    tau_x: float,
-    dt: float = 1.0,
-    init: float | Tensor | None = None,
-    delay: int = 1,
-) -> tuple[Tensor, Tensor]:
-    """(ltp, ltd) ``[N_out, N_in]``, batch mean, of ``pre [T, B, N_in]``, ``post`` and ``u``
-    ``[T, B, N_out]`` (mV): one scan per filter and one product per term over the ``T·B`` rows.
-
-    Per step, d = exp(−dt/τ): x̄(t) = d_x x̄(t−1) + s_pre(t)/τx; ū(t) = d ū(t−1) + (1−d) u(t)
-    for ū₋, ū₊ (from ``init``, else u(0)); ltd += a_ltd s_pre(t) [ū₋(t−delay) − θ₋]₊;
-    ltp += a_ltp x̄(t) [u(t) − θ₊]₊ [ū₊(t−delay) − θ₋]₊ dt. ``post`` is not used by the rule.
-
-    >>> import torch
-    >>> pre = torch.tensor([1.0, 0.0, 1.0], dtype=torch.float64).view(3, 1, 1)
-    >>> u = torch.tensor([-60.0, 0.0, -50.0], dtype=torch.float64).view(3, 1, 1)
-    >>> ltp, ltd = clopath_terms(pre, torch.zeros_like(u), u, a_ltd=2.0, a_ltp=3.0,
-    ...     theta_minus=-70.0, theta_plus=-20.0, tau_minus=1 / math.log(2),
-    ...     tau_plus=1 / math.log(2), tau_x=1 / math.log(2))
-    >>> round(ltd.item(), 6), round(ltp.item() / math.log(2), 6)   # 2·(10 + 40), 3·0.5·20·10
-    (100.0, 300.0)
-    """
-    if pre.ndim != 3 or u.ndim != 3 or pre.shape[:2] != u.shape[:2] or post.shape != u.shape:
-        raise ValueError(
-            f"expected pre [T, B, N_in], post and u [T, B, N_out]; got {tuple(pre.shape)}, "
-            f"{tuple(post.shape)}, {tuple(u.shape)}"
-        )
-    if delay < 1:
-        raise ValueError(f"delay must be at least 1 step, got {delay}")
-    steps, batch, _ = pre.shape
-    pre = pre.to(u.dtype)
-    d_x, d_minus, d_plus = (math.exp(-dt / tau) for tau in (tau_x, tau_minus, tau_plus))
-    start = (
-        u[0]
-        if init is None
-        else torch.as_tensor(init, dtype=u.dtype, device=u.device).expand_as(u[0])
-    )
-    xbar, u_minus, u_plus = torch.empty_like(pre), torch.empty_like(u), torch.empty_like(u)
-    x, um, up = torch.zeros_like(pre[0]), start.clone(), start.clone()
-    for t in range(steps):
-        x = d_x * x + pre[t] / tau_x
-        um = d_minus * um + (1.0 - d_minus) * u[t]
-        up = d_plus * up + (1.0 - d_plus) * u[t]
-        xbar[t], u_minus[t], u_plus[t] = x, um, up
-    lead = start.expand(min(delay, steps), *start.shape)
-    past_minus = torch.cat([lead, u_minus[: steps - delay]]) if delay < steps else lead
-    past_plus = torch.cat([lead, u_plus[: steps - delay]]) if delay < steps else lead
-    post_ltd = (past_minus - theta_minus).clamp(min=0.0).reshape(steps * batch, -1)
-    post_ltp = ((u - theta_plus).clamp(min=0.0) * (past_plus - theta_minus).clamp(min=0.0)).reshape(
-        steps * batch, -1
-    )
-    ltd = (a_ltd / batch) * post_ltd.T @ pre.reshape(steps * batch, -1)
-    ltp = (a_ltp * dt / batch) * post_ltp.T @ xbar.reshape(steps * batch, -1)
-    return ltp, ltd
-
-
 def _clopath_dw(synapse, neuron, pre: Tensor, post: Tensor, u: Tensor, *, delay: int, dt: float):
-    """THE place where the model learns: (ltp, ltd) of the recorded window, ``[N_out, N_in]``.
-
-    Stand-in until ``pl.Clopath`` exists; then this becomes::
-
-        rule = pl.Clopath(synapse, neuron, **VISUAL_CORTEX, dt=dt)   # + the delay, if adopted
-        rule.observe(pre, post, voltage=u)
-        return rule.accumulator.pos, rule.accumulator.neg
-
-    (``synapse``/``neuron`` are unused here; they are what the rule will attach to.)
-    """
-    return clopath_terms(pre, post, u, **VISUAL_CORTEX, dt=dt, delay=delay)
+    """(ltp, ltd) of a recorded window, ``[N_out, N_in]`` (batch mean): ``pl.Clopath`` with
+    the filtered potentials read ``delay`` steps back, learning from ``rule.observe``."""
+    rule = pl.Clopath(synapse, neuron, **VISUAL_CORTEX, delay=delay * dt, dt=dt)
+    rule.detach()  # recorded spikes and potentials only, no hooks
+    rule.observe(pre, post, voltage=u)
+    rule.flush()
+    zero = torch.zeros_like(synapse.weight)
+    acc = rule.accumulator
+    return (zero if acc.pos is None else acc.pos), (zero if acc.neg is None else acc.neg)
 
 
 def pairing_protocol(

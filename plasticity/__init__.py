@@ -28,6 +28,7 @@ from .rules import (
     STDP,
     TRIPLET_PRESETS,
     AdaptiveThreshold,
+    Clopath,
     DopamineSTDP,
     Oja,
     PlasticityRule,
@@ -42,6 +43,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Accumulator",
     "Rule",
+    "Clopath",
     "pre",
     "post",
     "modulator",

@@ -116,6 +116,12 @@ class Plan:
     def _add(self, term: Term | ETerm, sign: float) -> None:
         if term.coef == 0:  # e.g. a triplet rule's zero pair amplitude
             return
+        for t in term.elig.terms.terms if isinstance(term, ETerm) else (term,):
+            if t.post is None and t.pre is None:
+                raise ValueError(
+                    f"{t!r}: a term needs a post-side or a pre-side signal (a spike, trace, "
+                    "voltage...); numbers, the modulator and the weight only scale one"
+                )
         if isinstance(term, Term):
             self.products.append(Product("dw", sign * term.coef, term))
             return

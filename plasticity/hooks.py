@@ -349,8 +349,13 @@ class HookPairing:
                 f"{steps - cursor} unpaired steps; call the neuron once per synapse step"
             )
         pre = self._pre
+        voltage = None  # the membrane potential of the same steps (read before any change)
+        if self._volt is not None:
+            voltage = self._adapter.post_steps(output_voltage(output, module), None)
         pre.commit(start + cursor, take)
         self._add(self._post, block, flush=False)
+        if voltage is not None:
+            self._add(self._volt, voltage, flush=False)  # type: ignore[arg-type]
         cursor += take
         if len(pending) > 1:  # the other staged inputs never reached the neuron
             del pending[chosen]

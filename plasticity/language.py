@@ -426,10 +426,10 @@ class Eligibility(_Sum):
     def __init__(self, terms: Any, tau: float, per_sample: bool = False) -> None:
         inner = as_terms(terms)
         for t in inner.terms:
-            if isinstance(t, ETerm) or t.weight or t.mod is not None:
+            if isinstance(t, ETerm) or t.weight:
                 raise ValueError(
                     f"eligibility({inner!r}): the eligibility of a term holds spikes and traces "
-                    "only (no weight, modulator or nested eligibility inside)"
+                    "only (no weight or nested eligibility inside)"
                 )
         self.terms, self.tau, self.per_sample = inner, _positive(tau, "tau"), bool(per_sample)
 

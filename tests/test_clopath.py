@@ -51,31 +51,6 @@ def test_reference_potentiation_scales_with_dt_and_batch_is_the_mean():
     assert ltp2.item() == pytest.approx(150 * LN2) and ltd2.item() == pytest.approx(50.0)
 
 
-@pytest.mark.parametrize("delay, init", [(1, None), (3, None), (1, "tensor"), (50, None)])
-def test_vectorized_terms_equal_the_reference(delay, init):
-    g = torch.Generator().manual_seed(7)
-    steps, batch, n_in, n_out = 40, 3, 4, 5
-    pre = (torch.rand(steps, batch, n_in, generator=g) < 0.2).double()
-    post = (torch.rand(steps, batch, n_out, generator=g) < 0.1).double()
-    u = -75.0 + 105.0 * torch.rand(steps, batch, n_out, generator=g, dtype=torch.float64)
-    if init == "tensor":
-        init = -80.0 + 20.0 * torch.rand(batch, n_out, generator=g, dtype=torch.float64)
-    kw = {**clopath.VISUAL_CORTEX, "dt": 0.5, "init": init, "delay": delay}
-    ltp, ltd = clopath.clopath_terms(pre, post, u, **kw)
-    ref_ltp, ref_ltd = clopath_reference(pre, post, u, **kw)
-    assert ref_ltp.abs().max() > 0 and ref_ltd.abs().max() > 0
-    torch.testing.assert_close(ltp, ref_ltp, rtol=1e-12, atol=1e-15)
-    torch.testing.assert_close(ltd, ref_ltd, rtol=1e-12, atol=1e-15)
-
-
-def test_vectorized_terms_reject_bad_input():
-    pre, post, u = three_steps()
-    with pytest.raises(ValueError, match="delay"):
-        clopath.clopath_terms(pre, post, u, **HAND, delay=0)
-    with pytest.raises(ValueError, match="expected pre"):
-        clopath.clopath_terms(pre[:, 0], post, u, **HAND)
-
-
 def test_adex_spike_is_a_two_ms_plateau_and_stays_below_theta_plus_otherwise():
     current = torch.zeros(120, 1, 1, dtype=torch.float64)
     current[10] = clopath.PULSE_PA

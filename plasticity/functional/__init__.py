@@ -1,67 +1,26 @@
-"""Pure kernels: trace scans, dense/conv correlation, rule math (no modules, no hooks)."""
+"""Pure kernels: trace scans and the products of two factors (no modules, no hooks)."""
 
-from .correlate import (
-    KERNELS,
-    SPARSE_DENSITY,
-    choose_kernel,
-    conv_correlate,
-    dense_correlate,
-    event_sum,
-    spike_index,
-    spike_rows,
-    weigh_rows,
-)
-from .stdp import (
-    COINCIDENT,
-    PairParams,
-    PairState,
-    TripletParams,
-    TripletState,
-    pair_stdp,
-    pair_stdp_post_events,
-    pair_traces,
-    triplet_stdp,
-    triplet_stdp_post_events,
-)
+from .correlate import KERNELS, Kernels, conv_correlate, dense_correlate, event_sum, spike_index
 from .traces import (
     TRACE_MODES,
     decay_factor,
-    previous_trace,
+    decay_powers,
     scan_future,
     scan_future_padded,
-    scan_in_place_,
     scan_trace,
-    unscan_,
-    unscan_exact,
 )
 
 __all__ = [
     "KERNELS",
-    "SPARSE_DENSITY",
-    "COINCIDENT",
     "TRACE_MODES",
-    "PairParams",
-    "PairState",
-    "TripletParams",
-    "TripletState",
-    "choose_kernel",
+    "Kernels",
     "conv_correlate",
+    "dense_correlate",
     "event_sum",
     "spike_index",
-    "spike_rows",
-    "weigh_rows",
-    "dense_correlate",
     "decay_factor",
-    "pair_stdp",
-    "pair_traces",
-    "pair_stdp_post_events",
-    "previous_trace",
+    "decay_powers",
     "scan_future",
     "scan_future_padded",
-    "scan_in_place_",
     "scan_trace",
-    "unscan_",
-    "unscan_exact",
-    "triplet_stdp",
-    "triplet_stdp_post_events",
 ]

@@ -21,15 +21,10 @@ from torch import Tensor
 __all__ = [
     "TRACE_MODES",
     "decay_factor",
+    "decay_powers",
     "scan_trace",
     "scan_future",
     "scan_future_padded",
-    "scan_in_place_",
-    "unscan_",
-    "unscan_exact",
-    "previous_in_blocks",
-    "previous_trace",
-    "decay_powers",
 ]
 
 TRACE_MODES = ("all-to-all", "nearest")
@@ -59,7 +54,6 @@ _BLOCKED_MAX_WIDTH = 4096  # wider traces scan faster in strided blocks (_stride
 _BLOCKED_MIN_STEPS = 4  # shorter chunks: a few adds
 
 
-_UNSCAN_BLOCK = 2  # steps undone at once by unscan_ (its scratch memory)
 _CONSTANTS: dict[tuple, Tensor] = {}  # decay matrices and powers, read-only, by shape/dtype
 
 
@@ -271,122 +265,6 @@ def _scan(flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool 
     return _blocked_scan(flat, carry, decay, out, reverse)
 
 
-def _check_in_place(name: str, tensor: Tensor) -> None:
-    """The in-place scans overwrite ``tensor`` through a ``[T, M]`` view of its memory."""
-    if not isinstance(tensor, Tensor) or not tensor.is_floating_point():
-        raise TypeError(f"`{name}` must be a floating-point tensor, got {type(tensor).__name__}")
-    if not tensor.is_contiguous():
-        raise ValueError(
-            f"`{name}` must be contiguous (it is overwritten in place); pass {name}.contiguous()"
-        )
-
-
-@torch.no_grad()
-def scan_in_place_(spikes: Tensor, carry: Tensor, decay: float, reverse: bool = False) -> Tensor:
-    r"""The all-to-all trace scanned into ``spikes`` itself (no second table):
-    :math:`x_t = d\,x_{t-1} + s_t` from ``carry`` (``reverse=True``: the inclusive future
-    trace :math:`F_t = s_t + d\,F_{t+1}`, ``carry`` the value after the last step).
-    ``spikes`` (``[T, *S]``, contiguous) is overwritten and returned. Uses the step loop or
-    the strided block form of :func:`scan_trace` (both read each step before writing it).
-
-    Example:
-        >>> import torch
-        >>> s = torch.tensor([[1.0], [0.0], [1.0]])
-        >>> scan_in_place_(s, torch.zeros(1), 0.5).flatten(), s.flatten()
-        (tensor([1.0000, 0.5000, 1.2500]), tensor([1.0000, 0.5000, 1.2500]))
-    """
-    _check_in_place("spikes", spikes)
-    steps = spikes.shape[0]
-    flat = spikes.view(steps, -1)
-    carry = carry.reshape(-1)
-    if steps < _BLOCKED_MIN_STEPS:
-        ts = range(steps - 1, -1, -1) if reverse else range(steps)
-        for t in ts:
-            flat[t].add_(carry, alpha=decay)
-            carry = flat[t]
-    else:
-        _strided_scan(flat, carry, decay, flat, reverse)
-    return spikes
-
-
-@torch.no_grad()
-def unscan_(traces: Tensor, trace0: Tensor, decay: float, scratch: Tensor | None = None) -> Tensor:
-    r"""Inverts :func:`scan_in_place_` for binary spikes, in place: :math:`s_t =
-    \mathrm{round}(x_t - d\,x_{t-1})` (``x[-1]`` is ``trace0``). Exact for binary spikes
-    while the rounding error of the traces stays far below 1/2 (see
-    :func:`unscan_exact`). Steps are undone from the last back, two at a time (one
-    temporary of two steps), or as many at a time as fit in ``scratch`` (a contiguous
-    tensor of ``traces``' dtype the caller does not need: fewer, larger operations).
-
-    Example:
-        >>> import torch
-        >>> s = torch.tensor([[1.0], [0.0], [1.0], [1.0]])
-        >>> x = scan_in_place_(s.clone(), torch.zeros(1), 0.9)
-        >>> torch.equal(unscan_(x, torch.zeros(1), 0.9), s)
-        True
-    """
-    for block, before in previous_in_blocks(traces, trace0, decay, _UNSCAN_BLOCK, scratch):
-        block.sub_(before).round_()
-    return traces
-
-
-def previous_in_blocks(
-    traces: Tensor, trace0: Tensor, decay: float, length: int, scratch: Tensor | None = None
-):
-    r"""Walks a ``[T, *S]`` trace from the last step back in blocks of steps, yielding
-    ``(block, before)``: ``block`` is rows ``[start, stop)`` of ``traces`` viewed as
-    ``[T, M]``, ``before`` is :math:`d\,x_{t-1}` for those rows (``trace0`` before the
-    first step), in a temporary of ``length`` steps, or of as many as ``scratch`` holds
-    (a contiguous tensor of ``traces``' dtype the caller does not need) when that is more.
-    A block may be overwritten as soon as it is yielded: the rows before it are still
-    the trace. The walk behind :func:`unscan_` and the triplet kernels' weighting of
-    spikes by the trace just before them.
-
-    Example:
-        >>> import torch
-        >>> x = torch.tensor([[1.0], [0.5], [1.25]])
-        >>> [(b.flatten().tolist(), p.flatten().tolist())
-        ...  for b, p in previous_in_blocks(x, torch.zeros(1), 0.5, 2)]
-        [([0.5, 1.25], [0.5, 0.25]), ([1.0], [0.0])]
-    """
-    _check_in_place("traces", traces)
-    steps = traces.shape[0]
-    flat = traces.view(steps, -1)
-    width = flat.shape[1]
-    room = 0 if scratch is None or scratch.dtype != flat.dtype else scratch.numel() // max(width, 1)
-    length = max(1, min(max(length, room), steps))
-    if room >= length:
-        area = scratch.reshape(-1)[: length * width].view(length, width)  # type: ignore[union-attr]
-    else:
-        area = flat.new_empty(length, width)
-    stop = steps
-    while stop > 0:
-        start = max(0, stop - length)
-        before = area[: stop - start]
-        if start == 0:
-            torch.mul(trace0.reshape(-1), decay, out=before[0])
-            if stop > 1:
-                torch.mul(flat[: stop - 1], decay, out=before[1:])
-        else:
-            torch.mul(flat[start - 1 : stop - 1], decay, out=before)
-        yield flat[start:stop], before
-        stop = start
-
-
-def unscan_exact(decay: float, dtype: torch.dtype) -> bool:
-    """Whether :func:`unscan_` recovers binary spikes exactly in ``dtype``: a trace of
-    binary spikes stays below ``1 / (1 - decay)`` (every step spiking), and its rounding
-    error, a few units in the last place of that, must stay far below 1/2.
-
-    Example:
-        >>> import math, torch
-        >>> unscan_exact(math.exp(-1 / 20), torch.float32), unscan_exact(0.9, torch.float16)
-        (True, False)
-    """
-    bits = {torch.float32: 24, torch.float64: 53}.get(dtype)
-    return bits is not None and decay < 1 and 1.0 / (1.0 - decay) < 2.0 ** (bits - 12)
-
-
 @torch.no_grad()
 def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) -> Tensor:
     r"""Inclusive future trace :math:`F_t = s_t + d\,F_{t+1}` with a zero step appended:
@@ -429,18 +307,3 @@ def scan_future(spikes: Tensor, decay: float, include_current: bool = False) -> 
     """
     padded = scan_future_padded(spikes, decay)
     return padded[:-1].clone() if include_current else padded[1:].mul(decay)
-
-
-def previous_trace(traces: Tensor, trace0: Tensor, decay: float) -> Tensor:
-    """Traces just before each step's spikes: ``d * x[t-1]`` (``x[-1]`` is ``trace0``).
-
-    Example:
-        >>> import torch
-        >>> x = torch.tensor([[1.0], [0.5], [1.25]])
-        >>> previous_trace(x, torch.zeros(1), 0.5).flatten()
-        tensor([0.0000, 0.5000, 0.2500])
-    """
-    out = torch.empty_like(traces)
-    out[0] = trace0 * decay
-    torch.mul(traces[:-1], decay, out=out[1:])
-    return out

@@ -5,6 +5,7 @@ from .homeostasis import AdaptiveThreshold, SynapticScaling
 from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
 from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
+from .voltage import Clopath
 
 __all__ = [
     "PlasticityRule",
@@ -19,4 +20,5 @@ __all__ = [
     "BCM",
     "AdaptiveThreshold",
     "SynapticScaling",
+    "Clopath",
 ]
