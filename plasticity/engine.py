@@ -144,7 +144,10 @@ class Plan:
 
     def _reads(self, choice: tuple[str, ...]) -> list[set[Signal]]:
         """The signals each product computes from (with the kernels of ``choice``)."""
-        out = []
+        cache = self.__dict__.setdefault("_reads_cache", {})
+        if choice in cache:
+            return cache[choice]
+        out = cache[choice] = []
         for p, kernel in zip(self.products, choice, strict=True):
             side = kernel.split("-")[0] if "rewrite" in kernel else None
             read = {"post": [p.mod, p.pre], "pre": [p.mod, p.post]}.get(side, [p.mod, p.pre, p.post])  # type: ignore[arg-type]
@@ -167,6 +170,9 @@ class Plan:
     def table_width(self, n_pre: int, n_post: int) -> int:
         """Elements per step of the tables alive at once (the most over products and
         candidates; ``n_pre``/``n_post``: one step of each side, batch included)."""
+        cache = self.__dict__.setdefault("_width_cache", {})
+        if (n_pre, n_post) in cache:
+            return cache[n_pre, n_post]
         width = {"pre": n_pre, "post": n_post}
         most = 0
         for choice in self.candidates(conv=False) + self.candidates(conv=True):
@@ -179,6 +185,7 @@ class Plan:
                     other = n_pre if kernel.startswith("post") else n_post
                     total += other * (1 if self.products[i].mod is None else 2)
                 most = max(most, total)
+        cache[n_pre, n_post] = most
         return most
 
     # ------------------------------------------------------------------ candidates
@@ -208,6 +215,10 @@ class Plan:
         side's own spikes event-driven. Conv synapses: conv weight-gradients, with and
         without the rewrite of each side's traces."""
 
+        cache = self.__dict__.setdefault("_candidates", {})
+        if conv in cache:
+            return cache[conv]
+
         def own(p: Product, side: str) -> Signal | None:
             return p.post if side == "post" else p.pre
 
@@ -230,7 +241,8 @@ class Plan:
                 else "gemm"
                 for p in self.products
             ))  # fmt: skip
-        return list(dict.fromkeys(out))
+        cache[conv] = list(dict.fromkeys(out))
+        return cache[conv]
 
 
 def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",

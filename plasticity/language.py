@@ -94,10 +94,13 @@ class Signal:
 
     def __init__(self, kind: str, side: str | None, *args: Any) -> None:
         self.kind, self.side, self.args = kind, side, args
+        self._text: str | None = None
 
-    # identity: the text, which names the signal uniquely
+    # identity: the text, which names the signal uniquely (signals are immutable)
     def __repr__(self) -> str:
-        return _text(self)
+        if self._text is None:
+            self._text = _text(self)
+        return self._text
 
     def __hash__(self) -> int:
         return hash(repr(self))
