@@ -1,13 +1,20 @@
 # Two commands do everything on a machine that has only Python:
 #   make demo   - virtualenv + torch==2.13.0 (CPU) + project, then the main job: Song 2000 (PNGs in results/)
 #   make test   - the same set-up plus dev extras, then the whole suite (.ci/run calls this)
+# and, from the same virtualenv:
+#   make docs      - the documentation site (Sphinx) into docs/_build/html, warnings are errors
+#   make notebook  - JupyterLab on notebooks/
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 OUT    ?= results
 
-.PHONY: demo test bench lint clean
+# models/ is a folder of this checkout, not part of the installed package: the tests, the
+# notebooks and the docs import it from here
+export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
+
+.PHONY: demo test bench lint docs notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +24,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e .
 	touch $@
 
+# the docs extra too, so that the suite's docs build (tests/test_docs.py) runs
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) install -q -e ".[dev,digits]"
+	$(PIP) install -q -e ".[dev,digits,docs]"
+	touch $@
+
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(PIP) install -q -e ".[docs,digits]"
+	touch $@
+
+$(VENV)/.installed-notebook: $(VENV)/.installed
+	$(PIP) install -q -e ".[notebook,digits]"
 	touch $@
 
 demo: $(VENV)/.installed
@@ -28,6 +44,15 @@ test: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 	$(PY) -m pytest -q --nbmake tests plasticity notebooks
 
+# the site, with warnings (broken cross-references included) as errors; the notebooks are
+# executed during the build (cached in docs/_build/.jupyter_cache)
+docs: $(VENV)/.installed-docs
+	$(PY) -m sphinx -W --keep-going -n -b html docs docs/_build/html
+	@echo "open docs/_build/html/index.html"
+
+notebook: $(VENV)/.installed-notebook
+	$(PY) -m jupyter lab notebooks/
+
 # peers for the benchmarks, installed without their dependencies so that pip keeps the CPU
 # torch (SpikingJelly, Norse and BindsNET otherwise pull CUDA builds; BindsNET 0.3.4 declares
 # torch >= 2.14 but the parts benchmarked run on 2.13, loaded without its package __init__)
@@ -36,16 +61,17 @@ $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(PIP) install -q --no-deps spikingjelly norse bindsnet
 	touch $@
 
-# every benchmark, then their tables spliced into README.md
+# every benchmark, then their tables written into benchmarks/README.md
 bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/stdp_dense.py --rate 0.01 0.05 0.2 --out benchmarks/results
 	$(PY) benchmarks/stdp_rules.py --rate 0.01 0.05 0.2 --out benchmarks/results
 	$(PY) benchmarks/stdp_conv.py --out benchmarks/results
 	$(PY) benchmarks/distributed_scaling.py --out benchmarks/results
+	$(PY) benchmarks/online.py --out benchmarks/results
 	$(PY) benchmarks/readme.py
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .
 
 clean:
-	rm -rf $(VENV) $(OUT) build *.egg-info
+	rm -rf $(VENV) $(OUT) build dist *.egg-info docs/_build docs/tutorials/*.ipynb

@@ -109,16 +109,22 @@ def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
     assert (tmp_path / "stdp_rules.md").read_text().count("| mstdpet |") == 1
 
 
-def test_readme_splicer_replaces_only_the_marked_block(tmp_path):
+def test_benchmarks_readme_is_generated_from_the_tables(tmp_path):
     readme = benchmark("readme")
-    text = "intro\n<!-- bench:stdp_conv -->\nold\n<!-- /bench:stdp_conv -->\noutro\n"
-    assert readme.splice(text, "stdp_conv", "| new |\n") == (
-        "intro\n<!-- bench:stdp_conv -->\n| new |\n<!-- /bench:stdp_conv -->\noutro\n"
-    )
-    with pytest.raises(ValueError, match="stdp_rules"):
-        readme.splice(text, "stdp_rules", "x")
-    for name in readme.NAMES:  # this README has every block make bench fills
-        assert f"<!-- bench:{name} -->" in (ROOT / "README.md").read_text()
+    (tmp_path / "stdp_conv.md").write_text("Conv2d, T = 5\n\n| B | ours |\n|---|---|\n| 1 | 1.2 |\n")
+    text = readme.render(tmp_path)
+    assert text.startswith("# Benchmarks\n")
+    assert "## Conv2d (`benchmarks/stdp_conv.py`)" in text and "| 1 | 1.2 |" in text
+    assert "Dense pair STDP" not in text  # no table, no section
+    # the committed file is what the committed tables give (make bench rewrites both)
+    committed = (ROOT / "benchmarks" / "README.md").read_text()
+    assert committed == readme.render(ROOT / "benchmarks" / "results")
+    for name in readme.NAMES:
+        if (ROOT / "benchmarks" / "results" / f"{name}.md").exists():
+            assert readme.SECTIONS[name][0] in committed
+    # the user README links the tables instead of holding them
+    assert "benchmarks/README.md" in (ROOT / "README.md").read_text()
+    assert "<!-- bench:" not in (ROOT / "README.md").read_text()
 
 
 def test_conv_benchmark_script_runs_at_a_tiny_size(tmp_path):
