@@ -298,6 +298,8 @@ class TraceMonitor(Recorder):
 
     @torch.no_grad()
     def record(self, value: Tensor, step: int | None = None) -> None:
+        """Records ``value`` (any shape, flattened; the ``select``-ed entries) when due,
+        labelled ``step`` (default: the number of calls so far)."""
         label = self._calls if step is None else step
         if not self.due():
             return

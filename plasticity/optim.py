@@ -366,7 +366,7 @@ class ChainedParamTransformingOptimizer(ParamTransformingOptimizer):
     Args:
         *transforming_optimizers: classes or ``functools.partial`` s of
             :class:`ParamTransformingOptimizer` subclasses.
-        params, InnerOpt, param_ndim, grad_scale, grad_bias, defaults, **inner_opt_kwargs:
+        params, InnerOpt, param_ndim, grad_scale, grad_bias, defaults, inner_opt_kwargs:
             as for :class:`ParamTransformingOptimizer`.
 
     Example:
@@ -564,7 +564,7 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
 
     Args:
         norm: target L1 sum of each slice (Diehl & Cook 2015: 78 for 784 inputs). Per group.
-        params, InnerOpt, param_ndim, defaults, **inner_opt_kwargs: as for
+        params, InnerOpt, param_ndim, defaults, inner_opt_kwargs: as for
             :class:`ParamTransformingOptimizer`.
 
     Example:
