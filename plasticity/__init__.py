@@ -1,14 +1,32 @@
-"""plasticity: STDP-style plasticity for snnTorch: bounded accumulators, clamped optimizers.
+"""plasticity: STDP-style synaptic plasticity for snnTorch.
 
-Public names:
+The distribution is ``snntorch-plasticity``; the package is ``import plasticity``. Its parts,
+in the order data flows through them:
 
-* :class:`Accumulator` - gathers potentiation (``pos``) and depression (``neg``) for one
-  parameter and applies soft or hard weight bounds.
-* :mod:`plasticity.bounds` - the weight-dependence functions.
-* :mod:`plasticity.optim` - :class:`ClampedParameterOptimizer` and friends, drop-in
-  compatible with ``rai_toolbox.optim``.
-* :class:`ShortTermPlasticity` - Tsodyks–Markram depression and facilitation of a
+* **Rules** attach to a synapse (``nn.Linear``, ``nn.Conv1d/2d/3d``, a recurrent
+  ``.recurrent``) and the neuron it drives: :class:`STDP`, :class:`TripletSTDP`,
+  :class:`MSTDP`, :class:`MSTDPET`, :class:`DopamineSTDP`, :class:`Oja`, :class:`BCM`,
+  :class:`Clopath`, :class:`SynapticScaling`; :class:`AdaptiveThreshold` (a neuron's
+  threshold); :class:`PlasticityRule`, what they all are.
+* **The rule language**: :class:`Rule` takes ``pos``/``neg`` terms built from the signals
+  :data:`pre`, :data:`post`, :data:`modulator`, :data:`weight`, :func:`relu` and
+  :func:`eligibility` (:mod:`plasticity.language`); every built-in rule is such a
+  declaration.
+* :mod:`plasticity.engine` evaluates a rule's terms per chunk of steps (one GEMM,
+  event-driven sum or conv weight-gradient per term, chosen by measurement);
+  :mod:`plasticity.functional` holds its pure kernels (trace scans, products).
+* :class:`Accumulator` gathers potentiation (``pos``) and depression (``neg``) over a window
+  and applies the weight bounds of :mod:`plasticity.bounds`.
+* :mod:`plasticity.optim`: :class:`ClampedParameterOptimizer` and friends
+  (:class:`ParamTransformingOptimizer`, :class:`ChainedParamTransformingOptimizer`,
+  :class:`ClampedGradientOptimizer`, :class:`L1NormalizedParameterOptimizer`), drop-in
+  compatible with ``rai_toolbox.optim``, apply the update and keep weights in range.
+* :class:`ShortTermPlasticity`: Tsodyks–Markram depression and facilitation of a
   synapse's input.
+* :mod:`plasticity.monitor` (bounded recorders) and :mod:`plasticity.plot` (figures).
+
+``help(plasticity.STDP)`` and the other classes show their arguments and an example; the
+documentation site (``make docs``) has the user guide and the API reference.
 """
 
 from . import bounds, engine, functional, language, monitor, optim, plot

@@ -175,6 +175,7 @@ class ShortTermPlasticity(nn.Module):
         dt: float = 1.0,
         spikes: str = "binary",
     ) -> None:
+        """Builds the module and registers its hook; arguments: ``help(plasticity.ShortTermPlasticity)``."""
         adapter = synapse_adapter(synapse)
         U = _real("U", U)
         if not 0.0 < U <= 1.0:

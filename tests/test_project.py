@@ -31,6 +31,21 @@ def test_readme_has_the_two_commands():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+def test_readme_is_a_short_user_page():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count("\n") <= 250
+    assert "pip install snntorch-plasticity" in text and "import plasticity" in text
+    assert "make notebook" in text and "pl.Rule(" in text
+    # pointers to the user guide's full text (checkpoints, hook pairing, bad spikes)
+    for page in ("guide/checkpoints.md", "guide/attaching.md#what-the-hooks-pair-with-what",
+                 "guide/attaching.md#bad-spikes"):
+        assert f"docs/{page}" in text
+    # every relative link and image of the README points at a file of the repository
+    for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)|src=\"([^\"]+)\"", text):
+        path = next(t for t in target if t)
+        assert (ROOT / path).exists(), path
+
+
 def test_demo_learns_correlations_and_writes_pngs(tmp_path):
     from models import poisson_demo
 

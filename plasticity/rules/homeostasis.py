@@ -75,6 +75,7 @@ class AdaptiveThreshold(nn.Module):
     def __init__(
         self, neuron: nn.Module, *, theta_plus: float, tau_theta: float, dt: float = 1.0
     ) -> None:
+        """Builds the module and registers its hook; arguments: ``help(plasticity.AdaptiveThreshold)``."""
         if not isinstance(neuron, nn.Module) or not isinstance(
             getattr(neuron, "threshold", None), Tensor
         ):
@@ -222,6 +223,8 @@ class SynapticScaling(PlasticityRule):
         eta: float,
         **options: Any,
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.SynapticScaling)``."""
         target_rate, eta = check_amplitude("target_rate", target_rate), check_amplitude("eta", eta)
         options.setdefault("spikes", "graded")  # the presynaptic side is not used: any input
         super().__init__(synapse, neuron, time_constants={"tau_rate": tau_rate}, **options)

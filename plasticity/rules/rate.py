@@ -83,6 +83,8 @@ class Oja(_RateRule):
         tau_rate: float | None = None,
         **options: Any,
     ):
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.Oja)``."""
         super().__init__(synapse, neuron, eta=eta, tau_rate=tau_rate, **options)
         self._finish_init()
 
@@ -124,6 +126,8 @@ class BCM(_RateRule):
         tau_rate: float | None = None,
         **options: Any,
     ):
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.BCM)``."""
         check_positive("tau_theta", tau_theta)
         if isinstance(theta0, bool) or not isinstance(theta0, (int, float)) or not theta0 >= 0:
             raise ValueError(f"`theta0` must be a number >= 0, got {theta0!r}")

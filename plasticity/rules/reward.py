@@ -105,6 +105,8 @@ class MSTDP(_ModulatedSTDP):
     def __init__(
         self, synapse: nn.Module, neuron: nn.Module, *, window_reward: bool = False, **kwargs: Any
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.MSTDP)``."""
         super().__init__(synapse, neuron, **kwargs)
         self.window_reward = bool(window_reward)
         self._finish_init()
@@ -173,6 +175,8 @@ class MSTDPET(_ModulatedSTDP):
     def __init__(
         self, synapse: nn.Module, neuron: nn.Module, *, tau_e: float, **kwargs: Any
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.MSTDPET)``."""
         super().__init__(synapse, neuron, extra_time_constants={"tau_e": tau_e}, **kwargs)
         self.tau_e = float(tau_e)
         if type(self) is MSTDPET:  # subclasses finish after setting their own parameters
@@ -239,6 +243,8 @@ class DopamineSTDP(MSTDPET):
         tau_d: float = 200.0,
         **kwargs: Any,
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.DopamineSTDP)``."""
         check_positive("tau_d", tau_d)
         super().__init__(
             synapse,

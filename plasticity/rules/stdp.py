@@ -66,7 +66,7 @@ class STDP(PlasticityRule):
             gathers) take bfloat16 operands and accumulate in float32 inside the kernel;
             binary spikes are exact in bf16, traces and each chunk's result are rounded
             to 8 significant bits, so each element of ``pos``/``neg`` is off by at most
-            2⁻⁷ of its value (README, "Reduced precision"). Traces, bounds and the
+            2⁻⁷ of its value (user guide, "Reduced precision"). Traces, bounds and the
             accumulator stay in the weight's dtype. Faster only where the hardware has
             bf16 arithmetic (AVX512-BF16/AMX CPUs, GPUs).
 
@@ -103,6 +103,8 @@ class STDP(PlasticityRule):
         tau_minus: float,
         **options: Any,
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.STDP)``."""
         a_plus, a_minus = check_amplitude("a_plus", a_plus), check_amplitude("a_minus", a_minus)
         tau_plus, tau_minus = (
             check_positive("tau_plus", tau_plus),
@@ -198,6 +200,8 @@ class TripletSTDP(PlasticityRule):
         tau_y: float,
         **options: Any,
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.TripletSTDP)``."""
         amps = {
             n: check_amplitude(n, v)
             for n, v in dict(

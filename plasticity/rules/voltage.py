@@ -88,6 +88,8 @@ class Clopath(PlasticityRule):
         delay: float = 4.0,
         **options: Any,
     ) -> None:
+        """Builds the rule and registers its hooks on the synapse and the neuron;
+        arguments: ``help(plasticity.Clopath)``."""
         a_ltd, a_ltp = check_amplitude("a_ltd", a_ltd), check_amplitude("a_ltp", a_ltp)
         theta_minus, theta_plus = _real("theta_minus", theta_minus), _real("theta_plus", theta_plus)
         taus = {n: check_positive(n, v) for n, v in
