@@ -145,3 +145,17 @@ def test_docs_build_without_warnings_and_document_every_public_name(tmp_path):
         assert (out / f"{page}.html").exists(), page
     rules = (out / "rules.html").read_text(encoding="utf-8")
     assert rules.count('class="math') >= 9 and "post.spike" in rules
+
+
+def test_each_notebook_starts_with_what_it_teaches():
+    import json
+
+    notebooks = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert len(notebooks) >= 8
+    for path in notebooks:
+        first = json.loads(path.read_text(encoding="utf-8"))["cells"][0]
+        text = "".join(first["source"])
+        assert first["cell_type"] == "markdown" and text.startswith("# "), path.name
+        assert "What this teaches" in text, path.name
+        # and the tutorials page lists it
+        assert path.name in (DOCS / "tutorials" / "index.md").read_text(), path.name
