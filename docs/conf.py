@@ -20,7 +20,6 @@ sys.path.insert(0, str(ROOT))  # plasticity and models/ from this checkout
 os.environ["PYTHONPATH"] = os.pathsep.join(
     [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
 )
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 import plasticity  # noqa: E402
 
@@ -66,7 +65,7 @@ autodoc_preserve_defaults = True
 autodoc_inherit_docstrings = False  # never torch's generic nn.Module text
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_custom_sections = [("Shape", "params_style"), ("Discretization", "notes_style")]
+napoleon_custom_sections = [("Shape", "notes_style")]
 add_module_names = False
 python_use_unqualified_type_names = True
 
