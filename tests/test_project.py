@@ -149,3 +149,17 @@ def test_conv_benchmark_script_runs_at_a_tiny_size(tmp_path):
     )
     assert rows[0]["ours (kernel)"] > 0 and rows[0]["snntorch"] > 0
     assert (tmp_path / "stdp_conv.md").exists()
+
+
+def test_version_is_single_sourced_and_in_the_changelog():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    import plasticity
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["project"]["name"] == "snntorch-plasticity"
+    assert "version" not in meta["project"] and "version" in meta["project"]["dynamic"]
+    assert meta["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "plasticity.__version__"}
+    assert meta["tool"]["setuptools"]["packages"]["find"]["include"] == ["plasticity", "plasticity.*"]
+    assert (ROOT / "plasticity" / "py.typed").exists()
+    assert f"## {plasticity.__version__}" in (ROOT / "CHANGELOG.md").read_text()
