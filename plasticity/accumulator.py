@@ -147,6 +147,7 @@ class Accumulator(nn.Module):
     neg_acc: Tensor | None
 
     def __init__(self, *, check_finite: bool = True) -> None:
+        """Builds the accumulator; arguments: ``help(plasticity.Accumulator)``."""
         super().__init__()
         self.check_finite = bool(check_finite)
         # running reductions (sum for "sum"/"mean", extremum for "amax"/"amin")

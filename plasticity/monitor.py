@@ -65,6 +65,7 @@ class Recorder:
     """
 
     def __init__(self, every: int = 1, capacity: int = 1000) -> None:
+        """Builds the recorder; arguments: ``help(plasticity.monitor.Recorder)``."""
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"`every` must be an int >= 1, got {every!r}")
         if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 2:
@@ -161,6 +162,7 @@ class WeightMonitor(Recorder):
         stats: Sequence[str] = ("mean", "q05", "q50", "q95"),
         bins: Sequence[float] | None = None,
     ) -> None:
+        """Builds the monitor; arguments: ``help(plasticity.monitor.WeightMonitor)``."""
         if not isinstance(weight, Tensor):
             raise TypeError(f"`weight` must be a tensor, got {type(weight).__name__}")
         super().__init__(every, capacity)
@@ -250,6 +252,7 @@ class SpikeMonitor(Recorder):
         sample: int = 0,
         select: Sequence[int] | None = None,
     ) -> None:
+        """Builds the monitor; arguments: ``help(plasticity.monitor.SpikeMonitor)``."""
         if not isinstance(neuron, nn.Module):
             raise TypeError(f"`neuron` must be a module, got {type(neuron).__name__}")
         super().__init__(every, capacity)
@@ -293,6 +296,7 @@ class TraceMonitor(Recorder):
     def __init__(
         self, *, every: int = 1, capacity: int = 1000, select: Sequence[int] | None = None
     ) -> None:
+        """Builds the monitor; arguments: ``help(plasticity.monitor.TraceMonitor)``."""
         super().__init__(every, capacity)
         self.index = None if select is None else torch.as_tensor(list(select), dtype=torch.long)
 

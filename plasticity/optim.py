@@ -159,6 +159,7 @@ class ParamTransformingOptimizer(Optimizer):
         defaults: dict[str, Any] | None = None,
         **inner_opt_kwargs: Any,
     ) -> None:
+        """Builds the optimizer; arguments: ``help(plasticity.optim.ParamTransformingOptimizer)``."""
         if defaults is not None and not isinstance(defaults, dict):
             raise TypeError(f"`defaults` must be a dict or None, got {type(defaults).__name__}")
         defaults = dict(defaults or {})  # never mutate the caller's dict
@@ -398,6 +399,7 @@ class ChainedParamTransformingOptimizer(ParamTransformingOptimizer):
         defaults: dict[str, Any] | None = None,
         **inner_opt_kwargs: Any,
     ) -> None:
+        """Builds the optimizer; arguments: ``help(plasticity.optim.ChainedParamTransformingOptimizer)``."""
         for opt in transforming_optimizers:
             cls = _factory_class(opt)
             if not (isinstance(cls, type) and issubclass(cls, ParamTransformingOptimizer)):
@@ -460,6 +462,8 @@ class _ClampedOptim(ParamTransformingOptimizer):
         param_ndim: int | None = None,
         **inner_opt_kwargs: Any,
     ) -> None:
+        """Builds the optimizer; arguments: ``help(type(self))``, e.g.
+        ``help(plasticity.ClampedParameterOptimizer)``."""
         defaults = dict(defaults or {})
         defaults.setdefault("clamp_min", clamp_min)
         defaults.setdefault("clamp_max", clamp_max)
@@ -588,6 +592,7 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
         defaults: dict[str, Any] | None = None,
         **inner_opt_kwargs: Any,
     ) -> None:
+        """Builds the optimizer; arguments: ``help(plasticity.optim.L1NormalizedParameterOptimizer)``."""
         defaults = dict(defaults or {})
         defaults.setdefault("norm", norm)
         super().__init__(

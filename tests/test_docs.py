@@ -80,7 +80,13 @@ def test_help_shows_the_rules_own_signature_and_docstring():
                  plasticity.Clopath, plasticity.SynapticScaling):
         init = inspect.getdoc(rule.__init__)
         assert init and "Initialize self" not in init and rule.__name__ in init, rule
-        assert "a_plus" in str(inspect.signature(plasticity.STDP))
+    assert "a_plus" in str(inspect.signature(plasticity.STDP))
+    # no generic torch/object text for the other public classes either
+    for cls in (plasticity.Accumulator, plasticity.ClampedParameterOptimizer,
+                plasticity.L1NormalizedParameterOptimizer, plasticity.ShortTermPlasticity,
+                plasticity.AdaptiveThreshold, plasticity.monitor.WeightMonitor):
+        init = inspect.getdoc(cls.__init__) or ""
+        assert "Initialize" not in init and "help(" in init, cls
 
 
 def blocks(page: Path) -> list[str]:
