@@ -371,9 +371,11 @@ class Chunk:
             return scan_trace(x * (1.0 - d), carry, d)
         if k == "before":
             f = a[0]
-            table = v(f)
-            prev = torch.cat([self._carry_tensor(f, table)[None], table[:-1]])
-            return prev.mul_(self.plan.decay_of(f.args[1]))
+            table, d = v(f), self.plan.decay_of(f.args[1])
+            carry = self._carry_tensor(f, table)[None]
+            if self.steps == 1:
+                return carry * d
+            return torch.cat([carry, table[:-1]]).mul_(d)
         if k == "delay":
             return self._history(s)[: self.steps]
         if k == "future":
@@ -418,7 +420,7 @@ class Chunk:
         for key in [k for k in self.memo if k not in keep]:
             value = self.memo.pop(key)
             if key in self.plan.filters and key not in self.finals:
-                self.finals[key] = value[-1].clone()
+                self.finals[key] = _last(value)
             elif key.startswith("hist:"):
                 f = self.plan.filters[key[5:]]
                 self.finals[key[5:]] = value[-f.args[1] :].clone()
@@ -444,8 +446,13 @@ class Chunk:
                     end.mul_(1.0 - d)
                 out[key] = end.add_(self._carry_tensor(f, x), alpha=d**self.steps)
             else:
-                out[key] = (table if table is not None else self.value(f))[-1].clone()
+                out[key] = _last(table if table is not None else self.value(f))
         return out
+
+
+def _last(table: Tensor) -> Tensor:
+    """The last row of a filter's fresh table (the table itself, for a one-step chunk)."""
+    return table[0] if table.shape[0] == 1 else table[-1].clone()
 
 
 def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[float, Any]]:

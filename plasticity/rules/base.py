@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._grad import no_grad
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
 from ..engine import CHOOSER, Plan, compile_rule
@@ -84,32 +85,46 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
         >>> spike_count(torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), binary=True)
         (1, 1)
     """
-    flat = spikes.reshape(-1)
-    if not binary:
-        total, nnz = torch.stack([flat.sum(), torch.count_nonzero(flat).to(flat.dtype)]).tolist()
-        if math.isfinite(total):
-            return int(nnz), None
-    else:
-        lo, hi = torch.aminmax(flat)
-        total = flat.sum()
-        squares = torch.dot(flat, flat)
+    return _spike_counts([(spikes, binary, what)])[0]
+
+
+def _spike_counts(blocks: list[tuple[Tensor, bool, str]]) -> list[tuple[int, int | None]]:
+    """:func:`spike_count` of several ``(spikes, binary, what)`` blocks with one read-back
+    of the numbers (the small ops and the device sync dominate a one-step window)."""
+    numbers = []
+    for spikes, binary, _ in blocks:
+        flat = spikes.reshape(-1)
+        if not binary:
+            numbers += [flat.sum(), torch.count_nonzero(flat).to(flat.dtype)]
+            continue
         if flat.numel() >= 2**24 and flat.dtype != torch.float64:
-            total, squares = flat.double().sum(), flat.double().square().sum()
-        # one read-back for the four numbers (fewer small ops: they dominate at B = 1)
-        lo, hi, total, squares = torch.stack(
-            [lo.to(total.dtype), hi.to(total.dtype), total, squares]
-        ).tolist()
-        if math.isfinite(total) and math.isfinite(squares):
-            if not (lo >= 0 and hi <= 1 and total == squares):
-                raise ValueError(
-                    f"{what} are not binary (values other than 0 and 1); pass spikes='graded' "
-                    "to use graded values as spike amplitudes"
-                )
-            return int(total), None
-    finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
-    bad = int((~finite).nonzero()[0, 0])
-    nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
-    return nnz, bad
+            flat = flat.double()
+        lo, hi = torch.aminmax(flat)
+        numbers += [lo, hi, flat.sum(), torch.dot(flat, flat)]
+    dtype = numbers[0].dtype
+    values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in numbers]).tolist()
+    out = []
+    for spikes, binary, what in blocks:
+        if not binary:
+            (total, nnz), values = values[:2], values[2:]
+            if math.isfinite(total):
+                out.append((int(nnz), None))
+                continue
+        else:
+            (lo, hi, total, squares), values = values[:4], values[4:]
+            if math.isfinite(total) and math.isfinite(squares):
+                if not (lo >= 0 and hi <= 1 and total == squares):
+                    raise ValueError(
+                        f"{what} are not binary (values other than 0 and 1); pass "
+                        "spikes='graded' to use graded values as spike amplitudes"
+                    )
+                out.append((int(total), None))
+                continue
+        finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
+        bad = int((~finite).nonzero()[0, 0])
+        nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
+        out.append((nnz, bad))
+    return out
 
 
 class PlasticityRule(HookPairing, nn.Module):
@@ -232,20 +247,29 @@ class PlasticityRule(HookPairing, nn.Module):
 
     @property
     def plan(self) -> Plan:
-        """The declaration compiled for the current parameters (recompiled when a public
-        number, string or flag of the rule changes)."""
-        key = tuple(
-            (k, v)
-            for k, v in self.__dict__.items()
-            if not k.startswith("_") and (v is None or type(v) in (int, float, str, bool))
-        )
-        cached = self.__dict__.get("_plan_cache")
-        if cached is None or cached[0] != key:
+        """The declaration compiled for the current parameters (recompiled after a public
+        attribute of the rule is set, see :meth:`__setattr__`)."""
+        plan = self.__dict__.get("_plan_cache")
+        if plan is None:
             d = self.declaration()
             plan = compile_rule(d.get("pos"), d.get("neg"), dt=self.dt, decay=self.decay,
                                 binary=self.spikes == "binary", extra=d.get("extra"))  # fmt: skip
-            cached = self.__dict__["_plan_cache"] = (key, plan)
-        return cached[1]
+            self.__dict__["_plan_cache"] = plan
+        return plan
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the rule's own bookkeeping (private, not a parameter, buffer or module) is a
+        # plain attribute: nn.Module's checks would cost more than a small step's maths
+        if name[0] == "_" and not isinstance(value, (nn.Module, nn.Parameter)) and not (
+            name in self.__dict__.get("_parameters", ())
+            or name in self.__dict__.get("_buffers", ())
+            or name in self.__dict__.get("_modules", ())
+        ):
+            self.__dict__[name] = value
+            return
+        super().__setattr__(name, value)
+        if name[0] != "_":  # a public setting: the declaration may read it
+            self.__dict__.pop("_plan_cache", None)
 
     @property
     def kernel_choice(self) -> dict[str, str]:
@@ -371,7 +395,7 @@ class PlasticityRule(HookPairing, nn.Module):
                 f"{what} differs between samples; construct the rule with per_sample=True for per-sample rewards"
             )
 
-    @torch.no_grad()
+    @no_grad
     def reward(self, value: float | Tensor) -> None:
         """Adds to the third factor of the step just simulated (call it after that step's
         forward pass): a number (every sample) or a ``[B]`` tensor. Steps without one
@@ -394,7 +418,7 @@ class PlasticityRule(HookPairing, nn.Module):
 
     # --------------------------------------------------------------------- observe
 
-    @torch.no_grad()
+    @no_grad
     def observe(
         self, pre: Tensor, post: Tensor, *, voltage: Tensor | None = None, reward: Any = None
     ) -> None:
@@ -482,7 +506,7 @@ class PlasticityRule(HookPairing, nn.Module):
 
     # ---------------------------------------------------------------------- compute
 
-    @torch.no_grad()
+    @no_grad
     def flush(self, keep_last: bool = False) -> None:
         """Runs the rule on every paired buffered step (in chunks of :attr:`chunk` steps).
 
@@ -520,10 +544,12 @@ class PlasticityRule(HookPairing, nn.Module):
         bounds, counts, bad = [], [], None
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            seen = [spike_count(x[a:b], binary=binary, what=what) for x, what in
-                    ((pre, _PRE), (post, _POST))]  # fmt: skip
+            whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
+            blocks = [(pre if whole else pre[a:b], binary, _PRE),
+                      (post if whole else post[a:b], binary, _POST)]  # fmt: skip
             if volt is not None:
-                seen.append(spike_count(volt[a:b], binary=False, what="the membrane potential"))
+                blocks.append((volt if whole else volt[a:b], False, "the membrane potential"))
+            seen = _spike_counts(blocks)
             firsts = [s[1] for s in seen if s[1] is not None]
             if firsts:
                 first = min(firsts)
@@ -547,8 +573,9 @@ class PlasticityRule(HookPairing, nn.Module):
         # sub-chunks keep the tables alive at once (and a few carried rows) within half
         # of the chunk's step buffers: peak <= 3 W + 1.5 S (two running sums and a result)
         # (a weight-shaped eligibility trace takes its share of that half)
-        per_step = pre[0].numel() + post[0].numel()
-        width = plan.table_width(pre[0].numel(), post[0].numel())
+        n_pre, n_post = pre.numel() // n, post.numel() // n
+        per_step = n_pre + n_post
+        width = plan.table_width(n_pre, n_post)
         budget = self.TABLES * chunk * per_step - len(plan.eligibilities) * w.numel()
         budget = max(budget, 0.1 * chunk * per_step)
         sub = max(1, int(budget / width) - 1) if width else chunk
@@ -557,11 +584,12 @@ class PlasticityRule(HookPairing, nn.Module):
             sink = _Sink(self.accumulator, self._scale, self._extras)
             for c in range(a, b, sub):
                 d = min(b, c + sub)
-                inputs = {"pre": pre[c:d], "post": post[c:d]}
+                rows = slice(None) if (c, d) == (0, n) else slice(c, d)
+                inputs = {"pre": pre[rows], "post": post[rows]}
                 if volt is not None:
-                    inputs["voltage"] = volt[c:d]
+                    inputs["voltage"] = volt[rows]
                 if mod is not None:
-                    inputs["mod"] = mod[c:d]
+                    inputs["mod"] = mod[rows]
                 kernels = Kernels(w, geometry, compute)
                 state = CHOOSER.run(self.kernel, plan, inputs, state, kernels, sink.deliver,
                                     nnz, self._choice, self._kernels)  # fmt: skip
@@ -577,7 +605,7 @@ class PlasticityRule(HookPairing, nn.Module):
             )
         self._window_steps += n
 
-    @torch.no_grad()
+    @no_grad
     def step(self) -> Tensor | None:
         """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator.
 
@@ -636,7 +664,7 @@ class PlasticityRule(HookPairing, nn.Module):
             raise RuntimeError("distributed=True but torch.distributed is not initialized")
         return initialized
 
-    @torch.no_grad()
+    @no_grad
     def reset(self) -> None:
         """Zeroes the traces (e.g. between samples); buffered steps are processed first.
         Eligibility traces are weight-shaped and carry on."""
