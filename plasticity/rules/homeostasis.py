@@ -27,7 +27,8 @@ from torch import Tensor, nn
 from .._grad import no_grad
 from ..hooks import output_spikes
 from ..language import post, weight
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 
 __all__ = ["AdaptiveThreshold", "SynapticScaling"]
 

@@ -16,7 +16,8 @@ from torch import Tensor, nn
 
 from .._grad import no_grad
 from ..language import Terms, eligibility, modulator, post, pre
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 from .stdp import pair_reads
 
 __all__ = ["MSTDP", "MSTDPET", "DopamineSTDP"]
