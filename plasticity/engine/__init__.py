@@ -24,6 +24,7 @@ from .chooser import CHOOSER, KernelChooser
 from .chunk import Chunk
 from .plan import Plan, Product, compile_rule
 from .run import Sink, run_plan, signed_parts
+from .window import run_window
 
 __all__ = ["Plan", "Product", "Chunk", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
-           "signed_parts", "Sink"]  # fmt: skip
+           "signed_parts", "Sink", "run_window"]  # fmt: skip

@@ -20,8 +20,8 @@ from torch import Tensor, nn
 from .._grad import no_grad
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
-from ..engine import CHOOSER, Plan, Sink, compile_rule
-from ..functional.correlate import KERNELS, Kernels
+from ..engine import Plan, Sink, compile_rule, run_window
+from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import ConvSynapse, HookPairing, synapse_adapter
 from .checks import (
@@ -335,37 +335,14 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
                 break
             bounds.append((a, b))
             counts.append([s[0] for s in seen[:2]])
-        plan, w = self.plan, self.weight
-        state = {} if self._state is None else {
-            k: v.to(device=w.device, dtype=w.dtype) for k, v in self._state.items()
-        }  # fmt: skip
-        conv = isinstance(self._adapter, ConvSynapse)
-        compute = torch.bfloat16 if self.precision == "bf16" else None
-        # sub-chunks keep the tables alive at once (and a few carried rows) within half
-        # of the chunk's step buffers: peak <= 3 W + 1.5 S (two running sums and a result)
-        # (a weight-shaped eligibility trace takes its share of that half)
-        n_pre, n_post = pre.numel() // n, post.numel() // n
-        per_step = n_pre + n_post
-        width = plan.table_width(n_pre, n_post)
-        budget = self.TABLES * chunk * per_step - len(plan.eligibilities) * w.numel()
-        budget = max(budget, 0.1 * chunk * per_step)
-        sub = max(1, int(budget / width) - 1) if width else chunk
-        geometry = self._adapter.geometry() if conv else None
-        for (a, b), nnz in zip(bounds, counts, strict=True):
-            sink = Sink(self.accumulator, self._scale, self._extras)
-            for c in range(a, b, sub):
-                d = min(b, c + sub)
-                rows = slice(None) if (c, d) == (0, n) else slice(c, d)
-                inputs = {"pre": pre[rows], "post": post[rows]}
-                if volt is not None:
-                    inputs["voltage"] = volt[rows]
-                if mod is not None:
-                    inputs["mod"] = mod[rows]
-                kernels = Kernels(w, geometry, compute)
-                state = CHOOSER.run(self.kernel, plan, inputs, state, kernels, sink.deliver,
-                                    nnz, self._choice, self._kernels)  # fmt: skip
-            sink.close()
-        self._state = state
+        self._state = run_window(
+            self.plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
+            self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+            geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
+            compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
+            sink=lambda: Sink(self.accumulator, self._scale, self._extras),
+            record=self._choice, remembered=self._kernels,
+        )  # fmt: skip
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step
