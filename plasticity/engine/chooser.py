@@ -91,7 +91,7 @@ class KernelChooser:
         return result
 
 
-def _discard(target: str, value: Tensor) -> None:
+def _discard(target: str, value: Tensor, alpha: float = 1.0) -> None:
     return None
 
 

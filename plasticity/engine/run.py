@@ -18,7 +18,7 @@ from .plan import Plan, Product
 
 __all__ = ["run_plan", "signed_parts", "Sink"]
 
-Deliver = Callable[[str, Tensor], None]  # (target, signed weight-shaped value)
+Deliver = Callable[[str, Tensor, float], None]  # (target, weight-shaped value, its factor)
 
 
 def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[float, Any]]:
@@ -57,7 +57,7 @@ def run_plan(
     and returns the state after the chunk (filters, delays, eligibility traces; with
     ``inplace``, the weight-shaped eligibility traces of ``state`` are updated in place).
 
-    ``deliver(target, value)`` receives each result: ``"pos"``/``"neg"`` non-negative
+    ``deliver(target, value, alpha)`` receives each result (to be scaled by ``alpha``): ``"pos"``/``"neg"`` non-negative
     magnitudes of the rule's update (unscaled by the batch), other targets signed.
     """
     chunk = Chunk(plan, inputs, state)
@@ -72,12 +72,12 @@ def run_plan(
         c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
         if elig.per_sample:  # split elementwise by sign
             value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef)
-            deliver("pos", value.clamp_min(0))
-            deliver("neg", value.neg_().clamp_min_(0))
+            deliver("pos", value.clamp_min(0), 1.0)
+            deliver("neg", value.neg_().clamp_min_(0), 1.0)
         else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
             k = float(c[0]) * coef
-            deliver("pos" if k > 0 else "neg", e0.clamp_min(0).mul_(abs(k)))
-            deliver("neg" if k > 0 else "pos", e0.clamp_max(0).mul_(-abs(k)))
+            deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
+            deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
     for key, elig in plan.eligibilities.items():
         e0 = state.get(key)
         if e0 is not None:  # decayed over the chunk (in place: the state is the caller's)
@@ -88,7 +88,7 @@ def run_plan(
         signed = p.target != "dw"
         for sign, value in _pieces(plan, chunk, p, kernel, kernels):
             if not signed:
-                deliver("pos" if sign * p.coef > 0 else "neg", value.mul_(abs(p.coef)))
+                deliver("pos" if sign * p.coef > 0 else "neg", value, abs(p.coef))
                 del value
                 continue
             value.mul_(sign * p.coef)
@@ -96,7 +96,7 @@ def run_plan(
                 e = new_elig.get(p.target)
                 new_elig[p.target] = value if e is None else e.add_(value)
             else:
-                deliver(p.target, value)
+                deliver(p.target, value, 1.0)
             del value  # not alive while the next piece is computed
         chunk.release(keeps[i])  # tables no later product reads
     out = chunk.new_state()
@@ -229,20 +229,23 @@ class Sink:
         self.started: set[str] = set()
         self.local: dict[str, Tensor] = {}
 
-    def deliver(self, target: str, value: Tensor) -> None:
+    def deliver(self, target: str, value: Tensor, alpha: float = 1.0) -> None:
+        """Adds ``alpha * value`` to ``target`` (``value`` is handed over)."""
         if target not in ("pos", "neg"):
             if target in self.extras:
-                self.extras[target].add_(value)
+                self.extras[target].add_(value, alpha=alpha)
             else:
-                self.extras[target] = value
+                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
             return
-        if self.scale != 1.0:
-            value = value.mul_(self.scale)
+        alpha *= self.scale
         if not self.merge:  # a reduction that cannot add into an append: sum here first
             held = self.local.get(target)
-            self.local[target] = value if held is None else held.add_(value)
+            if held is None:
+                self.local[target] = value if alpha == 1.0 else value.mul_(alpha)
+            else:
+                held.add_(value, alpha=alpha)
             return
-        self.acc.add_(target, value, merge=target in self.started, finite=True)
+        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha)
         self.started.add(target)
 
     def close(self) -> None:
