@@ -283,11 +283,13 @@ class Accumulator(nn.Module):
         reductions; a max or min must see each append whole)."""
         return self._mode in ("sum", "mean", "custom")
 
-    def add_(self, which: str, value: Tensor, *, merge: bool = False, finite: bool = False) -> None:
-        """Adds ``value`` to component ``which`` (``"pos"`` or ``"neg"``): as a new append,
-        or with ``merge=True`` into the latest append (a rule's several products of one
-        chunk make one append). The tensor is handed over: it may be kept without a copy
-        (``finite=True``: the caller guarantees finite values, the check is skipped).
+    def add_(self, which: str, value: Tensor, *, merge: bool = False, finite: bool = False,
+             alpha: float = 1.0) -> None:  # fmt: skip
+        """Adds ``alpha * value`` to component ``which`` (``"pos"`` or ``"neg"``): as a new
+        append, or with ``merge=True`` into the latest append (a rule's several products of
+        one chunk make one append). The tensor is handed over: it may be kept without a
+        copy, scaled in place (``finite=True``: the caller guarantees finite values, the
+        check is skipped).
 
         Example:
             >>> import torch
@@ -299,7 +301,8 @@ class Accumulator(nn.Module):
         if which not in _COMPONENTS:
             raise ValueError(f"Accumulator.add_: `which` must be 'pos' or 'neg', got {which!r}")
         if not merge or self._counts[which] == 0:
-            self._append(which, value, owned=True, finite=finite)
+            self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
+                         finite=finite)  # fmt: skip
             return
         if not self.merges:
             raise ValueError(
@@ -315,9 +318,9 @@ class Accumulator(nn.Module):
         if self.check_finite and not finite and not bool(torch.isfinite(v).all()):
             raise ValueError(f"Accumulator.{which}: the added tensor contains NaN or infinity")
         if self._mode == "custom":
-            self._lists[which][-1].add_(v)
+            self._lists[which][-1].add_(v, alpha=alpha)
         else:
-            self._buffers[f"{which}_acc"].add_(v)  # type: ignore[union-attr]
+            self._buffers[f"{which}_acc"].add_(v, alpha=alpha)  # type: ignore[union-attr]
 
     def _read(self, which: str, copy: bool = True) -> Tensor | None:
         n = self._counts[which]

@@ -201,7 +201,15 @@ def _check_range(value: float) -> float:
 
 def _base(diff: Tensor) -> Tensor:
     # distance to the limit, clamped so a weight outside its range gives 0, not < 0
-    return diff.clamp_min(0)
+    # (``diff`` is always a fresh difference: clamped in place)
+    return diff.clamp_min_(0)
+
+
+def _times(factor: Tensor, update: Tensor) -> Tensor:
+    """``factor * update``, in place in the fresh ``factor`` where the result fits it."""
+    if factor.shape == update.shape and factor.dtype == update.dtype:
+        return factor.mul_(update)
+    return factor * update
 
 
 # ----------------------------------------------------------------------- half bounds
@@ -222,7 +230,7 @@ def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
         tensor([1.0000, 0.5000, 0.0000])
     """
     mu = _check_exponent("power", power)
-    return _base(limit - param).pow(mu) * update
+    return _times(_base(limit - param).pow_(mu), update)
 
 
 @_kind("lower")
@@ -237,7 +245,7 @@ def lower_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
         tensor([0.0000, 0.5000, 1.0000])
     """
     mu = _check_exponent("power", power)
-    return _base(param - limit).pow(mu) * update
+    return _times(_base(param - limit).pow_(mu), update)
 
 
 @_kind("upper")
@@ -262,7 +270,7 @@ def upper_scaled_power(
     """
     mu = _check_exponent("power", power)
     r = _check_range(range)
-    return (_base(limit - param) / r).pow(mu) * update
+    return _times(_base(limit - param).div_(r).pow_(mu), update)
 
 
 @_kind("lower")
@@ -283,7 +291,7 @@ def lower_scaled_power(
     """
     mu = _check_exponent("power", power)
     r = _check_range(range)
-    return (_base(param - limit) / r).pow(mu) * update
+    return _times(_base(param - limit).div_(r).pow_(mu), update)
 
 
 @_kind("upper")
@@ -297,7 +305,7 @@ def upper_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
         >>> upper_multiplicative(torch.tensor([0.25, 3.0]), torch.ones(2), 1.0)
         tensor([0.7500, 0.0000])
     """
-    return _base(limit - param) * update
+    return _times(_base(limit - param), update)
 
 
 @_kind("lower")
@@ -311,7 +319,7 @@ def lower_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
         >>> lower_multiplicative(torch.tensor([0.25, -3.0]), torch.ones(2), 0.0)
         tensor([0.2500, 0.0000])
     """
-    return _base(param - limit) * update
+    return _times(_base(param - limit), update)
 
 
 @_kind("upper")

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .._grad import no_grad
+
 __all__ = ["Kernels", "KERNELS", "dense_correlate", "conv_correlate", "event_sum", "spike_index"]
 
 #: a rule's ``kernel`` option: ``"auto"`` (measured), ``"dense"`` (GEMMs / conv
@@ -59,7 +61,7 @@ def spike_index(spikes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return rows, offsets, neurons
 
 
-@torch.no_grad()
+@no_grad
 def event_sum(
     index: tuple[Tensor, Tensor, Tensor],
     table: Tensor,
@@ -109,7 +111,7 @@ def event_sum(
         return torch.sparse.mm(matrix, table)
 
 
-@torch.no_grad()
+@no_grad
 def dense_correlate(
     post_side: Tensor, pre_side: Tensor, *, compute_dtype: torch.dtype | None = None
 ) -> Tensor:
@@ -144,7 +146,7 @@ _CONV_WEIGHT = {
 }
 
 
-@torch.no_grad()
+@no_grad
 def conv_correlate(
     post_side: Tensor,
     pre_side: Tensor,

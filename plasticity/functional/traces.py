@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from .._grad import no_grad
+
 __all__ = [
     "TRACE_MODES",
     "decay_factor",
@@ -201,7 +203,7 @@ def _strided_scan(
     return out
 
 
-@torch.no_grad()
+@no_grad
 def scan_trace(
     spikes: Tensor, trace: Tensor, decay: float, mode: str = "all-to-all", out: Tensor | None = None
 ) -> Tensor:
@@ -236,6 +238,10 @@ def scan_trace(
     if mode not in TRACE_MODES:
         raise ValueError(f"`trace` must be one of {TRACE_MODES}, got {mode!r}")
     steps = spikes.shape[0]
+    if steps == 1 and out is None:  # one step (online learning): one op
+        if mode == "nearest":
+            return torch.where(spikes != 0, spikes, trace * decay)
+        return torch.add(spikes, trace, alpha=decay)
     if out is not None:
         out = out.view(spikes.shape)
     if mode == "nearest":
@@ -265,7 +271,7 @@ def _scan(flat: Tensor, carry: Tensor, decay: float, out: Tensor, reverse: bool 
     return _blocked_scan(flat, carry, decay, out, reverse)
 
 
-@torch.no_grad()
+@no_grad
 def scan_future_padded(spikes: Tensor, decay: float, out: Tensor | None = None) -> Tensor:
     r"""Inclusive future trace :math:`F_t = s_t + d\,F_{t+1}` with a zero step appended:
     ``[T + 1, *S]``, ``F[T] = 0``. The exclusive future trace is ``d * F[t + 1]``.

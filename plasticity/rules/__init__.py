@@ -1,9 +1,10 @@
 """Learning rules: the built-ins as declarations in the rule language, and ``Rule`` for your own."""
 
-from .base import PlasticityRule, Rule
+from .base import PlasticityRule
 from .homeostasis import AdaptiveThreshold, SynapticScaling
 from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
+from .rule import Rule
 from .stdp import STDP, TRIPLET_PRESETS, TripletSTDP
 from .voltage import Clopath
 

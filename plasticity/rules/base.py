@@ -12,107 +12,35 @@ per-step computation are identical.
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from .._grad import no_grad
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
-from ..engine import CHOOSER, Plan, compile_rule
-from ..functional.correlate import KERNELS, Kernels
+from ..engine import Plan, Sink, compile_rule, run_window
+from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import ConvSynapse, HookPairing, synapse_adapter
+from .checks import (
+    _POST,
+    _PRE,
+    COINCIDENT,
+    PRECISIONS,
+    SPIKE_POLICIES,
+    _choice,
+    _spike_counts,
+    check_amplitude,
+    check_positive,
+    spike_count,
+)
+from .inputs import RuleInputs
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
-SPIKE_POLICIES = ("binary", "graded")
-PRECISIONS = ("full", "bf16")
-COINCIDENT = ("ltp", "both", "none")
-_PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite, got {value}")
-    return value
-
-
-def check_positive(name: str, value: Any) -> float:
-    """A finite number > 0 (time constants, dt), or a clear error naming ``name``."""
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {value}")
-    return value
-
-
-def check_amplitude(name: str, value: Any) -> float:
-    """A finite number >= 0: amplitudes are magnitudes; depression is subtracted by the rule."""
-    value = _real(name, value)
-    if value < 0:
-        raise ValueError(
-            f"`{name}` must be >= 0, got {value}: amplitudes are magnitudes (the rule subtracts "
-            "depression itself); for anti-Hebbian learning swap the amplitudes explicitly"
-        )
-    return value
-
-
-def _choice(name: str, value: Any, options: tuple[str, ...]) -> str:
-    if value not in options:
-        raise ValueError(
-            f"`{name}` must be one of {', '.join(repr(o) for o in options)}; got {value!r}"
-        )
-    return value
-
-
-def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[int, int | None]:
-    """``(non-zeros, first step with NaN/inf or None)`` of ``[T, ...]`` spikes; with
-    ``binary``, values other than 0 and 1 (before a non-finite step) are a ``ValueError``.
-
-    Binary check: with every value in [0, 1] (``aminmax``), the sum equals the sum of
-    squares exactly when every value is 0 or 1, since the sum of s(1 - s) is zero only
-    then; the sum is then the spike count. (Float32 sums of 0/1 are exact below 2**24.)
-
-    Example:
-        >>> import torch
-        >>> spike_count(torch.tensor([[1.0, 0.0], [1.0, 1.0]]), binary=True)
-        (3, None)
-        >>> spike_count(torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), binary=True)
-        (1, 1)
-    """
-    flat = spikes.reshape(-1)
-    if not binary:
-        total, nnz = torch.stack([flat.sum(), torch.count_nonzero(flat).to(flat.dtype)]).tolist()
-        if math.isfinite(total):
-            return int(nnz), None
-    else:
-        lo, hi = torch.aminmax(flat)
-        total = flat.sum()
-        squares = torch.dot(flat, flat)
-        if flat.numel() >= 2**24 and flat.dtype != torch.float64:
-            total, squares = flat.double().sum(), flat.double().square().sum()
-        # one read-back for the four numbers (fewer small ops: they dominate at B = 1)
-        lo, hi, total, squares = torch.stack(
-            [lo.to(total.dtype), hi.to(total.dtype), total, squares]
-        ).tolist()
-        if math.isfinite(total) and math.isfinite(squares):
-            if not (lo >= 0 and hi <= 1 and total == squares):
-                raise ValueError(
-                    f"{what} are not binary (values other than 0 and 1); pass spikes='graded' "
-                    "to use graded values as spike amplitudes"
-                )
-            return int(total), None
-    finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
-    bad = int((~finite).nonzero()[0, 0])
-    nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
-    return nnz, bad
-
-
-class PlasticityRule(HookPairing, nn.Module):
+class PlasticityRule(HookPairing, RuleInputs, nn.Module):
     """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
     declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
     it as arguments. The synapse and neuron are not registered as submodules (the rule's
@@ -232,20 +160,29 @@ class PlasticityRule(HookPairing, nn.Module):
 
     @property
     def plan(self) -> Plan:
-        """The declaration compiled for the current parameters (recompiled when a public
-        number, string or flag of the rule changes)."""
-        key = tuple(
-            (k, v)
-            for k, v in self.__dict__.items()
-            if not k.startswith("_") and (v is None or type(v) in (int, float, str, bool))
-        )
-        cached = self.__dict__.get("_plan_cache")
-        if cached is None or cached[0] != key:
+        """The declaration compiled for the current parameters (recompiled after a public
+        attribute of the rule is set, see :meth:`__setattr__`)."""
+        plan = self.__dict__.get("_plan_cache")
+        if plan is None:
             d = self.declaration()
             plan = compile_rule(d.get("pos"), d.get("neg"), dt=self.dt, decay=self.decay,
                                 binary=self.spikes == "binary", extra=d.get("extra"))  # fmt: skip
-            cached = self.__dict__["_plan_cache"] = (key, plan)
-        return cached[1]
+            self.__dict__["_plan_cache"] = plan
+        return plan
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # the rule's own bookkeeping (private, not a parameter, buffer or module) is a
+        # plain attribute: nn.Module's checks would cost more than a small step's maths
+        if name[0] == "_" and not isinstance(value, (nn.Module, nn.Parameter)) and not (
+            name in self.__dict__.get("_parameters", ())
+            or name in self.__dict__.get("_buffers", ())
+            or name in self.__dict__.get("_modules", ())
+        ):
+            self.__dict__[name] = value
+            return
+        super().__setattr__(name, value)
+        if name[0] != "_":  # a public setting: the declaration may read it
+            self.__dict__.pop("_plan_cache", None)
 
     @property
     def kernel_choice(self) -> dict[str, str]:
@@ -338,151 +275,9 @@ class PlasticityRule(HookPairing, nn.Module):
         if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
             self.flush(keep_last=hold)
 
-    # ------------------------------------------------------------------ third factor
-
-    def _rows(self, value: Any, what: str, batch: int | None = None) -> Tensor:
-        """A modulator value as a ``[B]`` row on the weight's device (validated)."""
-        w = self.weight
-        if isinstance(value, Tensor):
-            v = value.detach().to(device=w.device, dtype=w.dtype)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            v = torch.tensor(float(value), device=w.device, dtype=w.dtype)
-        else:
-            raise TypeError(
-                f"{what} must be a number or a tensor of shape [B], got {type(value).__name__}"
-            )
-        batch = batch or self._batch or 1
-        if v.ndim == 0:
-            v = v.expand(batch)
-        elif v.shape != (batch,):
-            raise ValueError(
-                f"{what} must be a number or have shape [{batch}] (one per sample), got {tuple(v.shape)}"
-            )
-        self._check_values(v, what)
-        return v
-
-    def _check_values(self, v: Tensor, what: str) -> None:
-        """Finite, and (without ``per_sample``) equal across the samples (last dimension)."""
-        if not bool(torch.isfinite(v).all()):
-            raise ValueError(f"{what} contains NaN or infinity")
-        shared = not getattr(self, "per_sample", True)
-        if shared and v.shape[-1] > 1 and bool((v != v[..., :1]).any()):
-            raise ValueError(
-                f"{what} differs between samples; construct the rule with per_sample=True for per-sample rewards"
-            )
-
-    @torch.no_grad()
-    def reward(self, value: float | Tensor) -> None:
-        """Adds to the third factor of the step just simulated (call it after that step's
-        forward pass): a number (every sample) or a ``[B]`` tensor. Steps without one
-        have 0."""
-        if self._mod is None:
-            raise RuntimeError(
-                f"{type(self).__name__} reads no third factor (its terms have no `modulator`)"
-            )
-        if self._post.n == 0:
-            raise RuntimeError(
-                "reward() belongs to the step just simulated, but no step is buffered: call it after the forward pass"
-            )
-        assert self._mod.data is not None
-        if type(value) in (float, int):  # the common case, every step: no tensor, no sync
-            if not math.isfinite(value):
-                raise ValueError("`reward` contains NaN or infinity")
-            self._mod.data[self._post.n - 1].add_(value)
-            return
-        self._mod.data[self._post.n - 1].add_(self._rows(value, "`reward`"))
-
-    # --------------------------------------------------------------------- observe
-
-    @torch.no_grad()
-    def observe(
-        self, pre: Tensor, post: Tensor, *, voltage: Tensor | None = None, reward: Any = None
-    ) -> None:
-        """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
-        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence);
-        ``voltage`` ``[T, B, *out]`` for rules that read ``post.voltage``; ``reward`` a
-        number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0).
-
-        With nothing buffered, the sequence is processed straight from ``pre`` and
-        ``post`` in chunks (no copy into the step buffers); only a remainder shorter than
-        16 steps (or than ``chunk_size``) is buffered for the next call. ``pre`` and
-        ``post`` are read, never modified.
-        """
-        if self._pending:  # synapse inputs of the hooks that no neuron call took
-            self._drop_pending(keep_last=False)
-        pre_block, post_block = self._steps(pre, post)
-        w = self.weight
-        steps, batch = pre_block.shape[:2]
-        v_block = None
-        if self._volt is not None:
-            if voltage is None:
-                raise ValueError("this rule reads post.voltage: pass voltage= ([T, B, *out])")
-            v_block = self._adapter.post_steps(voltage, None)
-            if v_block.shape != post_block.shape:
-                raise ValueError(
-                    f"`voltage` has shape {tuple(v_block.shape)}; expected {tuple(post_block.shape)}"
-                )
-        r = None
-        if reward is not None:
-            if self._mod is None:
-                raise ValueError(f"{type(self).__name__} takes no reward (no `modulator` term)")
-            r = torch.as_tensor(reward, device=w.device, dtype=w.dtype)
-            if r.ndim == 0:
-                r = r.expand(steps)
-            if r.ndim == 1 and r.shape[0] == steps:
-                r = r[:, None].expand(steps, batch)
-            if r.shape != (steps, batch):
-                raise ValueError(
-                    f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
-                )
-            self._check_values(r, "`reward`")
-        if self._pre.n or self._post.n or self._mod is not None:
-            start = self._post.n
-            self._pre.append(pre_block.detach(), w, self.chunk_for(pre_block))
-            self._add(self._post, post_block, flush=False)
-            if v_block is not None:
-                self._add(self._volt, v_block, flush=False)  # type: ignore[arg-type]
-            if r is not None:
-                self._mod.data[start : start + steps].add_(r)  # type: ignore[union-attr]
-            self._maybe_flush()
-            return
-        blocks = [b.detach().to(device=w.device, dtype=w.dtype)
-                  for b in (pre_block, post_block, v_block) if b is not None]  # fmt: skip
-        first = self._batch is None
-        if first:
-            self._batch = batch
-        chunk = self.chunk_for(blocks[0])
-        direct = (steps // chunk) * chunk
-        if steps - direct >= min(chunk, 16):  # a remainder worth a kernel call of its own
-            direct = steps
-        if direct:
-            try:
-                self._process(*(b[:direct] for b in blocks[:2]),
-                              blocks[2][:direct] if len(blocks) > 2 else None, None, chunk)  # fmt: skip
-            except ValueError:  # spikes that break the policy: the rule stays as it was
-                if first and self._state is None:
-                    self._batch = None
-                raise
-        if direct < steps:  # the remainder, in buffers just its size
-            rest = steps - direct
-            for buffer, b in zip((self._pre, self._post, self._volt), blocks, strict=False):
-                buffer.append(b[direct:], w, rest)  # type: ignore[union-attr]
-
-    def _steps(self, pre: Tensor, post: Tensor) -> tuple[Tensor, Tensor]:
-        """``pre``/``post`` as ``[T, B, ...]`` blocks, checked against the synapse and each other."""
-        pre_block = self._adapter.pre_steps(pre)
-        post_block = self._adapter.post_steps(post, pre_block)
-        if pre_block.shape[:2] != post_block.shape[:2]:
-            raise ValueError(
-                f"`pre` covers [T, B] = {list(pre_block.shape[:2])} but `post` covers "
-                f"{list(post_block.shape[:2])}; pass the same steps and samples"
-            )
-        self._check_batch(pre_block.shape[1])
-        return pre_block, post_block
-
     # ---------------------------------------------------------------------- compute
 
-    @torch.no_grad()
+    @no_grad
     def flush(self, keep_last: bool = False) -> None:
         """Runs the rule on every paired buffered step (in chunks of :attr:`chunk` steps).
 
@@ -520,10 +315,12 @@ class PlasticityRule(HookPairing, nn.Module):
         bounds, counts, bad = [], [], None
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
-            seen = [spike_count(x[a:b], binary=binary, what=what) for x, what in
-                    ((pre, _PRE), (post, _POST))]  # fmt: skip
+            whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
+            blocks = [(pre if whole else pre[a:b], binary, _PRE),
+                      (post if whole else post[a:b], binary, _POST)]  # fmt: skip
             if volt is not None:
-                seen.append(spike_count(volt[a:b], binary=False, what="the membrane potential"))
+                blocks.append((volt if whole else volt[a:b], False, "the membrane potential"))
+            seen = _spike_counts(blocks)
             firsts = [s[1] for s in seen if s[1] is not None]
             if firsts:
                 first = min(firsts)
@@ -538,35 +335,14 @@ class PlasticityRule(HookPairing, nn.Module):
                 break
             bounds.append((a, b))
             counts.append([s[0] for s in seen[:2]])
-        plan, w = self.plan, self.weight
-        state = {} if self._state is None else {
-            k: v.to(device=w.device, dtype=w.dtype) for k, v in self._state.items()
-        }  # fmt: skip
-        conv = isinstance(self._adapter, ConvSynapse)
-        compute = torch.bfloat16 if self.precision == "bf16" else None
-        # sub-chunks keep the tables alive at once (and a few carried rows) within half
-        # of the chunk's step buffers: peak <= 3 W + 1.5 S (two running sums and a result)
-        # (a weight-shaped eligibility trace takes its share of that half)
-        per_step = pre[0].numel() + post[0].numel()
-        width = plan.table_width(pre[0].numel(), post[0].numel())
-        budget = self.TABLES * chunk * per_step - len(plan.eligibilities) * w.numel()
-        budget = max(budget, 0.1 * chunk * per_step)
-        sub = max(1, int(budget / width) - 1) if width else chunk
-        geometry = self._adapter.geometry() if conv else None
-        for (a, b), nnz in zip(bounds, counts, strict=True):
-            sink = _Sink(self.accumulator, self._scale, self._extras)
-            for c in range(a, b, sub):
-                d = min(b, c + sub)
-                inputs = {"pre": pre[c:d], "post": post[c:d]}
-                if volt is not None:
-                    inputs["voltage"] = volt[c:d]
-                if mod is not None:
-                    inputs["mod"] = mod[c:d]
-                kernels = Kernels(w, geometry, compute)
-                state = CHOOSER.run(self.kernel, plan, inputs, state, kernels, sink.deliver,
-                                    nnz, self._choice, self._kernels)  # fmt: skip
-            sink.close()
-        self._state = state
+        self._state = run_window(
+            self.plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
+            self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+            geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
+            compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
+            sink=lambda: Sink(self.accumulator, self._scale, self._extras),
+            record=self._choice, remembered=self._kernels,
+        )  # fmt: skip
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step
@@ -577,7 +353,7 @@ class PlasticityRule(HookPairing, nn.Module):
             )
         self._window_steps += n
 
-    @torch.no_grad()
+    @no_grad
     def step(self) -> Tensor | None:
         """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator.
 
@@ -636,7 +412,7 @@ class PlasticityRule(HookPairing, nn.Module):
             raise RuntimeError("distributed=True but torch.distributed is not initialized")
         return initialized
 
-    @torch.no_grad()
+    @no_grad
     def reset(self) -> None:
         """Zeroes the traces (e.g. between samples); buffered steps are processed first.
         Eligibility traces are weight-shaped and carry on."""
@@ -706,95 +482,3 @@ class PlasticityRule(HookPairing, nn.Module):
         )
 
 
-class _Sink:
-    """Where the engine's results of one chunk go: ``pos``/``neg`` (scaled by the batch
-    reduction) into one append of the accumulator per component, other targets summed
-    into the rule's window buffers."""
-
-    def __init__(self, acc: Accumulator, scale: float, extras: dict[str, Tensor]) -> None:
-        self.acc, self.scale, self.extras = acc, scale, extras
-        self.merge = acc.merges
-        self.started: set[str] = set()
-        self.local: dict[str, Tensor] = {}
-
-    def deliver(self, target: str, value: Tensor) -> None:
-        if target not in ("pos", "neg"):
-            if target in self.extras:
-                self.extras[target].add_(value)
-            else:
-                self.extras[target] = value
-            return
-        if self.scale != 1.0:
-            value = value.mul_(self.scale)
-        if not self.merge:  # a reduction that cannot add into an append: sum here first
-            held = self.local.get(target)
-            self.local[target] = value if held is None else held.add_(value)
-            return
-        self.acc.add_(target, value, merge=target in self.started, finite=True)
-        self.started.add(target)
-
-    def close(self) -> None:
-        for target, value in self.local.items():
-            self.acc.add_(target, value, finite=True)
-
-
-class Rule(PlasticityRule):
-    r"""A rule declared in the language of :mod:`plasticity.language`.
-
-    ``pos`` and ``neg`` are sums of terms (either may be ``None``); ``Δw = f₊(w)·pos −
-    f₋(w)·neg`` with the accumulator's bounds. A term whose value can be negative is split
-    exactly into both components by the signs of its factors.
-
-    Args:
-        synapse, neuron: as for :class:`~plasticity.STDP`.
-        pos, neg: the potentiation and depression terms.
-        **options: ``dt``, ``batch_reduction``, ``decay``, ``chunk_size``, ``kernel``,
-            ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
-            :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
-            differ between the samples of a batch (default: unless an eligibility trace
-            is shared by the batch).
-
-    Example:
-        Pair STDP in four lines, and its first update:
-
-        >>> import torch, snntorch as snn
-        >>> import plasticity as pl
-        >>> from plasticity import post, pre
-        >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
-        >>> stdp = pl.Rule(fc, lif, pos=0.1 * post.spike * pre.trace(5.0),
-        ...                neg=0.1 * post.trace(5.0).before * pre.spike)
-        >>> x = torch.tensor([[[1.0, 0, 0]], [[0, 0, 0]]])   # input 0 fires at step 0
-        >>> s = torch.tensor([[[0.0, 0]], [[1.0, 0]]])       # neuron 0 fires at step 1
-        >>> stdp.observe(x, s)
-        >>> round(float(stdp.step()[0, 0]), 6)               # 0.1 * exp(-1/5)
-        0.081873
-    """
-
-    def __init__(self, synapse: nn.Module, neuron: nn.Module, *, pos: Any = None,
-                 neg: Any = None, per_sample: bool | None = None, **options: Any) -> None:  # fmt: skip
-        for name in ("trace", "coincident"):
-            if name in options:
-                raise TypeError(
-                    f"pl.Rule takes no `{name}`: write the trace forms in the terms "
-                    "(pre.trace(tau, nearest=True), post.trace(tau).before)"
-                )
-        super().__init__(synapse, neuron, **options)
-        self._pos, self._neg = pos, neg
-        plan = self.plan  # errors of the declaration now, before any hook is attached
-        shared = any(not e.per_sample for e in plan.eligibilities.values())
-        self.per_sample = (not shared) if per_sample is None else bool(per_sample)
-        for tau in _time_constants(plan):
-            decay_factor(self.dt, tau, self.decay)
-        self._finish_init()
-
-    def declaration(self) -> dict[str, Any]:
-        return {"pos": self._pos, "neg": self._neg}
-
-    def extra_repr(self) -> str:
-        return f"pos={self._pos!r}, neg={self._neg!r}, dt={self.dt}"
-
-
-def _time_constants(plan: Plan) -> set[float]:
-    taus = {e.tau for e in plan.eligibilities.values()}
-    taus |= {f.args[1] for f in plan.filters.values() if f.kind in ("trace", "lowpass")}
-    return taus

@@ -24,9 +24,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from .._grad import no_grad
 from ..hooks import output_spikes
 from ..language import post, weight
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 
 __all__ = ["AdaptiveThreshold", "SynapticScaling"]
 
@@ -103,7 +105,7 @@ class AdaptiveThreshold(nn.Module):
     def neuron(self) -> nn.Module:
         return self._neuron
 
-    @torch.no_grad()
+    @no_grad
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not (self.training and module.training):
             return
@@ -122,7 +124,7 @@ class AdaptiveThreshold(nn.Module):
         else:
             self._neuron.threshold = value.to(threshold.dtype)
 
-    @torch.no_grad()
+    @no_grad
     def reset(self) -> None:
         """Forgets the adaptation: ``θ = 0`` and the base threshold again."""
         self.theta = None
@@ -150,7 +152,7 @@ class AdaptiveThreshold(nn.Module):
             if neuron.threshold.shape != incoming.shape:  # adapted [N] -> the saved base
                 self._write(self.base.new_empty(incoming.shape))
 
-    @torch.no_grad()
+    @no_grad
     def _after_neuron_load(self, neuron: nn.Module, incompatible_keys: Any) -> None:
         if self._incoming is not None:  # the loaded threshold is the base
             self.base = self._incoming.to(device=self.base.device, dtype=self.base.dtype).clone()

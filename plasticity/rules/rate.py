@@ -22,7 +22,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from ..language import Signal, post, pre, weight
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 
 __all__ = ["Oja", "BCM"]
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
+from .._grad import no_grad
 from ..language import Terms, eligibility, modulator, post, pre
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 from .stdp import pair_reads
 
 __all__ = ["MSTDP", "MSTDPET", "DopamineSTDP"]
@@ -121,7 +122,7 @@ class MSTDP(_ModulatedSTDP):
             out["extra"] = {"window": (self._zeta(), self.per_sample)}
         return out
 
-    @torch.no_grad()
+    @no_grad
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` (``window_reward=True``) also applies
         :math:`\\gamma R \\sum_t \\zeta(t)` of the window."""
@@ -189,7 +190,7 @@ class MSTDPET(_ModulatedSTDP):
     def declaration(self) -> dict[str, Any]:
         return {"pos": self.gamma * self.dt * modulator * self._eligibility()}
 
-    @torch.no_grad()
+    @no_grad
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` also applies :math:`\\gamma R\\,z(T)\\,dt`."""
         r = (
@@ -276,7 +277,7 @@ class DopamineSTDP(MSTDPET):
         """The dopamine concentration after the last processed step (``[B]``)."""
         return self.state_tensor(repr(modulator.trace(self.tau_d)))
 
-    @torch.no_grad()
+    @no_grad
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         if reward is not None:
             raise ValueError("DopamineSTDP takes dopamine through release(), not step(reward=...)")

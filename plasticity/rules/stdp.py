@@ -19,7 +19,8 @@ from typing import Any
 from torch import nn
 
 from ..language import Signal, post, pre
-from .base import PlasticityRule, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import check_amplitude, check_positive
 
 __all__ = ["STDP", "TripletSTDP", "TRIPLET_PRESETS"]
 

@@ -22,7 +22,8 @@ from typing import Any
 from torch import nn
 
 from ..language import post, pre, relu
-from .base import PlasticityRule, _real, check_amplitude, check_positive
+from .base import PlasticityRule
+from .checks import _real, check_amplitude, check_positive
 
 __all__ = ["Clopath"]
 

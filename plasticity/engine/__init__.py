@@ -1,0 +1,30 @@
+r"""The rule engine: evaluates a rule's terms on a chunk of steps, exactly.
+
+A rule's declaration (:mod:`plasticity.language`) is compiled once into a :class:`Plan`:
+a list of products ``coef · Σ_{t,b} m(t,b) P(i,t,b) Q(j,t,b)`` aimed at a *target*
+(``"dw"``: split into the accumulator's non-negative ``pos``/``neg``; or a named
+weight-shaped buffer such as an eligibility trace), the filters whose state is carried
+from chunk to chunk, and the eligibility traces.
+
+Per chunk, every signal a product reads is computed once (traces scanned in a constant
+number of ops, :func:`~plasticity.functional.traces.scan_trace`) and every product is
+one GEMM over the chunk's ``T·B`` rows, one event-driven sum over the spikes of one side
+(:func:`~plasticity.functional.correlate.event_sum`) or one conv weight-gradient. The
+engine may rewrite "trace of spikes × other side" as "spikes × future trace of the other
+side" (plus a boundary term from the carried trace), so that one spike index serves
+several products. Which of these runs is a :class:`Choice`, picked by timing the
+candidates on the first chunks of a shape (:func:`choose`); the numbers are the same
+whichever runs, to floating-point rounding.
+
+Signed factors are split exactly: a product of parts of known sign goes to ``pos`` or
+``neg`` by the sign of the parts (a factor :math:`x = x^+ - x^-`).
+"""
+
+from .chooser import CHOOSER, KernelChooser
+from .chunk import Chunk
+from .plan import Plan, Product, compile_rule
+from .run import Sink, run_plan, signed_parts
+from .window import run_window
+
+__all__ = ["Plan", "Product", "Chunk", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
+           "signed_parts", "Sink", "run_window"]  # fmt: skip

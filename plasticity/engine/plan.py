@@ -1,0 +1,259 @@
+"""Compiling a declaration into a :class:`Plan`: its products, filters and eligibility
+traces, and the kernel candidates of each product."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..functional.traces import decay_factor
+from ..language import ETerm, Signal, Term, as_terms
+
+__all__ = ["Plan", "Product", "compile_rule"]
+
+
+class Product:
+    """``coef · Σ m·P·Q`` into ``target`` (``per_sample``: one result per sample)."""
+
+    __slots__ = ("target", "coef", "post", "pre", "mod", "weight", "per_sample", "label")
+
+    def __init__(self, target: str, coef: float, term: Term, mod: Signal | None = None,
+                 per_sample: bool = False, label: str = "") -> None:  # fmt: skip
+        self.target, self.coef, self.per_sample = target, coef, per_sample
+        self.post, self.pre, self.weight = term.post, term.pre, term.weight
+        self.mod = mod if term.mod is None else term.mod if mod is None else term.mod * mod
+        self.label = label or repr(term)
+
+    def __repr__(self) -> str:
+        parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
+        w = ["weight"] if self.weight else []
+        return f"{self.target} += {self.coef:g} * " + " * ".join([*w, *map(repr, parts)])
+
+
+def _future(x: Signal, tau: float, strict: bool) -> Signal:
+    """Internal signal: :math:`\\sum_{t' \\ge t} d^{t'-t} x_{t'}` within the chunk (``>``
+    with ``strict``)."""
+    return Signal("future", x.side, x, tau, strict)
+
+
+def _powers(tau: float) -> Signal:
+    """Internal row factor :math:`d^{T-1-t}`: each step decayed to the chunk's end."""
+    return Signal("powers", "mod", tau)
+
+
+class Plan:
+    """A rule compiled for one ``dt``, decay method and spike policy.
+
+    Args:
+        targets: ``{"dw": (pos, neg), name: (terms, per_sample)}``; ``pos``/``neg`` are
+            declarations (see :func:`~plasticity.language.as_terms`), other targets are
+            signed sums accumulated unscaled into buffers the rule reads.
+        dt, decay: the step and the decay method of traces (``"exact"``/``"euler"``).
+        binary: whether spikes are 0/1 (their sign and the event index rely on it).
+    """
+
+    def __init__(self, targets: dict[str, Any], *, dt: float, decay: str, binary: bool) -> None:
+        self.dt, self.decay, self.binary = dt, decay, binary
+        self.products: list[Product] = []
+        self.carries: list[tuple[float, Signal | None, Any]] = []  # (coef, mod, eligibility)
+        self.eligibilities: dict[str, Any] = {}
+        pos, neg = targets.get("dw", (None, None))
+        for sign, decl in ((1.0, pos), (-1.0, neg)):
+            if decl is not None:
+                for term in as_terms(decl).terms:
+                    self._add(term, sign)
+        for name, (decl, per_sample) in targets.items():
+            if name != "dw":
+                for term in as_terms(decl).terms:
+                    if term.coef == 0:
+                        continue
+                    if isinstance(term, ETerm):
+                        raise ValueError(f"target {name!r}: eligibility terms go into pos/neg")
+                    self.products.append(Product(name, term.coef, term, per_sample=per_sample))
+        self.filters = _filters(self)
+        reads: set[str] = set()
+        for p in self.products:
+            for s in (p.post, p.pre, p.mod):
+                reads |= set() if s is None else s.leaves()
+        for _, mod, _ in self.carries:
+            reads |= set() if mod is None else mod.leaves()
+        self.reads_voltage, self.reads_mod = "voltage" in reads, "mod" in reads
+        self.signature = "; ".join(map(repr, self.products))
+
+    def _add(self, term: Term | ETerm, sign: float) -> None:
+        if term.coef == 0:  # e.g. a triplet rule's zero pair amplitude
+            return
+        for t in term.elig.terms.terms if isinstance(term, ETerm) else (term,):
+            if t.post is None and t.pre is None:
+                raise ValueError(
+                    f"{t!r}: a term needs a post-side or a pre-side signal (a spike, trace, "
+                    "voltage...); numbers, the modulator and the weight only scale one"
+                )
+        if isinstance(term, Term):
+            self.products.append(Product("dw", sign * term.coef, term))
+            return
+        elig = term.elig
+        key = f"elig:{elig!r}"
+        self.eligibilities[key] = elig
+        self.carries.append((sign * term.coef, term.mod, elig))
+        read = term.mod if term.mod is not None else Signal("const", None, 1.0)
+        future_mod = _future(read, elig.tau, strict=False)
+        for inner in elig.terms.terms:
+            if inner.coef == 0:
+                continue
+            self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
+            self.products.append(
+                Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
+            )
+
+    def decay_of(self, tau: float) -> float:
+        return decay_factor(self.dt, tau, self.decay)
+
+    def _reads(self, choice: tuple[str, ...]) -> list[set[Signal]]:
+        """The signals each product computes from (with the kernels of ``choice``)."""
+        cache = self.__dict__.setdefault("_reads_cache", {})
+        if choice in cache:
+            return cache[choice]
+        out = cache[choice] = []
+        for p, kernel in zip(self.products, choice, strict=True):
+            side = kernel.split("-")[0] if "rewrite" in kernel else None
+            read = {"post": [p.mod, p.pre], "pre": [p.mod, p.post]}.get(side, [p.mod, p.pre, p.post])  # type: ignore[arg-type]
+            out.append(set().union(*(_signals(s) for s in read if s is not None)))
+        return out
+
+    def keeps(self, choice: tuple[str, ...]) -> list[set[str]]:
+        """For each product, the signals that the products after it read (with the
+        kernels of ``choice``): everything else can be freed once it is done."""
+        cached = self.__dict__.setdefault("_keeps", {}).get(choice)
+        if cached is None:
+            cached, later = [], set()
+            for u in reversed(self._reads(choice)):
+                cached.append(set(later))
+                later |= {repr(s) for s in u} | {"hist:" + repr(s) for s in u if s.kind == "delay"}
+            cached.reverse()
+            self._keeps[choice] = cached
+        return cached
+
+    def table_width(self, n_pre: int, n_post: int) -> int:
+        """Elements per step of the tables alive at once (the most over products and
+        candidates; ``n_pre``/``n_post``: one step of each side, batch included)."""
+        cache = self.__dict__.setdefault("_width_cache", {})
+        if (n_pre, n_post) in cache:
+            return cache[n_pre, n_post]
+        width = {"pre": n_pre, "post": n_post}
+        most = 0
+        for choice in self.candidates(conv=False) + self.candidates(conv=True):
+            reads = self._reads(choice)
+            for i, kernel in enumerate(choice):
+                later = set().union(set(), *reads[i + 1 :])
+                live = {s for s in reads[i] | later if s.kind not in _LEAVES}
+                total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
+                if "rewrite" in kernel:  # the future table of the other side (and Q·m)
+                    other = n_pre if kernel.startswith("post") else n_post
+                    total += other * (1 if self.products[i].mod is None else 2)
+                most = max(most, total)
+        cache[n_pre, n_post] = most
+        return most
+
+    # ------------------------------------------------------------------ candidates
+
+    def rewritable(self, p: Product, side: str) -> bool:
+        """Whether ``side``'s factor of ``p`` is an all-to-all trace (or ``.before``) of
+        binary spikes, so that the product can read the other side's future trace at
+        those spikes instead."""
+        s = p.post if side == "post" else p.pre
+        other = p.pre if side == "post" else p.post
+        if s is None or other is None or p.per_sample or not self.binary:
+            return False
+        if s.kind == "before":
+            s = s.args[0]
+        return s.kind == "trace" and not s.args[2] and s.args[0].kind == "spike"
+
+    def spiking(self, s: Signal | None) -> bool:
+        """Whether ``s`` is zero wherever its side's spikes are (spikes times others)."""
+        if s is None or not self.binary:
+            return False
+        return s.kind == "spike" or (s.kind == "mul" and any(a.kind == "spike" for a in s.args))
+
+    def candidates(self, conv: bool) -> list[tuple[str, ...]]:
+        """Kernel assignments worth timing (one kernel name per product): every product a
+        GEMM; every product read at the post spikes where it can be (spike-supported
+        factors event-driven, post traces rewritten); the same at the pre spikes; each
+        side's own spikes event-driven. Conv synapses: conv weight-gradients, with and
+        without the rewrite of each side's traces."""
+
+        cache = self.__dict__.setdefault("_candidates", {})
+        if conv in cache:
+            return cache[conv]
+
+        def own(p: Product, side: str) -> Signal | None:
+            return p.post if side == "post" else p.pre
+
+        out = [tuple("gemm" for _ in self.products)]
+        for side in ("post", "pre"):
+            if conv:
+                out.append(tuple(f"{side}-rewrite-gemm" if self.rewritable(p, side) else "gemm"
+                                 for p in self.products))  # fmt: skip
+                continue
+            out.append(tuple(
+                f"{side}-events" if self.spiking(own(p, side)) and not p.per_sample
+                else f"{side}-rewrite" if self.rewritable(p, side)
+                else "gemm"
+                for p in self.products
+            ))  # fmt: skip
+        if not conv:
+            out.append(tuple(
+                "post-events" if self.spiking(p.post) and not p.per_sample
+                else "pre-events" if self.spiking(p.pre) and not p.per_sample
+                else "gemm"
+                for p in self.products
+            ))  # fmt: skip
+        cache[conv] = list(dict.fromkeys(out))
+        return cache[conv]
+
+
+def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",
+                 binary: bool = True, extra: dict[str, Any] | None = None) -> Plan:  # fmt: skip
+    """A :class:`Plan` for ``pos``/``neg`` (and ``extra`` signed targets,
+    ``{name: (terms, per_sample)}``).
+
+    Example:
+        >>> from plasticity.language import post, pre
+        >>> plan = compile_rule(0.1 * post.spike * pre.trace(5.0),
+        ...                     0.1 * post.trace(5.0).before * pre.spike)
+        >>> plan.products
+        [dw += 0.1 * post.spike * pre.trace(5), dw += -0.1 * post.trace(5).before * pre.spike]
+    """
+    return Plan({"dw": (pos, neg), **(extra or {})}, dt=dt, decay=decay, binary=binary)
+
+
+_LEAVES = ("spike", "voltage", "mod", "const")
+
+
+def _signals(s: Signal) -> set[Signal]:
+    """``s`` and every signal it is computed from."""
+    out = {s}
+    for a in s.args:
+        if isinstance(a, Signal):
+            out |= _signals(a)
+    return out
+
+
+def _filters(plan: Plan) -> dict[str, Signal]:
+    """Every stateful signal (trace, low-pass) the plan reads, by name."""
+    found: dict[str, Signal] = {}
+
+    def walk(s: Signal | None) -> None:
+        if s is None:
+            return
+        if s.kind in ("trace", "lowpass", "delay"):
+            found[repr(s)] = s
+        for a in s.args:
+            if isinstance(a, Signal):
+                walk(a)
+
+    for p in plan.products:
+        for s in (p.post, p.pre, p.mod):
+            walk(s)
+    for _, mod, _ in plan.carries:
+        walk(mod)
+    return found

@@ -1,0 +1,253 @@
+"""Evaluating a plan on one chunk: every product as one GEMM, one event-driven sum or one
+conv weight-gradient (:class:`~plasticity.functional.correlate.Kernels`), signed factors
+split exactly, results delivered per target."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..functional.correlate import Kernels
+from ..functional.traces import decay_powers, scan_future_padded
+from ..language import Signal
+from .chunk import Chunk, _align
+from .plan import Plan, Product
+
+__all__ = ["run_plan", "signed_parts", "Sink"]
+
+Deliver = Callable[[str, Tensor, float], None]  # (target, weight-shaped value, its factor)
+
+
+def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[float, Any]]:
+    """``[(sign, part)]`` with ``x = Σ sign·part`` and every part >= 0 (parts that are all
+    zero are left out; ``None`` is the factor 1).
+
+    Example:
+        >>> import torch
+        >>> signed_parts(torch.tensor([1.0, -2.0]), nonnegative=False)
+        [(1.0, tensor([1., 0.])), (-1.0, tensor([0., 2.]))]
+    """
+    if x is None:
+        return [(1.0, None)]
+    if not isinstance(x, Tensor):
+        return [(1.0 if x >= 0 else -1.0, abs(x))] if x != 0 else []
+    if nonnegative:
+        return [(1.0, x)]
+    parts = []
+    for sign in (1.0, -1.0):
+        part = (x if sign > 0 else -x).clamp_min(0)
+        if bool(part.any()):
+            parts.append((sign, part))
+    return parts
+
+
+def run_plan(
+    plan: Plan,
+    choice: tuple[str, ...],
+    inputs: dict[str, Tensor],
+    state: dict[str, Tensor],
+    kernels: Kernels,
+    deliver: Deliver,
+    inplace: bool = True,
+) -> dict[str, Tensor]:
+    """Evaluates every product of ``plan`` on one chunk with the kernels of ``choice``
+    and returns the state after the chunk (filters, delays, eligibility traces; with
+    ``inplace``, the weight-shaped eligibility traces of ``state`` are updated in place).
+
+    ``deliver(target, value, alpha)`` receives each result (to be scaled by ``alpha``): ``"pos"``/``"neg"`` non-negative
+    magnitudes of the rule's update (unscaled by the batch), other targets signed.
+    """
+    chunk = Chunk(plan, inputs, state)
+    new_elig: dict[str, Tensor] = {}
+    for coef, mod, elig in plan.carries:  # read-out of the eligibility carried in
+        e0 = state.get(f"elig:{elig!r}")
+        if e0 is None:
+            continue
+        d = plan.decay_of(elig.tau)
+        m = chunk.value(mod) if mod is not None else 1.0
+        m = m if isinstance(m, Tensor) else chunk._full_rows(m)
+        c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
+        if elig.per_sample:  # split elementwise by sign
+            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef)
+            deliver("pos", value.clamp_min(0), 1.0)
+            deliver("neg", value.neg_().clamp_min_(0), 1.0)
+        else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
+            k = float(c[0]) * coef
+            deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
+            deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
+    for key, elig in plan.eligibilities.items():
+        e0 = state.get(key)
+        if e0 is not None:  # decayed over the chunk (in place: the state is the caller's)
+            d_chunk = plan.decay_of(elig.tau) ** chunk.steps
+            new_elig[key] = e0.mul_(d_chunk) if inplace else e0 * d_chunk
+    keeps = plan.keeps(choice)
+    for i, (p, kernel) in enumerate(zip(plan.products, choice, strict=True)):
+        signed = p.target != "dw"
+        for sign, value in _pieces(plan, chunk, p, kernel, kernels):
+            if not signed:
+                deliver("pos" if sign * p.coef > 0 else "neg", value, abs(p.coef))
+                del value
+                continue
+            value.mul_(sign * p.coef)
+            if p.target.startswith("elig:"):
+                e = new_elig.get(p.target)
+                new_elig[p.target] = value if e is None else e.add_(value)
+            else:
+                deliver(p.target, value, 1.0)
+            del value  # not alive while the next piece is computed
+        chunk.release(keeps[i])  # tables no later product reads
+    out = chunk.new_state()
+    out.update(new_elig)
+    return out
+
+
+def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels):
+    """``(sign, Σ m·P·Q)`` for every combination of the factors' signed parts."""
+    binary = plan.binary
+    rewrite = "rewrite" in kernel
+    side = kernel.split("-")[0]
+    f_post = None if p.post is None or (rewrite and side == "post") else chunk.value(p.post)
+    f_pre = None if p.pre is None or (rewrite and side == "pre") else chunk.value(p.pre)
+    mod = None if p.mod is None else chunk.value(p.mod)
+    for sp, a in signed_parts(f_post, p.post is None or p.post.nonnegative(binary)):
+        for sq, b in signed_parts(f_pre, p.pre is None or p.pre.nonnegative(binary)):
+            for sm, m in signed_parts(mod, p.mod is None or p.mod.nonnegative(binary)):
+                sign = sp * sq * sm
+                if rewrite:
+                    value = _rewritten(plan, chunk, p, side, a if side == "pre" else b, m,
+                                       kernel.endswith("gemm"), kernels)  # fmt: skip
+                else:
+                    value = _one(p, kernel, a, b, m, chunk, kernels)
+                if p.weight:  # the weight's sign splits the piece elementwise
+                    w = kernels.weight.detach()
+                    yield sign, w.clamp_min(0).mul_(value)
+                    yield -sign, w.clamp_max(0).neg_().mul_(value)
+                else:  # one-sided sums come as broadcast views
+                    yield sign, value if value.is_contiguous() else value.contiguous()
+                del value  # not alive while the next piece is computed
+
+
+def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
+    if x is None or m is None:
+        return x
+    return x * _align(m, x)
+
+
+def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
+    """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1)."""
+    inputs = chunk.inputs
+    if not isinstance(mod, Tensor) and mod is not None:  # a number
+        post, pre, mod = (post * mod if post is not None else None), (
+            pre if post is not None else pre * mod
+        ), None
+    if kernel in ("post-events", "pre-events"):
+        on_post = kernel == "post-events"
+        s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
+        spikes = inputs["post" if on_post else "pre"]
+        weights = _event_weights(s_expr, own, spikes, mod, kernels.index(spikes))
+        value = kernels.events(spikes, weights, other)
+        return value if on_post else value.t()
+    if post is None and pre is None:
+        raise ValueError(f"{p!r}: a term needs a post-side or a pre-side signal")
+    if pre is None or post is None:
+        x = _with_mod(post if pre is None else pre, mod)
+        if mod is not None and x is None:
+            x = mod
+        x = x.expand_as(inputs["post" if pre is None else "pre"])
+        if p.per_sample:
+            return torch.stack([kernels.one_sided(x[:, b : b + 1], "post" if pre is None else "pre")
+                                for b in range(x.shape[1])])  # fmt: skip
+        return kernels.one_sided(x, "post" if pre is None else "pre")
+    if mod is not None:  # the row factor goes to the smaller operand
+        if post.numel() <= pre.numel():
+            post = _with_mod(post, mod)
+        else:
+            pre = _with_mod(pre, mod)
+    post = post.expand_as(inputs["post"]) if post.shape != inputs["post"].shape else post
+    pre = pre.expand_as(inputs["pre"]) if pre.shape != inputs["pre"].shape else pre
+    if p.per_sample:
+        return torch.stack(
+            [kernels.correlate(post[:, b], pre[:, b]) for b in range(post.shape[1])]
+        )
+    return kernels.correlate(post, pre)
+
+
+def _event_weights(s_expr: Signal, own: Tensor, spikes: Tensor, mod, index) -> Tensor | None:
+    """Per-event weights of a spike-supported factor: its value at the events (nothing
+    for bare binary spikes), times the row factor of the event's row."""
+    weights = None
+    rows = index[0].long()
+    if s_expr.kind != "spike":  # spikes times other factors: read them at the events
+        flat = rows * own.shape[-1] + index[2]
+        weights = own.reshape(-1).index_select(0, flat)
+    if mod is not None:
+        per_event = mod.reshape(-1)[rows].to(spikes.dtype)
+        weights = per_event if weights is None else weights * per_event
+    return weights
+
+
+def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -> Tensor:
+    """``trace_d(s) × Q`` summed over the chunk, as ``s × future_d(Q)`` plus the pairs of
+    the trace carried in with this chunk's ``Q`` (``x0 ⊗ Σ_t d^{t+1} Q(t)``): the trace of
+    ``side`` is never tabulated, and ``s``'s spike index serves the product."""
+    f = p.post if side == "post" else p.pre
+    strict = f.kind == "before"
+    trace = f.args[0] if strict else f
+    d = plan.decay_of(trace.args[1])
+    spikes = chunk.inputs[side]
+    q = other if mod is None else other * _align(mod, other)
+    padded = scan_future_padded(q, d)  # F[t] = Σ_{t' >= t} d^(t'-t) q(t'), F[T] = 0
+    future = padded[1:] if strict else padded[:-1]  # strictly later: d F[t + 1]
+    if gemm:
+        value = kernels.correlate(spikes, future) if side == "post" else kernels.correlate(
+            future, spikes)  # fmt: skip
+    else:
+        value = kernels.events(spikes, None, future)
+        value = value if side == "post" else value.t()
+    del padded, future
+    if strict:
+        value.mul_(d)
+    x0 = chunk.state.get(repr(trace))
+    if x0 is not None and bool(x0.any()):
+        seen = torch.tensordot(decay_powers(d, chunk.steps, q), q, dims=1)  # [B, *other]
+        pair = (x0[None], seen[None]) if side == "post" else (seen[None], x0[None])
+        kernels.correlate_into(value, *pair)
+    return value
+
+
+class Sink:
+    """Where the engine's results of one chunk go: ``pos``/``neg`` (scaled by the batch
+    reduction) into one append of the accumulator per component, other targets summed
+    into the rule's window buffers."""
+
+    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor]) -> None:
+        self.acc, self.scale, self.extras = acc, scale, extras
+        self.merge = acc.merges
+        self.started: set[str] = set()
+        self.local: dict[str, Tensor] = {}
+
+    def deliver(self, target: str, value: Tensor, alpha: float = 1.0) -> None:
+        """Adds ``alpha * value`` to ``target`` (``value`` is handed over)."""
+        if target not in ("pos", "neg"):
+            if target in self.extras:
+                self.extras[target].add_(value, alpha=alpha)
+            else:
+                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
+            return
+        alpha *= self.scale
+        if not self.merge:  # a reduction that cannot add into an append: sum here first
+            held = self.local.get(target)
+            if held is None:
+                self.local[target] = value if alpha == 1.0 else value.mul_(alpha)
+            else:
+                held.add_(value, alpha=alpha)
+            return
+        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha)
+        self.started.add(target)
+
+    def close(self) -> None:
+        for target, value in self.local.items():
+            self.acc.add_(target, value, finite=True)

@@ -1,0 +1,69 @@
+"""A window's steps through the engine: chunks (validated by the caller) in sub-chunks
+that bound the memory of the tables, the state carried exactly from one to the next."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import Tensor
+
+from ..functional.correlate import Kernels
+from .chooser import CHOOSER
+from .plan import Plan
+from .run import Sink
+
+__all__ = ["run_window"]
+
+
+def run_window(
+    plan: Plan,
+    rows: dict[str, Tensor | None],
+    bounds: list[tuple[int, int]],
+    counts: list[list[int]],
+    state: dict[str, Tensor] | None,
+    *,
+    weight: Tensor,
+    chunk: int,
+    tables: float,
+    geometry: dict | None,
+    compute: Any,
+    kernel: str,
+    sink: Callable[[], Sink],
+    record: dict[str, str],
+    remembered: dict[str, tuple[str, ...]],
+) -> dict[str, Tensor]:
+    """Runs ``plan`` on the steps ``rows`` (``pre``, ``post``, ``voltage``, ``mod``:
+    ``[n, B, ...]`` or ``None``) chunk by chunk (``bounds``: ``[(start, end)]``, with the
+    spike ``counts`` of each) and returns the state after the last.
+
+    Every chunk is cut into sub-chunks whose tables (the traces and products alive at
+    once, :meth:`Plan.table_width`) fit in ``tables`` times the chunk's step buffers,
+    less the weight-sized eligibility traces: a window's peak stays within 3 W + 1.5 S.
+    ``sink()`` makes the receiver of one chunk's results; ``kernel``, ``record`` and
+    ``remembered`` go to :meth:`KernelChooser.run`.
+    """
+    w = weight
+    state = {} if state is None else {
+        k: v.to(device=w.device, dtype=w.dtype) for k, v in state.items()
+    }  # fmt: skip
+    pre, post = rows["pre"], rows["post"]
+    assert pre is not None and post is not None
+    n = pre.shape[0]
+    n_pre, n_post = pre.numel() // n, post.numel() // n
+    per_step = n_pre + n_post
+    width = plan.table_width(n_pre, n_post)
+    budget = tables * chunk * per_step - len(plan.eligibilities) * w.numel()
+    budget = max(budget, 0.1 * chunk * per_step)
+    sub = max(1, int(budget / width) - 1) if width else chunk
+    for (a, b), nnz in zip(bounds, counts, strict=True):
+        receiver = sink()
+        for c in range(a, b, sub):
+            d = min(b, c + sub)
+            part = slice(None) if (c, d) == (0, n) else slice(c, d)
+            inputs = {k: v[part] for k, v in rows.items() if v is not None}
+            kernels = Kernels(w, geometry, compute)
+            state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
+                                nnz, record, remembered)  # fmt: skip
+        receiver.close()
+    return state

@@ -1,0 +1,75 @@
+"""``pl.Rule``: a rule declared in the language of :mod:`plasticity.language`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from ..engine import Plan
+from ..functional.traces import decay_factor
+from .base import PlasticityRule
+
+__all__ = ["Rule"]
+
+
+class Rule(PlasticityRule):
+    r"""A rule declared in the language of :mod:`plasticity.language`.
+
+    ``pos`` and ``neg`` are sums of terms (either may be ``None``); ``Δw = f₊(w)·pos −
+    f₋(w)·neg`` with the accumulator's bounds. A term whose value can be negative is split
+    exactly into both components by the signs of its factors.
+
+    Args:
+        synapse, neuron: as for :class:`~plasticity.STDP`.
+        pos, neg: the potentiation and depression terms.
+        **options: ``dt``, ``batch_reduction``, ``decay``, ``chunk_size``, ``kernel``,
+            ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
+            :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
+            differ between the samples of a batch (default: unless an eligibility trace
+            is shared by the batch).
+
+    Example:
+        Pair STDP in four lines, and its first update:
+
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> from plasticity import post, pre
+        >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
+        >>> stdp = pl.Rule(fc, lif, pos=0.1 * post.spike * pre.trace(5.0),
+        ...                neg=0.1 * post.trace(5.0).before * pre.spike)
+        >>> x = torch.tensor([[[1.0, 0, 0]], [[0, 0, 0]]])   # input 0 fires at step 0
+        >>> s = torch.tensor([[[0.0, 0]], [[1.0, 0]]])       # neuron 0 fires at step 1
+        >>> stdp.observe(x, s)
+        >>> round(float(stdp.step()[0, 0]), 6)               # 0.1 * exp(-1/5)
+        0.081873
+    """
+
+    def __init__(self, synapse: nn.Module, neuron: nn.Module, *, pos: Any = None,
+                 neg: Any = None, per_sample: bool | None = None, **options: Any) -> None:  # fmt: skip
+        for name in ("trace", "coincident"):
+            if name in options:
+                raise TypeError(
+                    f"pl.Rule takes no `{name}`: write the trace forms in the terms "
+                    "(pre.trace(tau, nearest=True), post.trace(tau).before)"
+                )
+        super().__init__(synapse, neuron, **options)
+        self._pos, self._neg = pos, neg
+        plan = self.plan  # errors of the declaration now, before any hook is attached
+        shared = any(not e.per_sample for e in plan.eligibilities.values())
+        self.per_sample = (not shared) if per_sample is None else bool(per_sample)
+        for tau in _time_constants(plan):
+            decay_factor(self.dt, tau, self.decay)
+        self._finish_init()
+
+    def declaration(self) -> dict[str, Any]:
+        return {"pos": self._pos, "neg": self._neg}
+
+    def extra_repr(self) -> str:
+        return f"pos={self._pos!r}, neg={self._neg!r}, dt={self.dt}"
+
+
+def _time_constants(plan: Plan) -> set[float]:
+    taus = {e.tau for e in plan.eligibilities.values()}
+    taus |= {f.args[1] for f in plan.filters.values() if f.kind in ("trace", "lowpass")}
+    return taus
