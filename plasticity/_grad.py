@@ -9,6 +9,8 @@ from typing import Any, TypeVar
 
 import torch
 
+__all__ = ["no_grad"]
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 

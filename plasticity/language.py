@@ -55,6 +55,7 @@ from numbers import Real
 from typing import Any
 
 __all__ = [
+    "ETerm",
     "Signal",
     "Term",
     "Terms",

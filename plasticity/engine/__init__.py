@@ -12,8 +12,8 @@ one GEMM over the chunk's ``T·B`` rows, one event-driven sum over the spikes of
 (:func:`~plasticity.functional.correlate.event_sum`) or one conv weight-gradient. The
 engine may rewrite "trace of spikes × other side" as "spikes × future trace of the other
 side" (plus a boundary term from the carried trace), so that one spike index serves
-several products. Which of these runs is a :class:`Choice`, picked by timing the
-candidates on the first chunks of a shape (:func:`choose`); the numbers are the same
+several products. Which of these runs is chosen by :class:`KernelChooser`, timing the
+candidates on the first chunks of a shape; the numbers are the same
 whichever runs, to floating-point rounding.
 
 Signed factors are split exactly: a product of parts of known sign goes to ``pos`` or

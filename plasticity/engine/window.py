@@ -41,7 +41,7 @@ def run_window(
     once, :meth:`Plan.table_width`) fit in ``tables`` times the chunk's step buffers,
     less the weight-sized eligibility traces: a window's peak stays within 3 W + 1.5 S.
     ``sink()`` makes the receiver of one chunk's results; ``kernel``, ``record`` and
-    ``remembered`` go to :meth:`KernelChooser.run`.
+    ``remembered`` go to :meth:`~plasticity.engine.chooser.KernelChooser.run`.
     """
     w = weight
     state = {} if state is None else {

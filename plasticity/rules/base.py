@@ -85,6 +85,10 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         distributed: bool | None = None,
         time_constants: dict[str, float] | None = None,
     ) -> None:
+        """Builds a PlasticityRule on ``synapse`` (``nn.Linear``, ``nn.Conv1d/2d/3d`` or a
+        recurrent layer's ``.recurrent``) and the ``neuron`` it drives; the options are
+        those of :class:`~plasticity.STDP` (``trace`` and ``coincident`` pick the terms
+        of the built-ins). Subclasses call :meth:`_finish_init` at the end of theirs."""
         adapter = synapse_adapter(synapse)
         if not isinstance(neuron, nn.Module):
             raise TypeError(
@@ -161,7 +165,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
     @property
     def plan(self) -> Plan:
         """The declaration compiled for the current parameters (recompiled after a public
-        attribute of the rule is set, see :meth:`__setattr__`)."""
+        attribute of the rule is set)."""
         plan = self.__dict__.get("_plan_cache")
         if plan is None:
             d = self.declaration()
@@ -283,7 +287,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
 
         Steps whose spikes break the ``spikes`` policy are discarded with a ``ValueError``;
         traces, accumulator and weights are then unchanged (NaN/infinity: as they were
-        just before the bad step, see :meth:`_process`).
+        just before the bad step).
         """
         n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
         if n <= 0:

@@ -47,6 +47,8 @@ class Rule(PlasticityRule):
 
     def __init__(self, synapse: nn.Module, neuron: nn.Module, *, pos: Any = None,
                  neg: Any = None, per_sample: bool | None = None, **options: Any) -> None:  # fmt: skip
+        """Builds a Rule from its ``pos`` and ``neg`` terms on ``synapse`` and ``neuron``
+        (a term that does not factor into post × pre is a ``ValueError`` here)."""
         for name in ("trace", "coincident"):
             if name in options:
                 raise TypeError(

@@ -22,7 +22,7 @@ from ..language import Signal, post, pre
 from .base import PlasticityRule
 from .checks import check_amplitude, check_positive
 
-__all__ = ["STDP", "TripletSTDP", "TRIPLET_PRESETS"]
+__all__ = ["STDP", "TripletSTDP", "TRIPLET_PRESETS", "pair_reads"]
 
 
 class STDP(PlasticityRule):
