@@ -269,7 +269,7 @@ def plot(result: dict, out: Path, reference: dict | None = None) -> list[Path]:
     plt = pyplot()
     g_max, edges, duration = result["g_max"], result["edges"], result["duration_s"]
     runs = reference["runs"] if reference else []
-    label_b2 = f"Brian2 ({len(runs)} seeds, min–max)"
+    label_b2 = f"Brian2 ({len(runs)} seed{'s' if len(runs) > 1 else ''}, min–max)"
     paths = []
     fig, axes = plt.subplots(2, 2, figsize=(9.0, 7.0), constrained_layout=True)
     ax = axes[0, 0]
@@ -295,37 +295,42 @@ def plot(result: dict, out: Path, reference: dict | None = None) -> list[Path]:
         h = c["hist"] / c["hist"].sum(1, keepdims=True)
         nb = h.shape[1] // 10  # bins below 0.1 g_max (and above 0.9 g_max)
         ax.plot(c["times_s"], 100 * h[:, :nb].sum(1), color=COLORS[name], lw=1.2,
-                label=f"{name}: w < 0.1 g_max")  # fmt: skip
+                label=f"{name}, < 0.1 g_max")  # fmt: skip
         ax.plot(c["times_s"], 100 * h[:, -nb:].sum(1), color=COLORS[name], lw=1.2, ls="--",
-                label=f"{name}: w > 0.9 g_max")  # fmt: skip
+                label=f"{name}, > 0.9 g_max")  # fmt: skip
         for key, marker in (("frac_near_zero", "o"), ("frac_near_max", "s")):
             if runs:
                 v = 100 * np.array([r[name][key] for r in runs])
                 ax.errorbar([duration * 1.02], [v.mean()], yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
                             color=COLORS[name], marker=marker, ms=4, capsize=2, mfc="white")  # fmt: skip
     ax.set(xlabel="time (s)", ylabel="synapses (%)", xlim=(0, duration * 1.05), ylim=(0, None),
-           title="weights near the bounds" + (" (markers: Brian2 at the end)" if runs else ""))  # fmt: skip
-    ax.legend(frameon=False, fontsize=7, ncol=2)
+           title="weights near the bounds")  # fmt: skip
+    if runs:
+        ax.errorbar([], [], yerr=[], color="0.4", marker="o", ms=4, mfc="white", ls="none",
+                    label=f"Brian2 at {duration:.0f} s (○ < 0.1, □ > 0.9)")  # fmt: skip
+    ax.legend(frameon=False, fontsize=7, loc="center right")
     centers = (edges[:-1] + edges[1:]) / 2 / g_max
     for ax, name in zip(axes[1], CONDITIONS, strict=True):
         c = result["conditions"][name]
         counts = np.histogram(c["w_final"], bins=edges)[0]
         ax.bar(centers, counts, width=0.05, color=COLORS[name], alpha=0.75, label="ours")
-        text = (f"ours (seed {result['seed']}): {100 * c['frac_near_zero']:.1f} % < 0.1 g_max, "
-                f"{100 * c['frac_near_max']:.1f} % > 0.9 g_max, {c['rate_end_hz']:.1f} Hz")  # fmt: skip
+        tenth = f"last {duration / 10:g} s"
+        rows = [f"{'':13s}{'< 0.1 g_max':>12s}{'> 0.9 g_max':>12s}{'rate, ' + tenth:>17s}",
+                f"{'ours, seed ' + str(result['seed']):13s}{100 * c['frac_near_zero']:10.1f} %"
+                f"{100 * c['frac_near_max']:10.1f} %{c['rate_end_hz']:14.1f} Hz"]  # fmt: skip
         if runs:
             h2 = np.array([r[name]["hist"] for r in runs])
             ax.errorbar(centers, h2.mean(0), yerr=[h2.mean(0) - h2.min(0), h2.max(0) - h2.mean(0)],
                         fmt="_", color="k", ms=8, capsize=2, lw=1, label=label_b2)  # fmt: skip
-            text += (f"\nBrian2: {_spread([100 * r[name]['frac_near_zero'] for r in runs])} %, "
-                     f"{_spread([100 * r[name]['frac_near_max'] for r in runs])} %, "
-                     f"{_spread([r[name]['rate_end_hz'] for r in runs])} Hz")  # fmt: skip
-        ax.text(0.5, 0.97, text + "\n(rates: last 10 s)", transform=ax.transAxes, ha="center",
-                va="top", fontsize=7.5)  # fmt: skip
+            rows.append(f"{'Brian2':13s}{_spread([100 * r[name]['frac_near_zero'] for r in runs]):>10s} %"
+                        f"{_spread([100 * r[name]['frac_near_max'] for r in runs]):>10s} %"
+                        f"{_spread([r[name]['rate_end_hz'] for r in runs]):>14s} Hz")  # fmt: skip
+        ax.text(0.5, 0.97, "\n".join(rows), transform=ax.transAxes, ha="center", va="top",
+                fontsize=7, family="monospace")  # fmt: skip
         ax.set(xlabel="synaptic weight w / g_max", ylabel="synapses per bin", xlim=(0, 1),
-               ylim=(0, 1.35 * max(counts.max(), h2.max() if runs else 0)),
+               ylim=(0, 1.55 * max(counts.max(), h2.max() if runs else 0)),
                title=f"{name} STDP: weights after {duration:.0f} s")  # fmt: skip
-        ax.legend(frameon=False, fontsize=8, loc="center")
+        ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.82))
     for ax, letter in zip(axes.flat, "ABCD", strict=True):
         ax.text(-0.12, 1.04, letter, transform=ax.transAxes, fontsize=13, fontweight="bold")
     paths.append(save(fig, out, "song2000.png", dpi=130))
@@ -383,12 +388,12 @@ def main(argv: list[str] | None = None) -> None:
         f"simulated {r['duration_s']:.0f} s of 1000 inputs (dt = {r['settings']['dt']} ms) "
         f"in {r['wall_s']:.1f} s wall time"
     )
-    ref = r["reference"]
+    ref, tenth = r["reference"], f"{r['duration_s'] / 10:g} s"
     for name, c in r["conditions"].items():
         print(
             f"{name:14s}: {100 * c['frac_near_zero']:5.1f} % of weights < 0.1 g_max, "
             f"{100 * c['frac_near_max']:5.1f} % > 0.9 g_max; output rate "
-            f"{c['rate_start_hz']:.1f} Hz (first 10 s) -> {c['rate_end_hz']:.1f} Hz (last 10 s)"
+            f"{c['rate_start_hz']:.1f} Hz (first {tenth}) -> {c['rate_end_hz']:.1f} Hz (last {tenth})"
         )
         if ref:
             runs = ref["runs"]
