@@ -19,7 +19,7 @@ fractions of weights below 0.1·gmax and above 0.9·gmax, the output rate over t
 10 s and per second. Needs ``brian2`` (extra ``reference``; on Python 3.11 Brian2 2.9
 needs ``numpy < 2.4``, so a separate environment may be simplest), nothing else of ours::
 
-    python benchmarks/song2000_brian2.py --seeds 0 1 2 3 4 --out benchmarks/results
+    python benchmarks/song2000_brian2.py --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results
 
 writes ``song2000_brian2.json``, which ``python -m models.song2000`` plots beside its own.
 """
@@ -106,15 +106,35 @@ def run_seed(seed: int, duration_s: float = 100.0, n_inputs: int = 1000) -> dict
     return out
 
 
+def summarize(runs: list[dict]) -> dict:
+    """[min, max] over the seeds of each headline number."""
+    return {
+        name: {
+            key: [min(r[name][key] for r in runs), max(r[name][key] for r in runs)]
+            for key in ("frac_near_zero", "frac_near_max", "rate_end_hz")
+        }
+        for name in CONDITIONS
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--duration", type=float, default=100.0, help="simulated seconds")
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument(
+        "--append", action="store_true", help="keep the other seeds of an existing result file"
+    )
     args = parser.parse_args(argv)
     import brian2 as b2
 
+    path = Path(args.out) / "song2000_brian2.json"
     runs = []
+    if args.append and path.exists():
+        old = json.loads(path.read_text())
+        if old["duration_s"] != args.duration:
+            raise SystemExit(f"{path} holds {old['duration_s']} s runs, not {args.duration} s")
+        runs = [r for r in old["runs"] if r["seed"] not in args.seeds]
     for seed in args.seeds:
         r = run_seed(seed, args.duration)
         runs.append(r)
@@ -128,13 +148,7 @@ def main(argv: list[str] | None = None) -> None:
             )
             + f" [{r['wall_s']:.0f} s]"
         )
-    summary = {
-        name: {
-            key: [min(r[name][key] for r in runs), max(r[name][key] for r in runs)]
-            for key in ("frac_near_zero", "frac_near_max", "rate_end_hz")
-        }
-        for name in CONDITIONS
-    }
+    runs.sort(key=lambda r: r["seed"])
     result = {
         "what": "Brian2 examples/synapses/STDP.py settings (+ soft-bound neuron), per seed",
         "brian2": b2.__version__,
@@ -145,11 +159,9 @@ def main(argv: list[str] | None = None) -> None:
         "g_max": 0.01,
         "edges_over_gmax": np.linspace(0.0, 1.0, 21).tolist(),
         "runs": runs,
-        "range": summary,  # [min, max] over seeds
+        "range": summarize(runs),  # [min, max] over seeds
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "song2000_brian2.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {path}")
 

@@ -84,9 +84,8 @@ class ConductanceLIF(nn.Module):
         decay = math.exp(-self.dt / self.tau_e)
         mean = self.tau_e / self.dt * (1.0 - decay)  # mean conductance over a step / its start
         rate = -self.dt / self.tau_m
-        e_leak, e_exc, v_thresh, v_reset, exp = (
-            self.e_leak, self.e_exc, self.v_thresh, self.v_reset, math.exp
-        )  # fmt: skip
+        e_leak, e_exc, exp = self.e_leak, self.e_exc, math.exp
+        v_thresh, v_reset = self.v_thresh, self.v_reset
         out = []
         for row in steps:
             spikes = [0.0] * n
@@ -216,8 +215,15 @@ def simulate(
         "wall_s": wall,
         "edges": edges,
         "seed": seed,
-        "settings": {"n_inputs": n_inputs, "rate_hz": rate_hz, "a_plus_frac": a_plus_frac,
-                     "ratio": ratio, "tau": tau, "dt": dt, "coincident": coincident},  # fmt: skip
+        "settings": {
+            "n_inputs": n_inputs,
+            "rate_hz": rate_hz,
+            "a_plus_frac": a_plus_frac,
+            "ratio": ratio,
+            "tau": tau,
+            "dt": dt,
+            "coincident": coincident,
+        },
         "conditions": {},
     }
     for k, name in enumerate(CONDITIONS):
@@ -241,7 +247,13 @@ def simulate(
 
 REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "song2000_brian2.json"
 # the settings of Brian2's example (benchmarks/song2000_brian2.py runs exactly these)
-BRIAN2_SETTINGS = {"n_inputs": 1000, "rate_hz": 15.0, "a_plus_frac": 0.01, "ratio": 1.05, "tau": 20.0}
+BRIAN2_SETTINGS = {
+    "n_inputs": 1000,
+    "rate_hz": 15.0,
+    "a_plus_frac": 0.01,
+    "ratio": 1.05,
+    "tau": 20.0,
+}
 COLORS = {"additive": "tab:red", "multiplicative": "tab:blue"}
 
 
@@ -278,36 +290,85 @@ def plot(result: dict, out: Path, reference: dict | None = None) -> list[Path]:
         t, rate = c["rate_times_s"], c["rate_hz"]
         per = max(1, int(round(1.0 / (t[1] - t[0])))) if len(t) > 1 else 1  # 1 s bins
         n = len(rate) // per * per
-        ax.plot(t[:n].reshape(-1, per).mean(1), rate[:n].reshape(-1, per).mean(1),
-                color=COLORS[name], lw=1.2, label=f"{name} (ours)")  # fmt: skip
+        ax.plot(
+            t[:n].reshape(-1, per).mean(1),
+            rate[:n].reshape(-1, per).mean(1),
+            color=COLORS[name],
+            lw=1.2,
+            label=f"{name} (ours)",
+        )
         if runs:
             r2 = np.array([r[name]["rate_per_second_hz"] for r in runs])
-            ax.fill_between(np.arange(r2.shape[1]) + 0.5, r2.min(0), r2.max(0),
-                            color=COLORS[name], alpha=0.2, lw=0)  # fmt: skip
+            ax.fill_between(
+                np.arange(r2.shape[1]) + 0.5,
+                r2.min(0),
+                r2.max(0),
+                color=COLORS[name],
+                alpha=0.2,
+                lw=0,
+            )
     if runs:
         ax.fill_between([], [], [], color="0.6", alpha=0.4, lw=0, label=label_b2)
-    ax.set(xlabel="time (s)", ylabel="output rate (Hz, 1 s bins)", xlim=(0, duration), ylim=(0, None),
-           title="output rate")  # fmt: skip
+    ax.set(
+        xlabel="time (s)",
+        ylabel="output rate (Hz, 1 s bins)",
+        xlim=(0, duration),
+        ylim=(0, None),
+        title="output rate",
+    )
     ax.legend(frameon=False, fontsize=8)
     ax = axes[0, 1]
     for name in CONDITIONS:
         c = result["conditions"][name]
         h = c["hist"] / c["hist"].sum(1, keepdims=True)
         nb = h.shape[1] // 10  # bins below 0.1 g_max (and above 0.9 g_max)
-        ax.plot(c["times_s"], 100 * h[:, :nb].sum(1), color=COLORS[name], lw=1.2,
-                label=f"{name}, < 0.1 g_max")  # fmt: skip
-        ax.plot(c["times_s"], 100 * h[:, -nb:].sum(1), color=COLORS[name], lw=1.2, ls="--",
-                label=f"{name}, > 0.9 g_max")  # fmt: skip
+        ax.plot(
+            c["times_s"],
+            100 * h[:, :nb].sum(1),
+            color=COLORS[name],
+            lw=1.2,
+            label=f"{name}, < 0.1 g_max",
+        )
+        ax.plot(
+            c["times_s"],
+            100 * h[:, -nb:].sum(1),
+            color=COLORS[name],
+            lw=1.2,
+            ls="--",
+            label=f"{name}, > 0.9 g_max",
+        )
         for key, marker in (("frac_near_zero", "o"), ("frac_near_max", "s")):
             if runs:
                 v = 100 * np.array([r[name][key] for r in runs])
-                ax.errorbar([duration * 1.02], [v.mean()], yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
-                            color=COLORS[name], marker=marker, ms=4, capsize=2, mfc="white")  # fmt: skip
-    ax.set(xlabel="time (s)", ylabel="synapses (%)", xlim=(0, duration * 1.05), ylim=(0, None),
-           title="weights near the bounds")  # fmt: skip
+                ax.errorbar(
+                    [duration * 1.02],
+                    [v.mean()],
+                    yerr=[[v.mean() - v.min()], [v.max() - v.mean()]],
+                    color=COLORS[name],
+                    marker=marker,
+                    ms=4,
+                    capsize=2,
+                    mfc="white",
+                )
+    ax.set(
+        xlabel="time (s)",
+        ylabel="synapses (%)",
+        xlim=(0, duration * 1.05),
+        ylim=(0, None),
+        title="weights near the bounds",
+    )
     if runs:
-        ax.errorbar([], [], yerr=[], color="0.4", marker="o", ms=4, mfc="white", ls="none",
-                    label=f"Brian2 at {duration:.0f} s (○ < 0.1, □ > 0.9)")  # fmt: skip
+        ax.errorbar(
+            [],
+            [],
+            yerr=[],
+            color="0.4",
+            marker="o",
+            ms=4,
+            mfc="white",
+            ls="none",
+            label=f"Brian2 at {duration:.0f} s (○ < 0.1, □ > 0.9)",
+        )
     ax.legend(frameon=False, fontsize=7, loc="center right")
     centers = (edges[:-1] + edges[1:]) / 2 / g_max
     for ax, name in zip(axes[1], CONDITIONS, strict=True):
@@ -315,21 +376,46 @@ def plot(result: dict, out: Path, reference: dict | None = None) -> list[Path]:
         counts = np.histogram(c["w_final"], bins=edges)[0]
         ax.bar(centers, counts, width=0.05, color=COLORS[name], alpha=0.75, label="ours")
         tenth = f"last {duration / 10:g} s"
-        rows = [f"{'':13s}{'< 0.1 g_max':>12s}{'> 0.9 g_max':>12s}{'rate, ' + tenth:>17s}",
-                f"{'ours, seed ' + str(result['seed']):13s}{100 * c['frac_near_zero']:10.1f} %"
-                f"{100 * c['frac_near_max']:10.1f} %{c['rate_end_hz']:14.1f} Hz"]  # fmt: skip
+        rows = [
+            f"{'':13s}{'< 0.1 g_max':>12s}{'> 0.9 g_max':>12s}{'rate, ' + tenth:>17s}",
+            f"{'ours, seed ' + str(result['seed']):13s}{100 * c['frac_near_zero']:10.1f} %"
+            f"{100 * c['frac_near_max']:10.1f} %{c['rate_end_hz']:14.1f} Hz",
+        ]
         if runs:
             h2 = np.array([r[name]["hist"] for r in runs])
-            ax.errorbar(centers, h2.mean(0), yerr=[h2.mean(0) - h2.min(0), h2.max(0) - h2.mean(0)],
-                        fmt="_", color="k", ms=8, capsize=2, lw=1, label=label_b2)  # fmt: skip
-            rows.append(f"{'Brian2':13s}{_spread([100 * r[name]['frac_near_zero'] for r in runs]):>10s} %"
-                        f"{_spread([100 * r[name]['frac_near_max'] for r in runs]):>10s} %"
-                        f"{_spread([r[name]['rate_end_hz'] for r in runs]):>14s} Hz")  # fmt: skip
-        ax.text(0.5, 0.97, "\n".join(rows), transform=ax.transAxes, ha="center", va="top",
-                fontsize=7, family="monospace")  # fmt: skip
-        ax.set(xlabel="synaptic weight w / g_max", ylabel="synapses per bin", xlim=(0, 1),
-               ylim=(0, 1.55 * max(counts.max(), h2.max() if runs else 0)),
-               title=f"{name} STDP: weights after {duration:.0f} s")  # fmt: skip
+            ax.errorbar(
+                centers,
+                h2.mean(0),
+                yerr=[h2.mean(0) - h2.min(0), h2.max(0) - h2.mean(0)],
+                fmt="_",
+                color="k",
+                ms=8,
+                capsize=2,
+                lw=1,
+                label=label_b2,
+            )
+            rows.append(
+                f"{'Brian2':13s}{_spread([100 * r[name]['frac_near_zero'] for r in runs]):>10s} %"
+                f"{_spread([100 * r[name]['frac_near_max'] for r in runs]):>10s} %"
+                f"{_spread([r[name]['rate_end_hz'] for r in runs]):>14s} Hz"
+            )
+        ax.text(
+            0.5,
+            0.97,
+            "\n".join(rows),
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=7,
+            family="monospace",
+        )
+        ax.set(
+            xlabel="synaptic weight w / g_max",
+            ylabel="synapses per bin",
+            xlim=(0, 1),
+            ylim=(0, 1.55 * max(counts.max(), h2.max() if runs else 0)),
+            title=f"{name} STDP: weights after {duration:.0f} s",
+        )
         ax.legend(frameon=False, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.82))
     for ax, letter in zip(axes.flat, "ABCD", strict=True):
         ax.text(-0.12, 1.04, letter, transform=ax.transAxes, fontsize=13, fontweight="bold")
@@ -359,8 +445,9 @@ def plot(result: dict, out: Path, reference: dict | None = None) -> list[Path]:
     return paths
 
 
-def run(out: str | Path | None = "results", *, reference: str | Path | None = REFERENCE,
-        **kwargs) -> dict:  # fmt: skip
+def run(
+    out: str | Path | None = "results", *, reference: str | Path | None = REFERENCE, **kwargs
+) -> dict:
     """:func:`simulate`, then the figures (with Brian2's runs from ``reference`` where they
     match the settings). ``result["reference"]`` holds those runs or ``None``."""
     result = simulate(**kwargs)
