@@ -14,7 +14,7 @@ OUT    ?= results
 # notebooks and the docs import it from here
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test bench lint docs notebook clean
+.PHONY: demo test bench reference lint docs notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,13 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/distributed_scaling.py --out benchmarks/results
 	$(PY) benchmarks/online.py --out benchmarks/results
 	$(PY) benchmarks/readme.py
+
+# Brian2's STDP example, 10 seeds, for `make demo` to compare with (docs/models/song2000.md).
+# Its own environment: Brian2 2.9 (the last for Python 3.11) does not import with numpy 2.4
+reference:
+	$(PYTHON) -m venv .venv-brian2
+	.venv-brian2/bin/python -m pip install -q "brian2>=2.7" "numpy<2.4"
+	.venv-brian2/bin/python benchmarks/song2000_brian2.py --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

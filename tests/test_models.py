@@ -26,23 +26,69 @@ def test_triplet_gives_ltp_for_both_orders_at_high_frequency_and_pair_stdp_canno
     assert (tmp_path / "triplet_frequency.png").exists()
 
 
+def test_song2000_neuron_matches_a_fine_integration_at_every_dt():
+    import torch
+
+    from models.song2000 import ConductanceLIF
+
+    # one input spike of w = 0.05 onto the resting neuron; forward Euler at h = 1 µs
+    w, h, t_end = 0.05, 1e-3, 20.0
+    v, g, ref = -74.0, w, [-74.0]
+    for _ in range(int(round(t_end / h))):
+        v, g = v + h * ((-74.0 - v) + g * (0.0 - v)) / 10.0, g - h * g / 5.0
+        ref.append(v)
+    ref = np.array(ref)
+    psp = ref.max() + 74.0
+    assert 0.85 < psp < 1.0  # mV
+    for dt, tol in ((0.1, 1e-4), (1.0, 3e-3)):
+        lif = ConductanceLIF(dt=dt)
+        n = int(round(t_end / dt))
+        inc = torch.zeros(n, 1, 1)
+        inc[0] = w
+        vs = []
+        for t in range(n):  # one step per call: the same as one [T, 1, 1] call
+            lif(inc[t])
+            vs.append(lif.v[0])
+        lif.reset_state()
+        assert lif(inc).sum() == 0  # subthreshold
+        at = ref[(np.arange(1, n + 1) * dt / h).round().astype(int)]
+        # holding the post-jump conductance over a step (the old model) errs by ~10 % of the PSP at 1 ms
+        assert np.abs(np.array(vs) - at).max() < tol * psp
+
+
+def test_song2000_poisson_cells_are_bernoulli():
+    import torch
+
+    from models.song2000 import poisson_cells
+
+    n, p = 2_000_000, 0.0015
+    idx = poisson_cells(n, p, torch.Generator().manual_seed(1))
+    assert torch.all(idx[1:] > idx[:-1]) and idx[0] >= 0 and idx[-1] < n
+    sd = (n * p * (1 - p)) ** 0.5
+    assert abs(len(idx) - n * p) < 4 * sd
+    halves = torch.bincount((idx >= n // 2).long(), minlength=2).float()
+    assert abs(halves[0] - halves[1]) < 4 * sd  # each half Binomial(n/2, p)
+    gaps = torch.diff(idx).double()  # geometric: mean 1/p, P(gap = 1) = p
+    assert abs(gaps.mean() - 1 / p) < 4 * (1 - p) ** 0.5 / p / len(gaps) ** 0.5
+
+
 def test_song2000_additive_is_bimodal_and_soft_bounds_unimodal(tmp_path):
     from models import song2000
 
-    # half the inputs at twice the rate keeps the total drive of 1000 x 15 Hz; faster learning
-    r = song2000.run(
-        tmp_path, n_inputs=500, duration_s=30.0, a_plus_frac=0.03, rate_hz=30.0, progress=False
-    )
+    # Brian2's example at dt = 0.1 ms, 20 s with five times faster learning (A+ = 0.05 g_max);
+    # full size (docs/models/song2000.md): additive 22-24 % / 18-20 % at the bounds, ~20 Hz;
+    # multiplicative unimodal at ~39 Hz, as Brian2
+    r = song2000.run(tmp_path, duration_s=20.0, a_plus_frac=0.05, progress=False, reference=None)
     add, mult = r["conditions"]["additive"], r["conditions"]["multiplicative"]
     # additive STDP pushes weights to both bounds; soft bounds keep one mode inside the range
-    assert add["frac_near_zero"] > 0.15 and add["frac_near_max"] > 0.05
+    assert add["frac_near_zero"] > 0.1 and add["frac_near_max"] > 0.07
     assert mult["frac_near_zero"] == 0.0 and mult["frac_near_max"] == 0.0
-    assert np.std(mult["w_final"]) < 0.5 * np.std(add["w_final"])
-    assert add["rate_end_hz"] < add["rate_start_hz"]  # competition lowers the output rate
-    assert sorted(p.name for p in r["paths"]) == [
-        "song2000_dynamics.png",
-        "song2000_histograms.png",
-    ]
+    assert np.std(mult["w_final"]) < 0.3 * np.std(add["w_final"])
+    # competition lowers the additive neuron's rate; the soft-bounded one stays near 40 Hz
+    # (holding the post-jump conductance over 1 ms steps gave ~80 Hz)
+    assert add["rate_end_hz"] < 0.8 * add["rate_start_hz"] and 15.0 < add["rate_end_hz"] < 35.0
+    assert 30.0 < mult["rate_end_hz"] < 50.0
+    assert sorted(p.name for p in r["paths"]) == ["song2000.png", "song2000_dynamics.png"]
 
 
 def test_reward_learning_reverses_the_mapping_from_reward_alone(tmp_path):
