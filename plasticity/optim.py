@@ -296,14 +296,34 @@ class ParamTransformingOptimizer(Optimizer):
     # -------------------------------------------------------------------------- step
 
     def _validate_all(self) -> None:
+        # settings may have been edited since the last step: validated again when any of
+        # the numbers this optimizer reads (or a group's parameters) changed
+        keys = tuple(self.defaults)
+        seen = self.__dict__.setdefault("_validated", {})
         for group in self.param_groups:
+            params = group["params"]
+            settings = (len(params), *(id(p) for p in params),
+                        *((k, group.get(k)) for k in keys if k != "params"))  # fmt: skip
+            try:
+                if seen.get(id(group)) == settings:
+                    continue
+            except (TypeError, RuntimeError):  # e.g. a tensor learning rate
+                pass
             self._validate_group(group)
+            seen[id(group)] = settings
 
     @torch.no_grad()
     def _apply_pre_step_transform_(self) -> None:
+        transforms = type(self)._pre_step_transform_ is not ParamTransformingOptimizer._pre_step_transform_
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
+                    continue
+                if not transforms:  # only the group's gradient scale and bias
+                    if group["grad_scale"] != 1.0:
+                        p.grad.mul_(group["grad_scale"])
+                    if group["grad_bias"] != 0.0:
+                        p.grad.add_(group["grad_bias"])
                     continue
                 vp = _to_batch(p, group["param_ndim"])
                 self._pre_step_transform_(vp, optim_group=group)
@@ -328,13 +348,27 @@ class ParamTransformingOptimizer(Optimizer):
             for p in group["params"]:
                 self._post_step_transform_(_to_batch(p, group["param_ndim"]), optim_group=group)
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:  # type: ignore[override]
         """Pre-step transform, ``InnerOpt.step(closure)``, then post-step transform.
 
         With a closure, the pre-step transform runs after the closure has computed the
-        gradients (inside the inner optimizer's step).
+        gradients (inside the inner optimizer's step). Optimizer step hooks (this one's
+        and torch's global ones) run around it as for any torch optimizer.
         """
+        from torch.optim import optimizer as torch_optimizer
+
+        if (self._optimizer_step_pre_hooks or self._optimizer_step_post_hooks
+                or torch_optimizer._global_optimizer_pre_hooks
+                or torch_optimizer._global_optimizer_post_hooks):  # fmt: skip
+            return Optimizer.profile_hook_step(ParamTransformingOptimizer._step)(self, closure)
+        return self._step(closure)
+
+    # the inner optimizer's step is profiled and hooked by torch; this one calls the hooks
+    # itself, and only where there are some (torch's wrapper costs more than a small step)
+    step.hooked = True  # type: ignore[attr-defined]
+
+    @torch.no_grad()
+    def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         self._validate_all()  # before anything changes: settings may have been edited
         if closure is not None:
 
@@ -353,7 +387,11 @@ class ParamTransformingOptimizer(Optimizer):
         return loss
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        self.inner_opt.zero_grad(set_to_none=set_to_none)
+        if not set_to_none:
+            return self.inner_opt.zero_grad(set_to_none=False)
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
 
 
 class ChainedParamTransformingOptimizer(ParamTransformingOptimizer):
@@ -524,6 +562,15 @@ class ClampedParameterOptimizer(_ClampedOptim):
 
     def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
         param.clamp_(min=optim_group["clamp_min"], max=optim_group["clamp_max"])
+
+    @torch.no_grad()
+    def project(self) -> None:
+        if type(self)._post_step_transform_ is not ClampedParameterOptimizer._post_step_transform_:
+            return super().project()
+        for group in self.param_groups:  # elementwise: no reshaping needed
+            lo, hi = group["clamp_min"], group["clamp_max"]
+            for p in group["params"]:
+                p.clamp_(min=lo, max=hi)
 
 
 @torch.no_grad()
