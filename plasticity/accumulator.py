@@ -575,8 +575,20 @@ class Accumulator(nn.Module):
                 if self._lower is None
                 else self._lower[0](w, neg, self._lower[1], **self._lower[2])
             )
-            out = -n if out is None else out - n
+            if out is None:
+                out = -n
+            elif self._owned(out, pos, neg, w):  # a bound's fresh result: subtract in place
+                out = out.sub_(n)
+            else:
+                out = out - n
         return self._unshared(out)
+
+    def _owned(self, x: Tensor, *inputs: Tensor | None) -> bool:
+        """Whether ``x`` is a fresh tensor: it shares no memory with ``inputs`` or the
+        running buffers (a bound function may return its argument)."""
+        ptr = x.untyped_storage().data_ptr()
+        held = [*inputs, self._buffers["pos_acc"], self._buffers["neg_acc"]]
+        return all(t is None or t.untyped_storage().data_ptr() != ptr for t in held)
 
     def _unshared(self, out: Tensor) -> Tensor:
         """``out``, copied if it shares memory with a running buffer (never hand those out)."""
