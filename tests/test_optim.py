@@ -279,6 +279,42 @@ def test_settings_edited_after_construction_are_checked_before_any_change():
     torch.testing.assert_close(x.detach(), torch.full((2,), 0.5))  # untouched
 
 
+def test_settings_edited_between_steps_are_checked_again():
+    x = torch.full((2,), 0.5, requires_grad=True)
+    opt = ClampedParameterOptimizer([x], lr=1.0, clamp_min=0.0, clamp_max=1.0)
+    x.grad = torch.full((2,), 0.1)
+    opt.step()  # valid settings, remembered as validated
+    opt.param_groups[0]["clamp_min"] = 2.0  # now above clamp_max
+    x.grad = torch.ones(2)
+    with pytest.raises(ValueError, match="exceeds"):
+        opt.step()
+    torch.testing.assert_close(x.detach(), torch.full((2,), 0.4))  # untouched by the bad step
+
+
+def test_step_hooks_run_as_for_any_torch_optimizer():
+    x = torch.full((2,), 0.5, requires_grad=True)
+    opt = ClampedParameterOptimizer([x], lr=1.0, clamp_min=0.0, clamp_max=1.0)
+    seen = []
+    opt.register_step_pre_hook(lambda o, a, k: seen.append(("pre", x.detach().clone())))
+    opt.register_step_post_hook(lambda o, a, k: seen.append(("post", x.detach().clone())))
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    handle = register_optimizer_step_post_hook(
+        lambda o, a, k: seen.append(("global", None))
+    )
+    try:
+        x.grad = torch.full((2,), 1.0)
+        opt.step()
+    finally:
+        handle.remove()
+    # torch's global hook runs for the inner optimizer's step too (as with rai_toolbox)
+    assert [k for k, _ in seen] == ["pre", "global", "post", "global"]
+    torch.testing.assert_close(seen[0][1], torch.full((2,), 0.5))
+    torch.testing.assert_close(seen[2][1], torch.zeros(2))  # after the step and the clamp
+    opt.zero_grad()
+    assert x.grad is None
+
+
 def test_callers_defaults_are_not_mutated():
     defaults = {"clamp_min": 0.0}
     ClampedParameterOptimizer([torch.zeros(2, requires_grad=True)], lr=1.0, defaults=defaults)

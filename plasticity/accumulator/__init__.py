@@ -25,16 +25,15 @@ setting appends, ``update``, ``forward``, ``clear``, ``reduction``, ``upperbound
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Callable
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .bounds import FullBounding, HalfBounding, bound_kind
+from ..bounds import FullBounding, HalfBounding
+from .setters import BoundSetters, _name
+from .state import _COMPONENTS, AccumulatorState
 
 __all__ = ["Accumulator"]
 
@@ -47,67 +46,9 @@ _RUNNING: dict[Any, str] = {
     torch.amax: "amax",
     torch.amin: "amin",
 }
-_COMPONENTS = ("pos", "neg")
 
 
-def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
-    if value is None:
-        raise ValueError(f"{where}: `{name}` is required when a bound is given; pass a number")
-    if isinstance(value, Tensor):
-        if not value.is_floating_point():
-            raise TypeError(
-                f"{where}: `{name}` must be a float or a floating tensor, got {value.dtype}"
-            )
-        if torch.isnan(value).any():
-            raise ValueError(f"{where}: `{name}` contains NaN; pass a finite number")
-        return value.detach().clone()
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"{where}: `{name}` must be a real number, got {type(value).__name__} {value!r}"
-        )
-    value = float(value)
-    if math.isnan(value):
-        raise ValueError(f"{where}: `{name}` is NaN; pass a number")
-    return value
-
-
-def _check_order(where: str, upper: float | Tensor | None, lower: float | Tensor | None) -> None:
-    if upper is None or lower is None:
-        return
-    bad = bool((torch.as_tensor(lower) > torch.as_tensor(upper)).any())
-    if bad:
-        raise ValueError(
-            f"{where}: the lower limit {lower} exceeds the upper limit {upper}; need min <= max"
-        )
-
-
-def _trial(where: str, call: Callable[[], Tensor]) -> None:
-    """Calls a bound once on a tiny tensor so bad keywords fail at configuration time."""
-    try:
-        out = call()
-    except (TypeError, ValueError) as err:
-        raise type(err)(f"{where}: {err}") from err
-    if not isinstance(out, Tensor):
-        raise TypeError(f"{where}: the bound must return a Tensor, got {type(out).__name__}")
-
-
-def _name(fn: Callable) -> str:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
-def _check_kind(where: str, bound: Callable) -> None:
-    """A library bound (it carries its kind) given to the wrong setter is a TypeError."""
-    kind, wanted = bound_kind(bound), where[: -len("bound")]
-    if kind is not None and kind != wanted:
-        article = "an" if kind == "upper" else "a"
-        raise TypeError(
-            f"{where}: {_name(bound)} is {article} {kind} bound: use accumulator.{kind}bound(...)"
-        )
-
-
-class Accumulator(nn.Module):
+class Accumulator(BoundSetters, AccumulatorState, nn.Module):
     r"""Used to accumulate updates for a parameter.
 
     ``pos`` and ``neg`` hold non-negative magnitudes of potentiation and depression.
@@ -394,135 +335,6 @@ class Accumulator(nn.Module):
         self._reducer = fn
         self._mode = mode
 
-    # ---------------------------------------------------------------------- bounds
-
-    def upperbound(
-        self, bound: HalfBounding | None, max: float | None = None, /, **kwargs: Any
-    ) -> None:
-        r"""Sets the function used for parameter bounding on the upper limit.
-
-        When ``bound`` is ``None``, no upper bound will be applied (and will remove
-        any full bound present). When ``bound`` is not ``None``, then ``max`` cannot
-        be ``None``.
-
-        Args:
-            bound (HalfBounding | None): bounding function, e.g.
-                :func:`plasticity.bounds.upper_multiplicative`.
-            max (float | None, optional): upper bound. Defaults to ``None``.
-            **kwargs (Any): keyword arguments for the bounding function.
-
-        Raises:
-            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' lower or full
-                bounds (they carry their kind; a callable of your own is accepted).
-        """
-        self._set_half("upperbound", "max", bound, max, kwargs)
-
-    def lowerbound(
-        self, bound: HalfBounding | None, min: float | None = None, /, **kwargs: Any
-    ) -> None:
-        r"""Sets the function used for parameter bounding on the lower limit.
-
-        When ``bound`` is ``None``, no lower bound will be applied (and will remove
-        any full bound present). When ``bound`` is not ``None``, then ``min`` cannot
-        be ``None``.
-
-        Args:
-            bound (HalfBounding | None): bounding function, e.g.
-                :func:`plasticity.bounds.lower_multiplicative`.
-            min (float | None, optional): lower bound. Defaults to ``None``.
-            **kwargs (Any): keyword arguments for the bounding function.
-
-        Raises:
-            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' upper or full
-                bounds (they carry their kind; a callable of your own is accepted).
-        """
-        self._set_half("lowerbound", "min", bound, min, kwargs)
-
-    def _set_half(
-        self, where: str, name: str, bound: Any, limit: Any, kwargs: dict[str, Any]
-    ) -> None:
-        if bound is None:
-            if name == "max":
-                self._upper = None
-            else:
-                self._lower = None
-            self._full = None
-            return
-        if not callable(bound):
-            raise TypeError(
-                f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}"
-            )
-        _check_kind(where, bound)
-        limit = _check_limit(where, name, limit)
-        other = None if self._full is not None else (self._lower if name == "max" else self._upper)
-        if other is not None:
-            upper, lower = (limit, other[1]) if name == "max" else (other[1], limit)
-            _check_order(where, upper, lower)
-        dev = limit.device if isinstance(limit, Tensor) else None
-        _trial(
-            where,
-            lambda: bound(torch.zeros(1, device=dev), torch.zeros(1, device=dev), limit, **kwargs),
-        )
-        entry = (bound, limit, dict(kwargs))
-        if name == "max":
-            self._upper = entry
-        else:
-            self._lower = entry
-        if self._full is not None:
-            self._full = None
-            # the full bound also bounded the other side; it is removed with it
-            if name == "max":
-                self._lower = None
-            else:
-                self._upper = None
-
-    def fullbound(
-        self,
-        bound: FullBounding | None,
-        max: float | None = None,
-        min: float | None = None,
-        /,
-        **kwargs: Any,
-    ) -> None:
-        r"""Sets the function used for parameter bounding on the upper and lower limits.
-
-        When ``bound`` is ``None``, no full bound will be applied (and will remove
-        any upper or lower bound present). When ``bound`` is not ``None``, then
-        ``max`` or ``min`` cannot be ``None`` (one of them may be: that side is then
-        left unbounded).
-
-        Args:
-            bound (FullBounding | None): bounding function, e.g.
-                :func:`plasticity.bounds.multiplicative`.
-            max (float | None, optional): upper bound. Defaults to ``None``.
-            min (float | None, optional): lower bound. Defaults to ``None``.
-            **kwargs (Any): keyword arguments for the bounding function.
-
-        Raises:
-            TypeError: if ``bound`` is one of :mod:`plasticity.bounds`' half bounds.
-        """
-        where = "fullbound"
-        if bound is None:
-            self._full = self._upper = self._lower = None
-            return
-        if not callable(bound):
-            raise TypeError(
-                f"{where}: `bound` must be a FullBounding function or None, got {bound!r}"
-            )
-        _check_kind(where, bound)
-        if max is None and min is None:
-            raise ValueError(
-                f"{where}: at least one of `max` and `min` is required when a bound is given"
-            )
-        mx = None if max is None else _check_limit(where, "max", max)
-        mn = None if min is None else _check_limit(where, "min", min)
-        _check_order(where, mx, mn)
-        dev = next((v.device for v in (mx, mn) if isinstance(v, Tensor)), None)
-        z = torch.zeros(1, device=dev)
-        _trial(where, lambda: bound(z, z, z, mx, mn, **kwargs))
-        self._full = (bound, mx, mn, dict(kwargs))
-        self._upper = self._lower = None
-
     # ---------------------------------------------------------------------- update
 
     @torch.no_grad()
@@ -576,8 +388,20 @@ class Accumulator(nn.Module):
                 if self._lower is None
                 else self._lower[0](w, neg, self._lower[1], **self._lower[2])
             )
-            out = -n if out is None else out - n
+            if out is None:
+                out = -n
+            elif self._owned(out, pos, neg, w):  # a bound's fresh result: subtract in place
+                out = out.sub_(n)
+            else:
+                out = out - n
         return self._unshared(out)
+
+    def _owned(self, x: Tensor, *inputs: Tensor | None) -> bool:
+        """Whether ``x`` is a fresh tensor: it shares no memory with ``inputs`` or the
+        running buffers (a bound function may return its argument)."""
+        ptr = x.untyped_storage().data_ptr()
+        held = [*inputs, self._buffers["pos_acc"], self._buffers["neg_acc"]]
+        return all(t is None or t.untyped_storage().data_ptr() != ptr for t in held)
 
     def _unshared(self, out: Tensor) -> Tensor:
         """``out``, copied if it shares memory with a running buffer (never hand those out)."""
@@ -633,110 +457,6 @@ class Accumulator(nn.Module):
         if update is None:
             return param
         return param.detach() + update
-
-    # ------------------------------------------------------------------ distributed
-
-    @torch.no_grad()
-    def all_reduce_(
-        self, like: Tensor, *, group: Any = None, weight: float = 1.0, average: bool = False
-    ) -> None:
-        r"""Combines this window's components across the ranks of a process group, in place.
-
-        Every rank must call it (a collective). Each rank contributes ``weight * pos`` and
-        ``weight * neg`` (a missing component counts as zeros shaped like ``like``); with
-        ``average`` the sums are divided by the summed weights. A rule whose components
-        are batch means passes its local batch size as ``weight`` and ``average=True``:
-        the result is then the mean over the union of the ranks' batches, exactly, also for
-        unequal local batches. One collective carries both components and the weights.
-        Supports the default sum reduction. Bounds are applied afterwards, in
-        :meth:`update`, so N ranks equal one process on the union of their data.
-        """
-        import torch.distributed as dist
-
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size(group) == 1:
-            return
-        if self._mode != "sum":
-            raise ValueError("Accumulator.all_reduce_ supports the default sum reduction only")
-        parts = []
-        for c in _COMPONENTS:
-            buf = self._buffers[f"{c}_acc"]
-            parts.append(
-                torch.zeros_like(like).reshape(-1)
-                if buf is None
-                else buf.reshape(-1).to(like) * weight
-            )
-        packed = torch.cat(
-            [
-                *parts,
-                like.new_tensor([float(weight), *[float(self._counts[c]) for c in _COMPONENTS]]),
-            ]
-        )
-        dist.all_reduce(packed, op=dist.ReduceOp.SUM, group=group)
-        total_weight = float(packed[-3])
-        n = like.numel()
-        for k, c in enumerate(_COMPONENTS):
-            value = packed[k * n : (k + 1) * n].view(like.shape)
-            if average and total_weight > 0:
-                value = value / total_weight
-            if float(packed[-2 + k]) > 0:  # appended to on some rank
-                self._buffers[f"{c}_acc"] = value.clone()
-                self._counts[c] = max(self._counts[c], 1)
-            else:
-                self._reset(c)
-
-    # --------------------------------------------------------------- state & devices
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {
-            "mode": self._mode,
-            "counts": dict(self._counts),
-            "lists": {c: [t.clone() for t in self._lists[c]] for c in _COMPONENTS},
-        }
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        self._check_extra_state(state)
-        self._counts = {c: int(state["counts"][c]) for c in _COMPONENTS}
-        ref = self._reference()
-        self._lists = {
-            c: [
-                t.detach().clone() if ref is None else t.detach().to(ref).clone()
-                for t in state["lists"][c]
-            ]
-            for c in _COMPONENTS
-        }
-
-    def _check_extra_state(self, state: Any) -> None:
-        if not isinstance(state, dict) or not {"mode", "counts", "lists"} <= state.keys():
-            raise ValueError("Accumulator.load_state_dict: the extra state is not an Accumulator's")
-        if state["mode"] != self._mode:
-            raise ValueError(
-                f"Accumulator.load_state_dict: the saved window was reduced with {state['mode']!r} "
-                f"but this accumulator uses {self._mode!r}; call reduction(...) to match first"
-            )
-
-    def _load_from_state_dict(
-        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-    ) -> None:
-        # validate before touching anything, so a bad state leaves this accumulator as it was
-        extra = state_dict.get(prefix + "_extra_state")
-        if extra is not None:
-            self._check_extra_state(extra)
-        # the running components exist only while a window holds appends, on either side
-        for c in _COMPONENTS:
-            key = f"{prefix}{c}_acc"
-            if key in state_dict:
-                if self._buffers[f"{c}_acc"] is None:
-                    self._buffers[f"{c}_acc"] = torch.empty_like(state_dict[key])
-            else:
-                self._buffers[f"{c}_acc"] = None
-        super()._load_from_state_dict(
-            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
-        )
-
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[override]
-        super()._apply(fn, recurse)
-        self._lists = {c: [fn(t) for t in self._lists[c]] for c in _COMPONENTS}
-        return self
 
     def extra_repr(self) -> str:
         parts = [f"reduction={_name(self._reducer)}", f"counts={self.counts}"]
