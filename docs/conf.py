@@ -166,10 +166,15 @@ def _attribute_summary(app, what, name, obj, options, lines):
             lines[0:1] = [head + ":", rest]
 
 
+_MIXINS = {"BoundSetters", "AccumulatorState", "RuleInputs", "HookPairing"}
+
+
 def _public_bases(app, name, obj, options, bases):
     """Shows a private base class (``_Sum``, ``_ModulatedSTDP``) as its public bases."""
     out = []
     for base in bases:
+        if getattr(base, "__module__", "").startswith("plasticity.") and base.__name__ in _MIXINS:
+            continue  # the methods a class is assembled from, documented on the class itself
         stack = [base]
         while stack:
             b = stack.pop(0)
