@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling", "online")
+NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling", "online", "engine_targets")
 
 HEADER = """\
 # Benchmarks
@@ -67,6 +67,14 @@ SECTIONS = {
         "Online learning (`benchmarks/online.py`)",
         "A weight update after every time step: `pl.STDP` through its hooks, `rule.step()`, "
         "`opt.step()` every step, against the same update written by hand in plain torch.",
+    ),
+    "engine_targets": (
+        "The rule engine (`benchmarks/engine_targets.py`)",
+        "784 → 400, 5 % spikes, windows of 250 steps through the hooks (the forward pass "
+        "subtracted): pair STDP declared with `pl.Rule` against `pl.STDP`; pair, triplet and "
+        "MSTDPET against the plain per-step `addmm_` loop of the same update; every built-in "
+        "against the engine before the rule language (commit 0e67eb4, each version in its own "
+        "process, the processes alternated).",
     ),
 }
 
