@@ -18,13 +18,15 @@ step (not only at construction), a single bound is checked for type and NaN, the
 caller's ``defaults`` dict is never mutated, and ``copy.deepcopy``/``pickle`` work.
 """
 
+from .chained import ChainedParamTransformingOptimizer
 from .clamped import (
     ClampedGradientOptimizer,
     ClampedParameterOptimizer,
     L1NormalizedParameterOptimizer,
     normalize_,
 )
-from .transforming import ChainedParamTransformingOptimizer, ParamTransformingOptimizer
+from .transforming import InnerOptLike as InnerOptLike  # re-exported: the type of `InnerOpt`
+from .transforming import ParamTransformingOptimizer
 
 __all__ = [
     "ParamTransformingOptimizer",

@@ -21,6 +21,12 @@ __all__ = [
 ]
 
 
+def _check_norm(where: str, norm: Any) -> None:
+    _check_real(where, "norm", norm, optional=False)
+    if not (norm > 0 and math.isfinite(norm)):
+        raise ValueError(f"{where}: `norm` must be a finite number > 0, got {norm}")
+
+
 class _ClampedOptim(ParamTransformingOptimizer):
     """Shared constructor and validation of the clamping optimizers."""
 
@@ -131,9 +137,7 @@ def normalize_(
         tensor([[0.5000, 1.5000],
                 [0.0000, 0.0000]])
     """
-    _check_real("normalize_", "norm", norm, optional=False)
-    if not (norm > 0 and math.isfinite(norm)):
-        raise ValueError(f"normalize_: `norm` must be a finite number > 0, got {norm}")
+    _check_norm("normalize_", norm)
     total = weight.abs().sum(dim=dim, keepdim=True)
     scale = torch.where(
         total > eps, norm / total.clamp_min(torch.finfo(weight.dtype).tiny), torch.ones_like(total)
@@ -183,11 +187,7 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        where = type(self).__name__
-        norm = group.get("norm")
-        _check_real(where, "norm", norm, optional=False)
-        if not (norm > 0 and math.isfinite(norm)):
-            raise ValueError(f"{where}: `norm` must be a finite number > 0, got {norm}")
+        _check_norm(type(self).__name__, group.get("norm"))
 
     def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
         dims = tuple(range(1, param.ndim))
