@@ -1,0 +1,137 @@
+"""The accumulator's update: the reduced window with its bounds applied (``update``,
+``forward``), and the update a rule's ``step()`` takes, in place where no bound is set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+__all__ = ["BoundedUpdate"]
+
+
+class BoundedUpdate:
+    """The update of :class:`~plasticity.Accumulator` (a mixin: it reads the accumulator's
+    reduced components and its ``_upper``, ``_lower`` and ``_full``)."""
+
+    @torch.no_grad()
+    def update(self, param: Tensor, **kwargs: Any) -> Tensor | None:
+        r"""Computes the update.
+
+        Args:
+            param (torch.Tensor): parameter being updated.
+
+        Returns:
+            torch.Tensor | None: value of the update, or ``None`` if nothing was appended.
+        """
+        if not isinstance(param, Tensor):
+            raise TypeError(
+                f"Accumulator.update: `param` must be a torch.Tensor, got {type(param).__name__}"
+            )
+        pos, neg = self._read("pos", copy=False), self._read("neg", copy=False)
+        if pos is None and neg is None:
+            return None
+        shape = (pos if pos is not None else neg).shape  # type: ignore[union-attr]
+        if param.shape != shape:
+            raise ValueError(
+                f"Accumulator.update: `param` has shape {tuple(param.shape)} but the accumulated "
+                f"updates have shape {tuple(shape)}; pass the parameter these updates were made for"
+            )
+        w = param.detach()
+        pos = None if pos is None else pos.to(device=w.device, dtype=w.dtype)
+        neg = None if neg is None else neg.to(device=w.device, dtype=w.dtype)
+        if self._full is not None:
+            fn, mx, mn, kw = self._full
+            return self._unshared(
+                fn(
+                    w,
+                    torch.zeros_like(w) if pos is None else pos,
+                    torch.zeros_like(w) if neg is None else neg,
+                    mx,
+                    mn,
+                    **kw,
+                )
+            )
+        out: Tensor | None = None
+        if pos is not None:
+            out = (
+                pos
+                if self._upper is None
+                else self._upper[0](w, pos, self._upper[1], **self._upper[2])
+            )
+        if neg is not None:
+            n = (
+                neg
+                if self._lower is None
+                else self._lower[0](w, neg, self._lower[1], **self._lower[2])
+            )
+            if out is None:
+                out = -n
+            elif self._owned(out, pos, neg, w):  # a bound's fresh result: subtract in place
+                out = out.sub_(n)
+            else:
+                out = out - n
+        return self._unshared(out)
+
+    def _owned(self, x: Tensor, *inputs: Tensor | None) -> bool:
+        """Whether ``x`` is a fresh tensor: it shares no memory with ``inputs`` or the
+        running buffers (a bound function may return its argument)."""
+        ptr = x.untyped_storage().data_ptr()
+        held = [*inputs, self._buffers["pos_acc"], self._buffers["neg_acc"]]
+        return all(t is None or t.untyped_storage().data_ptr() != ptr for t in held)
+
+    def _unshared(self, out: Tensor) -> Tensor:
+        """``out``, copied if it shares memory with a running buffer (never hand those out)."""
+        for buf in (self._buffers["pos_acc"], self._buffers["neg_acc"]):
+            if buf is not None and out.data_ptr() == buf.data_ptr():
+                return out.clone()
+        return out
+
+    def _take_update(self, param: Tensor) -> Tensor | None:
+        """:meth:`update` followed by :meth:`clear` (a rule's ``step()``). Without bounds, a
+        running sum/mean in ``param``'s dtype and device is turned into the update in place
+        (no third weight-sized tensor)."""
+        pos, neg = self._buffers["pos_acc"], self._buffers["neg_acc"]
+        w = param.detach() if isinstance(param, Tensor) else None
+        in_place = (
+            w is not None
+            and self._mode in ("sum", "mean")
+            and self._upper is None
+            and self._lower is None
+            and self._full is None
+            and all(
+                b is None or (b.shape == w.shape and b.dtype == w.dtype and b.device == w.device)
+                for b in (pos, neg)
+            )
+        )
+        if not in_place or (pos is None and neg is None):
+            update = self.update(param)
+            self.clear()
+            return update
+        n_pos, n_neg = self._counts["pos"], self._counts["neg"]
+        self.clear()  # the buffers are this window's: handed out below
+        mean = self._mode == "mean"
+        if pos is None:
+            return neg.mul_(-1.0 / n_neg if mean else -1.0)  # type: ignore[union-attr]
+        if mean:
+            pos.div_(n_pos)
+        if neg is not None:
+            pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
+        return pos
+
+    @torch.no_grad()
+    def forward(self, param: Tensor, **kwargs: Any) -> Tensor:
+        r"""Computes the update and returns a tensor with it applied.
+
+        Args:
+            param (torch.Tensor): parameter being updated.
+
+        Returns:
+            torch.Tensor: parameter with the update applied (``param`` itself when
+            nothing was appended).
+        """
+        update = self.update(param, **kwargs)
+        if update is None:
+            return param
+        return param.detach() + update
