@@ -32,7 +32,8 @@ class AccumulatorState:
         the result is then the mean over the union of the ranks' batches, exactly, also for
         unequal local batches. One collective carries both components and the weights.
         Supports the default sum reduction. Bounds are applied afterwards, in
-        :meth:`update`, so N ranks equal one process on the union of their data.
+        :meth:`~plasticity.Accumulator.update`, so N ranks equal one process on the union of
+        their data.
         """
         import torch.distributed as dist
 
