@@ -164,10 +164,10 @@ class DiehlCook(nn.Module):
         input_gain: float | None = None,
         w_exc_inh: float = 10.4,
         w_inh_exc: float = 17.0,
-        theta_plus: float = 0.05,
+        theta_plus: float = 0.02,
         tau_theta: float = 1e7,
         refractory: float = 5.0,
-        dead_time: float = 50.0,
+        dead_time: float = 5.0,
         one_winner: bool = False,
         nu_pre: float = 1e-4,
         nu_post: float = 1e-2,
@@ -358,7 +358,7 @@ def run(
     *,
     n_exc: int = 100,
     train_images: int | None = None,
-    epochs: int = 1,
+    epochs: int = 3,
     batch_size: int = 1,
     seed: int = 0,
     baselines: bool = True,
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="results")
     parser.add_argument("--neurons", type=int, default=100)
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
