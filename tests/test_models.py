@@ -58,14 +58,15 @@ def test_reward_learning_reverses_the_mapping_from_reward_alone(tmp_path):
 def test_diehl_cook_learns_digits_and_keeps_its_accuracy_in_batches(tmp_path):
     from models import diehl_cook
 
+    # reduced size; batch 1 against batch 32 at full size: docs/models/diehl_cook.md
     small = dict(n_exc=30, train_images=300, epochs=2, seed=0, progress=False)
-    one = diehl_cook.run(tmp_path, batch_size=1, **small)
-    batched = diehl_cook.run(None, batch_size=32, baselines=False, **small)
-    assert one["accuracy"] > 0.7 and one["accuracy"] > one["random_accuracy"] + 0.2
-    assert abs(batched["accuracy"] - one["accuracy"]) < 0.06  # each sample its own state
-    assert one["kmeans_accuracy"] > 0.8  # the baseline ran in the same process
-    assert np.allclose(one["weights"].sum(1), 78.0 * 64 / 784, rtol=1e-2)  # normalized
-    assert [p.name for p in one["paths"]] == ["diehl_cook.png"]
+    big = diehl_cook.run(tmp_path, batch_size=32, **small)
+    few = diehl_cook.run(None, batch_size=8, baselines=False, **small)
+    assert big["accuracy"] > 0.6 and big["accuracy"] > big["random_accuracy"] + 0.25
+    assert abs(big["accuracy"] - few["accuracy"]) < 0.06  # each sample its own state
+    assert big["kmeans_accuracy"] > 0.8  # the baseline ran in the same process
+    assert np.allclose(big["weights"].sum(1), 78.0 * 64 / 784, rtol=1e-2)  # normalized
+    assert [p.name for p in big["paths"]] == ["diehl_cook.png"]
 
 
 def test_tsodyks_markram_depresses_and_facilitates_as_the_recurrence_says(tmp_path):
