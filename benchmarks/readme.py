@@ -70,8 +70,9 @@ SECTIONS = {
     ),
     "engine_targets": (
         "The rule engine (`benchmarks/engine_targets.py`)",
-        "784 → 400, 5 % spikes, windows of 250 steps through the hooks (the forward pass "
-        "subtracted): pair STDP declared with `pl.Rule` against `pl.STDP`; pair, triplet and "
+        "784 → 400, 5 % spikes, windows of 250 steps fed to the rules' hook callbacks (the "
+        "rule alone, without the forward pass): pair STDP declared with `pl.Rule` against "
+        "`pl.STDP`; pair, triplet and "
         "MSTDPET against the plain per-step `addmm_` loop of the same update; every built-in "
         "against the engine before the rule language (commit 0e67eb4, each version in its own "
         "process, the processes alternated).",
