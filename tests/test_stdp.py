@@ -577,7 +577,7 @@ def test_observe_processes_whole_chunks_in_place_and_buffers_the_rest(kind):
     rule2.observe(pre[10:], post[10:])
     rule2.flush()
     check(rule2, dense_reference(pre, post, params_of(kind), rule=kind))
-    # automatic chunks (256 steps here): a 23-step sequence is one chunk, processed at once
+    # automatic chunks (MAX_CHUNK steps here): a 23-step sequence is one chunk, processed at once
     rule3 = make_rule(kind, nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.5))
     rule3.observe(pre, post)
     assert rule3.accumulator.counts == (1, 1) and rule3._pre.n == 0

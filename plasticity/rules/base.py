@@ -64,6 +64,9 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
 
     #: automatic chunks hold about this many bytes of presynaptic spikes
     CHUNK_BYTES = 1 << 23
+    #: at most this many steps per automatic chunk (small layers and batches: a window of a
+    #: few hundred steps is one chunk, and its sub-chunks are long enough to be efficient)
+    MAX_CHUNK = 2048
     #: the tables of a sub-chunk take at most this fraction of the chunk's step buffers
     TABLES = 0.35
 
@@ -199,7 +202,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
     @property
     def chunk(self) -> int:
         """Steps per chunk: ``chunk_size``, or (``None``) about 8 MB of presynaptic spikes
-        per chunk for the current batch, between 16 and 256 steps."""
+        per chunk for the current batch, between 16 and :attr:`MAX_CHUNK` steps."""
         key = (self.chunk_size, self._pre.data)
         cached = self.__dict__.get("_chunk_cache")
         if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
@@ -211,9 +214,9 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         if self.chunk_size is not None:
             return self.chunk_size
         if pre is None:
-            return 256
+            return self.MAX_CHUNK
         step_bytes = math.prod(pre.shape[1:]) * self.weight.element_size()
-        return max(16, min(256, self.CHUNK_BYTES // max(step_bytes, 1)))
+        return max(16, min(self.MAX_CHUNK, self.CHUNK_BYTES // max(step_bytes, 1)))
 
     @property
     def _scale(self) -> float:
