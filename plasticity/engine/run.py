@@ -123,8 +123,11 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels)
                     value = _one(p, kernel, a, b, m, chunk, kernels)
                 if p.weight:  # the weight's sign splits the piece elementwise
                     w = kernels.weight.detach()
-                    yield sign, w.clamp_min(0).mul_(value)
-                    yield -sign, w.clamp_max(0).neg_().mul_(value)
+                    if kernels.weight_nonnegative():  # the usual case: one part
+                        yield sign, w * value
+                    else:
+                        yield sign, w.clamp_min(0).mul_(value)
+                        yield -sign, w.clamp_max(0).neg_().mul_(value)
                 else:  # one-sided sums come as broadcast views
                     yield sign, value if value.is_contiguous() else value.contiguous()
                 del value  # not alive while the next piece is computed

@@ -213,6 +213,14 @@ class Kernels:
     def __init__(self, weight: Tensor, conv: dict | None, compute_dtype: torch.dtype | None):
         self.weight, self.conv, self.compute_dtype = weight, conv, compute_dtype
         self.indices: dict[int, tuple[Tensor, tuple]] = {}
+        self._nonnegative: bool | None = None
+
+    def weight_nonnegative(self) -> bool:
+        """Whether every weight is >= 0 (checked once per chunk: terms with the weight
+        as a factor then need no split by its sign)."""
+        if self._nonnegative is None:
+            self._nonnegative = bool((self.weight >= 0).all())
+        return self._nonnegative
 
     def correlate(self, post: Tensor, pre: Tensor) -> Tensor:
         """The synapse's product of ``[R, *out]`` and ``[R, *in]``, summed over rows."""

@@ -327,7 +327,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
                       (post if whole else post[a:b], binary, _POST)]  # fmt: skip
             if volt is not None:
                 blocks.append((volt if whole else volt[a:b], False, "the membrane potential"))
-            seen = _spike_counts(blocks)
+            seen = _spike_counts(blocks, count=binary)
             firsts = [s[1] for s in seen if s[1] is not None]
             if firsts:
                 first = min(firsts)
