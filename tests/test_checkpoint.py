@@ -44,7 +44,7 @@ def test_checkpoint_mid_window_resumes_bit_exactly_in_a_fresh_process(case, tmp_
     expected, probe = uninterrupted(case, str(checkpoint))
     # the checkpoint is mid-window: the window's first chunk accumulated, steps still to come
     if case != "AdaptiveThreshold":
-        assert probe["counts"][0] >= 1 and "dw" in expected
+        assert sum(probe["counts"]) >= 1 and "dw" in expected  # pos, neg or both
     if case in ("BCM", "AdaptiveThreshold"):
         assert bool((probe["theta"] > 0).all())  # the threshold has adapted
     assert probe["pending_steps"] > CHUNK and bool(expected["spikes"].sum() > 0)
