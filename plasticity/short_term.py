@@ -11,33 +11,20 @@ facilitated drive.
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .hooks import ConvSynapse, synapse_adapter
+from .rules.checks import _real
+from .rules.checks import check_positive as _positive
 
 __all__ = ["ShortTermPlasticity", "tsodyks_markram"]
 
 SPIKE_POLICIES = ("binary", "graded")
 
 
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite, got {value}")
-    return value
-
-
-def _positive(name: str, value: Any) -> float:
-    value = _real(name, value)
-    if value <= 0:
-        raise ValueError(f"`{name}` must be > 0, got {value}")
-    return value
 
 
 @torch.no_grad()

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import Any
 
 import torch
 from torch import Tensor
+
+from ..language.text import _number
 
 __all__ = ["check_positive", "check_amplitude", "spike_count"]
 
@@ -18,12 +19,8 @@ _PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
 
 
 def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"`{name}` must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite, got {value}")
-    return value
+    """A finite real number, or a clear error naming ``name``."""
+    return _number(value, f"`{name}`")
 
 
 def check_positive(name: str, value: Any) -> float:
