@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..functional.traces import decay_powers, scan_future, scan_trace
 from ..language import Signal
-from .plan import Plan
+from .plan import ELEMENTWISE, Plan
 
 __all__ = ["Chunk"]
 
@@ -55,6 +55,13 @@ class Chunk:
         memo[key] = out
         return out
 
+    def _operand(self, s: Signal) -> tuple[Tensor | float, bool]:
+        """An operand of an elementwise combination, and whether it is a fresh temporary
+        (elementwise operands are computed, not kept: :data:`~.plan.ELEMENTWISE`)."""
+        if s.kind in ELEMENTWISE and repr(s) not in self.memo:
+            return self._compute(s), True
+        return self.value(s), False
+
     def _compute(self, s: Signal) -> Tensor | float:
         k, a, v = s.kind, s.args, self.value
         if k == "spike":
@@ -65,21 +72,8 @@ class Chunk:
             return self.inputs["mod"]
         if k == "const":
             return a[0]
-        if k == "scale":
-            return v(a[0]) * a[1]
-        if k in ("add", "mul"):
-            parts = [v(x) for x in a]
-            like = max((p for p in parts if isinstance(p, Tensor)), key=lambda t: t.ndim)
-            out = _align(parts[0], like)
-            for p in parts[1:]:
-                p = _align(p, like)
-                out = out + p if k == "add" else out * p
-            return out
-        if k == "relu":
-            x = v(a[0])
-            return x.clamp_min(0) if isinstance(x, Tensor) else max(x, 0.0)
-        if k == "pow":
-            return v(a[0]) ** a[1]
+        if k in ELEMENTWISE:
+            return self._elementwise(s)
         if k == "batch_mean":
             x = v(a[0])
             return x.mean(1, keepdim=True).expand_as(x) if isinstance(x, Tensor) else x
@@ -111,6 +105,38 @@ class Chunk:
                 self.steps, self.batch
             )
         raise AssertionError(k)
+
+    def _elementwise(self, s: Signal) -> Tensor | float:
+        """``scale``, ``add``, ``mul``, ``relu``, ``pow`` of the operands, in place on the
+        temporaries."""
+        k, a = s.kind, s.args
+        x, fresh = self._operand(a[0])
+        if not isinstance(x, Tensor):  # a constant's combination
+            if k == "scale":
+                return x * a[1]
+            if k == "relu":
+                return max(x, 0.0)
+            if k == "pow":
+                return x ** a[1]
+        elif k == "scale":
+            return x.mul_(a[1]) if fresh else x * a[1]
+        elif k == "relu":
+            return x.clamp_min_(0) if fresh else x.clamp_min(0)
+        elif k == "pow":
+            return x.pow_(a[1]) if fresh else x ** a[1]
+        for y in a[1:]:
+            y, _ = self._operand(y)
+            if isinstance(x, Tensor) and isinstance(y, Tensor) and y.ndim > x.ndim:
+                x, y, fresh = y, x, False  # the larger operand first (a row factor aligns)
+            y = _align(y, x) if isinstance(x, Tensor) else y
+            if fresh and isinstance(x, Tensor) and (
+                    not isinstance(y, Tensor) or y.shape == x.shape or y.ndim <= x.ndim and
+                    torch.broadcast_shapes(x.shape, y.shape) == x.shape):  # fmt: skip
+                x = x.add_(y) if k == "add" else x.mul_(y)
+            else:
+                x = x + y if k == "add" else x * y
+                fresh = isinstance(x, Tensor)
+        return x
 
     def _history(self, s: Signal) -> Tensor:
         """``[k + T, ...]``: the ``k`` values of a filter before the chunk, then its table."""

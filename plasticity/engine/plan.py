@@ -7,6 +7,7 @@ from typing import Any
 
 from ..functional.traces import decay_factor
 from ..language import ETerm, Signal, Term, as_terms
+from ..language.text import _atom
 
 __all__ = ["Plan", "Product", "compile_rule"]
 
@@ -26,7 +27,7 @@ class Product:
     def __repr__(self) -> str:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
-        return f"{self.target} += {self.coef:g} * " + " * ".join([*w, *map(repr, parts)])
+        return f"{self.target} += {self.coef:g} * " + " * ".join([*w, *map(_atom, parts)])
 
 
 def _future(x: Signal, tau: float, strict: bool) -> Signal:
@@ -69,6 +70,7 @@ class Plan:
                     if isinstance(term, ETerm):
                         raise ValueError(f"target {name!r}: eligibility terms go into pos/neg")
                     self.products.append(Product(name, term.coef, term, per_sample=per_sample))
+        self.products = _merged(self.products)
         self.filters = _filters(self)
         reads: set[str] = set()
         for p in self.products:
@@ -147,6 +149,9 @@ class Plan:
                 later = set().union(set(), *reads[i + 1 :])
                 live = {s for s in reads[i] | later if s.kind not in _LEAVES}
                 total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
+                # an elementwise factor is built with one temporary of its side alive
+                total += max([width.get(s.side, 0) for s in reads[i] if s.kind in ELEMENTWISE],  # type: ignore[arg-type]
+                             default=0)  # fmt: skip
                 if "rewrite" in kernel:  # the future table of the other side (and Q·m)
                     other = n_pre if kernel.startswith("post") else n_post
                     total += other * (1 if self.products[i].mod is None else 2)
@@ -172,6 +177,10 @@ class Plan:
         """Whether ``s`` is zero wherever its side's spikes are (spikes times others)."""
         if s is None or not self.binary:
             return False
+        if s.kind == "scale":
+            return self.spiking(s.args[0])
+        if s.kind == "add":  # merged products (`_merged`)
+            return all(self.spiking(a) for a in s.args)
         return s.kind == "spike" or (s.kind == "mul" and any(a.kind == "spike" for a in s.args))
 
     def candidates(self, conv: bool) -> list[tuple[str, ...]]:
@@ -226,15 +235,54 @@ def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",
     return Plan({"dw": (pos, neg), **(extra or {})}, dt=dt, decay=decay, binary=binary)
 
 
+def _merged(products: list[Product]) -> list[Product]:
+    """The products with those that share a target, a row factor, the weight factor and
+    one side's factor merged into one, the other side's factors summed: ``a·P·Q + b·P'·Q
+    = (a·P + b·P')·Q``, one GEMM or event sum instead of two (the triplet rule's pair and
+    triplet terms). Products of ``dw`` merge only with the same sign: potentiation and
+    depression are accumulated apart."""
+    out: list[Product] = []
+    for p in products:
+        for i, q in enumerate(out):
+            same = (q.target, q.per_sample, q.weight, repr(q.mod)) == (
+                p.target, p.per_sample, p.weight, repr(p.mod))  # fmt: skip
+            if not same or (q.target == "dw" and (q.coef > 0) != (p.coef > 0)):
+                continue
+            for side, other in (("pre", "post"), ("post", "pre")):
+                shared, a, b = getattr(q, side), getattr(q, other), getattr(p, other)
+                if shared is None or a is None or b is None or shared != getattr(p, side):
+                    continue
+                sign = 1.0 if q.coef > 0 else -1.0
+                merged = Product.__new__(Product)
+                merged.target, merged.per_sample, merged.weight = q.target, q.per_sample, q.weight
+                merged.mod, merged.coef, merged.label = q.mod, sign, f"{q.label} + {p.label}"
+                setattr(merged, side, shared)
+                setattr(merged, other, a * abs(q.coef) + b * (p.coef * sign))
+                out[i] = merged
+                break
+            else:
+                continue
+            break
+        else:
+            out.append(p)
+    return out
+
+
 _LEAVES = ("spike", "voltage", "mod", "const")
 
 
-def _signals(s: Signal) -> set[Signal]:
-    """``s`` and every signal it is computed from."""
-    out = {s}
+#: elementwise combinations of signals: computed from their operands where they are
+#: read, never kept as tables of their own (:meth:`~plasticity.engine.chunk.Chunk.value`)
+ELEMENTWISE = ("scale", "add", "mul", "relu", "pow")
+
+
+def _signals(s: Signal, kept: bool = True) -> set[Signal]:
+    """``s`` and every signal it is computed from that is kept as a table (``kept``:
+    whether ``s`` itself is: the operands of elementwise combinations are not)."""
+    out = {s} if kept or s.kind not in ELEMENTWISE else set()
     for a in s.args:
         if isinstance(a, Signal):
-            out |= _signals(a)
+            out |= _signals(a, s.kind not in ELEMENTWISE)
     return out
 
 
