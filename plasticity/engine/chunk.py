@@ -87,7 +87,10 @@ class Chunk:
             return scan_trace(x * (1.0 - d), carry, d)
         if k == "before":
             f = a[0]
-            table, d = v(f), self.plan.decay_of(f.args[1])
+            d = self.plan.decay_of(f.args[1])
+            if repr(f) not in self.memo and repr(f) not in self.plan.direct:
+                return self._before_only(f, d)
+            table = v(f)
             carry = self._carry_tensor(f, table)[None]
             if self.steps == 1:
                 return carry * d
@@ -105,6 +108,17 @@ class Chunk:
                 self.steps, self.batch
             )
         raise AssertionError(k)
+
+    def _before_only(self, f: Signal, d: float) -> Tensor:
+        """``f.before`` of a trace read only that way: scanned one row down, the carry in
+        the first row, so that no table of ``f`` itself is made."""
+        x = self.value(f.args[0])
+        carry = self._carry_tensor(f, x)
+        padded = x.new_empty((self.steps + 1, *x.shape[1:]))
+        padded[0] = carry
+        scan_trace(x, carry, d, "nearest" if f.args[2] else "all-to-all", out=padded[1:])
+        self.finals[repr(f)] = padded[-1].clone()
+        return padded[:-1].mul_(d)
 
     def _elementwise(self, s: Signal) -> Tensor | float:
         """``scale``, ``add``, ``mul``, ``relu``, ``pow`` of the operands, in place on the

@@ -72,6 +72,7 @@ class Plan:
                     self.products.append(Product(name, term.coef, term, per_sample=per_sample))
         self.products = _merged(self.products)
         self.filters = _filters(self)
+        self.direct = _direct(self)
         reads: set[str] = set()
         for p in self.products:
             for s in (p.post, p.pre, p.mod):
@@ -146,8 +147,12 @@ class Plan:
         for choice in self.candidates(conv=False) + self.candidates(conv=True):
             reads = self._reads(choice)
             for i, kernel in enumerate(choice):
+                # alive: what this product reads, and what the ones before it computed
+                # that a later one reads (tables are computed when first read)
                 later = set().union(set(), *reads[i + 1 :])
-                live = {s for s in reads[i] | later if s.kind not in _LEAVES}
+                done = set().union(set(), *reads[:i])
+                live = {s for s in reads[i] | (done & later)
+                        if s.kind not in _LEAVES and (s.kind != "trace" or repr(s) in self.direct)}  # fmt: skip
                 total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
                 # an elementwise factor is built with one temporary of its side alive
                 total += max([width.get(s.side, 0) for s in reads[i] if s.kind in ELEMENTWISE],  # type: ignore[arg-type]
@@ -284,6 +289,28 @@ def _signals(s: Signal, kept: bool = True) -> set[Signal]:
         if isinstance(a, Signal):
             out |= _signals(a, s.kind not in ELEMENTWISE)
     return out
+
+
+def _direct(plan: Plan) -> set[str]:
+    """The signals read other than through ``.before`` (the others need no table of
+    their own: :meth:`~plasticity.engine.chunk.Chunk.value` scans their ``.before``)."""
+    found: set[str] = set()
+
+    def walk(s: Signal | None, direct: bool = True) -> None:
+        if s is None:
+            return
+        if direct:
+            found.add(repr(s))
+        for a in s.args:
+            if isinstance(a, Signal):
+                walk(a, s.kind != "before")
+
+    for p in plan.products:
+        for s in (p.post, p.pre, p.mod):
+            walk(s)
+    for _, mod, _ in plan.carries:
+        walk(mod)
+    return found
 
 
 def _filters(plan: Plan) -> dict[str, Signal]:

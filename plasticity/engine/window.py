@@ -35,7 +35,8 @@ def run_window(
 ) -> dict[str, Tensor]:
     """Runs ``plan`` on the steps ``rows`` (``pre``, ``post``, ``voltage``, ``mod``:
     ``[n, B, ...]`` or ``None``) chunk by chunk (``bounds``: ``[(start, end)]``, with the
-    spike ``counts`` of each) and returns the state after the last.
+    spike ``counts`` of each, shared out among its sub-chunks by length) and returns the
+    state after the last.
 
     Every chunk is cut into sub-chunks whose tables (the traces and products alive at
     once, :meth:`Plan.table_width`) fit in ``tables`` times the chunk's step buffers,
@@ -63,7 +64,8 @@ def run_window(
             part = slice(None) if (c, d) == (0, n) else slice(c, d)
             inputs = {k: v[part] for k, v in rows.items() if v is not None}
             kernels = Kernels(w, geometry, compute)
+            share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
             state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
-                                nnz, record, remembered)  # fmt: skip
+                                share, record, remembered)  # fmt: skip
         receiver.close()
     return state

@@ -63,7 +63,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
     """
 
     #: automatic chunks hold about this many bytes of presynaptic spikes
-    CHUNK_BYTES = 1 << 23
+    CHUNK_BYTES = 1 << 25
     #: at most this many steps per automatic chunk (small layers and batches: a window of a
     #: few hundred steps is one chunk, and its sub-chunks are long enough to be efficient)
     MAX_CHUNK = 2048
@@ -201,7 +201,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
 
     @property
     def chunk(self) -> int:
-        """Steps per chunk: ``chunk_size``, or (``None``) about 8 MB of presynaptic spikes
+        """Steps per chunk: ``chunk_size``, or (``None``) about 32 MB of presynaptic spikes
         per chunk for the current batch, between 16 and :attr:`MAX_CHUNK` steps."""
         key = (self.chunk_size, self._pre.data)
         cached = self.__dict__.get("_chunk_cache")

@@ -58,7 +58,7 @@ class STDP(PlasticityRule):
         decay: ``"exact"`` (:math:`e^{-dt/\tau}`, default) or ``"euler"``
             (:math:`1 - dt/\tau`, to reproduce SpikingJelly or snnTorch's learner).
         chunk_size: steps buffered before the kernel runs (memory ``chunk_size·B·N``);
-            ``None`` (default) picks about 8 MB of presynaptic spikes, 16 to 256 steps.
+            ``None`` (default) picks about 32 MB of presynaptic spikes, 16 to 2048 steps.
         kernel: ``"auto"``, ``"dense"`` or ``"sparse"`` (event-driven, CPU); same result.
         spikes: ``"binary"`` (default: other values are an error) or ``"graded"`` (values
             are used as spike amplitudes: traces add them, pairs weigh by their product).
