@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._grad import no_grad
+
 __all__ = ["AccumulatorState"]
 
 _COMPONENTS = ("pos", "neg")
@@ -19,7 +21,7 @@ class AccumulatorState:
 
     # ------------------------------------------------------------------ distributed
 
-    @torch.no_grad()
+    @no_grad
     def all_reduce_(
         self, like: Tensor, *, group: Any = None, weight: float = 1.0, average: bool = False
     ) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._grad import no_grad
+
 __all__ = ["BoundedUpdate"]
 
 
@@ -15,7 +17,7 @@ class BoundedUpdate:
     """The update of :class:`~plasticity.Accumulator` (a mixin: it reads the accumulator's
     reduced components and its ``_upper``, ``_lower`` and ``_full``)."""
 
-    @torch.no_grad()
+    @no_grad
     def update(self, param: Tensor, **kwargs: Any) -> Tensor | None:
         r"""Computes the update.
 
@@ -120,7 +122,7 @@ class BoundedUpdate:
             pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
         return pos
 
-    @torch.no_grad()
+    @no_grad
     def forward(self, param: Tensor, **kwargs: Any) -> Tensor:
         r"""Computes the update and returns a tensor with it applied.
 

@@ -34,6 +34,7 @@ class KernelChooser:
     def __init__(self) -> None:
         self.choices: dict[tuple, tuple[str, ...]] = {}
         self.samples: dict[tuple, dict[tuple[str, ...], list[float]]] = {}
+        self.names: dict[tuple, str] = {}  # each key's text (how rules remember choices)
 
     def key(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
             nnz: list[int]) -> tuple:  # fmt: skip
@@ -46,12 +47,13 @@ class KernelChooser:
 
     def run(self, option: str, plan: Plan, inputs: dict[str, Tensor], state: dict[str, Tensor],
             kernels: Kernels, deliver: Deliver, nnz: list[int], record: dict[str, str],
-            remembered: dict[str, tuple[str, ...]]):  # fmt: skip
+            remembered: dict[str, tuple[str, ...]], scale: float = 1.0):  # fmt: skip
         """``run_plan`` with the kernels of ``option`` (``"dense"``: GEMMs; ``"sparse"``:
         the first event-driven candidate; ``"auto"``: measured); the products' kernels
         go into ``record``. ``remembered`` (a rule's own, saved with its state) holds the
         choices the rule has used, so that a rule loaded from a checkpoint runs the same
-        kernels (and gives the same numbers, bit for bit) as the one saved."""
+        kernels (and gives the same numbers, bit for bit) as the one saved. ``scale``:
+        as for :func:`~plasticity.engine.run.run_plan`."""
         candidates = plan.candidates(conv=kernels.conv is not None)
         if option == "dense" or len(candidates) == 1:
             choice = candidates[0]
@@ -59,16 +61,19 @@ class KernelChooser:
             choice = candidates[1]
         else:
             key = self.key(plan, inputs, kernels, nnz)
-            name = repr(key)
+            name = self.names.get(key)
+            if name is None:
+                name = self.names[key] = repr(key)
             choice = remembered.get(name) or self.choices.get(key)  # type: ignore[assignment]
             if choice is None or tuple(choice) not in candidates:
-                return self._measure(key, candidates, plan, inputs, state, kernels, deliver, record)
+                return self._measure(key, candidates, plan, inputs, state, kernels, deliver,
+                                     record, scale)  # fmt: skip
             choice = remembered[name] = tuple(choice)
         record.clear()
         record.update((p.label, k) for p, k in zip(plan.products, choice, strict=True))
-        return run_plan(plan, choice, inputs, state, kernels, deliver)
+        return run_plan(plan, choice, inputs, state, kernels, deliver, scale=scale)
 
-    def _measure(self, key, candidates, plan, inputs, state, kernels, deliver, record):
+    def _measure(self, key, candidates, plan, inputs, state, kernels, deliver, record, scale):
         times = self.samples.setdefault(key, {c: [] for c in candidates})
         sync = torch.cuda.synchronize if inputs["pre"].is_cuda else (lambda: None)
         result = state
@@ -77,7 +82,7 @@ class KernelChooser:
             sync()
             start = time.perf_counter()
             new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard,
-                           inplace=i == 0)  # fmt: skip
+                           inplace=i == 0, scale=scale)  # fmt: skip
             sync()
             times[c].append(time.perf_counter() - start)
             if i == 0:

@@ -88,7 +88,7 @@ class Chunk:
         if k == "before":
             f = a[0]
             d = self.plan.decay_of(f.args[1])
-            if repr(f) not in self.memo and repr(f) not in self.plan.direct:
+            if self.steps > 1 and repr(f) not in self.memo and repr(f) not in self.plan.direct:
                 return self._before_only(f, d)
             table = v(f)
             carry = self._carry_tensor(f, table)[None]

@@ -52,13 +52,16 @@ def run_plan(
     kernels: Kernels,
     deliver: Deliver,
     inplace: bool = True,
+    scale: float = 1.0,
 ) -> dict[str, Tensor]:
     """Evaluates every product of ``plan`` on one chunk with the kernels of ``choice``
     and returns the state after the chunk (filters, delays, eligibility traces; with
     ``inplace``, the weight-shaped eligibility traces of ``state`` are updated in place).
 
-    ``deliver(target, value, alpha)`` receives each result (to be scaled by ``alpha``): ``"pos"``/``"neg"`` non-negative
-    magnitudes of the rule's update (unscaled by the batch), other targets signed.
+    ``deliver(target, value, alpha)`` receives each result (to be scaled by ``alpha``):
+    ``"pos"``/``"neg"`` non-negative magnitudes of the rule's update, times ``scale`` (the
+    batch reduction), other targets signed. Coefficients are folded into the smaller
+    operand of each product where that is cheaper than scaling its weight-sized result.
     """
     chunk = Chunk(plan, inputs, state)
     new_elig: dict[str, Tensor] = {}
@@ -71,11 +74,11 @@ def run_plan(
         m = m if isinstance(m, Tensor) else chunk._full_rows(m)
         c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
         if elig.per_sample:  # split elementwise by sign
-            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef)
+            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef * scale)
             deliver("pos", value.clamp_min(0), 1.0)
             deliver("neg", value.neg_().clamp_min_(0), 1.0)
         else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
-            k = float(c[0]) * coef
+            k = float(c[0]) * coef * scale
             deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
             deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
     for key, elig in plan.eligibilities.items():
@@ -86,12 +89,12 @@ def run_plan(
     keeps = plan.keeps(choice)
     for i, (p, kernel) in enumerate(zip(plan.products, choice, strict=True)):
         signed = p.target != "dw"
-        for sign, value in _pieces(plan, chunk, p, kernel, kernels):
+        alpha = p.coef if signed else abs(p.coef) * scale
+        for sign, value in _pieces(plan, chunk, p, kernel, kernels, alpha, signed):
             if not signed:
-                deliver("pos" if sign * p.coef > 0 else "neg", value, abs(p.coef))
+                deliver("pos" if sign * p.coef > 0 else "neg", value, 1.0)
                 del value
                 continue
-            value.mul_(sign * p.coef)
             if p.target.startswith("elig:"):
                 e = new_elig.get(p.target)
                 new_elig[p.target] = value if e is None else e.add_(value)
@@ -104,8 +107,10 @@ def run_plan(
     return out
 
 
-def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels):
-    """``(sign, Σ m·P·Q)`` for every combination of the factors' signed parts."""
+def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
+            alpha: float, signed: bool):  # fmt: skip
+    """``(sign, alpha · Σ m·P·Q)`` for every combination of the factors' signed parts
+    (``signed``: times the sign too)."""
     binary = plan.binary
     rewrite = "rewrite" in kernel
     side = kernel.split("-")[0]
@@ -116,6 +121,9 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels)
         for sq, b in signed_parts(f_pre, p.pre is None or p.pre.nonnegative(binary)):
             for sm, m in signed_parts(mod, p.mod is None or p.mod.nonnegative(binary)):
                 sign = sp * sq * sm
+                fold = alpha * sign if signed else alpha  # the piece's number, to fold in
+                if fold != 1.0:
+                    m = fold if m is None else m * fold
                 if rewrite:
                     value = _rewritten(plan, chunk, p, side, a if side == "pre" else b, m,
                                        kernel.endswith("gemm"), kernels)  # fmt: skip
@@ -140,17 +148,21 @@ def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
 
 
 def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
-    """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1)."""
+    """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1; ``mod`` may be a
+    number: folded into the event weights, the one-sided sum or the smaller operand)."""
     inputs = chunk.inputs
-    if not isinstance(mod, Tensor) and mod is not None:  # a number
-        post, pre, mod = (post * mod if post is not None else None), (
-            pre if post is not None else pre * mod
-        ), None
+    number = 1.0
+    if mod is not None and not isinstance(mod, Tensor):
+        number, mod = mod, None
     if kernel in ("post-events", "pre-events"):
         on_post = kernel == "post-events"
         s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
         spikes = inputs["post" if on_post else "pre"]
-        weights = _event_weights(s_expr, own, spikes, mod, kernels.index(spikes))
+        index = kernels.index(spikes)
+        weights = _event_weights(s_expr, own, spikes, mod, index)
+        if number != 1.0:
+            weights = (torch.full(index[0].shape, number, dtype=spikes.dtype, device=spikes.device)
+                       if weights is None else weights.mul_(number))  # fmt: skip
         value = kernels.events(spikes, weights, other)
         return value if on_post else value.t()
     if post is None and pre is None:
@@ -160,10 +172,11 @@ def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels
         if mod is not None and x is None:
             x = mod
         x = x.expand_as(inputs["post" if pre is None else "pre"])
+        side = "post" if pre is None else "pre"
         if p.per_sample:
-            return torch.stack([kernels.one_sided(x[:, b : b + 1], "post" if pre is None else "pre")
+            return torch.stack([kernels.one_sided(x[:, b : b + 1], side, alpha=number)
                                 for b in range(x.shape[1])])  # fmt: skip
-        return kernels.one_sided(x, "post" if pre is None else "pre")
+        return kernels.one_sided(x, side, alpha=number)
     if mod is not None:  # the row factor goes to the smaller operand
         if post.numel() <= pre.numel():
             post = _with_mod(post, mod)
@@ -171,11 +184,19 @@ def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels
             pre = _with_mod(pre, mod)
     post = post.expand_as(inputs["post"]) if post.shape != inputs["post"].shape else post
     pre = pre.expand_as(inputs["pre"]) if pre.shape != inputs["pre"].shape else pre
+    after = number != 1.0 and min(post.numel(), pre.numel()) > kernels.weight.numel()
+    if number != 1.0 and not after:  # into the smaller operand
+        if post.numel() <= pre.numel():
+            post = post * number
+        else:
+            pre = pre * number
     if p.per_sample:
-        return torch.stack(
+        value = torch.stack(
             [kernels.correlate(post[:, b], pre[:, b]) for b in range(post.shape[1])]
         )
-    return kernels.correlate(post, pre)
+    else:
+        value = kernels.correlate(post, pre)
+    return value.mul_(number) if after else value
 
 
 def _event_weights(s_expr: Signal, own: Tensor, spikes: Tensor, mod, index) -> Tensor | None:
@@ -201,6 +222,9 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     trace = f.args[0] if strict else f
     d = plan.decay_of(trace.args[1])
     spikes = chunk.inputs[side]
+    number = 1.0  # a number into the table where that is cheaper than into the result
+    if mod is not None and not isinstance(mod, Tensor) and other.numel() > kernels.weight.numel():
+        number, mod = mod, None
     q = other if mod is None else other * _align(mod, other)
     padded = scan_future_padded(q, d)  # F[t] = Σ_{t' >= t} d^(t'-t) q(t'), F[T] = 0
     future = padded[1:] if strict else padded[:-1]  # strictly later: d F[t + 1]
@@ -218,13 +242,13 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
         seen = torch.tensordot(decay_powers(d, chunk.steps, q), q, dims=1)  # [B, *other]
         pair = (x0[None], seen[None]) if side == "post" else (seen[None], x0[None])
         kernels.correlate_into(value, *pair)
-    return value
+    return value.mul_(number) if number != 1.0 else value
 
 
 class Sink:
-    """Where the engine's results of one chunk go: ``pos``/``neg`` (scaled by the batch
-    reduction) into one append of the accumulator per component, other targets summed
-    into the rule's window buffers."""
+    """Where the engine's results of one chunk go: ``pos``/``neg`` into one append of the
+    accumulator per component, other targets summed into the rule's window buffers
+    (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``)."""
 
     def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor]) -> None:
         self.acc, self.scale, self.extras = acc, scale, extras
@@ -240,7 +264,6 @@ class Sink:
             else:
                 self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
             return
-        alpha *= self.scale
         if not self.merge:  # a reduction that cannot add into an append: sum here first
             held = self.local.get(target)
             if held is None:

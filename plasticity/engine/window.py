@@ -66,6 +66,6 @@ def run_window(
             kernels = Kernels(w, geometry, compute)
             share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
             state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
-                                share, record, remembered)  # fmt: skip
+                                share, record, remembered, scale=receiver.scale)  # fmt: skip
         receiver.close()
     return state

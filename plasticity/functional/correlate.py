@@ -239,12 +239,14 @@ class Kernels:
             return out.addmm_(post.reshape(-1, post.shape[-1]).t(), pre.reshape(-1, pre.shape[-1]))
         return out.add_(self.correlate(post, pre))
 
-    def one_sided(self, x: Tensor, side: str) -> Tensor:
-        """``Σ`` over rows (and conv positions) of one side, broadcast to the weight."""
+    def one_sided(self, x: Tensor, side: str, *, alpha: float = 1.0) -> Tensor:
+        """``alpha · Σ`` over rows (and conv positions) of one side, broadcast to the weight."""
         shape = self.weight.shape
         channels = x.reshape(-1, *x.shape[2:]).sum(0)  # [C, *spatial] or [N]
         if self.conv is not None:
             channels = channels.reshape(channels.shape[0], -1).sum(1)
+        if alpha != 1.0:
+            channels = channels.mul_(alpha)
         if side == "post":
             return channels.view(-1, *([1] * (len(shape) - 1))).expand(shape)
         if self.conv is None:

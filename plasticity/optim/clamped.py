@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 from torch.optim import SGD
 
+from .._grad import no_grad
 from .transforming import InnerOptLike, ParamTransformingOptimizer, _check_real
 
 __all__ = [
@@ -108,7 +109,7 @@ class ClampedParameterOptimizer(_ClampedOptim):
     def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
         param.clamp_(min=optim_group["clamp_min"], max=optim_group["clamp_max"])
 
-    @torch.no_grad()
+    @no_grad
     def project(self) -> None:
         if type(self)._post_step_transform_ is not ClampedParameterOptimizer._post_step_transform_:
             return super().project()
@@ -118,7 +119,7 @@ class ClampedParameterOptimizer(_ClampedOptim):
                 p.clamp_(min=lo, max=hi)
 
 
-@torch.no_grad()
+@no_grad
 def normalize_(
     weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, eps: float = 0.0
 ) -> Tensor:

@@ -12,6 +12,8 @@ import torch
 from torch import Tensor
 from torch.optim import SGD, Optimizer
 
+from .._grad import no_grad
+
 __all__ = ["ParamTransformingOptimizer"]
 
 InnerOptLike = type[Optimizer] | functools.partial | Optimizer
@@ -286,7 +288,7 @@ class ParamTransformingOptimizer(Optimizer):
             self._validate_group(group)
             seen[id(group)] = settings
 
-    @torch.no_grad()
+    @no_grad
     def _apply_pre_step_transform_(self) -> None:
         transforms = (
             type(self)._pre_step_transform_ is not ParamTransformingOptimizer._pre_step_transform_
@@ -314,7 +316,7 @@ class ParamTransformingOptimizer(Optimizer):
                 if group["grad_bias"] != 0.0:
                     p.grad.add_(group["grad_bias"])
 
-    @torch.no_grad()
+    @no_grad
     def project(self) -> None:
         """Applies ``_post_step_transform_`` to every parameter, with or without a gradient.
 
@@ -343,7 +345,7 @@ class ParamTransformingOptimizer(Optimizer):
     # itself, and only where there are some (torch's wrapper costs more than a small step)
     step.hooked = True  # type: ignore[attr-defined]
 
-    @torch.no_grad()
+    @no_grad
     def _step(self, closure: Callable[[], Any] | None = None) -> Any:
         self._validate_all()  # before anything changes: settings may have been edited
         if closure is not None:
