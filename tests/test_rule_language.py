@@ -103,6 +103,44 @@ def test_a_difference_of_exponentials_window_equals_its_pair_sum(kernel_option):
 
 
 @pytest.mark.parametrize("kernel_option", KERNELS)
+@pytest.mark.parametrize("chunk", [3, 64])
+def test_terms_sharing_a_factor_merge_and_equal_the_per_step_loop(kernel_option, chunk):
+    """Triplet-like terms: each component's two terms share one side's factor and run as
+    one product (pos and neg never merge with each other: they are bounded apart); the
+    result equals a per-step loop over explicit traces."""
+    fc, lif, x = _live(4)
+    a, b, c, e = 0.3, 0.2, 0.25, 0.1
+    rule = pl.Rule(fc, lif,
+                   pos=a * post.spike * pre.trace(3.0)
+                   + b * post.spike * post.trace(5.0).before * pre.trace(3.0),
+                   neg=c * post.trace(4.0).before * pre.spike
+                   + e * post.trace(4.0).before * pre.spike * pre.trace(6.0).before,
+                   kernel=kernel_option, chunk_size=chunk)  # fmt: skip
+    assert len(rule.plan.products) == 2
+    assert [p.coef for p in rule.plan.products] == [1.0, -1.0]
+    spikes, _ = _run_hooks(fc, lif, x)
+    d = {tau: math.exp(-1.0 / tau) for tau in (3.0, 4.0, 5.0, 6.0)}
+    T, B, n_in = x.shape
+    r1, r2 = torch.zeros(B, n_in, dtype=torch.float64), torch.zeros(B, n_in, dtype=torch.float64)
+    o1, o2 = torch.zeros(B, 4, dtype=torch.float64), torch.zeros(B, 4, dtype=torch.float64)
+    want_pos, want_neg = torch.zeros(4, n_in, dtype=torch.float64), torch.zeros(4, n_in, dtype=torch.float64)
+    for t in range(T):
+        y, s = spikes[t], x[t]
+        r1 = d[3.0] * r1 + s  # pre.trace(3) after this step's spikes
+        o1_before, o2_before, r2_before = d[4.0] * o1, d[5.0] * o2, d[6.0] * r2
+        for i in range(4):
+            for j in range(n_in):
+                for k in range(B):
+                    want_pos[i, j] += y[k, i] * (a + b * o2_before[k, i]) * r1[k, j]
+                    want_neg[i, j] += o1_before[k, i] * s[k, j] * (c + e * r2_before[k, j])
+        o1, o2, r2 = o1_before + y, o2_before + y, r2_before + s
+    pos, neg = _pos_neg(rule)
+    assert want_pos.sum() > 0 and want_neg.sum() > 0
+    torch.testing.assert_close(pos, want_pos / B, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(neg, want_neg / B, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kernel_option", KERNELS)
 def test_a_voltage_gated_term_reads_snntorchs_membrane_through_the_hooks(kernel_option):
     """``pos = A · relu(u - θ) · x_pre``, ``neg = B · relu(θ - u) · s_pre``: the potential
     of each step as the neuron returned it (the ``(spk, mem)`` tuple), against a loop."""
