@@ -8,6 +8,7 @@ modules (an snnTorch neuron's hooks, or ``observe``), in float64, on every kerne
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import snntorch as snn
@@ -285,3 +286,71 @@ def test_the_kernel_choice_is_inspectable_and_cached():
     assert set(rule.kernel_choice) == {p.label for p in rule.plan.products}
     keys = [k for k in pl.engine.CHOOSER.choices if k[0] == rule.plan.signature]
     assert keys and all(len(pl.engine.CHOOSER.choices[k]) == 2 for k in keys)
+
+
+TEXTS = [
+    "0.5 * post.spike * pre.trace(3) - 0.4 * post.trace(4).before * pre.spike",
+    "a * post.spike * (pre.trace(tau) - 2 * pre.trace(2))",
+    "relu(post.voltage - 0.3) * post.voltage.lowpass(5, init=0).previous * pre.spike",
+    "modulator * eligibility(post.spike * pre.trace(20, nearest=True) - post.trace(20).before * pre.spike, 25)",
+    "-0.001 * weight * post.spike ** 2 + post.trace(10).delayed(2) * pre.spike / 4 + post.rate(5) * pre.spike",
+    "post.spike.batch_mean().lowpass(100, init=0) * pre.trace(5).before",
+]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_the_text_form_gives_the_objects_of_the_python_expression(text):
+    from plasticity.language import eligibility as elig_fn
+    from plasticity.language import parse
+
+    names = {"pre": pre, "post": post, "modulator": modulator, "weight": weight, "relu": relu,
+             "eligibility": elig_fn, "a": 0.7, "tau": 8.0}  # fmt: skip
+    want = eval(text, {"__builtins__": {}}, names)  # the Python expression itself
+    got = parse(text, a=0.7, tau=8.0)
+    assert type(got) is type(want) and repr(got) == repr(want)
+    assert repr(parse(repr(got))) == repr(got)  # what is printed reads back
+
+
+def test_a_rule_from_text_learns_what_the_built_in_learns():
+    from plasticity.language import parse
+
+    fc, lif, x = _live(5)
+    spikes, _ = _run_hooks(fc, lif, x)
+    builtin = pl.TripletSTDP.from_preset(nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.8),
+                                         "visual_cortex_all_to_all_full")  # fmt: skip
+    decl = builtin.declaration()
+    rule = pl.Rule(nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.8),
+                   pos=parse(repr(decl["pos"])), neg=parse(repr(decl["neg"])))  # fmt: skip
+    for r in (builtin, rule):
+        r.observe(x, spikes)
+    for got, ref in zip(_pos_neg(rule), _pos_neg(builtin), strict=True):
+        assert ref.sum() > 0
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("text, words", [
+    ("post.spike * os.system('ls')", "unknown name 'os'"),
+    ("post.spike.__class__", "the attribute .__class__"),
+    ("post.spike * pre.trace(3, decay=2)", "the keyword decay="),
+    ("post.spike * 'a'", "the constant 'a'"),
+    ("post.spike if 1 else pre.spike", "IfExp"),
+    ("post.spike *", "is not an expression"),
+    ("relu(post.voltage - pre.trace(10))", "does not factor into a post-side signal times"),
+    ("post.spike(3)", "called"),
+])  # fmt: skip
+def test_text_outside_the_language_is_a_value_error_naming_the_part(text, words):
+    from plasticity.language import parse
+
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse(text)
+
+
+def test_text_names_are_numbers_and_not_the_languages_own():
+    from plasticity.language import parse
+
+    with pytest.raises(TypeError, match="`a` must be a real number"):
+        parse("a * post.spike * pre.spike", a="0.1")
+    with pytest.raises(ValueError, match="`post` is a name of the language"):
+        parse("post.spike * pre.spike", post=1.0)
+    with pytest.raises(TypeError, match="`text` must be a string"):
+        parse(0.1 * post.spike * pre.spike)

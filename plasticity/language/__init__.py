@@ -67,6 +67,7 @@ __all__ = [
     "relu",
     "eligibility",
     "as_terms",
+    "parse",
 ]
 
 SIDES = ("pre", "post")
@@ -487,3 +488,5 @@ modulator = Signal("mod", "mod")
 weight = _Weight()
 
 Declaration = Signal | Term | ETerm | Terms | Eligibility | None
+
+from .parse import parse  # noqa: E402  (the text form reads the objects above)
