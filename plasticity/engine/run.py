@@ -36,12 +36,14 @@ def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[floa
         return [(1.0 if x >= 0 else -1.0, abs(x))] if x != 0 else []
     if nonnegative:
         return [(1.0, x)]
-    parts = []
-    for sign in (1.0, -1.0):
-        part = (x if sign > 0 else -x).clamp_min(0)
-        if bool(part.any()):
-            parts.append((sign, part))
-    return parts
+    if x.numel() == 0:
+        return []
+    lo, hi = (float(v) for v in torch.aminmax(x))  # one pass, one read-back
+    if lo >= 0:  # e.g. a difference of traces that stays positive: no copy
+        return [(1.0, x)] if hi > 0 else []
+    if hi <= 0:
+        return [(-1.0, -x)]
+    return [(1.0, x.clamp_min(0)), (-1.0, x.neg().clamp_min_(0))]
 
 
 def run_plan(
