@@ -300,7 +300,7 @@ class HookPairing:
             else output_spikes(output, f"neuron ({type(module).__name__})")
         )
         pending = self._pending
-        self._neuron_calls += 1
+        self.__dict__["_neuron_calls"] += 1  # a plain attribute, set without __setattr__
         # fast path: the one staged step of this neuron call, shaped like the paired ones
         if (
             len(pending) == 1
