@@ -108,13 +108,26 @@ def _peak_bytes(fn) -> int:
     return module.peak_memory(fn)["peak"]
 
 
+@pytest.mark.parametrize("candidate", range(4))
 @pytest.mark.parametrize("name", list(RULES))
-def test_hooks_path_stays_within_three_weights_and_one_and_a_half_step_buffers(name):
+def test_hooks_path_stays_within_three_weights_and_one_and_a_half_step_buffers(
+    name, candidate, monkeypatch
+):
     """Through the hooks, every built-in rule (fresh, its step buffers allocated within
     the window: buffers filled, three chunks, step()) peaks within 3 W + 1.5 S: the two
     running sums and one result (3 W), the step buffers (S), and the tables of a
     sub-chunk (at most S / 2, however many traces the rule reads, less the eligibility
-    trace of MSTDPET and dopamine STDP)."""
+    trace of MSTDPET and dopamine STDP). Whichever kernels the measurement picks: each
+    candidate of the plan is forced in turn."""
+    from plasticity.engine import chooser
+    from plasticity.engine.run import run_plan
+
+    def forced(self, option, plan, inputs, state, kernels, deliver, *args, scale=1.0):
+        found = plan.candidates(conv=kernels.conv is not None)
+        choice = found[min(candidate, len(found) - 1)]
+        return run_plan(plan, choice, inputs, state, kernels, deliver, scale=scale)
+
+    monkeypatch.setattr(chooser.KernelChooser, "run", forced)
     steps, batch, n_in, n_out, chunk = 120, 16, 2000, 100, 40
     g = torch.Generator().manual_seed(0)
     pre = (torch.rand(steps, batch, n_in, generator=g) < 0.05).float()

@@ -224,8 +224,8 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     trace = f.args[0] if strict else f
     d = plan.decay_of(trace.args[1])
     spikes = chunk.inputs[side]
-    number = 1.0  # a number into the table where that is cheaper than into the result
-    if mod is not None and not isinstance(mod, Tensor) and other.numel() > kernels.weight.numel():
+    number = 1.0  # a number scales the result in place (a scaled copy of Q: one more table)
+    if mod is not None and not isinstance(mod, Tensor):
         number, mod = mod, None
     q = other if mod is None else other * _align(mod, other)
     padded = scan_future_padded(q, d)  # F[t] = Σ_{t' >= t} d^(t'-t) q(t'), F[T] = 0
