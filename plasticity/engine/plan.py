@@ -73,12 +73,7 @@ class Plan:
         self.products = _merged(self.products)
         self.filters = _filters(self)
         self.direct = _direct(self)
-        reads: set[str] = set()
-        for p in self.products:
-            for s in (p.post, p.pre, p.mod):
-                reads |= set() if s is None else s.leaves()
-        for _, mod, _ in self.carries:
-            reads |= set() if mod is None else mod.leaves()
+        reads: set[str] = set().union(*(s.leaves() for s in _roots(self)))
         self.reads_voltage, self.reads_mod = "voltage" in reads, "mod" in reads
         self.signature = "; ".join(map(repr, self.products))
 
@@ -291,44 +286,34 @@ def _signals(s: Signal, kept: bool = True) -> set[Signal]:
     return out
 
 
+def _roots(plan: Plan) -> list[Signal]:
+    """The signals the plan's products and eligibility read-outs read directly."""
+    out = [s for p in plan.products for s in (p.post, p.pre, p.mod) if s is not None]
+    return out + [mod for _, mod, _ in plan.carries if mod is not None]
+
+
+def _walk(s: Signal, visit, direct: bool = True) -> None:
+    """Calls ``visit(signal, direct)`` on ``s`` and every signal it is computed from
+    (``direct``: read other than through ``.before``)."""
+    visit(s, direct)
+    for a in s.args:
+        if isinstance(a, Signal):
+            _walk(a, visit, s.kind != "before")
+
+
 def _direct(plan: Plan) -> set[str]:
     """The signals read other than through ``.before`` (the others need no table of
     their own: :meth:`~plasticity.engine.chunk.Chunk.value` scans their ``.before``)."""
     found: set[str] = set()
-
-    def walk(s: Signal | None, direct: bool = True) -> None:
-        if s is None:
-            return
-        if direct:
-            found.add(repr(s))
-        for a in s.args:
-            if isinstance(a, Signal):
-                walk(a, s.kind != "before")
-
-    for p in plan.products:
-        for s in (p.post, p.pre, p.mod):
-            walk(s)
-    for _, mod, _ in plan.carries:
-        walk(mod)
+    for root in _roots(plan):
+        _walk(root, lambda s, direct: found.add(repr(s)) if direct else None)
     return found
 
 
 def _filters(plan: Plan) -> dict[str, Signal]:
-    """Every stateful signal (trace, low-pass) the plan reads, by name."""
+    """Every stateful signal (trace, low-pass, delay) the plan reads, by name."""
     found: dict[str, Signal] = {}
-
-    def walk(s: Signal | None) -> None:
-        if s is None:
-            return
-        if s.kind in ("trace", "lowpass", "delay"):
-            found[repr(s)] = s
-        for a in s.args:
-            if isinstance(a, Signal):
-                walk(a)
-
-    for p in plan.products:
-        for s in (p.post, p.pre, p.mod):
-            walk(s)
-    for _, mod, _ in plan.carries:
-        walk(mod)
+    for root in _roots(plan):
+        _walk(root, lambda s, _: found.setdefault(repr(s), s)
+              if s.kind in ("trace", "lowpass", "delay") else None)  # fmt: skip
     return found

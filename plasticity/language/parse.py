@@ -60,7 +60,8 @@ def parse(text: str, **values: float) -> Any:
     for key, value in values.items():
         if key in names:
             raise ValueError(f"`{key}` is a name of the language; give the number another name")
-        names[key] = _number(value, f"`{key}`")
+        _number(value, f"`{key}`")  # checked; kept as given (an int stays one)
+        names[key] = value
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
@@ -80,16 +81,13 @@ class _Reader:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise self.fail(f"the constant {node.value!r}")
-            return float(node.value)
+            return node.value  # an int stays one, as in Python (`x ** 2`, `.delayed(2)`)
         if isinstance(node, ast.Name):
             if node.id not in self.names:
                 raise self.fail(f"unknown name {node.id!r}")
             return self.names[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            left, right = self.read(node.left), self.read(node.right)
-            if isinstance(node.op, ast.Pow):  # powers are ints (`x ** 2`)
-                right = int(right) if isinstance(right, float) and right.is_integer() else right
-            return _BINARY[type(node.op)](left, right)
+            return _BINARY[type(node.op)](self.read(node.left), self.read(node.right))
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](self.read(node.operand))
         if isinstance(node, ast.Attribute):
@@ -109,7 +107,5 @@ class _Reader:
                 v = k.value
                 constant = isinstance(v, ast.Constant) and (v.value is None or isinstance(v.value, bool))
                 kwargs[k.arg] = v.value if constant else self.read(v)  # type: ignore[union-attr]
-            if isinstance(node.func, ast.Attribute) and node.func.attr == "delayed":  # int steps
-                args = [int(a) if isinstance(a, float) and a.is_integer() else a for a in args]
             return function(*args, **kwargs)
         raise self.fail(f"{ast.unparse(node)!r} ({type(node).__name__})")
