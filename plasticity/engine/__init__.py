@@ -16,6 +16,9 @@ several products. Which of these runs is chosen by :class:`KernelChooser`, timin
 candidates on the first chunks of a shape; the numbers are the same
 whichever runs, to floating-point rounding.
 
+A window of one step (online learning) skips all of that (:mod:`plasticity.engine.step`):
+each signal is one op on the step's rows, each product one outer product over the batch.
+
 Signed factors are split exactly: a product of parts of known sign goes to ``pos`` or
 ``neg`` by the sign of the parts (a factor :math:`x = x^+ - x^-`).
 """
@@ -24,7 +27,8 @@ from .chooser import CHOOSER, KernelChooser
 from .chunk import Chunk
 from .plan import Plan, Product, compile_rule
 from .run import Sink, run_plan, signed_parts
+from .step import run_step
 from .window import run_window
 
 __all__ = ["Plan", "Product", "Chunk", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
-           "signed_parts", "Sink", "run_window"]  # fmt: skip
+           "signed_parts", "Sink", "run_window", "run_step"]  # fmt: skip

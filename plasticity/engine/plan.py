@@ -54,6 +54,7 @@ class Plan:
 
     def __init__(self, targets: dict[str, Any], *, dt: float, decay: str, binary: bool) -> None:
         self.dt, self.decay, self.binary = dt, decay, binary
+        self._decays: dict[float, float] = {}
         self.products: list[Product] = []
         self.carries: list[tuple[float, Signal | None, Any]] = []  # (coef, mod, eligibility)
         self.eligibilities: dict[str, Any] = {}
@@ -104,7 +105,10 @@ class Plan:
             )
 
     def decay_of(self, tau: float) -> float:
-        return decay_factor(self.dt, tau, self.decay)
+        d = self._decays.get(tau)
+        if d is None:
+            d = self._decays[tau] = decay_factor(self.dt, tau, self.decay)
+        return d
 
     def _reads(self, choice: tuple[str, ...]) -> list[set[Signal]]:
         """The signals each product computes from (with the kernels of ``choice``)."""

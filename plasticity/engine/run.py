@@ -131,9 +131,9 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
                                        kernel.endswith("gemm"), kernels)  # fmt: skip
                 else:
                     value = _one(p, kernel, a, b, m, chunk, kernels)
-                if p.weight:  # the weight's sign splits the piece elementwise
+                if p.weight:  # the weight's sign splits a magnitude's piece elementwise
                     w = kernels.weight.detach()
-                    if kernels.weight_nonnegative():  # the usual case: one part
+                    if signed or kernels.weight_nonnegative():  # signed: no split needed
                         yield sign, w * value
                     else:
                         yield sign, w.clamp_min(0).mul_(value)

@@ -12,6 +12,7 @@ from ..functional.correlate import Kernels
 from .chooser import CHOOSER
 from .plan import Plan
 from .run import Sink
+from .step import run_step, steppable
 
 __all__ = ["run_window"]
 
@@ -42,7 +43,8 @@ def run_window(
     once, :meth:`Plan.table_width`) fit in ``tables`` times the chunk's step buffers,
     less the weight-sized eligibility traces: a window's peak stays within 3 W + 1.5 S.
     ``sink()`` makes the receiver of one chunk's results; ``kernel``, ``record`` and
-    ``remembered`` go to :meth:`~plasticity.engine.chooser.KernelChooser.run`.
+    ``remembered`` go to :meth:`~plasticity.engine.chooser.KernelChooser.run`. A window
+    of one step takes the fast path of :func:`~plasticity.engine.step.run_step`.
     """
     w = weight
     state = {} if state is None else {
@@ -51,6 +53,14 @@ def run_window(
     pre, post = rows["pre"], rows["post"]
     assert pre is not None and post is not None
     n = pre.shape[0]
+    if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
+        receiver = sink()
+        state = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, state,
+                         Kernels(w, geometry, compute), receiver.deliver, scale=receiver.scale)  # fmt: skip
+        receiver.close()
+        record.clear()
+        record.update((p.label, "one-step") for p in plan.products)
+        return state
     n_pre, n_post = pre.numel() // n, post.numel() // n
     per_step = n_pre + n_post
     width = plan.table_width(n_pre, n_post)

@@ -21,6 +21,7 @@ from .._grad import no_grad
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
+from ..engine.step import steppable
 from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import ConvSynapse, HookPairing, synapse_adapter
@@ -32,6 +33,7 @@ from .checks import (
     SPIKE_POLICIES,
     _choice,
     _spike_counts,
+    _steps_valid,
     check_amplitude,
     check_positive,
     spike_count,
@@ -320,6 +322,10 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         n = pre.shape[0]
         binary = self.spikes == "binary"
         bounds, counts, bad = [], [], None
+        one = [(pre, binary, _PRE), (post, binary, _POST)] + (
+            [] if volt is None else [(volt, False, "the membrane potential")])  # fmt: skip
+        if n == 1 and steppable(self.plan) and _steps_valid(one):  # online: no counts needed
+            bounds, counts, n = [(0, 1)], [[0, 0]], 0
         for a in range(0, n, chunk):
             b = min(n, a + chunk)
             whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
@@ -358,7 +364,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
                 f"from 0 since the last step()); the {step} steps before it were learned from, "
                 "that step and the unprocessed steps after it were discarded"
             )
-        self._window_steps += n
+        self._window_steps += pre.shape[0]
 
     @no_grad
     def step(self) -> Tensor | None:

@@ -68,6 +68,24 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
     return _spike_counts([(spikes, binary, what)])[0]
 
 
+def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
+    """Whether every ``(values, binary, what)`` block passes (binary ones hold only 0
+    and 1, the others are finite), the binary ones checked together as in
+    :func:`_spike_counts`, with one read-back: a one-step window's check, which needs no
+    counts (:func:`_spike_counts` then names what fails)."""
+    binary = [x.reshape(-1) for x, b, _ in blocks if b]
+    numbers = [x.sum() for x, b, _ in blocks if not b]
+    if binary:
+        flat = torch.cat(binary) if len(binary) > 1 else binary[0]
+        numbers += [*torch.aminmax(flat), flat.sum(), torch.dot(flat, flat)]
+    values = torch.stack(numbers).tolist()
+    if binary:
+        *values, lo, hi, total, squares = values
+        if not (lo >= 0 and hi <= 1 and total == squares):  # (False at NaN or infinity)
+            return False
+    return all(math.isfinite(v) for v in values)
+
+
 def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
                   count: bool = True) -> list[tuple[int, int | None]]:  # fmt: skip
     """:func:`spike_count` of several ``(spikes, binary, what)`` blocks with one read-back
