@@ -66,7 +66,10 @@ SECTIONS = {
     "online": (
         "Online learning (`benchmarks/online.py`)",
         "A weight update after every time step: `pl.STDP` through its hooks, `rule.step()`, "
-        "`opt.step()` every step, against the same update written by hand in plain torch.",
+        "`opt.step()` every step (`ClampedParameterOptimizer` with SGD, one-step windows take "
+        "the engine's fast path), against the same update written by hand in plain torch, "
+        "applied with `add_` and `clamp_` or through `torch.optim.SGD` (what torch's optimizer "
+        "alone costs per step).",
     ),
     "engine_targets": (
         "The rule engine (`benchmarks/engine_targets.py`)",

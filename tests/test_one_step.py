@@ -73,7 +73,7 @@ MODULATED = {"MSTDP", "MSTDPET", "DopamineSTDP", "third factor, signed sides"}
 def _online(name: str, x, y, v, r, fast: bool, monkeypatch) -> tuple[list, list]:
     """Δw of every one-step window, and the kernel each product ran with."""
     g = torch.Generator().manual_seed(5)
-    fc = nn.Linear(x.shape[2], y.shape[2], bias=False).double()
+    fc = nn.Linear(x.shape[2], y.shape[2], bias=False).double().to(x.device)
     with torch.no_grad():  # signed weights: the weight factor splits by sign
         fc.weight.copy_(torch.rand(fc.weight.shape, generator=g, dtype=torch.float64) - 0.3)
     rule = RULES[name](fc, snn.Leaky(beta=0.5))
@@ -90,13 +90,13 @@ def _online(name: str, x, y, v, r, fast: bool, monkeypatch) -> tuple[list, list]
 
 
 @pytest.mark.parametrize("name", list(RULES))
-def test_one_step_windows_equal_the_chunk_engine_on_one_step(name, monkeypatch):
+def test_one_step_windows_equal_the_chunk_engine_on_one_step(name, device, monkeypatch):
     g = torch.Generator().manual_seed(2)
     steps, batch, n_in, n_out = 12, 3, 5, 4
-    x = (torch.rand(steps, batch, n_in, generator=g) < 0.4).double()
-    y = (torch.rand(steps, batch, n_out, generator=g) < 0.4).double()
-    v = torch.randn(steps, batch, n_out, generator=g, dtype=torch.float64)
-    r = torch.randn(steps, generator=g, dtype=torch.float64)
+    x = (torch.rand(steps, batch, n_in, generator=g) < 0.4).double().to(device)
+    y = (torch.rand(steps, batch, n_out, generator=g) < 0.4).double().to(device)
+    v = torch.randn(steps, batch, n_out, generator=g, dtype=torch.float64).to(device)
+    r = torch.randn(steps, generator=g, dtype=torch.float64).to(device)
     fast, fast_kernels = _online(name, x, y, v, r, True, monkeypatch)
     slow, slow_kernels = _online(name, x, y, v, r, False, monkeypatch)
     assert "one-step" not in slow_kernels
@@ -105,6 +105,7 @@ def test_one_step_windows_equal_the_chunk_engine_on_one_step(name, monkeypatch):
     for t, (a, b) in enumerate(zip(fast, slow, strict=True)):
         assert (a is None) == (b is None), t
         if a is not None:
+            assert a.device == x.device and a.dtype == torch.float64
             torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, msg=f"{name}, window {t}")
 
 
