@@ -273,6 +273,12 @@ def test_clopath_reads_the_voltage_only_with_a_potential_to_read():
     assert rule._pre.n == rule._post.n == 0 and rule._volt.n == 0
     with pytest.raises(ValueError, match="voltage="):
         rule.observe(torch.ones(3, 1, 2), torch.ones(3, 1, 1))
+    for voltage in (torch.ones(3, 1, 2), torch.ones(2, 1, 1), torch.ones(3, 1)):
+        with pytest.raises(ValueError, match=r"`voltage` has shape .* of `post` \(3, 1, 1\)"):
+            rule.observe(torch.ones(3, 1, 2), torch.ones(3, 1, 1), voltage=voltage)
+    with pytest.raises(TypeError, match="`voltage` must be a torch.Tensor"):
+        rule.observe(torch.ones(3, 1, 2), torch.ones(3, 1, 1), voltage=[0.0, 0.0, 0.0])
+    assert rule._pre.n == rule._post.n == 0 and rule._volt.n == 0
     with pytest.raises(ValueError, match="delay"):
         pl.Clopath(fc, nn.Identity(), a_ltd=1.0, a_ltp=1.0, theta_minus=-70.0, theta_plus=-45.0,
                    tau_minus=10.0, tau_plus=7.0, tau_x=15.0, delay=0.2)  # fmt: skip
@@ -321,11 +327,15 @@ def test_a_rule_from_text_learns_what_the_built_in_learns():
     decl = builtin.declaration()
     rule = pl.Rule(nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.8),
                    pos=parse(repr(decl["pos"])), neg=parse(repr(decl["neg"])))  # fmt: skip
-    for r in (builtin, rule):
+    text = pl.Rule(nn.Linear(6, 4, bias=False).double(), snn.Leaky(beta=0.8),
+                   pos=repr(decl["pos"]), neg=repr(decl["neg"]))  # strings: parsed  # fmt: skip
+    assert repr(text.declaration()) == repr(rule.declaration())
+    for r in (builtin, rule, text):
         r.observe(x, spikes)
-    for got, ref in zip(_pos_neg(rule), _pos_neg(builtin), strict=True):
-        assert ref.sum() > 0
-        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-15)
+    for r in (rule, text):
+        for got, ref in zip(_pos_neg(r), _pos_neg(builtin), strict=True):
+            assert ref.sum() > 0
+            torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("text, words", [

@@ -337,7 +337,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
             firsts = [s[1] for s in seen if s[1] is not None]
             if firsts:
                 first = min(firsts)
-                what = [_PRE, _POST, "the neuron's membrane potential"][
+                what = [_PRE, _POST, "the neuron's membrane potential values"][
                     [s[1] for s in seen].index(first)
                 ]
                 bad = (a + first, what)

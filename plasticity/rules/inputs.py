@@ -97,6 +97,13 @@ class RuleInputs:
         if self._volt is not None:
             if voltage is None:
                 raise ValueError("this rule reads post.voltage: pass voltage= ([T, B, *out])")
+            if not isinstance(voltage, Tensor):
+                raise TypeError(f"`voltage` must be a torch.Tensor, got {type(voltage).__name__}")
+            if voltage.shape != post.shape:
+                raise ValueError(
+                    f"`voltage` has shape {tuple(voltage.shape)}; pass the membrane potential "
+                    f"at each step, of the shape of `post` {tuple(post.shape)}"
+                )
             v_block = self._adapter.post_steps(voltage, None)
             if v_block.shape != post_block.shape:
                 raise ValueError(

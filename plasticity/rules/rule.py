@@ -18,11 +18,13 @@ class Rule(PlasticityRule):
 
     ``pos`` and ``neg`` are sums of terms (either may be ``None``); ``Δw = f₊(w)·pos −
     f₋(w)·neg`` with the accumulator's bounds. A term whose value can be negative is split
-    exactly into both components by the signs of its factors.
+    exactly into both components by the signs of its factors. A string is read by
+    :func:`plasticity.language.parse` (numbers written out; for named values call
+    ``parse`` with them).
 
     Args:
         synapse, neuron: as for :class:`~plasticity.STDP`.
-        pos, neg: the potentiation and depression terms.
+        pos, neg: the potentiation and depression terms (or their text).
         **options: ``dt``, ``batch_reduction``, ``decay``, ``chunk_size``, ``kernel``,
             ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
             :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
@@ -43,6 +45,12 @@ class Rule(PlasticityRule):
         >>> stdp.observe(x, s)
         >>> round(float(stdp.step()[0, 0]), 6)               # 0.1 * exp(-1/5)
         0.081873
+
+        The same rule as text, as Brian2 and Lava users write it:
+
+        >>> pl.Rule(fc, lif, pos="0.1 * post.spike * pre.trace(5)",
+        ...         neg="0.1 * post.trace(5).before * pre.spike").declaration()["neg"]
+        0.1 * post.trace(5).before * pre.spike
     """
 
     def __init__(self, synapse: nn.Module, neuron: nn.Module, *, pos: Any = None,
@@ -55,6 +63,9 @@ class Rule(PlasticityRule):
                     f"pl.Rule takes no `{name}`: write the trace forms in the terms "
                     "(pre.trace(tau, nearest=True), post.trace(tau).before)"
                 )
+        from ..language import parse
+
+        pos, neg = (parse(x) if isinstance(x, str) else x for x in (pos, neg))
         super().__init__(synapse, neuron, **options)
         self._pos, self._neg = pos, neg
         plan = self.plan  # errors of the declaration now, before any hook is attached
