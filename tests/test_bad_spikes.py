@@ -89,3 +89,21 @@ def test_non_binary_values_still_discard_the_whole_call():
     with pytest.raises(ValueError, match="spikes='graded'"):
         rule.observe(pre, post)
     assert rule.accumulator.counts == (0, 0) and rule._state is None
+
+
+@pytest.mark.parametrize("value", [1e-6, 1e-30, 0.5, 0.9])
+@pytest.mark.parametrize("steps", [1, 40])
+def test_a_tiny_or_fractional_spike_is_not_taken_for_binary(value, steps):
+    """A value such as 1e-6 among many spikes: a sum of squares does not tell it from 0,
+    and an event-driven kernel would count it as a whole spike (Δw then depends on the
+    kernel). It is refused like any non-binary value, also in a one-step window."""
+    g = torch.Generator().manual_seed(3)
+    pre = (torch.rand(steps, 4, 200, generator=g) < 0.3).float()
+    post = (torch.rand(steps, 4, 3, generator=g) < 0.3).float()
+    pre[steps // 2, 1, 7] = value
+    for kernel in ("dense", "sparse"):
+        rule = pl.STDP(nn.Linear(200, 3, bias=False), snn.Leaky(beta=0.5), **PAIR, kernel=kernel)
+        with pytest.raises(ValueError, match="not binary"):
+            rule.observe(pre, post)
+            rule.flush()  # a short sequence waits in the step buffers until then
+        assert rule.accumulator.counts == (0, 0) and rule._state is None

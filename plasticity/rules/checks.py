@@ -54,9 +54,13 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
     """``(non-zeros, first step with NaN/inf or None)`` of ``[T, ...]`` spikes; with
     ``binary``, values other than 0 and 1 (before a non-finite step) are a ``ValueError``.
 
-    Binary check: with every value in [0, 1] (``aminmax``), the sum equals the sum of
-    squares exactly when every value is 0 or 1, since the sum of s(1 - s) is zero only
-    then; the sum is then the spike count. (Float32 sums of 0/1 are exact below 2**24.)
+    Binary check: with every value in [0, 1] (``aminmax``), the sum equals the number of
+    non-zeros exactly when every non-zero is 1 (each falls short of 1 by ``1 - s``); a
+    tiny value such as 1e-6, which a sum of squares would not tell from 0, falls short by
+    almost 1. The sum is then the spike count. (Float32 sums of 0/1 are exact below
+    2**24; from 2**20 non-zeros on the sum is taken again, of float32 sums of 2**20
+    values, in float64. A value within the sum's rounding of 1, e.g. 0.99 among 300,000
+    spikes, can still pass as 1.)
 
     Example:
         >>> import torch
@@ -64,8 +68,39 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
         (3, None)
         >>> spike_count(torch.tensor([[1.0, 0.0], [float("nan"), 1.0]]), binary=True)
         (1, 1)
+        >>> spike_count(torch.tensor([[1.0, 1e-6]]), binary=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: spikes are not binary (values other than 0 and 1); pass spikes='graded' to use graded values as spike amplitudes
     """
     return _spike_counts([(spikes, binary, what)])[0]
+
+
+# the integer of each float's size: non-zeros are counted on the bits (~3x faster)
+_BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _binary_numbers(flat: Tensor) -> list[Tensor]:
+    """``[min, max, sum, non-zeros]`` of a flat tensor, for :func:`_binary` (half
+    precision is counted in float32: its sums are exact only up to 2048)."""
+    if flat.dtype in (torch.float16, torch.bfloat16):
+        flat = flat.float()
+    bits = _BITS.get(flat.dtype)
+    nonzeros = torch.count_nonzero(flat if bits is None else flat.view(bits))
+    return [*torch.aminmax(flat), flat.sum(), nonzeros.to(flat.dtype)]
+
+
+def _binary(flat: Tensor, lo: float, hi: float, total: float, nonzeros: float) -> bool:
+    """Whether ``flat``, with these :func:`_binary_numbers`, holds only 0 and 1: every
+    value in [0, 1] and the sum equal to the count (False at NaN or infinity)."""
+    if not (lo >= 0 and hi <= 1):
+        return False
+    if total != nonzeros:  # the bits count a -0.0 too: count the values
+        nonzeros = float(torch.count_nonzero(flat))
+    if nonzeros >= 2**20 and flat.dtype != torch.float64:  # float32 rounding hides 1 - s:
+        parts = [flat[i:i + 2**20].sum() for i in range(0, flat.numel(), 2**20)]
+        total = float(torch.stack(parts).double().sum())  # sums of < 2**20 values, in float64
+    return total == nonzeros
 
 
 def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
@@ -77,11 +112,11 @@ def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
     numbers = [x.sum() for x, b, _ in blocks if not b]
     if binary:
         flat = torch.cat(binary) if len(binary) > 1 else binary[0]
-        numbers += [*torch.aminmax(flat), flat.sum(), torch.dot(flat, flat)]
+        numbers += _binary_numbers(flat)
     values = torch.stack(numbers).tolist()
     if binary:
-        *values, lo, hi, total, squares = values
-        if not (lo >= 0 and hi <= 1 and total == squares):  # (False at NaN or infinity)
+        *values, lo, hi, total, nonzeros = values
+        if not _binary(flat, lo, hi, total, nonzeros):
             return False
     return all(math.isfinite(v) for v in values)
 
@@ -102,8 +137,7 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
             continue
         if flat.numel() >= 2**24 and flat.dtype != torch.float64:
             flat = flat.double()
-        lo, hi = torch.aminmax(flat)
-        numbers += [lo, hi, flat.sum(), torch.dot(flat, flat)]
+        numbers += _binary_numbers(flat)
     dtype = numbers[0].dtype
     values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in numbers]).tolist()
     out = []
@@ -114,9 +148,9 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
                 out.append((int(nnz), None))
                 continue
         else:
-            (lo, hi, total, squares), values = values[:4], values[4:]
-            if math.isfinite(total) and math.isfinite(squares):
-                if not (lo >= 0 and hi <= 1 and total == squares):
+            (lo, hi, total, nonzeros), values = values[:4], values[4:]
+            if math.isfinite(total):
+                if not _binary(spikes.reshape(-1), lo, hi, total, nonzeros):
                     raise ValueError(
                         f"{what} are not binary (values other than 0 and 1); pass "
                         "spikes='graded' to use graded values as spike amplitudes"
