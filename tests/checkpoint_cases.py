@@ -38,6 +38,8 @@ CASES = (
     "BCM",
     "SynapticScaling",
     "AdaptiveThreshold",
+    "Clopath",
+    "Rule",
 )
 REWARDED = ("MSTDP", "MSTDPET", "DopamineSTDP")
 
@@ -102,6 +104,16 @@ def make_module(case: str, net: Net) -> nn.Module:
         )
     elif case == "AdaptiveThreshold":
         return pl.AdaptiveThreshold(lif, theta_plus=0.15, tau_theta=20.0)
+    elif case == "Clopath":  # the membrane potential, its two low-pass filters, a delay
+        rule = pl.Clopath(fc, lif, a_ltd=0.01, a_ltp=0.02, theta_minus=0.1, theta_plus=0.4,
+                          tau_minus=6.0, tau_plus=4.0, tau_x=5.0, chunk_size=CHUNK)  # fmt: skip
+    elif case == "Rule":  # a user's rule: delays, a nearest trace, a filtered voltage
+        from plasticity import post, pre, relu
+
+        rule = pl.Rule(fc, lif, chunk_size=CHUNK,
+                       pos=0.02 * post.spike * pre.trace(5.0, nearest=True).delayed(2)
+                       + 0.01 * relu(post.voltage.lowpass(4.0) - 0.2) * pre.spike,
+                       neg=0.021 * post.trace(6.0).delayed(1) * pre.spike)  # fmt: skip
     else:
         raise ValueError(case)
     rule.accumulator.upperbound(pl.bounds.upper_multiplicative, 1.0)
