@@ -35,6 +35,9 @@ KERNELS = ("auto", "dense", "sparse")
 def spike_index(spikes: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """For ``[R, N]`` spikes: rows where each neuron fired, sorted by neuron, with offsets.
 
+    Every non-zero counts as a whole spike: pass binary spikes (the rules check theirs,
+    and run graded ones through GEMMs).
+
     Returns ``(rows, offsets, neurons)``: ``rows[offsets[n]:offsets[n+1]]`` are the rows of
     neuron ``n``; ``neurons`` gives the neuron of each entry.
 
