@@ -80,11 +80,17 @@ def spike_count(spikes: Tensor, *, binary: bool, what: str = "spikes") -> tuple[
 _BITS = {torch.float32: torch.int32, torch.float64: torch.int64}
 
 
+def _flat(spikes: Tensor) -> Tensor:
+    """Binary spikes, flat, in a dtype whose sums of 0/1 are exact: float64 from 2**24
+    values on, float32 for half precision (exact only up to 2048)."""
+    flat = spikes.reshape(-1)
+    if flat.numel() >= 2**24 and flat.dtype != torch.float64:
+        return flat.double()
+    return flat.float() if flat.dtype in (torch.float16, torch.bfloat16) else flat
+
+
 def _binary_numbers(flat: Tensor) -> list[Tensor]:
-    """``[min, max, sum, non-zeros]`` of a flat tensor, for :func:`_binary` (half
-    precision is counted in float32: its sums are exact only up to 2048)."""
-    if flat.dtype in (torch.float16, torch.bfloat16):
-        flat = flat.float()
+    """``[min, max, sum, non-zeros]`` of a :func:`_flat` tensor, for :func:`_binary`."""
     bits = _BITS.get(flat.dtype)
     nonzeros = torch.count_nonzero(flat if bits is None else flat.view(bits))
     return [*torch.aminmax(flat), flat.sum(), nonzeros.to(flat.dtype)]
@@ -111,7 +117,7 @@ def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
     binary = [x.reshape(-1) for x, b, _ in blocks if b]
     numbers = [x.sum() for x, b, _ in blocks if not b]
     if binary:
-        flat = torch.cat(binary) if len(binary) > 1 else binary[0]
+        flat = _flat(torch.cat(binary) if len(binary) > 1 else binary[0])
         numbers += _binary_numbers(flat)
     values = torch.stack(numbers).tolist()
     if binary:
@@ -128,20 +134,19 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
     ``count=False``: graded blocks are only checked, their count is their size (a graded
     rule has no event-driven kernels, which are what the counts choose between, and
     counting non-zeros costs many times a sum)."""
-    numbers = []
+    numbers, flats = [], []
     for spikes, binary, _ in blocks:
-        flat = spikes.reshape(-1)
+        flat = _flat(spikes) if binary else spikes.reshape(-1)
+        flats.append(flat)
         if not binary:
             numbers += [flat.sum(), torch.count_nonzero(flat).to(flat.dtype) if count
                         else flat.new_tensor(float(flat.numel()))]  # fmt: skip
             continue
-        if flat.numel() >= 2**24 and flat.dtype != torch.float64:
-            flat = flat.double()
         numbers += _binary_numbers(flat)
     dtype = numbers[0].dtype
     values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in numbers]).tolist()
     out = []
-    for spikes, binary, what in blocks:
+    for (spikes, binary, what), flat in zip(blocks, flats, strict=True):
         if not binary:
             (total, nnz), values = values[:2], values[2:]
             if math.isfinite(total):
@@ -150,7 +155,7 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
         else:
             (lo, hi, total, nonzeros), values = values[:4], values[4:]
             if math.isfinite(total):
-                if not _binary(spikes.reshape(-1), lo, hi, total, nonzeros):
+                if not _binary(flat, lo, hi, total, nonzeros):
                     raise ValueError(
                         f"{what} are not binary (values other than 0 and 1); pass "
                         "spikes='graded' to use graded values as spike amplitudes"

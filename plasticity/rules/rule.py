@@ -8,6 +8,7 @@ from torch import nn
 
 from ..engine import Plan
 from ..functional.traces import decay_factor
+from ..language import parse
 from .base import PlasticityRule
 
 __all__ = ["Rule"]
@@ -63,8 +64,6 @@ class Rule(PlasticityRule):
                     f"pl.Rule takes no `{name}`: write the trace forms in the terms "
                     "(pre.trace(tau, nearest=True), post.trace(tau).before)"
                 )
-        from ..language import parse
-
         pos, neg = (parse(x) if isinstance(x, str) else x for x in (pos, neg))
         super().__init__(synapse, neuron, **options)
         self._pos, self._neg = pos, neg
