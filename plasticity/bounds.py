@@ -26,7 +26,13 @@ user's own callable has no kind and is accepted by any setter of its shape.
 
 Soft bases (``max - w`` and ``w - min``) are clamped at zero, so a weight that lies
 outside its range is never pushed further out, never flips the sign of a component and
-never produces NaN (a negative base raised to a fractional power would).
+never produces NaN (a negative base raised to a fractional power would). For the same
+reason an exponent ``μ = 0`` gives ``[w < max]`` and ``[w > min]`` (``0⁰`` counts as 0:
+additive inside the range, a hard stop at the limit, as the ``*_sharp`` bounds).
+
+An infinite limit (``max = inf``, ``min = -inf``, also elements of a tensor limit) leaves
+its side unbounded: the factor is 1 in every family, as a ``None`` limit of a full bound
+(``inf - w`` would make ``inf · 0 = NaN``). :func:`scaled_power` then needs ``range=``.
 
 This module is pure tensor math and imports nothing else from ``plasticity``.
 
@@ -48,6 +54,7 @@ from collections.abc import Callable
 from numbers import Real
 from typing import Any, Protocol, runtime_checkable
 
+import torch
 from torch import Tensor
 
 __all__ = [
@@ -199,10 +206,35 @@ def _check_range(value: float) -> float:
     return value
 
 
-def _base(diff: Tensor) -> Tensor:
-    # distance to the limit, clamped so a weight outside its range gives 0, not < 0
-    # (``diff`` is always a fresh difference: clamped in place)
-    return diff.clamp_min_(0)
+def _unbounded(limit: Limit, param: Tensor, upper: bool) -> bool:
+    """Whether a number limit leaves its side unbounded: ``+inf`` for an upper limit,
+    ``-inf`` for a lower one (or beyond the largest value of ``param``'s dtype)."""
+    if isinstance(limit, Tensor):
+        return False
+    value = float(limit) if upper else -float(limit)
+    return value == math.inf or (param.is_floating_point() and value > torch.finfo(param.dtype).max)
+
+
+def _soft(param: Tensor, limit: Limit, upper: bool, mu: float = 1.0, r: float = 1.0) -> Tensor:
+    """The soft factor ``(max(d, 0) / r)^μ`` of the distance ``d`` from ``param`` to
+    ``limit`` (``limit - param`` for an upper limit, ``param - limit`` for a lower one).
+
+    The base is clamped at 0, so a weight outside its range gives 0, never a negative
+    base. ``μ = 0`` gives ``[d > 0]`` (0⁰ counts as 0: a weight at or beyond its limit is
+    not pushed further out, as with ``*_sharp``). An infinite distance (an infinite limit:
+    ``+inf`` above, ``-inf`` below) gives the factor 1: that side is unbounded.
+    """
+    if _unbounded(limit, param, upper):
+        return torch.ones_like(param)
+    base = (limit - param if upper else param - limit).clamp_min_(0)  # a fresh difference
+    if mu == 0:
+        return (base > 0).to(base.dtype)
+    unbounded = torch.isposinf(base) if isinstance(limit, Tensor) else None
+    if r != 1.0:
+        base = base.div_(r)
+    if mu != 1.0:
+        base = base.pow_(mu)
+    return base if unbounded is None else base.masked_fill_(unbounded, 1.0)
 
 
 def _times(factor: Tensor, update: Tensor) -> Tensor:
@@ -221,7 +253,8 @@ def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
 
     .. math:: f_+(w)\,\mathrm{pos} = \max(w_\text{max} - w, 0)^{\mu}\,\mathrm{pos}
 
-    ``power=0`` is additive STDP (no weight dependence inside the range), ``power=1`` is
+    ``power=0`` is additive STDP (no weight dependence inside the range) with a hard stop
+    at the limit, as :func:`upper_sharp` (0⁰ counts as 0 here); ``power=1`` is
     :func:`upper_multiplicative`.
 
     Example:
@@ -230,7 +263,7 @@ def upper_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
         tensor([1.0000, 0.5000, 0.0000])
     """
     mu = _check_exponent("power", power)
-    return _times(_base(limit - param).pow_(mu), update)
+    return _times(_soft(param, limit, True, mu), update)
 
 
 @_kind("lower")
@@ -245,7 +278,7 @@ def lower_power(param: Tensor, update: Tensor, limit: Limit, /, *, power: float 
         tensor([0.0000, 0.5000, 1.0000])
     """
     mu = _check_exponent("power", power)
-    return _times(_base(param - limit).pow_(mu), update)
+    return _times(_soft(param, limit, False, mu), update)
 
 
 @_kind("upper")
@@ -270,7 +303,7 @@ def upper_scaled_power(
     """
     mu = _check_exponent("power", power)
     r = _check_range(range)
-    return _times(_base(limit - param).div_(r).pow_(mu), update)
+    return _times(_soft(param, limit, True, mu, r), update)
 
 
 @_kind("lower")
@@ -291,7 +324,7 @@ def lower_scaled_power(
     """
     mu = _check_exponent("power", power)
     r = _check_range(range)
-    return _times(_base(param - limit).div_(r).pow_(mu), update)
+    return _times(_soft(param, limit, False, mu, r), update)
 
 
 @_kind("upper")
@@ -305,7 +338,7 @@ def upper_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
         >>> upper_multiplicative(torch.tensor([0.25, 3.0]), torch.ones(2), 1.0)
         tensor([0.7500, 0.0000])
     """
-    return _times(_base(limit - param), update)
+    return _times(_soft(param, limit, True), update)
 
 
 @_kind("lower")
@@ -319,7 +352,7 @@ def lower_multiplicative(param: Tensor, update: Tensor, limit: Limit, /) -> Tens
         >>> lower_multiplicative(torch.tensor([0.25, -3.0]), torch.ones(2), 0.0)
         tensor([0.2500, 0.0000])
     """
-    return _times(_base(param - limit), update)
+    return _times(_soft(param, limit, False), update)
 
 
 @_kind("upper")
@@ -432,6 +465,10 @@ def scaled_power(
         if isinstance(max, Tensor) or isinstance(min, Tensor):
             raise ValueError("scaled_power with tensor limits needs an explicit `range=` number")
         range = float(max) - float(min)
+        if math.isinf(range):
+            raise ValueError(
+                "scaled_power with an infinite limit needs `range=` (a finite weight range)"
+            )
     r = _check_range(range)
     p = pos if max is None else upper_scaled_power(param, pos, max, power=upper_power, range=r)
     n = neg if min is None else lower_scaled_power(param, neg, min, power=lower_power, range=r)

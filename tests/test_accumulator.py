@@ -287,6 +287,112 @@ def test_reduction_change_mid_window_is_an_error_unless_derivable():
             acc.reduction(fn)
 
 
+def test_reduction_none_restores_the_sum_from_a_custom_reduction_mid_window():
+    """The seed: ``reduction(None)`` sets the default sum, also in the middle of a window
+    held by a custom reduction (it kept every append); likewise to mean, amax and amin."""
+    appends = [rand(3, 2, seed=s) for s in range(4)]
+
+    def by_hand(op):
+        total = appends[0].clone()
+        for x in appends[1:]:  # in order of appending
+            total = op(total, x)
+        return total
+
+    median = lambda x, dim: x.median(dim).values  # noqa: E731
+    for target, expected in [
+        (None, by_hand(torch.add)),
+        (torch.sum, by_hand(torch.add)),
+        (torch.mean, by_hand(torch.add) / 4),
+        (torch.amax, by_hand(torch.maximum)),
+        (torch.amin, by_hand(torch.minimum)),
+    ]:
+        acc = pl.Accumulator()
+        acc.reduction(median)
+        for x in appends[:3]:
+            acc.pos = x
+        acc.neg = appends[0]
+        acc.reduction(target)
+        acc.pos = appends[3]  # the window goes on with the new reduction
+        assert torch.equal(acc.pos, expected), target
+        assert acc.counts == (4, 1) and acc.neg is not None and torch.equal(acc.neg, appends[0])
+        assert not acc._lists["pos"]  # the kept appends became the running reduction
+    acc = pl.Accumulator()
+    acc.pos = appends[0]
+    with pytest.raises(ValueError, match="clear"):  # sum -> custom: the appends are gone
+        acc.reduction(median)
+
+
+def _stdp_window(chunk_size, reduction, *, T=64, kind="stdp", seed=3):
+    import snntorch as snn
+
+    g = torch.Generator().manual_seed(seed)
+    pre = (torch.rand(T, 3, 6, generator=g) < 0.3).double()
+    post = (torch.rand(T, 3, 4, generator=g) < 0.3).double()
+    reward = torch.randn(T, 3, generator=g, dtype=torch.float64)
+    reward[10:40] = 0.0  # whole chunks that give the accumulator nothing
+    fc = torch.nn.Linear(6, 4, bias=False).double()
+    with torch.no_grad():
+        fc.weight.copy_(rand(4, 6, seed=9))
+    pair = dict(a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0, chunk_size=chunk_size)
+    if kind == "stdp":
+        rule = pl.STDP(fc, snn.Leaky(beta=0.5), **pair)
+    else:
+        rule = pl.MSTDP(fc, snn.Leaky(beta=0.5), per_sample=True, **pair)
+    if kind == "stdp":
+        rule.accumulator.upperbound(bounds.upper_multiplicative, 1.0)
+        rule.accumulator.lowerbound(bounds.lower_multiplicative, 0.0)
+    if reduction is not None:
+        rule.accumulator.reduction(reduction)
+    if kind == "stdp":
+        rule.observe(pre, post)
+    else:
+        rule.observe(pre, post, reward=reward)
+    return rule, fc.weight.detach().clone(), (pre, post, reward)
+
+
+@pytest.mark.parametrize("kind", ["stdp", "mstdp"])
+def test_a_rules_mean_is_per_time_step_whatever_the_chunk_size(kind):
+    """A rule appends once per time step (a chunk of k steps is one append standing for
+    k): ``reduction(torch.mean)`` is the mean per step of the window, the same for every
+    chunk size, also where whole chunks give a component nothing (zero rewards)."""
+    from reference import dense_reference, modulated_reference
+
+    T = 64
+    results = {}
+    for chunk_size in (1, 7, 64, None):
+        rule, w, (pre, post, reward) = _stdp_window(chunk_size, torch.mean, T=T, kind=kind)
+        rule.flush()
+        results[chunk_size] = (rule.accumulator.counts, rule.step())
+    pair = dict(a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0)
+    if kind == "stdp":  # bounded: the mean of each component, then the bounds
+        pos, neg = dense_reference(pre, post, pair)
+        expected = (1 - w) * (pos / T) - w * (neg / T)
+    else:  # signed rewards, unbounded: pos and neg must be divided by the same T
+        expected = modulated_reference(pre, post, reward, **pair) / T
+    for chunk_size, (counts, dw) in results.items():
+        torch.testing.assert_close(dw, expected, rtol=1e-10, atol=1e-13, msg=str(chunk_size))
+        assert counts == (T, T)  # one append per step
+
+
+def test_a_rules_accumulator_refuses_reductions_that_need_each_step():
+    """What cannot be exact is refused when it is set, and nothing changes: a max, min or
+    custom reduction of per-step updates, from chunks summed by one product per term."""
+    custom = lambda x, dim: x.sum(dim)  # noqa: E731
+    rule, _, _ = _stdp_window(7, None, T=0)
+    for fn in (torch.amax, torch.amin, torch.prod, custom):  # refused when set
+        with pytest.raises(ValueError, match="torch.mean"):
+            rule.accumulator.reduction(fn)
+    rule, _, _ = _stdp_window(7, None, T=10)
+    before = (rule.accumulator.pos.clone(), rule.accumulator.counts)
+    for fn in (torch.amax, torch.amin, torch.prod, custom):
+        with pytest.raises(ValueError, match="torch.mean"):
+            rule.accumulator.reduction(fn)
+    assert torch.equal(rule.accumulator.pos, before[0]) and rule.accumulator.counts == before[1]
+    rule.accumulator.reduction(torch.mean)
+    rule.accumulator.reduction(None)
+    assert torch.equal(rule.accumulator.pos, before[0])
+
+
 _REDUCTIONS = {"sum": torch.sum, "mean": torch.mean}
 _UNDERIVABLE = (torch.amax, torch.amin, torch.prod)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from hypothesis import given
@@ -13,8 +15,14 @@ from plasticity import bounds
 
 
 def ref_factor(kind: str, dist: float, mu: float, rng: float) -> float:
-    """Weight-dependence factor from the distance to the limit (negative: outside)."""
+    """Weight-dependence factor from the distance to the limit (negative: outside), as
+    documented: an infinite distance (infinite limit) gives 1, and μ = 0 gives
+    [dist > 0] (0⁰ counts as 0: no push at or beyond the limit)."""
     d = max(dist, 0.0)
+    if dist == math.inf:
+        return 1.0
+    if kind in ("power", "scaled_power") and mu == 0:
+        return 1.0 if dist > 0 else 0.0
     if kind == "power":
         return d**mu
     if kind == "scaled_power":
@@ -188,10 +196,8 @@ def test_half_bounds_finite_nonnegative_and_zero_outside(w, u, lo, width, mu):
         for out in (up, lo_):
             assert torch.isfinite(out).all(), (kind, out)
             assert (out >= 0).all(), (kind, out)  # the sign of the component never flips
-        if kind != "power" or mu > 0:  # μ = 0 is additive: unbounded by design (0**0 == 1)
-            if kind != "scaled_power" or mu > 0:
-                assert (up[wt > hi] == 0).all()  # no further potentiation above the range
-                assert (lo_[wt < lo] == 0).all()  # no further depression below it
+        assert (up[wt >= hi] == 0).all()  # no further potentiation at or above the range
+        assert (lo_[wt <= lo] == 0).all()  # no further depression at or below it
 
 
 @given(

@@ -25,7 +25,7 @@ setting appends, ``update``, ``forward``, ``clear``, ``reduction``, ``upperbound
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -59,6 +59,13 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
     Args:
         check_finite: reject appends that contain NaN or infinity (one reduction over
             the appended tensor per append). Defaults to ``True``.
+        shape: the shape of the parameter it updates, when known (a rule passes its
+            weight's): appends and tensor bound limits are checked against it when
+            given. Defaults to ``None`` (the first append sets the shape).
+        chunked: its appends are sums over several time steps (a rule's chunks, see
+            :meth:`add_`'s ``count``): only ``torch.sum`` and ``torch.mean`` (the mean per
+            step) reduce them exactly, :meth:`reduction` refuses the others. Defaults to
+            ``False``.
 
     Shape:
         Every append to ``pos`` and ``neg`` must have the same shape, the shape of the
@@ -88,10 +95,18 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
     pos_acc: Tensor | None
     neg_acc: Tensor | None
 
-    def __init__(self, *, check_finite: bool = True) -> None:
+    def __init__(
+        self, *, check_finite: bool = True, shape: Sequence[int] | None = None,
+        chunked: bool = False,
+    ) -> None:  # fmt: skip
         """Builds the accumulator; arguments: ``help(plasticity.Accumulator)``."""
         super().__init__()
-        self.check_finite = bool(check_finite)
+        self.check_finite, self.chunked = bool(check_finite), bool(chunked)
+        if shape is not None and (
+            isinstance(shape, (str, bytes)) or not all(isinstance(d, int) and d >= 0 for d in shape)
+        ):
+            raise TypeError(f"Accumulator: `shape` must be a sequence of ints >= 0, got {shape!r}")
+        self._shape: tuple[int, ...] | None = None if shape is None else tuple(shape)
         # running reductions (sum for "sum"/"mean", extremum for "amax"/"amin")
         self.register_buffer("pos_acc", None)
         self.register_buffer("neg_acc", None)
@@ -162,12 +177,13 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         return None
 
     def _append(
-        self, which: str, value: Tensor | None, owned: bool = False, finite: bool = False
-    ) -> None:
+        self, which: str, value: Tensor | None, owned: bool = False, finite: bool = False,
+        count: int = 1,
+    ) -> None:  # fmt: skip
         """Appends to a component. ``owned=True`` (for rules) hands over a fresh tensor
         nobody else holds: it may be kept without a copy. ``finite=True``: the caller
         guarantees finite values (a rule's kernel on validated binary spikes), so the
-        NaN/infinity check is skipped."""
+        NaN/infinity check is skipped. ``count``: the number of appends it stands for."""
         if value is None:
             return
         if not isinstance(value, Tensor):
@@ -175,12 +191,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                 f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}"
             )
         ref = self._reference()
-        if ref is not None and value.shape != ref.shape:
-            raise ValueError(
-                f"Accumulator.{which}: appended shape {tuple(value.shape)} differs from the "
-                f"accumulated shape {tuple(ref.shape)}; every append must have the parameter's "
-                "shape"
-            )
+        self._check_shape(which, "appended", value, ref)
         detached = v = value.detach()  # shares value's memory
         if ref is not None:
             v = v.to(device=ref.device, dtype=ref.dtype)
@@ -207,7 +218,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             self._lists[which].append(v if keep else v.clone(memory_format=torch.contiguous_format))
         else:
             acc = self._buffers[f"{which}_acc"]
-            if acc is None:
+            if acc is None:  # (after appends of zeros only in sum and mean: their sum)
                 self._buffers[f"{which}_acc"] = (
                     v if keep else v.clone(memory_format=torch.contiguous_format)
                 )
@@ -217,7 +228,27 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                 torch.maximum(acc, v, out=acc)
             else:
                 torch.minimum(acc, v, out=acc)
-        self._counts[which] += 1
+        self._counts[which] += count
+
+    def _check_shape(self, which: str, what: str, value: Tensor, ref: Tensor | None) -> None:
+        shape = self._shape if self._shape is not None else None if ref is None else ref.shape
+        if shape is not None and tuple(value.shape) != tuple(shape):
+            raise ValueError(
+                f"Accumulator.{which}: {what} shape {tuple(value.shape)} differs from the "
+                f"parameter's shape {tuple(shape)}; every append must have the parameter's "
+                "shape"
+            )
+
+    def _check_count(self, count: int, zeros: bool = False) -> None:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"Accumulator.add_: `count` must be an int >= 1, got {count!r}")
+        if self._mode not in ("sum", "mean") and (count != 1 or zeros):
+            what = f"{count} appends of zeros" if zeros else (
+                f"an append that stands for {count} appends (e.g. {count} steps summed)")  # fmt: skip
+            raise ValueError(
+                f"Accumulator.add_: {what} cannot be reduced by {_name(self._reducer)}: only "
+                "sum and mean reduce it exactly"
+            )
 
     @property
     def merges(self) -> bool:
@@ -225,13 +256,19 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         reductions; a max or min must see each append whole)."""
         return self._mode in ("sum", "mean", "custom")
 
-    def add_(self, which: str, value: Tensor, *, merge: bool = False, finite: bool = False,
-             alpha: float = 1.0) -> None:  # fmt: skip
+    def add_(self, which: str, value: Tensor | None, *, merge: bool = False,
+             finite: bool = False, alpha: float = 1.0, count: int = 1) -> None:  # fmt: skip
         """Adds ``alpha * value`` to component ``which`` (``"pos"`` or ``"neg"``): as a new
         append, or with ``merge=True`` into the latest append (a rule's several products of
         one chunk make one append). The tensor is handed over: it may be kept without a
         copy, scaled in place (``finite=True``: the caller guarantees finite values, the
         check is skipped).
+
+        ``count`` (a new append): the number of appends it stands for, e.g. a rule's chunk
+        of ``count`` time steps summed (a rule appends once per time step); ``value=None``
+        appends ``count`` zeros (steps that gave this component nothing) without a tensor.
+        Only sum and mean reduce such appends exactly (the mean divides by every count):
+        with another reduction a ``count`` other than 1 is a ``ValueError``.
 
         Example:
             >>> import torch
@@ -239,24 +276,36 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             >>> acc.add_("pos", torch.ones(2)); acc.add_("pos", torch.ones(2), merge=True)
             >>> acc.pos, acc.counts
             (tensor([2., 2.]), (1, 0))
+            >>> acc.reduction(torch.mean)
+            >>> acc.add_("pos", torch.full((2,), 6.0), count=3); acc.add_("pos", None, count=4)
+            >>> acc.pos, acc.counts   # (2 + 6) / 8 appends
+            (tensor([1., 1.]), (8, 0))
         """
         if which not in _COMPONENTS:
             raise ValueError(f"Accumulator.add_: `which` must be 'pos' or 'neg', got {which!r}")
-        if not merge or self._counts[which] == 0:
+        new = not merge or self._counts[which] == 0
+        if value is None:
+            if new:
+                self._check_count(count, zeros=True)
+                self._counts[which] += count
+            return  # (merged: adds nothing to the latest append)
+        if new:
+            self._check_count(count)
             self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
-                         finite=finite)  # fmt: skip
+                         finite=finite, count=count)  # fmt: skip
             return
         if not self.merges:
             raise ValueError(
                 f"Accumulator.add_(merge=True) needs a sum, mean or custom reduction, not {self._mode}"
             )
+        if self._mode != "custom" and self._buffers[f"{which}_acc"] is None:
+            # the latest appends were zeros (no tensor): this becomes their sum
+            self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
+                         finite=finite, count=0)  # fmt: skip
+            return
         ref = self._reference()
-        if ref is not None and value.shape != ref.shape:
-            raise ValueError(
-                f"Accumulator.{which}: added shape {tuple(value.shape)} differs from the "
-                f"accumulated shape {tuple(ref.shape)}"
-            )
-        v = value.detach().to(device=ref.device, dtype=ref.dtype)  # type: ignore[union-attr]
+        self._check_shape(which, "added", value, ref)
+        v = value.detach().to(device=ref.device, dtype=ref.dtype)
         if self.check_finite and not finite and not bool(torch.isfinite(v).all()):
             raise ValueError(f"Accumulator.{which}: the added tensor contains NaN or infinity")
         if self._mode == "custom":
@@ -271,7 +320,8 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         if self._mode == "custom":
             return self._reducer(torch.stack(self._lists[which], 0), 0)
         acc = self._buffers[f"{which}_acc"]
-        assert acc is not None
+        if acc is None:  # appends of zeros only (add_ with value=None): nothing to update
+            return None
         if self._mode == "mean":
             return acc / n
         return acc.clone() if copy else acc
@@ -296,7 +346,12 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
 
         As in inferno, the reduction applies to the whole window, also to what was
         appended before it was set: switching between sum and mean in the middle of a
-        window is exact (both keep the running sum and the append count).
+        window is exact (both keep the running sum and the append count), and so is a
+        switch from a custom ``fn`` (it kept every append) to any other.
+
+        A rule's accumulator (``chunked``) appends once per time step, in sums over
+        chunks of steps: ``torch.mean`` is the mean per time step, the same for every
+        chunk size; reductions that need each step's update apart are refused.
 
         Args:
             fn (Callable[[torch.Tensor, int], torch.Tensor] | None, optional):
@@ -304,8 +359,9 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
 
         Raises:
             ValueError: if the current window already holds appends and the new
-                reduction cannot be derived from what is kept: a switch to or from
-                ``torch.amax``, ``torch.amin`` or a custom ``fn`` (call :meth:`clear` first).
+                reduction cannot be derived from what is kept: a switch from
+                ``torch.amax`` or ``torch.amin``, or to a custom ``fn`` (call :meth:`clear`
+                first); on a ``chunked`` accumulator, any reduction but sum and mean.
 
         Example:
             >>> import torch
@@ -317,6 +373,11 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             tensor([2., 4.])
             >>> acc.reduction(torch.sum); acc.pos
             tensor([4., 8.])
+            >>> acc.reduction(lambda x, dim: x.median(dim).values)  # keeps the appends
+            >>> acc.pos = torch.tensor([2.0, 2.0]); acc.pos
+            tensor([2., 2.])
+            >>> acc.reduction(None); acc.pos   # back to the sum of what was kept
+            tensor([6., 10.])
         """
         if fn is None:
             fn = torch.sum
@@ -325,14 +386,32 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                 f"Accumulator.reduction takes a callable fn(stacked, dim) or None, got {fn!r}"
             )
         mode = _RUNNING.get(fn, "custom")
-        derivable = mode == self._mode or {mode, self._mode} <= {"sum", "mean"}
+        if self.chunked and mode not in ("sum", "mean"):
+            raise ValueError(
+                f"Accumulator.reduction: this accumulator's appends are sums over chunks of "
+                f"time steps (a rule's), from which {_name(fn)} cannot be computed exactly; use "
+                "torch.sum (the default: reduction(None)) or torch.mean (the mean per time "
+                "step), or reduce the Δw that step() returns yourself"
+            )
+        # a custom reduction kept every append: any reduction follows from them
+        derivable = mode == self._mode or self._mode == "custom" or {mode, self._mode} <= {
+            "sum", "mean"}  # fmt: skip
         if not derivable and any(self._counts.values()):
             raise ValueError(
                 f"Accumulator.reduction: cannot switch from {_name(self._reducer)} to {_name(fn)} "
-                "in the middle "
-                "of a window that holds appends (only sum and mean switch, from the running sum "
-                "and count); call clear() first"
+                "in the middle of a window that holds appends (sum and mean switch from the "
+                "running sum and count, a custom reduction from the appends it kept); call "
+                "clear() first"
             )
+        if self._mode == "custom" and mode != "custom":  # the kept appends, reduced running
+            step = {"amax": torch.maximum, "amin": torch.minimum}.get(mode, torch.add)
+            for c in _COMPONENTS:
+                kept, self._lists[c] = self._lists[c], []
+                if kept:
+                    acc = kept[0]  # (a copy made at its append)
+                    for t in kept[1:]:
+                        step(acc, t, out=acc)
+                    self._buffers[f"{c}_acc"] = acc
         self._reducer = fn
         self._mode = mode
 

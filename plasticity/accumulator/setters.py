@@ -17,9 +17,15 @@ from ..bounds import FullBounding, HalfBounding, bound_kind
 __all__ = ["BoundSetters"]
 
 
-def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
+def _check_limit(
+    where: str, name: str, value: Any, shape: tuple[int, ...] | None = None
+) -> float | Tensor:
+    """A bound's limit, checked: a number or a floating tensor, no NaN, no infinity of the
+    wrong sign (``max = inf`` and ``min = -inf`` leave that side unbounded), and a tensor
+    that broadcasts to the parameter's ``shape`` when it is known."""
     if value is None:
         raise ValueError(f"{where}: `{name}` is required when a bound is given; pass a number")
+    wrong = -math.inf if name == "max" else math.inf  # no weight lies inside such a range
     if isinstance(value, Tensor):
         if not value.is_floating_point():
             raise TypeError(
@@ -27,6 +33,10 @@ def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
             )
         if torch.isnan(value).any():
             raise ValueError(f"{where}: `{name}` contains NaN; pass a finite number")
+        if (value == wrong).any():
+            raise ValueError(f"{where}: `{name}` contains {wrong}; {_UNBOUNDED[name]}")
+        if shape is not None:
+            _check_fits(where, name, value, shape, "the weight's shape")
         return value.detach().clone()
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(
@@ -35,7 +45,29 @@ def _check_limit(where: str, name: str, value: Any) -> float | Tensor:
     value = float(value)
     if math.isnan(value):
         raise ValueError(f"{where}: `{name}` is NaN; pass a number")
+    if value == wrong:
+        raise ValueError(f"{where}: `{name}` is {wrong}; {_UNBOUNDED[name]}")
     return value
+
+
+_UNBOUNDED = {
+    "max": "an upper limit may be inf (no upper bound in effect), not -inf",
+    "min": "a lower limit may be -inf (no lower bound in effect), not inf",
+}
+
+
+def _check_fits(where: str, name: str, limit: Tensor, shape: Any, what: str) -> None:
+    """A tensor limit must broadcast to the parameter's shape (never enlarge it)."""
+    try:
+        fits = torch.broadcast_shapes(limit.shape, shape) == tuple(shape)
+    except RuntimeError:
+        fits = False
+    if not fits:
+        raise ValueError(
+            f"{where}: the tensor `{name}` has shape {tuple(limit.shape)}, which does not "
+            f"broadcast to {what} {tuple(shape)}; pass a number or a tensor of a shape that "
+            "broadcasts to it (e.g. one limit per post-neuron: [N_out, 1])"
+        )
 
 
 def _check_order(where: str, upper: float | Tensor | None, lower: float | Tensor | None) -> None:
@@ -138,7 +170,7 @@ class BoundSetters:
                 f"{where}: `bound` must be a HalfBounding function or None, got {bound!r}"
             )
         _check_kind(where, bound)
-        limit = _check_limit(where, name, limit)
+        limit = _check_limit(where, name, limit, self._shape)
         other = None if self._full is not None else (self._lower if name == "max" else self._upper)
         if other is not None:
             upper, lower = (limit, other[1]) if name == "max" else (other[1], limit)
@@ -199,8 +231,8 @@ class BoundSetters:
             raise ValueError(
                 f"{where}: at least one of `max` and `min` is required when a bound is given"
             )
-        mx = None if max is None else _check_limit(where, "max", max)
-        mn = None if min is None else _check_limit(where, "min", min)
+        mx = None if max is None else _check_limit(where, "max", max, self._shape)
+        mn = None if min is None else _check_limit(where, "min", min, self._shape)
         _check_order(where, mx, mn)
         dev = next((v.device for v in (mx, mn) if isinstance(v, Tensor)), None)
         z = torch.zeros(1, device=dev)

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from .._grad import no_grad
+from .setters import _check_fits
 
 __all__ = ["BoundedUpdate"]
 
@@ -40,6 +41,7 @@ class BoundedUpdate:
                 f"Accumulator.update: `param` has shape {tuple(param.shape)} but the accumulated "
                 f"updates have shape {tuple(shape)}; pass the parameter these updates were made for"
             )
+        self._check_limits(param.shape)
         w = param.detach()
         pos = None if pos is None else pos.to(device=w.device, dtype=w.dtype)
         neg = None if neg is None else neg.to(device=w.device, dtype=w.dtype)
@@ -75,6 +77,20 @@ class BoundedUpdate:
             else:
                 out = out - n
         return self._unshared(out)
+
+    def _check_limits(self, shape: torch.Size) -> None:
+        """Every tensor limit broadcasts to the parameter's ``shape`` (an accumulator that
+        did not know the shape when the bound was set checks it here)."""
+        if self._full is not None:
+            limits = [("fullbound", "max", self._full[1]), ("fullbound", "min", self._full[2])]
+        else:
+            limits = [(where, name, entry[1]) for where, name, entry in
+                      (("upperbound", "max", self._upper), ("lowerbound", "min", self._lower))
+                      if entry is not None]  # fmt: skip
+        for where, name, limit in limits:
+            if isinstance(limit, Tensor):
+                _check_fits(f"Accumulator.update ({where})", name, limit, shape,
+                            "the parameter's shape")  # fmt: skip
 
     def _owned(self, x: Tensor, *inputs: Tensor | None) -> bool:
         """Whether ``x`` is a fresh tensor: it shares no memory with ``inputs`` or the

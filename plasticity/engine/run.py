@@ -248,12 +248,13 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
 
 
 class Sink:
-    """Where the engine's results of one chunk go: ``pos``/``neg`` into one append of the
-    accumulator per component, other targets summed into the rule's window buffers
+    """Where the engine's results of one chunk of ``steps`` steps go: ``pos``/``neg`` into
+    the accumulator as one append per step, summed (``add_(count=steps)``; a component the
+    chunk gave nothing appends zeros), other targets summed into the rule's window buffers
     (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``)."""
 
-    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor]) -> None:
-        self.acc, self.scale, self.extras = acc, scale, extras
+    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor], steps: int = 1) -> None:
+        self.acc, self.scale, self.extras, self.steps = acc, scale, extras, steps
         self.merge = acc.merges
         self.started: set[str] = set()
         self.local: dict[str, Tensor] = {}
@@ -273,9 +274,13 @@ class Sink:
             else:
                 held.add_(value, alpha=alpha)
             return
-        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha)
+        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha,
+                      count=self.steps)  # fmt: skip
         self.started.add(target)
 
     def close(self) -> None:
         for target, value in self.local.items():
-            self.acc.add_(target, value, finite=True)
+            self.acc.add_(target, value, finite=True, count=self.steps)
+        for target in ("pos", "neg"):  # every step appends to both components
+            if target not in self.started and target not in self.local:
+                self.acc.add_(target, None, count=self.steps)

@@ -30,7 +30,7 @@ def run_window(
     geometry: dict | None,
     compute: Any,
     kernel: str,
-    sink: Callable[[], Sink],
+    sink: Callable[[int], Sink],
     record: dict[str, str],
     remembered: dict[str, tuple[str, ...]],
 ) -> dict[str, Tensor]:
@@ -42,7 +42,7 @@ def run_window(
     Every chunk is cut into sub-chunks whose tables (the traces and products alive at
     once, :meth:`Plan.table_width`) fit in ``tables`` times the chunk's step buffers,
     less the weight-sized eligibility traces: a window's peak stays within 3 W + 1.5 S.
-    ``sink()`` makes the receiver of one chunk's results; ``kernel``, ``record`` and
+    ``sink(steps)`` makes the receiver of the results of one chunk of ``steps`` steps; ``kernel``, ``record`` and
     ``remembered`` go to :meth:`~plasticity.engine.chooser.KernelChooser.run`. A window
     of one step takes the fast path of :func:`~plasticity.engine.step.run_step`.
     """
@@ -54,7 +54,7 @@ def run_window(
     assert pre is not None and post is not None
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
-        receiver = sink()
+        receiver = sink(1)
         state = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, state,
                          Kernels(w, geometry, compute), receiver.deliver, scale=receiver.scale)  # fmt: skip
         receiver.close()
@@ -68,7 +68,7 @@ def run_window(
     budget = max(budget, 0.1 * chunk * per_step)
     sub = max(1, int(budget / width) - 1) if width else chunk
     for (a, b), nnz in zip(bounds, counts, strict=True):
-        receiver = sink()
+        receiver = sink(b - a)
         for c in range(a, b, sub):
             d = min(b, c + sub)
             part = slice(None) if (c, d) == (0, n) else slice(c, d)

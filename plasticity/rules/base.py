@@ -131,7 +131,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
         self.kernel, self.spikes, self.precision = kernel, spikes, precision
         self.process_group, self.distributed = process_group, distributed
-        self.accumulator = Accumulator()
+        self.accumulator = Accumulator(shape=adapter.weight.shape, chunked=True)
         self.__dict__["_adapter"] = adapter
         self.__dict__["_neuron"] = neuron
         self._pre, self._post = StepBuffer(), StepBuffer()
@@ -353,7 +353,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
             self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
             geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
             compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
-            sink=lambda: Sink(self.accumulator, self._scale, self._extras),
+            sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps),
             record=self._choice, remembered=self._kernels,
         )  # fmt: skip
         if bad is not None:

@@ -58,9 +58,11 @@ class _ModulatedSTDP(PlasticityRule):
         return self.a_plus * post.spike * x - self.a_minus * y * pre.spike
 
     def _apply_window_term(self, term: Tensor) -> None:
-        """Adds a signed update (already scaled) to the accumulator, split by sign."""
-        self.accumulator.add_("pos", term.clamp_min(0))
-        self.accumulator.add_("neg", (-term).clamp_min(0))
+        """Adds a signed update (already scaled) to the accumulator, split by sign, into
+        the window's latest append (it is a sum over the window's steps: a mean per step
+        divides it by their number too)."""
+        self.accumulator.add_("pos", term.clamp_min(0), merge=True)
+        self.accumulator.add_("neg", (-term).clamp_min(0), merge=True)
 
     def _window_reward(self, value: Tensor, r: Tensor, factor: float) -> None:
         """Applies ``factor · R · value`` (a weight-shaped sum, or one per sample)."""
