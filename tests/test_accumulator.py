@@ -260,6 +260,59 @@ def test_bad_bounds_fail_at_configuration_and_keep_the_old_ones(configure, exc, 
     torch.testing.assert_close(acc.update(w), before)
 
 
+_MISFITS = [torch.ones(3), torch.ones(4, 7), torch.ones(2, 4, 6)]  # for a [4, 6] weight
+
+
+@pytest.mark.parametrize("limit", _MISFITS, ids=["3", "4x7", "2x4x6"])
+@pytest.mark.parametrize("setter, name", [("upperbound", "max"), ("lowerbound", "min"),
+                                          ("fullbound", "max"), ("fullbound", "min")])  # fmt: skip
+def test_a_tensor_limit_that_does_not_fit_the_rules_weight_is_refused_when_set(setter, name,
+                                                                                limit):  # fmt: skip
+    """A rule's accumulator knows its weight's shape: a limit tensor that does not broadcast
+    to it (or would enlarge it) is refused when set, naming the argument; the bounds in
+    place and the window stay."""
+    import snntorch as snn
+
+    fc = torch.nn.Linear(6, 4, bias=False).double()
+    rule = pl.STDP(fc, snn.Leaky(beta=0.5), a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0)
+    acc = rule.accumulator
+    acc.upperbound(bounds.upper_multiplicative, torch.full((4, 1), 0.75, dtype=torch.float64))
+    acc.lowerbound(bounds.lower_multiplicative, torch.zeros(6, dtype=torch.float64))  # fits
+    rule.observe(torch.ones(3, 2, 6, dtype=torch.float64), torch.ones(3, 2, 4, dtype=torch.float64))
+    rule.flush()
+    w = rand(4, 6, seed=1)
+    before = acc.update(w)
+    args = {"upperbound": (bounds.upper_multiplicative, limit.double()),
+            "lowerbound": (bounds.lower_multiplicative, limit.double() * -1),
+            "fullbound": (bounds.multiplicative, limit.double() if name == "max" else 2.0,
+                          limit.double() * -1 if name == "min" else -1.0)}[setter]  # fmt: skip
+    with pytest.raises(ValueError, match=rf"{setter}: the tensor `{name}` has shape .* weight's shape \(4, 6\)"):
+        getattr(acc, setter)(*args)
+    torch.testing.assert_close(acc.update(w), before, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="parameter's shape"):  # appends: the weight's shape
+        acc.pos = torch.ones(6, 4, dtype=torch.float64)
+
+
+@pytest.mark.parametrize("limit", _MISFITS, ids=["3", "4x7", "2x4x6"])
+@pytest.mark.parametrize("setter, name", [("upperbound", "max"), ("lowerbound", "min"),
+                                          ("fullbound", "max"), ("fullbound", "min")])  # fmt: skip
+def test_a_bare_accumulator_refuses_a_misfit_limit_at_update_by_name(setter, name, limit):
+    """Without a known shape, the limit is checked against ``param`` in ``update()``: a
+    ValueError naming the argument, not torch's broadcasting error; the window stays."""
+    acc = pl.Accumulator()
+    args = {"upperbound": (bounds.upper_multiplicative, limit),
+            "lowerbound": (bounds.lower_multiplicative, -limit),
+            "fullbound": (bounds.multiplicative, limit if name == "max" else 2.0,
+                          -limit if name == "min" else -1.0)}[setter]  # fmt: skip
+    getattr(acc, setter)(*args)
+    acc.pos, acc.neg = rand(4, 6, seed=2), rand(4, 6, seed=3)
+    with pytest.raises(ValueError, match=rf"\({setter}\): the tensor `{name}` has shape"):
+        acc.update(torch.zeros(4, 6, dtype=torch.float64))
+    assert acc.counts == (1, 1) and torch.equal(acc.pos, rand(4, 6, seed=2))
+    getattr(acc, setter)(*[a.flatten()[:1] if isinstance(a, torch.Tensor) else a for a in args])
+    assert acc.update(torch.zeros(4, 6, dtype=torch.float64)).shape == (4, 6)
+
+
 def test_update_with_wrong_param_shape_raises():
     acc = pl.Accumulator()
     acc.pos = torch.ones(2, 3)

@@ -293,3 +293,120 @@ def test_a_users_own_bound_has_no_kind_and_is_accepted(setter):
     acc.fullbound(both, 1.0, 0.0)
     acc.pos = torch.ones(2)
     torch.testing.assert_close(acc.update(torch.tensor([0.25, 0.5])), torch.tensor([0.75, 0.5]))
+
+
+# ------------------------------------------------------------ infinite limits, μ = 0
+
+INF = math.inf
+
+
+@pytest.mark.parametrize("kind, mu", HALF_CASES)
+@pytest.mark.parametrize("tensor", [False, True])
+def test_an_infinite_limit_leaves_its_side_unbounded(kind, mu, tensor, device):
+    """``max = inf`` / ``min = -inf`` (a number, or elements of a tensor limit next to
+    finite ones) give the factor 1: that side is unbounded, never ``inf · 0 = NaN``."""
+    g = torch.Generator().manual_seed(4)
+    w = (torch.rand(3, 4, generator=g, dtype=torch.float64) * 3 - 1).to(device)
+    upd = torch.rand(3, 4, generator=g, dtype=torch.float64).to(device)
+    upd[0] = 0.0  # zero components: inf * 0 was NaN
+    kw = half_kwargs(kind, mu, 1.5)
+    if tensor:  # row 1 has finite limits, the others infinite ones
+        hi = torch.tensor([[INF], [1.0], [INF]], dtype=torch.float64, device=device)
+        lo = torch.tensor([[-INF], [0.0], [-INF]], dtype=torch.float64, device=device)
+    else:
+        hi, lo = INF, -INF
+    up = getattr(bounds, f"upper_{kind}")(w, upd, hi, **kw)
+    down = getattr(bounds, f"lower_{kind}")(w, upd, lo, **kw)
+    his = torch.as_tensor(hi, dtype=torch.float64).expand(3, 4).cpu()
+    los = torch.as_tensor(lo, dtype=torch.float64).expand(3, 4).cpu()
+    exp_up = elementwise(lambda a, b, m: ref_upper(kind, a, b, m, mu, 1.5), w.cpu(), upd.cpu(), his)
+    exp_lo = elementwise(lambda a, b, m: ref_lower(kind, a, b, m, mu, 1.5), w.cpu(), upd.cpu(), los)
+    assert torch.isfinite(up).all() and torch.isfinite(down).all()
+    torch.testing.assert_close(up.cpu(), exp_up, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(down.cpu(), exp_lo, rtol=1e-12, atol=1e-12)
+    if not tensor:  # unbounded: the component itself
+        torch.testing.assert_close(up, upd)
+        torch.testing.assert_close(down, upd)
+    # the full bounds: an infinite limit is as a None limit
+    name = {"power": "power", "scaled_power": "scaled_power"}.get(kind, kind)
+    fkw = {"upper_power": mu, "lower_power": mu} if kind in ("power", "scaled_power") else {}
+    if kind == "scaled_power":
+        fkw["range"] = 1.5
+    full = getattr(bounds, name)
+    torch.testing.assert_close(full(w, upd, upd, hi, lo, **fkw).cpu(), exp_up - exp_lo)
+    torch.testing.assert_close(full(w, upd, upd, hi, None, **fkw).cpu(), exp_up - upd.cpu())
+
+
+def test_scaled_power_with_an_infinite_limit_needs_a_range():
+    w, one = torch.zeros(2), torch.ones(2)
+    with pytest.raises(ValueError, match="range="):
+        bounds.scaled_power(w, one, one, INF, 0.0)
+    torch.testing.assert_close(bounds.scaled_power(w, one, one, INF, -1.0, range=2.0),
+                               torch.full((2,), 0.5))  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", ["power", "scaled_power"])
+def test_power_zero_never_pushes_a_weight_at_or_outside_its_limit_further_out(kind):
+    """μ = 0 is additive inside the range and stops at the limit, as the sharp bound:
+    0⁰ counts as 0, a weight at or beyond its limit is not pushed further out."""
+    w = torch.tensor([-1.0, 0.0, 0.5, 1.0, 2.0], dtype=torch.float64)
+    one = torch.ones(5, dtype=torch.float64)
+    kw = {"power": 0.0} | ({"range": 1.0} if kind == "scaled_power" else {})
+    up = getattr(bounds, f"upper_{kind}")(w, one, 1.0, **kw)
+    down = getattr(bounds, f"lower_{kind}")(w, one, 0.0, **kw)
+    assert torch.equal(up, bounds.upper_sharp(w, one, 1.0))
+    assert torch.equal(down, bounds.lower_sharp(w, one, 0.0))
+    assert up.tolist() == [1.0, 1.0, 1.0, 0.0, 0.0] and down.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]
+    full = getattr(bounds, kind)(w, one, one, 1.0, 0.0, upper_power=0.0, lower_power=0.0)
+    assert (full[w >= 1.0] <= 0).all() and (full[w <= 0.0] >= 0).all()
+
+
+@pytest.mark.parametrize("setter, limits", [
+    ("upperbound", (INF,)), ("lowerbound", (-INF,)), ("fullbound", (INF, -INF)),
+    ("fullbound", (INF, 0.0)), ("fullbound", (1.0, -INF)),
+])  # fmt: skip
+def test_a_rule_with_an_infinite_limit_writes_a_finite_gradient(setter, limits):
+    """``upperbound(upper_multiplicative, inf)`` wrote NaN into ``weight.grad``."""
+    import snntorch as snn
+    from reference import dense_reference
+
+    import plasticity as pl
+
+    g = torch.Generator().manual_seed(6)
+    pre = (torch.rand(12, 2, 5, generator=g) < 0.3).double()
+    post = (torch.rand(12, 2, 3, generator=g) < 0.3).double()
+    fc = torch.nn.Linear(5, 3, bias=False).double()
+    with torch.no_grad():
+        fc.weight.uniform_(0.0, 1.0, generator=g)
+    w = fc.weight.detach().clone()
+    pair = dict(a_plus=0.7, a_minus=0.4, tau_plus=3.0, tau_minus=5.0)
+    rule = pl.STDP(fc, snn.Leaky(beta=0.5), **pair)
+    fn = {"upperbound": bounds.upper_multiplicative, "lowerbound": bounds.lower_multiplicative,
+          "fullbound": bounds.multiplicative}[setter]  # fmt: skip
+    getattr(rule.accumulator, setter)(fn, *limits)
+    rule.observe(pre, post)
+    rule.step()
+    pos, neg = dense_reference(pre, post, pair)
+    mx, mn = (limits[0], None) if setter == "upperbound" else (
+        (None, limits[0]) if setter == "lowerbound" else limits)  # fmt: skip
+    f_pos = 1.0 if mx in (None, INF) else (mx - w).clamp_min(0)
+    f_neg = 1.0 if mn in (None, -INF) else (w - mn).clamp_min(0)
+    assert torch.isfinite(fc.weight.grad).all()
+    torch.testing.assert_close(-fc.weight.grad, f_pos * pos - f_neg * neg)
+
+
+@pytest.mark.parametrize("call", [
+    lambda acc: acc.upperbound(bounds.upper_multiplicative, -INF),
+    lambda acc: acc.lowerbound(bounds.lower_multiplicative, INF),
+    lambda acc: acc.fullbound(bounds.multiplicative, -INF, -INF),
+    lambda acc: acc.upperbound(bounds.upper_sharp, torch.tensor([1.0, -INF])),
+])  # fmt: skip
+def test_an_infinity_of_the_wrong_sign_is_refused(call):
+    from plasticity import Accumulator
+
+    acc = Accumulator()
+    acc.upperbound(bounds.upper_sharp, 1.0)
+    acc.pos = torch.ones(2)
+    with pytest.raises(ValueError, match="inf"):
+        call(acc)
+    assert torch.equal(acc.update(torch.tensor([0.5, 2.0])), torch.tensor([1.0, 0.0]))
