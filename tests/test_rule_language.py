@@ -7,6 +7,7 @@ modules (an snnTorch neuron's hooks, or ``observe``), in float64, on every kerne
 
 from __future__ import annotations
 
+import ast
 import math
 import re
 
@@ -353,6 +354,58 @@ def test_text_outside_the_language_is_a_value_error_naming_the_part(text, words)
 
     with pytest.raises(ValueError, match=re.escape(words)):
         parse(text)
+
+
+_TERMS = "post.spike * pre.spike"
+
+
+@pytest.mark.parametrize("text, values, exc, words", [
+    ("(1).spike * pre.spike", {}, ValueError, "the attribute .spike of '1'"),
+    ("relu.trace(3) * pre.spike", {}, ValueError, "the attribute .trace of 'relu'"),
+    ("(" * 10000, {}, ValueError, "too many nested parentheses"),
+    ("-" * 100000 + "1", {}, ValueError, "nests too deeply"),
+    (" + ".join([_TERMS] * 3000), {}, ValueError, "nests too deeply"),
+    (" + ".join([_TERMS] * 101), {}, ValueError, "nests more than 100 levels"),
+    ("-" * 150 + _TERMS, {}, ValueError, "nests more than 100 levels"),
+    (f"10**400 * {_TERMS}", {}, ValueError, "the number '10**400' (not a finite float)"),
+    (f"1{'0' * 400} * {_TERMS}", {}, ValueError, "(not a finite float)"),
+    (f"1e400 * {_TERMS}", {}, ValueError, "the number '1e400'"),
+    (f"2.0**5000 * {_TERMS}", {}, ValueError, "the number '2.0**5000'"),
+    (f"10**300 * 10**300 * {_TERMS}", {}, ValueError, "the number '10**300 * 10**300'"),
+    (f"(-8)**0.5 * {_TERMS}", {}, ValueError, "the number '(-8)**0.5'"),
+    (f"a * {_TERMS}", {"a": 10**400}, ValueError, "`a` must be finite"),
+])  # fmt: skip
+def test_what_the_text_form_evaluates_is_bounded_and_refused_by_name(text, values, exc, words):
+    """Deep nesting, numbers beyond the floats and attributes of numbers are a ValueError
+    naming the part (not a RecursionError, MemoryError, OverflowError or AttributeError)."""
+    from plasticity.language import parse
+
+    with pytest.raises(exc, match=re.escape(words)) as info:
+        parse(text, **values)
+    assert len(str(info.value)) < 600  # a long text is abbreviated in the message
+
+
+def test_a_power_too_large_for_a_float_is_refused_before_python_computes_it(monkeypatch):
+    """``9**9**9`` would take Python forever: the parser must refuse it from the sizes of
+    its operands. A spy in place of the power stands in for the endless computation (it
+    fails instead of hanging where the parser would compute it)."""
+    import operator
+    import sys
+
+    parse_module = sys.modules["plasticity.language.parse"]  # (the package exports parse())
+
+    def spy(a, b):
+        if isinstance(a, int) and isinstance(b, int) and b > 0 and b * math.log2(abs(a) or 1) > 1e5:
+            raise AssertionError(f"the parser computes {a} ** {b}")
+        return operator.pow(a, b)
+
+    monkeypatch.setitem(parse_module._BINARY, ast.Pow, spy)
+    for text in (f"9**9**9 * {_TERMS}", f"(2**64)**(2**64) * {_TERMS}", f"-7**99999999 * {_TERMS}"):
+        with pytest.raises(ValueError, match=r"\(not a finite float\)"):
+            parse_module.parse(text)
+    # what fits a float is still computed, an int stays one (a power of a signal)
+    got = parse_module.parse(f"2**10 * {_TERMS} ** 2 + 2.5**-2 * {_TERMS}")
+    assert repr(got) == repr(1024 * post.spike * pre.spike ** 2 + 0.16 * post.spike * pre.spike)
 
 
 def test_text_names_are_numbers_and_not_the_languages_own():

@@ -373,11 +373,13 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             tensor([2., 4.])
             >>> acc.reduction(torch.sum); acc.pos
             tensor([4., 8.])
-            >>> acc.reduction(lambda x, dim: x.median(dim).values)  # keeps the appends
-            >>> acc.pos = torch.tensor([2.0, 2.0]); acc.pos
+            >>> acc.clear(); acc.reduction(lambda x, dim: x.median(dim).values)
+            >>> for x in ([1.0, 2.0], [3.0, 6.0], [2.0, 2.0]):
+            ...     acc.pos = torch.tensor(x)   # kept, for the custom reduction
+            >>> acc.pos
             tensor([2., 2.])
-            >>> acc.reduction(None); acc.pos   # back to the sum of what was kept
-            tensor([6., 10.])
+            >>> acc.reduction(None); acc.pos   # back to the sum, of what was kept
+            tensor([ 6., 10.])
         """
         if fn is None:
             fn = torch.sum

@@ -5,12 +5,18 @@ Only the language is read: numbers, ``+ - * / **``, the names ``pre``, ``post``,
 ``modulator``, ``weight``, ``relu``, ``eligibility``, the numbers passed by name, and the
 signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...). Nothing else is
 evaluated: no other name, attribute, call or statement.
+
+What it evaluates is bounded before it is computed: an expression nests at most
+:data:`MAX_DEPTH` levels, and arithmetic on numbers stays within floats (a power whose
+result would exceed ``1.8e308``, such as ``9**9**9``, is refused before Python computes it).
 """
 
 from __future__ import annotations
 
 import ast
+import math
 import operator
+from numbers import Real
 from typing import Any
 
 from .text import _number
@@ -24,6 +30,9 @@ _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 _ATTRIBUTES = {"spike", "voltage", "trace", "rate", "before", "previous", "delayed",
                "lowpass", "batch_mean"}  # fmt: skip
 _KEYWORDS = {"nearest", "init", "per_sample"}
+#: the deepest nesting of operations, calls and attributes read (far beyond any rule)
+MAX_DEPTH = 100
+_FLOAT_BITS = 1024  # a number of 2**1024 or more is no float
 
 
 def parse(text: str, **values: float) -> Any:
@@ -65,8 +74,32 @@ def parse(text: str, **values: float) -> Any:
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as error:
-        raise ValueError(f"{text!r} is not an expression: {error.msg}") from None
-    return _Reader(text, names).read(tree.body)
+        raise ValueError(f"{_short(text)} is not an expression: {error.msg}") from None
+    except (RecursionError, MemoryError):  # Python's parser gives up on deep nesting
+        raise ValueError(f"{_short(text)} nests too deeply to be read: a rule nests at most "
+                         f"{MAX_DEPTH} levels") from None  # fmt: skip
+    _check_depth(tree.body, text)
+    return _Reader(text.strip(), names).read(tree.body)
+
+
+def _short(text: str) -> str:
+    return repr(text) if len(text) <= 120 else f"{text[:100]!r}... ({len(text)} characters)"
+
+
+def _check_depth(root: ast.AST, text: str) -> None:
+    """Refuses an expression nested deeper than :data:`MAX_DEPTH` (walked without
+    recursion), before anything is evaluated."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise ValueError(f"{_short(text)} nests more than {MAX_DEPTH} levels deep; write "
+                             "the rule with fewer nested parts")  # fmt: skip
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
+
+
+def _plain(x: Any) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool)
 
 
 class _Reader:
@@ -74,26 +107,56 @@ class _Reader:
         self.text, self.names = text, names
 
     def fail(self, what: str) -> ValueError:
-        return ValueError(f"{what} in {self.text!r}: the language knows pre, post, modulator, "
-                          "weight, relu, eligibility and the values passed by name")  # fmt: skip
+        return ValueError(f"{what} in {_short(self.text)}: the language knows pre, post, "
+                          "modulator, weight, relu, eligibility and the values passed by "
+                          "name")  # fmt: skip
+
+    def source(self, node: ast.AST) -> str:
+        return _short(ast.get_source_segment(self.text, node) or ast.unparse(node))
+
+    def number(self, value: Any, node: ast.AST) -> Any:
+        """``value`` if it is a real number a float can hold (an int stays one)."""
+        if not isinstance(value, Real) or (
+            isinstance(value, int) and abs(value).bit_length() > _FLOAT_BITS
+        ) or (isinstance(value, float) and not math.isfinite(value)):
+            raise self.fail(f"the number {self.source(node)} (not a finite float)")
+        return value
+
+    def arithmetic(self, node: ast.BinOp, a: Any, b: Any) -> Any:
+        """``a op b`` on two numbers, refused before it is computed when a power's result
+        would not fit a float (``9**9**9`` would take Python forever)."""
+        if isinstance(node.op, ast.Pow) and isinstance(a, int) and isinstance(b, int):
+            if b > 0 and abs(a) > 1 and b * math.log2(abs(a)) > _FLOAT_BITS:
+                raise self.fail(f"the number {self.source(node)} (not a finite float)")
+        try:
+            value = _BINARY[type(node.op)](a, b)
+        except OverflowError:
+            raise self.fail(f"the number {self.source(node)} (not a finite float)") from None
+        return self.number(value, node)
 
     def read(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
                 raise self.fail(f"the constant {node.value!r}")
-            return node.value  # an int stays one, as in Python (`x ** 2`, `.delayed(2)`)
+            # an int stays one, as in Python (`x ** 2`, `.delayed(2)`)
+            return self.number(node.value, node)
         if isinstance(node, ast.Name):
             if node.id not in self.names:
                 raise self.fail(f"unknown name {node.id!r}")
             return self.names[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-            return _BINARY[type(node.op)](self.read(node.left), self.read(node.right))
+            a, b = self.read(node.left), self.read(node.right)
+            if _plain(a) and _plain(b):
+                return self.arithmetic(node, a, b)
+            return _BINARY[type(node.op)](a, b)
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](self.read(node.operand))
         if isinstance(node, ast.Attribute):
             value = self.read(node.value)
             if node.attr not in _ATTRIBUTES:
                 raise self.fail(f"the attribute .{node.attr}")
+            if not hasattr(type(value), node.attr):  # e.g. (1).spike, relu.trace
+                raise self.fail(f"the attribute .{node.attr} of {self.source(node.value)}")
             return getattr(value, node.attr)
         if isinstance(node, ast.Call):
             function = self.read(node.func)

@@ -13,7 +13,11 @@ __all__: list[str] = []
 def _number(value: Any, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{what} must be a real number, got {type(value).__name__} {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond the floats
+        raise ValueError(f"{what} must be finite, got an int of {int(value).bit_length()} "
+                         "bits") from None  # fmt: skip
     if not math.isfinite(value):
         raise ValueError(f"{what} must be finite, got {value}")
     return value
