@@ -98,6 +98,43 @@ def test_two_ranks_equal_one_process_on_the_union(tmp_path, kind, splits, reduct
         )
 
 
+def _idle_worker(rank, world, store, out):
+    """Two windows; rank 1 observes its samples in the first only (its batch size is
+    still set: no reset()), then calls step() with nothing observed."""
+    dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    pre, post, _ = data(T=30)
+    rule = make("stdp", chunk_size=7)
+    lo, hi = 2 * rank, 2 * rank + 2
+    rule.observe(pre[:15, lo:hi], post[:15, lo:hi])
+    first = rule.step()
+    if rank == 0:
+        rule.observe(pre[15:, lo:hi], post[15:, lo:hi])
+    torch.save([first, rule.step()], os.path.join(out, f"rank{rank}.pt"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def test_a_rank_that_observed_nothing_in_a_window_has_no_weight_in_its_mean(tmp_path):
+    """The union of a window where rank 1 observed nothing is rank 0's samples alone: its
+    Δw is theirs, not halved by rank 1's batch size of the window before."""
+    results = [str(tmp_path / f"rank{r}.pt") for r in range(2)]
+    spawn(_idle_worker, (2, free_address(), str(tmp_path)), results)
+    pre, post, _ = data(T=30)
+    union = make("stdp", chunk_size=7, distributed=False)  # window 1: the 4 samples
+    union.observe(pre[:15], post[:15])
+    first = union.step()
+    alone = make("stdp", chunk_size=7, distributed=False)  # window 2: rank 0's 2 samples
+    alone.observe(pre[:15, :2], post[:15, :2])
+    alone.step()
+    alone.observe(pre[15:, :2], post[15:, :2])
+    second = alone.step()
+    assert second.abs().sum() > 0
+    for rank in range(2):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        torch.testing.assert_close(got[0], first, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(got[1], second, rtol=1e-12, atol=1e-12)
+
 def _ddp_worker(rank, world, store, out):
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     torch.set_num_threads(1)

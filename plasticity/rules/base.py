@@ -379,8 +379,10 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         self._extras = {}
         w = self.weight
         if self._reduces_across_ranks():
-            local = float(self._batch or 0) if self.batch_reduction == "mean" else 1.0
             average = self.batch_reduction == "mean"
+            # a rank that observed nothing in this window has no samples in its mean
+            seen = float(self._batch or 0) if any(self.accumulator.counts) else 0.0
+            local = seen if average else 1.0
             self.accumulator.all_reduce_(
                 w.detach(), group=self.process_group, weight=local, average=average
             )
