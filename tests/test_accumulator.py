@@ -286,7 +286,9 @@ def test_a_tensor_limit_that_does_not_fit_the_rules_weight_is_refused_when_set(s
             "lowerbound": (bounds.lower_multiplicative, limit.double() * -1),
             "fullbound": (bounds.multiplicative, limit.double() if name == "max" else 2.0,
                           limit.double() * -1 if name == "min" else -1.0)}[setter]  # fmt: skip
-    with pytest.raises(ValueError, match=rf"{setter}: the tensor `{name}` has shape .* weight's shape \(4, 6\)"):
+    with pytest.raises(
+        ValueError, match=rf"{setter}: the tensor `{name}` has shape .* weight's shape \(4, 6\)"
+    ):
         getattr(acc, setter)(*args)
     torch.testing.assert_close(acc.update(w), before, rtol=0, atol=0)
     with pytest.raises(ValueError, match="parameter's shape"):  # appends: the weight's shape

@@ -135,6 +135,7 @@ def test_a_rank_that_observed_nothing_in_a_window_has_no_weight_in_its_mean(tmp_
         torch.testing.assert_close(got[0], first, rtol=1e-12, atol=1e-12)
         torch.testing.assert_close(got[1], second, rtol=1e-12, atol=1e-12)
 
+
 def _ddp_worker(rank, world, store, out):
     dist.init_process_group("gloo", init_method=store, rank=rank, world_size=world)
     torch.set_num_threads(1)

@@ -100,13 +100,30 @@ class AccumulatorState:
                 f"but this accumulator uses {self._mode!r}; call reduction(...) to match first"
             )
 
+    def _check_loadable(self, state_dict: dict[str, Any], prefix: str) -> None:
+        """Refuses a saved window this accumulator cannot continue (another reduction, or
+        another shape than its parameter's), before anything changes."""
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None:
+            self._check_extra_state(extra)
+        if self._shape is None:
+            return
+        saved = [(c, state_dict.get(f"{prefix}{c}_acc")) for c in _COMPONENTS]
+        if isinstance(extra, dict) and isinstance(extra.get("lists"), dict):
+            saved += [(c, t) for c in _COMPONENTS for t in extra["lists"].get(c, ())[:1]]
+        for c, t in saved:
+            if isinstance(t, Tensor) and tuple(t.shape) != self._shape:
+                raise ValueError(
+                    f"Accumulator.load_state_dict: the saved window's {c} has shape "
+                    f"{tuple(t.shape)}, the parameter's is {self._shape}; load a checkpoint of "
+                    "this parameter"
+                )
+
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
     ) -> None:
         # validate before touching anything, so a bad state leaves this accumulator as it was
-        extra = state_dict.get(prefix + "_extra_state")
-        if extra is not None:
-            self._check_extra_state(extra)
+        self._check_loadable(state_dict, prefix)
         # the running components exist only while a window holds appends, on either side
         for c in _COMPONENTS:
             key = f"{prefix}{c}_acc"

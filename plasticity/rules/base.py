@@ -25,6 +25,7 @@ from ..engine.step import steppable
 from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import ConvSynapse, HookPairing, synapse_adapter
+from .checkpoint import RuleState
 from .checks import (
     _POST,
     _PRE,
@@ -42,7 +43,7 @@ from .inputs import RuleInputs
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
-class PlasticityRule(HookPairing, RuleInputs, nn.Module):
+class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
     declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
     it as arguments. The synapse and neuron are not registered as submodules (the rule's
@@ -447,42 +448,6 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         """The carried state of a signal of the declaration, by its text (e.g.
         ``"post.trace(20)"``), after the last processed step; ``None`` before any."""
         return None if self._state is None else self._state.get(name)
-
-    def get_extra_state(self) -> dict[str, Any]:
-        return {
-            "state": None if self._state is None else {k: v.clone() for k, v in self._state.items()},
-            "pre": self._pre.tensor(),
-            "post": self._post.tensor(),
-            "voltage": None if self._volt is None else self._volt.tensor(),
-            "modulator": None if self._mod is None else self._mod.tensor(),
-            "batch": self._batch,
-            "extras": {k: v.clone() for k, v in self._extras.items()},
-            "kernels": {k: list(v) for k, v in self._kernels.items()},
-        }
-
-    def set_extra_state(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, dict) or not {"state", "pre", "post", "batch"} <= state.keys():
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: the extra state is not a rule's"
-            )
-        saved = state["state"]
-        if saved is not None and not isinstance(saved, dict):
-            raise ValueError(
-                f"{type(self).__name__}.load_state_dict: the state was saved by another version"
-            )
-        self._state = None if saved is None else {k: v.clone() for k, v in saved.items()}
-        self._pre, self._post = StepBuffer(), StepBuffer()
-        self._volt = None if self._volt is None else StepBuffer()
-        self._mod = None if self._mod is None else StepBuffer()
-        for buffer, key in ((self._pre, "pre"), (self._post, "post"), (self._volt, "voltage"),
-                            (self._mod, "modulator")):  # fmt: skip
-            saved_rows = state.get(key)
-            if saved_rows is not None and buffer is not None:
-                buffer.append(saved_rows, saved_rows, self.chunk)
-        self._batch = state["batch"]
-        self._extras = {k: v.clone() for k, v in (state.get("extras") or {}).items()}
-        self._kernels = {k: tuple(v) for k, v in (state.get("kernels") or {}).items()}
-        self._pending = []
 
     def __getstate__(self) -> dict[str, Any]:
         d = self.__dict__.copy()
