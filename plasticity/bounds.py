@@ -206,26 +206,15 @@ def _check_range(value: float) -> float:
     return value
 
 
-def _unbounded(limit: Limit, param: Tensor, upper: bool) -> bool:
-    """Whether a number limit leaves its side unbounded: ``+inf`` for an upper limit,
-    ``-inf`` for a lower one (or beyond the largest value of ``param``'s dtype)."""
-    if isinstance(limit, Tensor):
-        return False
-    value = float(limit) if upper else -float(limit)
-    return value == math.inf or (param.is_floating_point() and value > torch.finfo(param.dtype).max)
-
-
 def _soft(param: Tensor, limit: Limit, upper: bool, mu: float = 1.0, r: float = 1.0) -> Tensor:
     """The soft factor ``(max(d, 0) / r)^μ`` of the distance ``d`` from ``param`` to
-    ``limit`` (``limit - param`` for an upper limit, ``param - limit`` for a lower one).
-
-    The base is clamped at 0, so a weight outside its range gives 0, never a negative
-    base. ``μ = 0`` gives ``[d > 0]`` (0⁰ counts as 0: a weight at or beyond its limit is
-    not pushed further out, as with ``*_sharp``). An infinite distance (an infinite limit:
-    ``+inf`` above, ``-inf`` below) gives the factor 1: that side is unbounded.
-    """
-    if _unbounded(limit, param, upper):
-        return torch.ones_like(param)
+    ``limit`` (``limit - param`` above, ``param - limit`` below): 0 outside the range,
+    ``[d > 0]`` for ``μ = 0`` (0⁰ counts as 0), 1 for an infinite distance (``+inf`` above,
+    ``-inf`` below, or beyond the dtype's largest value: that side is unbounded)."""
+    if not isinstance(limit, Tensor):
+        far = float(limit) if upper else -float(limit)
+        if far == math.inf or (param.is_floating_point() and far > torch.finfo(param.dtype).max):
+            return torch.ones_like(param)
     base = (limit - param if upper else param - limit).clamp_min_(0)  # a fresh difference
     if mu == 0:
         return (base > 0).to(base.dtype)
