@@ -136,16 +136,8 @@ class FullBounding(Protocol):
         tensor([0.5000, 0.0000])
     """
 
-    def __call__(
-        self,
-        param: Tensor,
-        pos: Tensor,
-        neg: Tensor,
-        max: Limit | None,
-        min: Limit | None,
-        /,
-        **kwargs,
-    ) -> Tensor: ...
+    def __call__(self, param: Tensor, pos: Tensor, neg: Tensor, max: Limit | None,
+                 min: Limit | None, /, **kwargs) -> Tensor: ...  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ kinds
