@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import no_grad
+from .._grad import no_grad, run_eagerly
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
@@ -95,6 +95,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         those of :class:`~plasticity.STDP` (``trace`` and ``coincident`` pick the terms
         of the built-ins). Subclasses call :meth:`_finish_init` at the end of theirs."""
         adapter = synapse_adapter(synapse)
+        adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
         if not isinstance(neuron, nn.Module):
             raise TypeError(
                 f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
@@ -242,7 +243,17 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
 
     @property
     def weight(self) -> Tensor:
+        """The synapse's weight as its forward uses it (what bounds and weight-dependent
+        terms read; a synapse pruned by ``torch.nn.utils.prune``: ``weight_orig *
+        weight_mask``)."""
         return self._adapter.weight
+
+    @property
+    def parameter(self) -> Tensor:
+        """The tensor whose ``.grad`` :meth:`step` writes, to give the optimizer:
+        ``synapse.weight``, or for a pruned synapse ``synapse.weight_orig`` (its update is
+        masked: an absent synapse never changes)."""
+        return self._adapter.parameter
 
     @property
     def attached(self) -> bool:
@@ -257,6 +268,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         """Registers the hooks (again, after :meth:`detach`, or on a deep copy)."""
         if self._handles:
             return
+        run_eagerly(HookPairing, "_on_pre", "_on_synapse_output", "_on_post")
         self._handles = [
             self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
             self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
@@ -387,10 +399,14 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         update = self.accumulator._take_update(w)  # update() + clear()
         if update is None:
             return None
-        if w.grad is None:
-            w.grad = (-update).to(w.dtype)
+        mask = self._adapter.mask  # a pruned synapse: absent synapses do not change
+        if mask is not None:
+            update = update * mask
+        p = self._adapter.parameter
+        if p.grad is None:
+            p.grad = (-update).to(p.dtype)
         else:
-            w.grad.sub_(update)
+            p.grad.sub_(update)
         return update
 
     def _end_window(self) -> None:
@@ -483,8 +499,10 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         self._pending = []
 
     def __getstate__(self) -> dict[str, Any]:
+        # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the
+        # handles, copied with them, remove the copy's own hooks
         d = self.__dict__.copy()
-        d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
+        d["_pending"] = [[*p[:3], None] for p in self._pending]  # no weak references
         d.pop("_chunk_cache", None)
         return d
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import no_grad
+from .._grad import in_backward, no_grad, run_eagerly
 from ..hooks import output_spikes
 from ..language import post, weight
 from .base import PlasticityRule
@@ -86,12 +86,21 @@ class AdaptiveThreshold(nn.Module):
             )
         theta_plus = check_amplitude("theta_plus", theta_plus)
         tau_theta, dt = check_positive("tau_theta", tau_theta), check_positive("dt", dt)
+        for hook in neuron._forward_hooks.values():
+            if isinstance(getattr(hook, "__self__", None), AdaptiveThreshold):
+                raise ValueError(
+                    f"the neuron ({type(neuron).__name__}) already has an AdaptiveThreshold "
+                    f"({hook.__self__.extra_repr()}); a second one would take the adapted "
+                    "threshold as its base. Use one per neuron (call detach() on the first "
+                    "to replace it)"
+                )
         super().__init__()
         self.theta_plus, self.tau_theta, self.dt = theta_plus, tau_theta, dt
         self.__dict__["_neuron"] = neuron
         self.register_buffer("base", neuron.threshold.detach().clone())
         self.register_buffer("theta", None)
         self._incoming: Tensor | None = None  # the neuron's threshold being loaded
+        run_eagerly(AdaptiveThreshold, "_on_step")  # outside torch.compile graphs
         # the neuron's state_dict holds its base threshold (its own shape, so that a fresh
         # neuron loads it); the adaptation is this module's state
         self._handles = [
@@ -105,10 +114,24 @@ class AdaptiveThreshold(nn.Module):
     def neuron(self) -> nn.Module:
         return self._neuron
 
+    @property
+    def attached(self) -> bool:
+        """Whether the hooks are registered (until :meth:`detach`; a copy of the neuron
+        and this module, by ``copy.deepcopy`` or pickle, is attached as the original)."""
+        return bool(self._handles)
+
     @no_grad
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
         if not (self.training and module.training):
             return
+        if in_backward():
+            raise RuntimeError(
+                "AdaptiveThreshold: the neuron's forward pass is being recomputed during "
+                "backward (activation checkpointing, torch.utils.checkpoint); its threshold "
+                "has adapted since that step, so the recomputation would not match the "
+                "forward pass. Keep the neuron with an adaptive threshold outside the "
+                "checkpointed part of the network"
+            )
         s = output_spikes(output, f"neuron ({type(module).__name__})").detach()
         rate = s.mean(0) if s.ndim > 1 else s
         decay = math.exp(-self.dt / self.tau_theta)
