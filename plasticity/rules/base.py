@@ -380,12 +380,14 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
 
     @no_grad
     def step(self) -> Tensor | None:
-        """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator.
+        """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator
+        (a pruned synapse: the masked ``-Δw`` to ``weight_orig.grad``, see :attr:`parameter`).
 
         Buffered steps are processed first. ``weight.grad`` is created if it is ``None``;
         a gradient already there (e.g. from backprop) is kept and ``-Δw`` added to it, so
         an optimizer minimizing the loss applies ``+Δw``. Returns ``Δw`` (or ``None``).
         """
+        p = self._adapter.parameter  # a weight computed since construction: refused now
         self.flush()
         self._end_window()
         self._extras = {}
@@ -402,7 +404,6 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         mask = self._adapter.mask  # a pruned synapse: absent synapses do not change
         if mask is not None:
             update = update * mask
-        p = self._adapter.parameter
         if p.grad is None:
             p.grad = (-update).to(p.dtype)
         else:

@@ -100,10 +100,11 @@ class AdaptiveThreshold(nn.Module):
         self.register_buffer("base", neuron.threshold.detach().clone())
         self.register_buffer("theta", None)
         self._incoming: Tensor | None = None  # the neuron's threshold being loaded
-        run_eagerly(AdaptiveThreshold, "_on_step")  # outside torch.compile graphs
+        run_eagerly(AdaptiveThreshold, "_before_step", "_on_step")  # outside torch.compile graphs
         # the neuron's state_dict holds its base threshold (its own shape, so that a fresh
         # neuron loads it); the adaptation is this module's state
         self._handles = [
+            neuron.register_forward_pre_hook(self._before_step),
             neuron.register_forward_hook(self._on_step),
             _state_dict_post_hook(neuron, self._save_neuron_threshold),
             neuron.register_load_state_dict_pre_hook(self._before_neuron_load),
@@ -120,11 +121,8 @@ class AdaptiveThreshold(nn.Module):
         and this module, by ``copy.deepcopy`` or pickle, is attached as the original)."""
         return bool(self._handles)
 
-    @no_grad
-    def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not (self.training and module.training):
-            return
-        if in_backward():
+    def _before_step(self, module: nn.Module, args: tuple) -> None:
+        if self.training and module.training and in_backward():
             raise RuntimeError(
                 "AdaptiveThreshold: the neuron's forward pass is being recomputed during "
                 "backward (activation checkpointing, torch.utils.checkpoint); its threshold "
@@ -132,6 +130,11 @@ class AdaptiveThreshold(nn.Module):
                 "forward pass. Keep the neuron with an adaptive threshold outside the "
                 "checkpointed part of the network"
             )
+
+    @no_grad
+    def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if not (self.training and module.training):
+            return
         s = output_spikes(output, f"neuron ({type(module).__name__})").detach()
         rate = s.mean(0) if s.ndim > 1 else s
         decay = math.exp(-self.dt / self.tau_theta)
