@@ -423,7 +423,7 @@ def compiled_run(backend, T=30):
     x = spikes(T, 2, 6, 0.5, seed=15)
     out, dws, seen = [], [], []
     with torch.no_grad():
-        for window in range(2):
+        for _ in range(2):
             mem = net.lif.init_leaky()
             for t in range(T):
                 s, mem = step(x[t], mem)
