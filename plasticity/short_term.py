@@ -233,7 +233,8 @@ class ShortTermPlasticity(nn.Module):
         return bool(self._handles)
 
     def attach(self) -> None:
-        """Registers the hook (again, after :meth:`detach` or on a copy)."""
+        """Registers the hook (again, after :meth:`detach`; a copy of an attached module is
+        attached to the copied synapse already)."""
         if not self._handles:
             run_eagerly(ShortTermPlasticity, "_on_pre")  # outside torch.compile graphs
             self._handles = [self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True)]

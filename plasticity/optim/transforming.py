@@ -69,8 +69,11 @@ def _check_real(where: str, name: str, value: Any, *, optional: bool) -> None:
 
 def _check_tensors(where: str, params: Any) -> None:
     """Refuses a tensor that is not a parameter (e.g. the ``weight`` of a pruned module,
-    recomputed from ``weight_orig * weight_mask`` at every forward pass)."""
-    for i, p in enumerate([params] if isinstance(params, Tensor) else list(params or ())):
+    recomputed from ``weight_orig * weight_mask`` at every forward pass). An iterator is
+    left to the inner optimizer (not consumed here); its groups are checked after."""
+    if not isinstance(params, (Tensor, list, tuple)):
+        return
+    for i, p in enumerate([params] if isinstance(params, Tensor) else params):
         if isinstance(p, Tensor) and not isinstance(p, torch.nn.Parameter):
             why = (
                 "a tensor computed from others (not a leaf)" if not p.is_leaf

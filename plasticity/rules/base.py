@@ -265,7 +265,8 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         return self.training and self.synapse.training and self.attached
 
     def attach(self) -> None:
-        """Registers the hooks (again, after :meth:`detach`, or on a deep copy)."""
+        """Registers the hooks (again, after :meth:`detach`; a copy of an attached rule is
+        attached to the copied modules already)."""
         if self._handles:
             return
         run_eagerly(HookPairing, "_on_pre", "_on_synapse_output", "_on_post")

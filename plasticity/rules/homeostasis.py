@@ -50,7 +50,8 @@ class AdaptiveThreshold(nn.Module):
     The step's spikes raise the threshold used from the next step on. ``θ`` is shared by
     the samples of a batch (batch mean of the spikes). Adaptation follows ``train()`` /
     ``eval()`` of this module and of the neuron; ``detach()`` removes the hook and restores
-    the base threshold.
+    the base threshold. One per neuron: a second is a ``ValueError`` (it would take the
+    adapted threshold as its base).
 
     Checkpoints: while the module is attached, the neuron's ``state_dict`` holds its base
     threshold (so a fresh neuron loads it) and the adaptation ``θ`` is this module's
