@@ -520,3 +520,25 @@ def test_a_meta_device_synapse_is_refused_with_what_to_do(make):
     fc = nn.Linear(4, 3, bias=False, device="meta")
     with pytest.raises(ValueError, match="meta device.*to_empty"):
         make(fc)
+
+
+# ------------------------------------------------------------------------ monitors
+
+
+def test_a_spike_monitor_records_each_step_once_under_checkpointing_and_inference_mode():
+    """The monitor's hook is a hook like the rules': a checkpoint recomputation is not
+    recorded again, and its columns made inside inference mode outlive it."""
+    fc, lif = linear(5, 4, seed=18, scale=0.8), leaky()
+    mon = pl.monitor.SpikeMonitor(lif)
+    x = spikes(8, 1, 5, 0.5, seed=19).requires_grad_()
+    mem, loss = lif.init_leaky(), 0.0
+    for t in range(8):
+        s, mem = checkpoint(lambda a, m: lif(fc(a), m), x[t], mem, use_reentrant=True)
+        loss = loss + mem.sum()
+    loss.backward()
+    assert mon.numpy()["steps"].tolist() == list(range(8))
+    fresh = pl.monitor.SpikeMonitor(lif)
+    with torch.inference_mode():  # the first record: its columns are made here
+        lif(fc(x[0].detach()), lif.init_leaky())
+    lif(fc(x[1].detach()), lif.init_leaky())
+    assert fresh.numpy()["steps"].tolist() == [0, 1]
