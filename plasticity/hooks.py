@@ -78,7 +78,7 @@ class SynapseAdapter:
     @property
     def weight(self) -> Tensor:
         """The weight the synapse's forward uses (a pruned synapse's ``weight_orig *
-        weight_mask``, computed now: see :mod:`plasticity._weights`)."""
+        weight_mask``, computed now)."""
         w = self.module._parameters.get("weight")
         return w if w is not None else effective_weight(self.module)
 
