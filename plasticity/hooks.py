@@ -20,8 +20,11 @@ import warnings
 import weakref
 from typing import Any
 
+import torch
 from torch import Tensor, nn
 
+from ._grad import in_backward
+from ._weights import check_materialized, effective_weight, grad_target, weight_mask
 from .buffers import StepBuffer, same_storage
 
 __all__ = [
@@ -74,7 +77,22 @@ class SynapseAdapter:
 
     @property
     def weight(self) -> Tensor:
-        return self.module.weight  # type: ignore[return-value]
+        """The weight the synapse's forward uses (a pruned synapse's ``weight_orig *
+        weight_mask``, computed now)."""
+        w = self.module._parameters.get("weight")
+        return w if w is not None else effective_weight(self.module)
+
+    @property
+    def parameter(self) -> Tensor:
+        """The tensor whose ``.grad`` a rule writes: the weight, or a pruned synapse's
+        ``weight_orig``; a ``TypeError`` for a weight computed by a parametrization."""
+        w = self.module._parameters.get("weight")
+        return w if w is not None else grad_target(self.module)
+
+    @property
+    def mask(self) -> Tensor | None:
+        """A pruned synapse's ``weight_mask`` (its update is masked), else ``None``."""
+        return None if "weight" in self.module._parameters else weight_mask(self.module)
 
     def pre_steps(self, x: Tensor) -> Tensor:
         """The synapse's input as ``[T, B, *in]`` (T = 1 for one step)."""
@@ -222,6 +240,7 @@ def synapse_adapter(module: object) -> SynapseAdapter:
             f"`synapse` ({type(module).__name__}) has no `weight` tensor; pass the nn.Linear or "
             "nn.Conv1d/2d/3d whose weight should learn (for snn.RLeaky: its `.recurrent`)"
         )
+    check_materialized(module, "plasticity on it")
     if isinstance(module, nn.Linear):
         return DenseSynapse(module)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
@@ -259,11 +278,17 @@ class HookPairing:
     # with its spikes. A staged input that never reaches the neuron (a sanity call, a call
     # feeding another neuron) is dropped with a warning and never shifts later pairs. A
     # ``[T, B, N]`` sequence through the synapse is consumed one step per neuron call.
-    # The hooks run every step: keep their fast paths lean.
+    # The hooks run every step: keep their fast paths lean. They observe nothing while
+    # autograd's backward runs (activation checkpointing recomputes forward passes then),
+    # leave inference mode (what they buffer outlives it) and run outside torch.compile
+    # graphs (PlasticityRule.attach).
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not (self.training and module.training):
+        if not (self.training and module.training) or in_backward():
             return
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return self._on_pre(module, args, kwargs)
         x = args[0] if args else kwargs.get("input")
         pending, pre = self._pending, self._pre
         # fast path: one step shaped like the paired ones, nothing else staged
@@ -288,12 +313,15 @@ class HookPairing:
     def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
         """Remembers which tensor the staged input produced (to find it at the neuron)."""
         pending = self._pending
-        if pending and isinstance(output, Tensor):
+        if pending and isinstance(output, Tensor) and not in_backward():
             pending[-1][3] = weakref.ref(output)
 
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not (self.training and self._adapter.module.training):
+        if not (self.training and self._adapter.module.training) or in_backward():
             return
+        if torch.is_inference_mode_enabled():
+            with torch.inference_mode(False):
+                return self._on_post(module, args, output)
         s = (
             output
             if isinstance(output, Tensor)

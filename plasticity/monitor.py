@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ._grad import in_backward, no_grad, run_eagerly
 from .hooks import output_spikes
 
 __all__ = ["Recorder", "WeightMonitor", "SpikeMonitor", "TraceMonitor"]
@@ -93,6 +94,7 @@ class Recorder:
         self.n = (self.n + 1) // 2
         self.every *= 2
 
+    @no_grad  # (and outside inference mode: the columns outlive it)
     def append(self, step: int, **row: Tensor) -> None:
         if self.n == self.capacity:
             self._decimate()
@@ -258,10 +260,13 @@ class SpikeMonitor(Recorder):
         super().__init__(every, capacity)
         self.sample = sample
         self.index = None if select is None else torch.as_tensor(list(select), dtype=torch.long)
+        run_eagerly(SpikeMonitor, "_on_step")  # outside torch.compile graphs
         self._handle = neuron.register_forward_hook(self._on_step)
 
     @torch.no_grad()
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if in_backward():  # activation checkpointing's recomputation: recorded already
+            return
         label = self._calls
         if not self.due():
             return

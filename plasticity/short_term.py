@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ._grad import in_backward, run_eagerly
 from .hooks import ConvSynapse, synapse_adapter
 from .rules.checks import _real
 from .rules.checks import check_positive as _positive
@@ -232,8 +233,10 @@ class ShortTermPlasticity(nn.Module):
         return bool(self._handles)
 
     def attach(self) -> None:
-        """Registers the hook (again, after :meth:`detach` or on a copy)."""
+        """Registers the hook (again, after :meth:`detach`; a copy of an attached module is
+        attached to the copied synapse already)."""
         if not self._handles:
+            run_eagerly(ShortTermPlasticity, "_on_pre")  # outside torch.compile graphs
             self._handles = [self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True)]
 
     def detach(self) -> None:
@@ -242,12 +245,18 @@ class ShortTermPlasticity(nn.Module):
             handle.remove()
         self._handles = []
 
-    def __getstate__(self) -> dict[str, Any]:
-        d = self.__dict__.copy()
-        d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
-        return d
-
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if in_backward():
+            raise RuntimeError(
+                "ShortTermPlasticity: the synapse's forward pass is being recomputed during "
+                "backward (activation checkpointing, torch.utils.checkpoint); the release "
+                "state has moved on since that step, so the recomputation would not match the "
+                "forward pass. Keep the synapse with short-term plasticity outside the "
+                "checkpointed part of the network"
+            )
+        if torch.is_inference_mode_enabled():  # the state must outlive the context
+            with torch.inference_mode(False):
+                return self._on_pre(module, args, kwargs)
         if args:
             return (self.transmit(args[0]), *args[1:]), kwargs
         if "input" not in kwargs:

@@ -321,8 +321,8 @@ def test_reset_detach_attach_and_eval():
     stp.attach()
     stp.reset()
     assert torch.equal(fc(spikes).detach(), first)
-    clone = copy.deepcopy(stp)
-    assert not clone.attached and torch.equal(clone.x, stp.x)
+    clone = copy.deepcopy(stp)  # attached to its own copy of the synapse, as the original
+    assert clone.attached and clone.synapse is not fc and torch.equal(clone.x, stp.x)
 
 
 def test_state_follows_the_weight_dtype_and_device(device):

@@ -67,6 +67,28 @@ def _check_real(where: str, name: str, value: Any, *, optional: bool) -> None:
         raise ValueError(f"{where}: `{name}` is NaN; pass a number")
 
 
+def _check_tensors(where: str, params: Any) -> None:
+    """Refuses a tensor that is not a parameter (e.g. the ``weight`` of a pruned module,
+    recomputed from ``weight_orig * weight_mask`` at every forward pass). An iterator is
+    left to the inner optimizer (not consumed here); its groups are checked after."""
+    if not isinstance(params, (Tensor, list, tuple)):
+        return
+    for i, p in enumerate([params] if isinstance(params, Tensor) else params):
+        if isinstance(p, Tensor) and not isinstance(p, torch.nn.Parameter):
+            why = (
+                "a tensor computed from others (not a leaf)" if not p.is_leaf
+                else "a plain tensor that requires no gradient" if not p.requires_grad
+                else None
+            )  # fmt: skip
+            if why is not None:
+                raise ValueError(
+                    f"{where}: params[{i}] (shape {list(p.shape)}) is {why}, not a parameter: "
+                    "a step on it would not last. A synapse pruned with torch.nn.utils.prune "
+                    "computes `weight` from `weight_orig * weight_mask` at every forward pass: "
+                    "optimize its `weight_orig` (a rule's `parameter`)"
+                )
+
+
 class ParamTransformingOptimizer(Optimizer):
     r"""An optimizer that transforms each parameter in-place before and after ``InnerOpt.step``.
 
@@ -166,6 +188,8 @@ class ParamTransformingOptimizer(Optimizer):
             else:
                 groups = [dict(g) for g in groups]  # the caller's dicts stay untouched
             for group in groups:
+                _check_tensors(type(self).__name__, group.get("params"))
+            for group in groups:
                 for key, value in defaults.items():
                     group.setdefault(key, value)
             inner = InnerOpt(groups, **inner_opt_kwargs)
@@ -201,6 +225,7 @@ class ParamTransformingOptimizer(Optimizer):
             raise TypeError(f"{where}: `param_ndim` must be an int or None, got {param_ndim!r}")
         for name in ("grad_scale", "grad_bias"):
             _check_real(where, name, group.get(name), optional=False)
+        _check_tensors(where, group["params"])
         for p in group["params"]:
             if param_ndim is not None and not (-p.ndim <= param_ndim <= max(p.ndim, 0)):
                 if not (p.ndim == 0 and param_ndim in (0, -1)):

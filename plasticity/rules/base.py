@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import no_grad
+from .._grad import no_grad, run_eagerly
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
@@ -96,6 +96,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         those of :class:`~plasticity.STDP` (``trace`` and ``coincident`` pick the terms
         of the built-ins). Subclasses call :meth:`_finish_init` at the end of theirs."""
         adapter = synapse_adapter(synapse)
+        adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
         if not isinstance(neuron, nn.Module):
             raise TypeError(
                 f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
@@ -243,7 +244,17 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
 
     @property
     def weight(self) -> Tensor:
+        """The synapse's weight as its forward uses it (what bounds and weight-dependent
+        terms read; a synapse pruned by ``torch.nn.utils.prune``: ``weight_orig *
+        weight_mask``)."""
         return self._adapter.weight
+
+    @property
+    def parameter(self) -> Tensor:
+        """The tensor whose ``.grad`` :meth:`step` writes, to give the optimizer:
+        ``synapse.weight``, or for a pruned synapse ``synapse.weight_orig`` (its update is
+        masked: an absent synapse never changes)."""
+        return self._adapter.parameter
 
     @property
     def attached(self) -> bool:
@@ -255,9 +266,11 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         return self.training and self.synapse.training and self.attached
 
     def attach(self) -> None:
-        """Registers the hooks (again, after :meth:`detach`, or on a deep copy)."""
+        """Registers the hooks (again, after :meth:`detach`; a copy of an attached rule is
+        attached to the copied modules already)."""
         if self._handles:
             return
+        run_eagerly(HookPairing, "_on_pre", "_on_synapse_output", "_on_post")
         self._handles = [
             self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
             self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
@@ -369,12 +382,14 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
 
     @no_grad
     def step(self) -> Tensor | None:
-        """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator.
+        """Ends the window: adds ``-Δw`` to ``weight.grad`` and clears the accumulator
+        (a pruned synapse: the masked ``-Δw`` to ``weight_orig.grad``, see :attr:`parameter`).
 
         Buffered steps are processed first. ``weight.grad`` is created if it is ``None``;
         a gradient already there (e.g. from backprop) is kept and ``-Δw`` added to it, so
         an optimizer minimizing the loss applies ``+Δw``. Returns ``Δw`` (or ``None``).
         """
+        p = self._adapter.parameter  # a weight computed since construction: refused now
         self.flush()
         self._end_window()
         self._extras = {}
@@ -390,10 +405,13 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         update = self.accumulator._take_update(w)  # update() + clear()
         if update is None:
             return None
-        if w.grad is None:
-            w.grad = (-update).to(w.dtype)
+        mask = self._adapter.mask  # a pruned synapse: absent synapses do not change
+        if mask is not None:
+            update = update * mask
+        if p.grad is None:
+            p.grad = (-update).to(p.dtype)
         else:
-            w.grad.sub_(update)
+            p.grad.sub_(update)
         return update
 
     def _end_window(self) -> None:
@@ -450,8 +468,10 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         return None if self._state is None else self._state.get(name)
 
     def __getstate__(self) -> dict[str, Any]:
+        # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the
+        # handles, copied with them, remove the copy's own hooks
         d = self.__dict__.copy()
-        d["_handles"] = []  # hook handles do not survive a copy; re-attach with attach()
+        d["_pending"] = [[*p[:3], None] for p in self._pending]  # no weak references
         d.pop("_chunk_cache", None)
         return d
 

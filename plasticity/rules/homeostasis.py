@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import no_grad
+from .._grad import in_backward, no_grad, run_eagerly
 from ..hooks import output_spikes
 from ..language import post, weight
 from .base import PlasticityRule
@@ -50,7 +50,8 @@ class AdaptiveThreshold(nn.Module):
     The step's spikes raise the threshold used from the next step on. ``θ`` is shared by
     the samples of a batch (batch mean of the spikes). Adaptation follows ``train()`` /
     ``eval()`` of this module and of the neuron; ``detach()`` removes the hook and restores
-    the base threshold.
+    the base threshold. One per neuron: a second is a ``ValueError`` (it would take the
+    adapted threshold as its base).
 
     Checkpoints: while the module is attached, the neuron's ``state_dict`` holds its base
     threshold (so a fresh neuron loads it) and the adaptation ``θ`` is this module's
@@ -86,15 +87,25 @@ class AdaptiveThreshold(nn.Module):
             )
         theta_plus = check_amplitude("theta_plus", theta_plus)
         tau_theta, dt = check_positive("tau_theta", tau_theta), check_positive("dt", dt)
+        for hook in neuron._forward_hooks.values():
+            if isinstance(getattr(hook, "__self__", None), AdaptiveThreshold):
+                raise ValueError(
+                    f"the neuron ({type(neuron).__name__}) already has an AdaptiveThreshold "
+                    f"({hook.__self__.extra_repr()}); a second one would take the adapted "
+                    "threshold as its base. Use one per neuron (call detach() on the first "
+                    "to replace it)"
+                )
         super().__init__()
         self.theta_plus, self.tau_theta, self.dt = theta_plus, tau_theta, dt
         self.__dict__["_neuron"] = neuron
         self.register_buffer("base", neuron.threshold.detach().clone())
         self.register_buffer("theta", None)
         self._incoming: Tensor | None = None  # the neuron's threshold being loaded
+        run_eagerly(AdaptiveThreshold, "_before_step", "_on_step")  # outside torch.compile graphs
         # the neuron's state_dict holds its base threshold (its own shape, so that a fresh
         # neuron loads it); the adaptation is this module's state
         self._handles = [
+            neuron.register_forward_pre_hook(self._before_step),
             neuron.register_forward_hook(self._on_step),
             _state_dict_post_hook(neuron, self._save_neuron_threshold),
             neuron.register_load_state_dict_pre_hook(self._before_neuron_load),
@@ -104,6 +115,22 @@ class AdaptiveThreshold(nn.Module):
     @property
     def neuron(self) -> nn.Module:
         return self._neuron
+
+    @property
+    def attached(self) -> bool:
+        """Whether the hooks are registered (until :meth:`detach`; a copy of the neuron
+        and this module, by ``copy.deepcopy`` or pickle, is attached as the original)."""
+        return bool(self._handles)
+
+    def _before_step(self, module: nn.Module, args: tuple) -> None:
+        if self.training and module.training and in_backward():
+            raise RuntimeError(
+                "AdaptiveThreshold: the neuron's forward pass is being recomputed during "
+                "backward (activation checkpointing, torch.utils.checkpoint); its threshold "
+                "has adapted since that step, so the recomputation would not match the "
+                "forward pass. Keep the neuron with an adaptive threshold outside the "
+                "checkpointed part of the network"
+            )
 
     @no_grad
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:

@@ -55,11 +55,14 @@ class RuleInputs:
     def reward(self, value: float | Tensor) -> None:
         """Adds to the third factor of the step just simulated (call it after that step's
         forward pass): a number (every sample) or a ``[B]`` tensor. Steps without one
-        have 0."""
+        have 0. In eval mode (the rule's or the synapse's) the hooks observe no step, and
+        a reward is ignored: it belongs to no step that is learned from."""
         if self._mod is None:
             raise RuntimeError(
                 f"{type(self).__name__} reads no third factor (its terms have no `modulator`)"
             )
+        if not (self.training and self.synapse.training):
+            return
         if self._post.n == 0:
             raise RuntimeError(
                 "reward() belongs to the step just simulated, but no step is buffered: call it after the forward pass"
