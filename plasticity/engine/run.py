@@ -16,7 +16,7 @@ from ..language import Signal
 from .chunk import Chunk, _align
 from .plan import Plan, Product
 
-__all__ = ["run_plan", "signed_parts", "Sink"]
+__all__ = ["run_plan", "signed_parts", "Sink", "NotFinite", "finite"]
 
 Deliver = Callable[[str, Tensor, float], None]  # (target, weight-shaped value, its factor)
 
@@ -247,20 +247,57 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     return value.mul_(number) if number != 1.0 else value
 
 
+class NotFinite(ValueError):
+    """A chunk's update is not finite: finite inputs whose products overflow the weight's
+    dtype. :func:`~plasticity.engine.window.run_window` sets ``start``/``end`` (the
+    chunk's steps) and ``state`` (the state before the chunk); ``partial``: part of the
+    chunk's update had been added before the overflow was found."""
+
+    def __init__(self, target: str, partial: bool) -> None:
+        super().__init__(f"the update ({target}) is not finite")
+        self.target, self.partial = target, partial
+        self.start = self.end = 0
+        self.state: dict[str, Tensor] = {}
+
+
+def finite(value: Tensor) -> bool:
+    """Whether every element of ``value`` is finite: its sum is (one reduction; a sum is
+    not finite where an element is not), or, where the sum overflows, every element."""
+    return bool(torch.isfinite(value.sum())) or bool(torch.isfinite(value).all())
+
+
 class Sink:
     """Where the engine's results of one chunk go: ``pos``/``neg`` into one append of the
     accumulator per component, other targets summed into the rule's window buffers
-    (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``)."""
+    (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``).
 
-    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor]) -> None:
-        self.acc, self.scale, self.extras = acc, scale, extras
+    ``checked``: the inputs are not bounded (graded spikes, membrane potentials,
+    rewards), so their products may overflow: every result is checked before it is
+    added (:class:`NotFinite`). Results of binary spikes and traces are finite by
+    construction and go straight in."""
+
+    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor],
+                 checked: bool = False) -> None:  # fmt: skip
+        self.acc, self.scale, self.extras, self.checked = acc, scale, extras, checked
         self.merge = acc.merges
         self.started: set[str] = set()
         self.local: dict[str, Tensor] = {}
 
+    def _check(self, target: str, value: Tensor, alpha: float) -> Tensor:
+        """``alpha * value`` (in place), checked: :class:`NotFinite` says whether part of
+        the chunk was added already."""
+        if alpha != 1.0:
+            value = value.mul_(alpha)
+        if not finite(value):
+            raise NotFinite(target, partial=bool(self.started))
+        return value
+
     def deliver(self, target: str, value: Tensor, alpha: float = 1.0) -> None:
         """Adds ``alpha * value`` to ``target`` (``value`` is handed over)."""
+        if self.checked and (self.merge or target not in ("pos", "neg")):
+            value, alpha = self._check(target, value, alpha), 1.0
         if target not in ("pos", "neg"):
+            self.started.add(target)
             if target in self.extras:
                 self.extras[target].add_(value, alpha=alpha)
             else:
@@ -277,5 +314,8 @@ class Sink:
         self.started.add(target)
 
     def close(self) -> None:
+        if self.checked:  # the sums of the chunk, checked before any is added
+            for target, value in self.local.items():
+                self._check(target, value, 1.0)
         for target, value in self.local.items():
             self.acc.add_(target, value, finite=True)

@@ -16,6 +16,7 @@ SPIKE_POLICIES = ("binary", "graded")
 PRECISIONS = ("full", "bf16")
 COINCIDENT = ("ltp", "both", "none")
 _PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
+_VOLT = "the neuron's membrane potential values"
 
 
 def _real(name: str, value: Any) -> float:
@@ -90,7 +91,10 @@ def _flat(spikes: Tensor) -> Tensor:
 
 
 def _binary_numbers(flat: Tensor) -> list[Tensor]:
-    """``[min, max, sum, non-zeros]`` of a :func:`_flat` tensor, for :func:`_binary`."""
+    """``[min, max, sum, non-zeros]`` of a :func:`_flat` tensor, for :func:`_binary`
+    (an empty one: ``[0, 0, 0, 0]``, no spike)."""
+    if flat.numel() == 0:  # a zero-size layer or an empty batch (aminmax has no identity)
+        return [flat.new_zeros(())] * 4
     bits = _BITS.get(flat.dtype)
     nonzeros = torch.count_nonzero(flat if bits is None else flat.view(bits))
     return [*torch.aminmax(flat), flat.sum(), nonzeros.to(flat.dtype)]
@@ -163,7 +167,76 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
                 out.append((int(total), None))
                 continue
         finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
+        if bool(finite.all()):  # graded values whose sum overflows, each one finite
+            out.append((int(torch.count_nonzero(flat)) if count else flat.numel(), None))
+            continue
         bad = int((~finite).nonzero()[0, 0])
         nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
         out.append((nnz, bad))
     return out
+
+
+def _refused_steps(values: Tensor, binary: bool) -> Tensor:
+    """Per step of ``[T, ...]`` values: whether it holds one the policy refuses."""
+    rows = values.reshape(values.shape[0], -1)
+    if binary:  # x - x*x is 0 exactly at 0 and 1 (NaN at NaN, infinite at +-inf)
+        return torch.addcmul(rows, rows, rows, value=-1).ne(0).any(1)
+    return torch.isfinite(rows).all(1).logical_not()
+
+
+def first_refused(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+    """The first step of ``(values [T, ...], binary, what)`` blocks (the same ``T``) with
+    a value that the spike policy refuses: NaN or infinity, or with ``binary`` a value
+    other than 0 and 1. ``(step, what, finite)`` (``finite``: that step holds no NaN or
+    infinity, only values that are not binary; ``what`` names the block, one with NaN or
+    infinity first), or ``None``. One cheap pass per block where all pass.
+
+    Example:
+        >>> import torch
+        >>> first_refused([(torch.tensor([[1.0], [0.0], [0.5]]), True, "spikes")])
+        (2, 'spikes', True)
+    """
+    flags = []
+    for values, binary, what in blocks:
+        if binary:
+            flag = bool(torch.addcmul(values, values, values, value=-1).any())
+        else:  # a finite sum: every value is finite
+            flag = not bool(torch.isfinite(values.sum()))
+        if flag:
+            flags.append((values, binary, what))
+    found: list[tuple[int, int, str]] = []  # (step, 0 if not finite there, what)
+    for values, binary, what in flags:
+        steps = _refused_steps(values, binary).nonzero()
+        if steps.numel():
+            step = int(steps[0, 0])
+            found.append((step, int(bool(torch.isfinite(values[step]).all())), what))
+    if not found:  # graded values whose sum overflows, each one finite
+        return None
+    step, finite, what = min(found)
+    return step, what, bool(finite)
+
+
+def refused_message(what: str, step: int, finite: bool) -> str:
+    """The start of the error for a refused step (:func:`first_refused`), counted in the
+    window."""
+    where = f"at step {step} of this window (counted from 0 since the last step())"
+    if finite:
+        return (f"{what} are not binary (values other than 0 and 1) {where}; pass "
+                "spikes='graded' to use graded values as spike amplitudes")  # fmt: skip
+    return f"{what} contain NaN or infinity {where}"
+
+
+def overflow_message(start: int, steps: int, partial: bool, inputs: list[str],
+                     dtype: torch.dtype) -> str:  # fmt: skip
+    """The error for a chunk of ``steps`` steps from window step ``start`` whose update is
+    not finite (``partial``: part of it reached the accumulator)."""
+    kept = (f"the {start} steps before them were learned from" if not partial else
+            "part of their update had been added to rule.accumulator before the overflow "
+            "was found: call rule.accumulator.clear() to start the window over")  # fmt: skip
+    too_large = ", ".join(inputs) or "the rule's amplitudes"
+    return (
+        f"the update of steps {start} to {start + steps - 1} of this window (counted from 0 "
+        f"since the last step()) is not finite: the inputs are finite, their products "
+        f"overflow {dtype} ({too_large} too large); scale them down. Those steps and the "
+        f"unprocessed ones after them were discarded; {kept}"
+    )
