@@ -250,12 +250,13 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
 class NotFinite(ValueError):
     """A chunk's update is not finite: finite inputs whose products overflow the weight's
     dtype. :func:`~plasticity.engine.window.run_window` sets ``start``/``end`` (the
-    chunk's steps) and ``state`` (the state before the chunk); ``partial``: part of the
+    chunk's steps), ``state`` (the state before the chunk, less the eligibility traces)
+    and ``cleared`` (whether there were eligibility traces); ``partial``: part of the
     chunk's update had been added before the overflow was found."""
 
     def __init__(self, target: str, partial: bool) -> None:
         super().__init__(f"the update ({target}) is not finite")
-        self.target, self.partial = target, partial
+        self.target, self.partial, self.cleared = target, partial, False
         self.start = self.end = 0
         self.state: dict[str, Tensor] = {}
 

@@ -87,16 +87,15 @@ def run_window(
 
 @contextmanager
 def _checked(plan: Plan, receiver: Sink, state: dict[str, Tensor], start: int, end: int):
-    """Runs a chunk of steps ``[start, end)`` from ``state`` (yielded: a copy of the
-    eligibility traces, which the chunk updates in place, where the results are
-    checked); a :class:`NotFinite` result gets the chunk's steps and the state before."""
-    before = state
-    if receiver.checked and plan.eligibilities:
-        state = {k: v.clone() if k in plan.eligibilities else v for k, v in state.items()}
+    """Runs a chunk of steps ``[start, end)`` from ``state``: a :class:`NotFinite` result
+    gets the chunk's steps and the state before it, less the eligibility traces (updated
+    in place by the chunk; a copy per chunk would cost a weight's memory)."""
     try:
         yield state
     except NotFinite as err:
-        err.start, err.end, err.state = start, end, before
+        err.start, err.end = start, end
+        err.state = {k: v for k, v in state.items() if k not in plan.eligibilities}
+        err.cleared = len(err.state) < len(state)
         raise
 
 

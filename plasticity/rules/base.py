@@ -375,12 +375,12 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
-            self._state = err.state or self._state
+            self._state = err.state or (None if err.cleared else self._state)
             self._window_steps += err.start
             inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
                 plan.reads_voltage) + ["rewards"] * plan.reads_mod  # fmt: skip
             raise ValueError(overflow_message(self._window_steps, err.end - err.start,
-                                              err.partial, inputs, w.dtype)) from None  # fmt: skip
+                                              err.partial, err.cleared, inputs, w.dtype)) from None  # fmt: skip
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step

@@ -184,28 +184,41 @@ def _refused_steps(values: Tensor, binary: bool) -> Tensor:
     return torch.isfinite(rows).all(1).logical_not()
 
 
-def first_refused(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+def first_refused(blocks: list[tuple[Tensor, bool, str]],
+                  steps: int | None = None) -> tuple[int, str, bool] | None:  # fmt: skip
     """The first step of ``(values [T, ...], binary, what)`` blocks (the same ``T``) with
     a value that the spike policy refuses: NaN or infinity, or with ``binary`` a value
     other than 0 and 1. ``(step, what, finite)`` (``finite``: that step holds no NaN or
     infinity, only values that are not binary; ``what`` names the block, one with NaN or
-    infinity first), or ``None``. One cheap pass per block where all pass.
+    infinity first), or ``None``. One cheap pass per block where all pass, ``steps``
+    steps at a time (the temporaries of a binary check are that size).
 
     Example:
         >>> import torch
         >>> first_refused([(torch.tensor([[1.0], [0.0], [0.5]]), True, "spikes")])
         (2, 'spikes', True)
     """
-    flags = []
+    total = blocks[0][0].shape[0] if blocks else 0
+    size = steps or total
+    for a in range(0, total, size):
+        found = _first_refused([(v if size >= total else v[a:a + size], b, what)
+                                for v, b, what in blocks])  # fmt: skip
+        if found is not None:
+            return found[0] + a, found[1], found[2]
+    return None
+
+
+def _first_refused(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+    flagged = []
     for values, binary, what in blocks:
         if binary:
             flag = bool(torch.addcmul(values, values, values, value=-1).any())
         else:  # a finite sum: every value is finite
             flag = not bool(torch.isfinite(values.sum()))
         if flag:
-            flags.append((values, binary, what))
+            flagged.append((values, binary, what))
     found: list[tuple[int, int, str]] = []  # (step, 0 if not finite there, what)
-    for values, binary, what in flags:
+    for values, binary, what in flagged:
         steps = _refused_steps(values, binary).nonzero()
         if steps.numel():
             step = int(steps[0, 0])
@@ -226,13 +239,16 @@ def refused_message(what: str, step: int, finite: bool) -> str:
     return f"{what} contain NaN or infinity {where}"
 
 
-def overflow_message(start: int, steps: int, partial: bool, inputs: list[str],
+def overflow_message(start: int, steps: int, partial: bool, cleared: bool, inputs: list[str],
                      dtype: torch.dtype) -> str:  # fmt: skip
     """The error for a chunk of ``steps`` steps from window step ``start`` whose update is
-    not finite (``partial``: part of it reached the accumulator)."""
+    not finite (``partial``: part of it reached the accumulator; ``cleared``: the
+    eligibility traces were reset)."""
     kept = (f"the {start} steps before them were learned from" if not partial else
             "part of their update had been added to rule.accumulator before the overflow "
             "was found: call rule.accumulator.clear() to start the window over")  # fmt: skip
+    if cleared:
+        kept += "; the eligibility traces, which these steps had changed, were reset to 0"
     too_large = ", ".join(inputs) or "the rule's amplitudes"
     return (
         f"the update of steps {start} to {start + steps - 1} of this window (counted from 0 "

@@ -199,7 +199,8 @@ class RuleInputs:
         binary = self.spikes == "binary"
         bad = first_refused([(pre_block, binary, f"{_PRE} (`pre`)"),
                              (post_block, binary, f"{_POST} (`post`)")]
-                            + ([] if v_block is None else [(v_block, False, f"{_VOLT} (`voltage`)")]))  # fmt: skip
+                            + ([] if v_block is None else [(v_block, False, f"{_VOLT} (`voltage`)")]),
+                            steps=self.chunk_for(pre_block))  # fmt: skip
         if bad is not None:
             at, what, finite = bad
             step = self._window_steps + self._post.n + at
