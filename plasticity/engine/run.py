@@ -274,13 +274,17 @@ class Sink:
 
     ``checked``: the inputs are not bounded (graded spikes, membrane potentials,
     rewards), so their products may overflow: every result is checked before it is
-    added (:class:`NotFinite`). Results of binary spikes and traces are finite by
-    construction and go straight in."""
+    added (:class:`NotFinite`). ``hold``: inputs so large that an overflow is likely:
+    the chunk's results are summed here and added at :meth:`close` only if all are
+    finite (one weight's memory more per target), so that the accumulator never holds
+    part of a chunk. Results of binary spikes and traces are finite by construction
+    and go straight in."""
 
     def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor],
-                 checked: bool = False) -> None:  # fmt: skip
-        self.acc, self.scale, self.extras, self.checked = acc, scale, extras, checked
-        self.merge = acc.merges
+                 checked: bool = False, hold: bool = False) -> None:  # fmt: skip
+        self.acc, self.scale, self.extras = acc, scale, extras
+        self.checked, self.hold = checked or hold, hold
+        self.merge = acc.merges and not hold
         self.started: set[str] = set()
         self.local: dict[str, Tensor] = {}
 
@@ -295,23 +299,23 @@ class Sink:
 
     def deliver(self, target: str, value: Tensor, alpha: float = 1.0) -> None:
         """Adds ``alpha * value`` to ``target`` (``value`` is handed over)."""
-        if self.checked and (self.merge or target not in ("pos", "neg")):
-            value, alpha = self._check(target, value, alpha), 1.0
-        if target not in ("pos", "neg"):
-            self.started.add(target)
-            if target in self.extras:
-                self.extras[target].add_(value, alpha=alpha)
-            else:
-                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
-            return
-        if not self.merge:  # a reduction that cannot add into an append: sum here first
+        extra = target not in ("pos", "neg")
+        if self.hold or (not self.merge and not extra):  # summed here first
             held = self.local.get(target)
             if held is None:
                 self.local[target] = value if alpha == 1.0 else value.mul_(alpha)
             else:
                 held.add_(value, alpha=alpha)
             return
-        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha)
+        if self.checked:
+            value, alpha = self._check(target, value, alpha), 1.0
+        if extra:
+            if target in self.extras:
+                self.extras[target].add_(value, alpha=alpha)
+            else:
+                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
+        else:
+            self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha)
         self.started.add(target)
 
     def close(self) -> None:
@@ -319,4 +323,9 @@ class Sink:
             for target, value in self.local.items():
                 self._check(target, value, 1.0)
         for target, value in self.local.items():
-            self.acc.add_(target, value, finite=True)
+            if target in ("pos", "neg"):
+                self.acc.add_(target, value, finite=True)
+            elif target in self.extras:
+                self.extras[target].add_(value)
+            else:
+                self.extras[target] = value

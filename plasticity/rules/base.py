@@ -34,11 +34,11 @@ from .checks import (
     PRECISIONS,
     SPIKE_POLICIES,
     _choice,
-    _spike_counts,
     _steps_valid,
     check_amplitude,
     check_positive,
-    first_refused,
+    chunks,
+    huge,
     overflow_message,
     refused_message,
     spike_count,
@@ -342,36 +342,21 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
             [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
         if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
-            blocks = [(x if whole else x[a:b], p, what) for x, p, what in one]
-            try:
-                seen = _spike_counts(blocks, count=binary)
-            except ValueError:  # not binary: which step, below
-                seen = None
-            if seen is None or any(s[1] is not None for s in seen):
-                bad = first_refused(blocks)
-                assert bad is not None
-                first = bad[0]
-                if first:  # the valid steps before it still count
-                    bounds.append((a, a + first))
-                    counts.append([spike_count(x[a:a + first], binary=binary)[0]
-                                   for x in (pre, post)])  # fmt: skip
-                bad = (a + first, *bad[1:])
-                break
-            bounds.append((a, b))
-            counts.append([s[0] for s in seen[:2]])
+        if n:
+            bounds, counts, bad = chunks(one, chunk)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
         bounded = binary and not (plan.reads_voltage or plan.reads_mod) and (
             torch.finfo(w.dtype).max > 1e38)  # fmt: skip
+        unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
+        hold = not bounded and huge(unbounded, w.dtype)  # an overflow is likely
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
                 self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
                 geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
                 compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
-                sink=lambda: Sink(self.accumulator, self._scale, self._extras, checked=not bounded),
+                sink=lambda: Sink(self.accumulator, self._scale, self._extras,
+                                  checked=not bounded, hold=hold),
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
@@ -379,8 +364,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
             self._window_steps += err.start
             inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
                 plan.reads_voltage) + ["rewards"] * plan.reads_mod  # fmt: skip
-            raise ValueError(overflow_message(self._window_steps, err.end - err.start,
-                                              err.partial, err.cleared, inputs, w.dtype)) from None  # fmt: skip
+            raise ValueError(overflow_message(self._window_steps, err, inputs, w.dtype)) from None
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step

@@ -239,20 +239,57 @@ def refused_message(what: str, step: int, finite: bool) -> str:
     return f"{what} contain NaN or infinity {where}"
 
 
-def overflow_message(start: int, steps: int, partial: bool, cleared: bool, inputs: list[str],
-                     dtype: torch.dtype) -> str:  # fmt: skip
-    """The error for a chunk of ``steps`` steps from window step ``start`` whose update is
-    not finite (``partial``: part of it reached the accumulator; ``cleared``: the
-    eligibility traces were reset)."""
-    kept = (f"the {start} steps before them were learned from" if not partial else
+def overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtype) -> str:
+    """The error for a chunk from window step ``start`` whose update is not finite
+    (``err``: the engine's :class:`~plasticity.engine.run.NotFinite`)."""
+    kept = (f"the {start} steps before them were learned from" if not err.partial else
             "part of their update had been added to rule.accumulator before the overflow "
             "was found: call rule.accumulator.clear() to start the window over")  # fmt: skip
-    if cleared:
+    if err.cleared:
         kept += "; the eligibility traces, which these steps had changed, were reset to 0"
     too_large = ", ".join(inputs) or "the rule's amplitudes"
     return (
-        f"the update of steps {start} to {start + steps - 1} of this window (counted from 0 "
-        f"since the last step()) is not finite: the inputs are finite, their products "
-        f"overflow {dtype} ({too_large} too large); scale them down. Those steps and the "
-        f"unprocessed ones after them were discarded; {kept}"
+        f"the update of steps {start} to {start + err.end - err.start - 1} of this window "
+        f"(counted from 0 since the last step()) is not finite: the inputs are finite, their "
+        f"products overflow {dtype} ({too_large} too large); scale them down. Those steps and "
+        f"the unprocessed ones after them were discarded; {kept}"
     )
+
+
+def chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int) -> tuple[list, list, Any]:
+    """``(bounds, counts, bad)`` of ``(values [n, ...], binary, what)`` blocks (the
+    first two: pre and post spikes) cut into chunks of ``chunk`` steps: each chunk's
+    ``(start, end)`` and spike counts, up to the first step whose values the policy
+    refuses (the chunk's valid steps before it still count), and ``bad``, that step
+    as ``(step, what, finite)`` (:func:`first_refused`), or ``None``."""
+    n = blocks[0][0].shape[0]
+    binary = blocks[0][1]
+    bounds, counts = [], []
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
+        part = [(x if whole else x[a:b], p, what) for x, p, what in blocks]
+        try:
+            seen = _spike_counts(part, count=binary)
+        except ValueError:  # not binary: which step, below
+            seen = None
+        if seen is None or any(s[1] is not None for s in seen):
+            bad = first_refused(part)
+            assert bad is not None
+            if bad[0]:  # the valid steps before it still count
+                bounds.append((a, a + bad[0]))
+                counts.append([spike_count(x[a:a + bad[0]], binary=binary)[0]
+                               for x, _, _ in blocks[:2]])  # fmt: skip
+            return bounds, counts, (a + bad[0], bad[1], bad[2])
+        bounds.append((a, b))
+        counts.append([s[0] for s in seen[:2]])
+    return bounds, counts, None
+
+
+def huge(values: list[Tensor], dtype: torch.dtype) -> bool:
+    """Whether a value of ``values`` reaches ``finfo(dtype).max ** 0.25`` in magnitude
+    (4e9 in float32): products of a few such inputs overflow (one pass each, no copy)."""
+    ends = [torch.stack(torch.aminmax(v.reshape(-1))) for v in values if v.numel()]
+    if not ends:
+        return False
+    return float(torch.stack(ends).abs().amax()) >= torch.finfo(dtype).max ** 0.25
