@@ -34,13 +34,13 @@ from .checks import (
     PRECISIONS,
     SPIKE_POLICIES,
     _choice,
+    _chunks,
+    _huge,
+    _overflow_message,
+    _refused_message,
     _steps_valid,
     check_amplitude,
     check_positive,
-    chunks,
-    huge,
-    overflow_message,
-    refused_message,
     spike_count,
 )
 from .inputs import RuleInputs
@@ -343,12 +343,12 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
         if n:
-            bounds, counts, bad = chunks(one, chunk)
+            bounds, counts, bad = _chunks(one, chunk, checked)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
         bounded = binary and not (plan.reads_voltage or plan.reads_mod) and (
             torch.finfo(w.dtype).max > 1e38)  # fmt: skip
         unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
-        hold = not bounded and huge(unbounded, w.dtype)  # an overflow is likely
+        hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
@@ -364,12 +364,12 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
             self._window_steps += err.start
             inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
                 plan.reads_voltage) + ["rewards"] * plan.reads_mod  # fmt: skip
-            raise ValueError(overflow_message(self._window_steps, err, inputs, w.dtype)) from None
+            raise ValueError(_overflow_message(self._window_steps, err, inputs, w.dtype)) from None
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step
             raise ValueError(
-                f"{refused_message(bad[1], step, bad[2])}; the {step} steps before it were "
+                f"{_refused_message(bad[1], step, bad[2])}; the {step} steps before it were "
                 "learned from, that step and the unprocessed steps after it were discarded"
             )
         self._window_steps += pre.shape[0]

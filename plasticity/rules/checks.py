@@ -184,7 +184,7 @@ def _refused_steps(values: Tensor, binary: bool) -> Tensor:
     return torch.isfinite(rows).all(1).logical_not()
 
 
-def first_refused(blocks: list[tuple[Tensor, bool, str]],
+def _first_refused(blocks: list[tuple[Tensor, bool, str]],
                   steps: int | None = None) -> tuple[int, str, bool] | None:  # fmt: skip
     """The first step of ``(values [T, ...], binary, what)`` blocks (the same ``T``) with
     a value that the spike policy refuses: NaN or infinity, or with ``binary`` a value
@@ -195,20 +195,20 @@ def first_refused(blocks: list[tuple[Tensor, bool, str]],
 
     Example:
         >>> import torch
-        >>> first_refused([(torch.tensor([[1.0], [0.0], [0.5]]), True, "spikes")])
+        >>> _first_refused([(torch.tensor([[1.0], [0.0], [0.5]]), True, "spikes")])
         (2, 'spikes', True)
     """
     total = blocks[0][0].shape[0] if blocks else 0
     size = steps or total
     for a in range(0, total, size):
-        found = _first_refused([(v if size >= total else v[a:a + size], b, what)
+        found = _first_in([(v if size >= total else v[a:a + size], b, what)
                                 for v, b, what in blocks])  # fmt: skip
         if found is not None:
             return found[0] + a, found[1], found[2]
     return None
 
 
-def _first_refused(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+def _first_in(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
     flagged = []
     for values, binary, what in blocks:
         if binary:
@@ -229,7 +229,7 @@ def _first_refused(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bo
     return step, what, bool(finite)
 
 
-def refused_message(what: str, step: int, finite: bool) -> str:
+def _refused_message(what: str, step: int, finite: bool) -> str:
     """The start of the error for a refused step (:func:`first_refused`), counted in the
     window."""
     where = f"at step {step} of this window (counted from 0 since the last step())"
@@ -239,7 +239,7 @@ def refused_message(what: str, step: int, finite: bool) -> str:
     return f"{what} contain NaN or infinity {where}"
 
 
-def overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtype) -> str:
+def _overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtype) -> str:
     """The error for a chunk from window step ``start`` whose update is not finite
     (``err``: the engine's :class:`~plasticity.engine.run.NotFinite`)."""
     kept = (f"the {start} steps before them were learned from" if not err.partial else
@@ -256,12 +256,14 @@ def overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtype
     )
 
 
-def chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int) -> tuple[list, list, Any]:
+def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int,
+           checked: bool = False) -> tuple[list, list, Any]:  # fmt: skip
     """``(bounds, counts, bad)`` of ``(values [n, ...], binary, what)`` blocks (the
     first two: pre and post spikes) cut into chunks of ``chunk`` steps: each chunk's
     ``(start, end)`` and spike counts, up to the first step whose values the policy
     refuses (the chunk's valid steps before it still count), and ``bad``, that step
-    as ``(step, what, finite)`` (:func:`first_refused`), or ``None``."""
+    as ``(step, what, finite)`` (:func:`first_refused`), or ``None``. ``checked``: the
+    values passed the policy already (binary spikes are counted by their sum)."""
     n = blocks[0][0].shape[0]
     binary = blocks[0][1]
     bounds, counts = [], []
@@ -269,12 +271,18 @@ def chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int) -> tuple[list, li
         b = min(n, a + chunk)
         whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
         part = [(x if whole else x[a:b], p, what) for x, p, what in blocks]
+        if checked:  # binary: the sum is the count (graded: no counts needed)
+            sums = [_flat(x).sum().double() if binary else x.new_tensor(x.numel(), dtype=torch.float64)
+                    for x, _, _ in part[:2]]  # fmt: skip
+            bounds.append((a, b))
+            counts.append([int(c) for c in torch.stack(sums).tolist()])
+            continue
         try:
             seen = _spike_counts(part, count=binary)
         except ValueError:  # not binary: which step, below
             seen = None
         if seen is None or any(s[1] is not None for s in seen):
-            bad = first_refused(part)
+            bad = _first_refused(part)
             assert bad is not None
             if bad[0]:  # the valid steps before it still count
                 bounds.append((a, a + bad[0]))
@@ -286,7 +294,7 @@ def chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int) -> tuple[list, li
     return bounds, counts, None
 
 
-def huge(values: list[Tensor], dtype: torch.dtype) -> bool:
+def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
     """Whether a value of ``values`` reaches ``finfo(dtype).max ** 0.25`` in magnitude
     (4e9 in float32): products of a few such inputs overflow (one pass each, no copy)."""
     ends = [torch.stack(torch.aminmax(v.reshape(-1))) for v in values if v.numel()]

@@ -10,12 +10,12 @@ import torch
 from torch import Tensor
 
 from .._grad import no_grad
-from .checks import _POST, _PRE, _VOLT, first_refused, refused_message
+from .checks import _POST, _PRE, _VOLT, _first_refused, _refused_message
 
 __all__ = ["RuleInputs"]
 
 
-def as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: bool = False) -> Tensor:
+def _as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: bool = False) -> Tensor:
     """``value`` as a tensor on ``like``'s device and dtype: a tensor, a number, a numpy
     array or a (nested) list of numbers (bool values too with ``bools``: spikes); a
     ``TypeError`` naming ``what`` and ``expected`` for anything else (strings, complex
@@ -47,7 +47,7 @@ class RuleInputs:
 
     def _rows(self, value: Any, what: str, batch: int | None = None) -> Tensor:
         """A modulator value as a ``[B]`` row on the weight's device (validated)."""
-        v = as_values(value, what, self.weight, "a number or a tensor of shape [B]")
+        v = _as_values(value, what, self.weight, "a number or a tensor of shape [B]")
         batch = batch or self._batch or 1
         if v.ndim == 0:
             v = v.expand(batch)
@@ -120,7 +120,7 @@ class RuleInputs:
             self._unchecked = True
             return
         binary = self.spikes == "binary"
-        bad = first_refused([(pre, binary, _PRE), (post, binary, _POST)]
+        bad = _first_refused([(pre, binary, _PRE), (post, binary, _POST)]
                             + ([] if voltage is None else [(voltage, False, _VOLT)]))  # fmt: skip
         if bad is None:
             return
@@ -128,7 +128,7 @@ class RuleInputs:
         self._pre.unstage()
         step = self._window_steps + self._post.n + bad[0]
         raise ValueError(
-            f"{refused_message(bad[1], step, bad[2])}; the neuron call that gave it was "
+            f"{_refused_message(bad[1], step, bad[2])}; the neuron call that gave it was "
             "refused (the steps before it are kept)"
         )
 
@@ -162,8 +162,8 @@ class RuleInputs:
         """
         w = self.weight
         spikes = "spikes: 0/1 values" if self.spikes == "binary" else "graded spikes"
-        pre = as_values(pre, "`pre`", w, f"[T, B, *in] {spikes}", bools=True)
-        post = as_values(post, "`post`", w, f"[T, B, *out] {spikes}", bools=True)
+        pre = _as_values(pre, "`pre`", w, f"[T, B, *in] {spikes}", bools=True)
+        post = _as_values(post, "`post`", w, f"[T, B, *out] {spikes}", bools=True)
         pre_block, post_block = self._steps(pre, post)
         steps, batch = pre_block.shape[:2]
         v_block = None
@@ -175,7 +175,7 @@ class RuleInputs:
         if self._volt is not None:
             if voltage is None:
                 raise ValueError("this rule reads post.voltage: pass voltage= ([T, B, *out])")
-            voltage = as_values(voltage, "`voltage`", w, "[T, B, *out] membrane potentials")
+            voltage = _as_values(voltage, "`voltage`", w, "[T, B, *out] membrane potentials")
             if voltage.shape != post.shape:
                 raise ValueError(
                     f"`voltage` has shape {tuple(voltage.shape)}; pass the membrane potential "
@@ -186,7 +186,7 @@ class RuleInputs:
         if reward is not None:
             if self._mod is None:
                 raise ValueError(f"{type(self).__name__} takes no reward (no `modulator` term)")
-            r = as_values(reward, "`reward`", w, "a number, [T] or [T, B]")
+            r = _as_values(reward, "`reward`", w, "a number, [T] or [T, B]")
             if r.ndim == 0:
                 r = r.expand(steps)
             if r.ndim == 1 and r.shape[0] == steps:
@@ -197,7 +197,7 @@ class RuleInputs:
                 )
             self._check_values(r, "`reward`")
         binary = self.spikes == "binary"
-        bad = first_refused([(pre_block, binary, f"{_PRE} (`pre`)"),
+        bad = _first_refused([(pre_block, binary, f"{_PRE} (`pre`)"),
                              (post_block, binary, f"{_POST} (`post`)")]
                             + ([] if v_block is None else [(v_block, False, f"{_VOLT} (`voltage`)")]),
                             steps=self.chunk_for(pre_block))  # fmt: skip
@@ -205,13 +205,13 @@ class RuleInputs:
             at, what, finite = bad
             step = self._window_steps + self._post.n + at
             if finite:
-                raise ValueError(f"{refused_message(what, step, True)}; nothing of this call "
+                raise ValueError(f"{_refused_message(what, step, True)}; nothing of this call "
                                  "was learned (the steps of earlier calls are kept)")  # fmt: skip
             if at:  # the steps before it, as a call of their own
                 self.observe(pre_block[:at], post_block[:at],
                              voltage=None if v_block is None else v_block[:at],
                              reward=None if r is None else r[:at])  # fmt: skip
-            raise ValueError(f"{refused_message(what, step, False)}; the {step} steps before "
+            raise ValueError(f"{_refused_message(what, step, False)}; the {step} steps before "
                              "it were kept, that step and the rest of the call discarded")  # fmt: skip
         self._take(pre_block, post_block, v_block, r)
 
