@@ -360,6 +360,9 @@ def test_an_empty_batch_learns_nothing_and_does_not_crash(how, synapse):
 def test_an_empty_sequence_changes_nothing():
     rule, _, _ = _stdp()
     pre, post = _spikes(22, 5, 2, 5), _spikes(23, 5, 2, 3)
+    fresh = _state(rule)
+    rule.observe(torch.zeros(0, 7, 5), torch.zeros(0, 7, 3))  # sets no batch size either
+    assert _same(fresh, _state(rule))
     rule.observe(pre, post)
     before = _state(rule)
     rule.observe(pre[:0], post[:0])

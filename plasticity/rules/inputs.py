@@ -33,8 +33,8 @@ def _as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: boo
             scalar = t.ndim == 0 and not isinstance(value, Tensor)
             kind += f" {value!r}" if scalar else f" of {t.dtype}"
         raise TypeError(
-            f"{what} must be {expected} (a tensor, or a number, numpy array or list of real "
-            f"numbers{', bool for spikes' if bools else ''}); got {kind}"
+            f"{what} must be {expected}: a tensor, number, numpy array or list of real "
+            f"numbers{' (bool for spikes)' if bools else ''}; got {kind}"
         )
     return t.to(device=like.device, dtype=like.dtype)
 
@@ -144,11 +144,13 @@ class RuleInputs:
         number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0).
 
         Tensors of any real dtype, numpy arrays and (nested) lists are converted to the
-        weight's device and dtype (spikes may be bool). A single recording ``[T, N]`` is
-        refused, not guessed (the hooks take ``[B, N]`` as one step): pass ``x[:, None]``
-        (``[T, 1, N]``), or ``x[None]`` for one step of a batch. ``voltage`` for a rule
-        that reads none, ``reward`` for one without a third factor, non-numeric values
-        and mismatched shapes are errors that change nothing.
+        weight's device and dtype (spikes may be bool; a reward may not). A single
+        recording ``[T, N]`` is refused, not guessed (the hooks take ``[B, N]`` as one
+        step): pass ``x[:, None]`` (``[T, 1, N]``), or ``x[None]`` for one step of a
+        batch. ``voltage`` for a rule that reads none, ``reward`` for one without a third
+        factor, strings, complex values and mismatched shapes are errors that name the
+        argument and change nothing. ``T = 0`` changes nothing; ``B = 0`` learns nothing.
+        The guide's "What observe accepts" has the table.
 
         Spikes the ``spikes`` policy refuses are reported here: a value other than 0 and 1
         (``spikes="binary"``) refuses the whole call; NaN or infinity at step ``t`` keeps
@@ -219,6 +221,8 @@ class RuleInputs:
               r: Tensor | None) -> None:  # fmt: skip
         """Learns from validated ``[T, B, ...]`` blocks (on the weight's device and dtype):
         into the step buffers, or straight through the engine."""
+        if pre_block.shape[0] == 0:  # nothing to learn; the batch size is not set either
+            return
         if self._pending:  # synapse inputs of the hooks that no neuron call took
             self._drop_pending(keep_last=False)
         w = self.weight
