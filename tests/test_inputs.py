@@ -459,3 +459,14 @@ def test_an_overflowing_eligibility_trace_is_reset_so_that_learning_goes_on():
     assert rule.state_tensor(next(iter(rule.plan.eligibilities))) is None
     rule.observe(*small, reward=1.0)
     assert bool(torch.isfinite(rule.step()).all())
+
+
+def test_steps_buffered_under_graded_spikes_are_checked_again_when_the_policy_changes():
+    rule, fc, _ = _stdp(spikes="graded")
+    pre, post = _spikes(25, 6, 1, 5), _spikes(26, 6, 1, 3)
+    pre[4, 0, 0] = 0.5
+    rule.observe(pre, post)  # buffered (under 16 steps)
+    rule.spikes = "binary"
+    with pytest.raises(ValueError, match="not binary .* at step 4 "):
+        rule.step()
+    _check(rule, pre[:4], post[:4])

@@ -275,7 +275,7 @@ class Sink:
     ``checked``: the inputs are not bounded (graded spikes, membrane potentials,
     rewards), so their products may overflow: every result is checked before it is
     added (:class:`NotFinite`). ``hold``: inputs so large that an overflow is likely:
-    the chunk's results are summed here and added at :meth:`close` only if all are
+    the chunk's results are summed here and added by ``close()`` only if all are
     finite (one weight's memory more per target), so that the accumulator never holds
     part of a chunk. Results of binary spikes and traces are finite by construction
     and go straight in."""
@@ -319,6 +319,7 @@ class Sink:
         self.started.add(target)
 
     def close(self) -> None:
+        """Adds the results summed here (checked first, where ``checked``)."""
         if self.checked:  # the sums of the chunk, checked before any is added
             for target, value in self.local.items():
                 self._check(target, value, 1.0)

@@ -204,6 +204,7 @@ class PlasticityRule(HookPairing, RuleInputs, nn.Module):
         super().__setattr__(name, value)
         if name[0] != "_":  # a public setting: the declaration may read it
             self.__dict__.pop("_plan_cache", None)
+            self.__dict__["_unchecked"] = True  # (e.g. `spikes`): buffered steps checked again
 
     @property
     def kernel_choice(self) -> dict[str, str]:
