@@ -100,14 +100,25 @@ class RuleInputs:
         if staged.device.type != "cpu":
             self._unchecked = True
             return True
-        if self.spikes == "binary":  # x - x*x is 0 exactly at 0 and 1
-            bad = bool(torch.addcmul(staged, staged, staged, value=-1).any()) or bool(
-                torch.addcmul(spikes, spikes, spikes, value=-1).any())  # fmt: skip
-        else:  # a finite sum: every value is finite
-            bad = not (bool(staged.sum().isfinite()) and bool(spikes.sum().isfinite()))
-        if bad:
-            self._check_call(staged[None], spikes.detach()[None], None)
+        if spikes.requires_grad:  # (backprop alongside): no graph for the check
+            spikes = spikes.detach()
+        if not (self._passes(staged) and self._passes(spikes)):
+            self._check_call(staged[None], spikes[None], None)
         return True
+
+    def _passes(self, x: Tensor) -> bool:
+        """Whether one step's values pass the ``spikes`` policy: ``x - x*x`` is 0 exactly
+        at 0 and 1, ``x - x`` exactly where ``x`` is finite; compared with zeros (two
+        elementwise ops: a reduction and a read-back cost more, per step)."""
+        zeros = self.__dict__.setdefault("_zeros", {})
+        key = (x.shape, x.dtype)
+        if key not in zeros:
+            if len(zeros) > 7:  # (other batch sizes)
+                zeros.clear()
+            zeros[key] = x.new_zeros(x.shape)
+        if self.spikes == "binary":
+            return torch.equal(torch.addcmul(x, x, x, value=-1), zeros[key])
+        return torch.equal(x - x, zeros[key])
 
     def _check_call(self, pre: Tensor, post: Tensor, voltage: Tensor | None) -> None:
         """The steps of one neuron call (``[T, B, ...]``, with the synapse input paired
@@ -120,6 +131,7 @@ class RuleInputs:
             self._unchecked = True
             return
         binary = self.spikes == "binary"
+        post = post.detach()
         bad = _first_refused([(pre, binary, _PRE), (post, binary, _POST)]
                             + ([] if voltage is None else [(voltage, False, _VOLT)]))  # fmt: skip
         if bad is None:
