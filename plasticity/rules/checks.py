@@ -202,13 +202,14 @@ def _first_refused(blocks: list[tuple[Tensor, bool, str]],
     size = steps or total
     for a in range(0, total, size):
         found = _first_in([(v if size >= total else v[a:a + size], b, what)
-                                for v, b, what in blocks])  # fmt: skip
+                           for v, b, what in blocks])  # fmt: skip
         if found is not None:
             return found[0] + a, found[1], found[2]
     return None
 
 
 def _first_in(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+    """:func:`_first_refused` of one slice."""
     flagged = []
     for values, binary, what in blocks:
         if binary:
