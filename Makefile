@@ -14,7 +14,7 @@ OUT    ?= results
 # notebooks and the docs import it from here
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test bench reference lint docs notebook clean
+.PHONY: demo test bench gpu-check reference lint docs notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,11 @@ bench: $(VENV)/.installed-bench
 	rm -rf .bench-old && mkdir -p .bench-old && git archive 0e67eb4 plasticity | tar -x -C .bench-old
 	$(PY) benchmarks/engine_targets.py --old .bench-old --out benchmarks/results
 	$(PY) benchmarks/readme.py
+
+# on a machine with a CUDA GPU: the CUDA tests, GPU timings and the same-bits check, one
+# summary (benchmarks/gpu_check.py; exit 2 where there is no GPU). Under 8 minutes.
+gpu-check: $(VENV)/.installed-dev
+	$(PY) benchmarks/gpu_check.py --out benchmarks/results
 
 # Brian2's STDP example, 10 seeds, for `make demo` to compare with (docs/models/song2000.md).
 # Its own environment: Brian2 2.9 (the last for Python 3.11) does not import with numpy 2.4

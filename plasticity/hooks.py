@@ -337,6 +337,7 @@ class HookPairing:
             and self._mod is None
             and self._volt is None
             and self._batch is not None
+            and self._check_step(s)
             and self._post.push(s.detach())
         ):
             self._pre.n += 1
@@ -380,6 +381,7 @@ class HookPairing:
         voltage = None  # the membrane potential of the same steps (read before any change)
         if self._volt is not None:
             voltage = self._adapter.post_steps(output_voltage(output, module), None)
+        self._check_call(pre.data[start + cursor : start + cursor + take], block, voltage)  # type: ignore[index]
         pre.commit(start + cursor, take)
         self._add(self._post, block, flush=False)
         if voltage is not None:

@@ -863,7 +863,7 @@ def test_bad_input_raises_and_changes_nothing(action, exc, words):
             lif(torch.ones(2, 5), mem)  # a neuron of another layer width
         elif action == "wrong_pre_shape":
             fc(torch.ones(2, 3))
-        elif action == "graded_pre":  # checked once per chunk: raised when the chunk runs
+        elif action == "graded_pre":  # checked at the neuron call that pairs it
             lif(fc(torch.full((2, 4), 0.5)), mem)
         elif action == "graded_post":
             fc(torch.ones(2, 4))
@@ -874,10 +874,9 @@ def test_bad_input_raises_and_changes_nothing(action, exc, words):
             rule._on_post(lif, (), {"spk": torch.ones(2, 3)})
         elif action == "observe_mismatch":
             rule.observe(torch.zeros(4, 2, 4), torch.zeros(5, 2, 3))
-    # a chunk that breaks the spike policy is discarded whole; state and weights are kept
-    _assert_same(before, _snapshot(rule), buffers=not action.startswith("graded"))
-    if action.startswith("graded"):
-        assert rule._pre.n == rule._post.n == 0
+    # the call is refused; state, weights and the steps buffered before it are kept
+    _assert_same(before, _snapshot(rule))
+    assert rule._pre.n == rule._post.n == 1 and rule._pre.end == 1
 
 
 def test_observe_straight_from_the_inputs_rejects_graded_spikes_before_learning():

@@ -16,7 +16,7 @@ from ..language import Signal
 from .chunk import Chunk, _align
 from .plan import Plan, Product
 
-__all__ = ["run_plan", "signed_parts", "Sink"]
+__all__ = ["run_plan", "signed_parts", "Sink", "NotFinite", "finite"]
 
 Deliver = Callable[[str, Tensor, float], None]  # (target, weight-shaped value, its factor)
 
@@ -247,40 +247,92 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     return value.mul_(number) if number != 1.0 else value
 
 
+class NotFinite(ValueError):
+    """A chunk's update is not finite: finite inputs whose products overflow the weight's
+    dtype. :func:`~plasticity.engine.window.run_window` sets ``start``/``end`` (the
+    chunk's steps), ``state`` (the state before the chunk, less the eligibility traces)
+    and ``cleared`` (whether there were eligibility traces); ``partial``: part of the
+    chunk's update had been added before the overflow was found."""
+
+    def __init__(self, target: str, partial: bool) -> None:
+        super().__init__(f"the update ({target}) is not finite")
+        self.target, self.partial, self.cleared = target, partial, False
+        self.start = self.end = 0
+        self.state: dict[str, Tensor] = {}
+
+
+def finite(value: Tensor) -> bool:
+    """Whether every element of ``value`` is finite: its sum is (one reduction; a sum is
+    not finite where an element is not), or, where the sum overflows, every element."""
+    return bool(torch.isfinite(value.sum())) or bool(torch.isfinite(value).all())
+
+
 class Sink:
     """Where the engine's results of one chunk of ``steps`` steps go: ``pos``/``neg`` into
     the accumulator as one append per step, summed (``add_(count=steps)``; a component the
     chunk gave nothing appends zeros), other targets summed into the rule's window buffers
-    (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``)."""
+    (``scale``: the batch reduction, which the engine folds into ``pos``/``neg``).
 
-    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor], steps: int = 1) -> None:
+    ``checked``: the inputs are not bounded (graded spikes, membrane potentials,
+    rewards), so their products may overflow: every result is checked before it is
+    added (:class:`NotFinite`). ``hold``: inputs so large that an overflow is likely:
+    the chunk's results are summed here and added by ``close()`` only if all are
+    finite (one weight's memory more per target), so that the accumulator never holds
+    part of a chunk. Results of binary spikes and traces are finite by construction
+    and go straight in."""
+
+    def __init__(self, acc: Any, scale: float, extras: dict[str, Tensor], steps: int = 1,
+                 checked: bool = False, hold: bool = False) -> None:  # fmt: skip
         self.acc, self.scale, self.extras, self.steps = acc, scale, extras, steps
-        self.merge = acc.merges
+        self.checked, self.hold = checked or hold, hold
+        self.merge = acc.merges and not hold
         self.started: set[str] = set()
         self.local: dict[str, Tensor] = {}
 
+    def _check(self, target: str, value: Tensor, alpha: float) -> Tensor:
+        """``alpha * value`` (in place), checked: :class:`NotFinite` says whether part of
+        the chunk was added already."""
+        if alpha != 1.0:
+            value = value.mul_(alpha)
+        if not finite(value):
+            raise NotFinite(target, partial=bool(self.started))
+        return value
+
     def deliver(self, target: str, value: Tensor, alpha: float = 1.0) -> None:
         """Adds ``alpha * value`` to ``target`` (``value`` is handed over)."""
-        if target not in ("pos", "neg"):
-            if target in self.extras:
-                self.extras[target].add_(value, alpha=alpha)
-            else:
-                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
-            return
-        if not self.merge:  # a reduction that cannot add into an append: sum here first
+        extra = target not in ("pos", "neg")
+        if self.hold or (not self.merge and not extra):  # summed here first
             held = self.local.get(target)
             if held is None:
                 self.local[target] = value if alpha == 1.0 else value.mul_(alpha)
             else:
                 held.add_(value, alpha=alpha)
             return
-        self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha,
-                      count=self.steps)  # fmt: skip
+        if self.checked:
+            value, alpha = self._check(target, value, alpha), 1.0
+        if extra:
+            if target in self.extras:
+                self.extras[target].add_(value, alpha=alpha)
+            else:
+                self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
+        else:
+            self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha,
+                          count=self.steps)  # fmt: skip
         self.started.add(target)
 
     def close(self) -> None:
+        """Adds the results summed here (checked first, where ``checked``); a component
+        the chunk gave nothing gets its steps' appends of zeros."""
+        if self.checked:  # the sums of the chunk, checked before any is added
+            for target, value in self.local.items():
+                self._check(target, value, 1.0)
         for target, value in self.local.items():
-            self.acc.add_(target, value, finite=True, count=self.steps)
+            if target in ("pos", "neg"):
+                self.acc.add_(target, value, finite=True, count=self.steps)
+            elif target in self.extras:
+                self.extras[target].add_(value)
+            else:
+                self.extras[target] = value
         for target in ("pos", "neg"):  # every step appends to both components
             if target not in self.started and target not in self.local:
                 self.acc.add_(target, None, count=self.steps)

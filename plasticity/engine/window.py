@@ -4,6 +4,7 @@ that bound the memory of the tables, the state carried exactly from one to the n
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import contextmanager
 from typing import Any
 
 from torch import Tensor
@@ -11,7 +12,7 @@ from torch import Tensor
 from ..functional.correlate import Kernels
 from .chooser import CHOOSER
 from .plan import Plan
-from .run import Sink
+from .run import NotFinite, Sink, finite
 from .step import run_step, steppable
 
 __all__ = ["run_window"]
@@ -55,9 +56,11 @@ def run_window(
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
         receiver = sink(1)
-        state = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, state,
-                         Kernels(w, geometry, compute), receiver.deliver, scale=receiver.scale)  # fmt: skip
-        receiver.close()
+        with _checked(plan, receiver, state, 0, 1) as kept:
+            state = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, kept,
+                             Kernels(w, geometry, compute), receiver.deliver,
+                             scale=receiver.scale)  # fmt: skip
+            _close(plan, receiver, state)
         record.clear()
         record.update((p.label, "one-step") for p in plan.products)
         return state
@@ -69,13 +72,38 @@ def run_window(
     sub = max(1, int(budget / width) - 1) if width else chunk
     for (a, b), nnz in zip(bounds, counts, strict=True):
         receiver = sink(b - a)
-        for c in range(a, b, sub):
-            d = min(b, c + sub)
-            part = slice(None) if (c, d) == (0, n) else slice(c, d)
-            inputs = {k: v[part] for k, v in rows.items() if v is not None}
-            kernels = Kernels(w, geometry, compute)
-            share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
-            state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
-                                share, record, remembered, scale=receiver.scale)  # fmt: skip
-        receiver.close()
+        with _checked(plan, receiver, state, a, b) as state:
+            for c in range(a, b, sub):
+                d = min(b, c + sub)
+                part = slice(None) if (c, d) == (0, n) else slice(c, d)
+                inputs = {k: v[part] for k, v in rows.items() if v is not None}
+                kernels = Kernels(w, geometry, compute)
+                share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
+                state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
+                                    share, record, remembered, scale=receiver.scale)  # fmt: skip
+            _close(plan, receiver, state)
     return state
+
+
+@contextmanager
+def _checked(plan: Plan, receiver: Sink, state: dict[str, Tensor], start: int, end: int):
+    """Runs a chunk of steps ``[start, end)`` from ``state``: a :class:`NotFinite` result
+    gets the chunk's steps and the state before it, less the eligibility traces (updated
+    in place by the chunk; a copy per chunk would cost a weight's memory)."""
+    try:
+        yield state
+    except NotFinite as err:
+        err.start, err.end = start, end
+        err.state = {k: v for k, v in state.items() if k not in plan.eligibilities}
+        err.cleared = len(err.state) < len(state)
+        raise
+
+
+def _close(plan: Plan, receiver: Sink, state: dict[str, Tensor]) -> None:
+    """Adds the chunk's held results; a checked chunk's eligibility traces are checked
+    too (they reach the accumulator only through later chunks)."""
+    if receiver.checked:
+        for key in plan.eligibilities:
+            if key in state and not finite(state[key]):
+                raise NotFinite(key, partial=bool(receiver.started))
+    receiver.close()

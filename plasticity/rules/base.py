@@ -21,6 +21,7 @@ from .._grad import no_grad, run_eagerly
 from ..accumulator import Accumulator
 from ..buffers import StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
+from ..engine.run import NotFinite
 from ..engine.step import steppable
 from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
@@ -29,11 +30,15 @@ from .checkpoint import RuleState
 from .checks import (
     _POST,
     _PRE,
+    _VOLT,
     COINCIDENT,
     PRECISIONS,
     SPIKE_POLICIES,
     _choice,
-    _spike_counts,
+    _chunks,
+    _huge,
+    _overflow_message,
+    _refused_message,
     _steps_valid,
     check_amplitude,
     check_positive,
@@ -97,6 +102,12 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         of the built-ins). Subclasses call :meth:`_finish_init` at the end of theirs."""
         adapter = synapse_adapter(synapse)
         adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
+        if adapter.weight.numel() == 0:
+            raise ValueError(
+                f"`synapse` ({type(synapse).__name__}) has no weights (weight shape "
+                f"{tuple(adapter.weight.shape)}): there is nothing to learn; pass a layer "
+                "with at least one input and one output"
+            )
         if not isinstance(neuron, nn.Module):
             raise TypeError(
                 f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
@@ -146,6 +157,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         # in this window (reported by step() and by errors)
         self._neuron_calls = self._dropped = self._window_steps = 0
         self._batch: int | None = None
+        self._unchecked = False  # buffered steps not checked when they were given
         self._state: dict[str, Tensor] | None = None
         self._extras: dict[str, Tensor] = {}  # signed targets of the window (e.g. Σζ)
         self._choice: dict[str, str] = {}  # the kernel of each product in the last chunk
@@ -194,6 +206,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         super().__setattr__(name, value)
         if name[0] != "_":  # a public setting: the declaration may read it
             self.__dict__.pop("_plan_cache", None)
+            self.__dict__["_unchecked"] = True  # (e.g. `spikes`): buffered steps checked again
 
     @property
     def kernel_choice(self) -> dict[str, str]:
@@ -317,7 +330,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             for b in (self._pre, self._post, self._volt, self._mod)
         ]
         try:
-            self._process(*views, self.chunk)  # type: ignore[arg-type]
+            self._process(*views, self.chunk, checked=not self._unchecked)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
             self._consume(n)
 
@@ -327,56 +340,52 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         for buffer in (self._pre, self._post, self._volt, self._mod):
             if buffer is not None:
                 buffer.consume(n)
+        self._unchecked = self._unchecked and self._post.n > 0
 
     def _process(self, pre: Tensor, post: Tensor, volt: Tensor | None, mod: Tensor | None,
-                 chunk: int) -> None:  # fmt: skip
+                 chunk: int, checked: bool = False) -> None:  # fmt: skip
         """Runs the engine on ``[n, B, ...]`` steps in chunks. Every chunk's spikes are
-        checked first, so that a non-binary value leaves traces and accumulator unchanged;
-        at a NaN or infinity the steps before it are processed and the error names it."""
+        checked first (``checked``: they were at the call that gave them, so a one-step
+        window needs no check); at a value the ``spikes`` policy refuses (NaN or
+        infinity; with binary spikes, any value other than 0 and 1) the steps before it
+        are processed and the error names it. A chunk whose update is not finite (finite
+        inputs that overflow) is discarded, with the steps after it, and the error says so."""
         n = pre.shape[0]
         binary = self.spikes == "binary"
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
-            [] if volt is None else [(volt, False, "the membrane potential")])  # fmt: skip
-        if n == 1 and steppable(self.plan) and _steps_valid(one):  # online: no counts needed
-            bounds, counts, n = [(0, 1)], [[0, 0]], 0
-        for a in range(0, n, chunk):
-            b = min(n, a + chunk)
-            whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
-            blocks = [(pre if whole else pre[a:b], binary, _PRE),
-                      (post if whole else post[a:b], binary, _POST)]  # fmt: skip
-            if volt is not None:
-                blocks.append((volt if whole else volt[a:b], False, "the membrane potential"))
-            seen = _spike_counts(blocks, count=binary)
-            firsts = [s[1] for s in seen if s[1] is not None]
-            if firsts:
-                first = min(firsts)
-                what = [_PRE, _POST, "the neuron's membrane potential values"][
-                    [s[1] for s in seen].index(first)
-                ]
-                bad = (a + first, what)
-                if first:  # the valid steps before it still count
-                    bounds.append((a, a + first))
-                    counts.append([spike_count(x[a:a + first], binary=binary)[0]
-                                   for x in (pre, post)])  # fmt: skip
-                break
-            bounds.append((a, b))
-            counts.append([s[0] for s in seen[:2]])
-        self._state = run_window(
-            self.plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
-            self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
-            geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
-            compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
-            sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps),
-            record=self._choice, remembered=self._kernels,
-        )  # fmt: skip
+            [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
+        if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
+            bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
+        if n:
+            bounds, counts, bad = _chunks(one, chunk, checked)
+        plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
+        bounded = binary and not (plan.reads_voltage or plan.reads_mod) and (
+            torch.finfo(w.dtype).max > 1e38)  # fmt: skip
+        unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
+        hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
+        try:
+            self._state = run_window(
+                plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
+                self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+                geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
+                compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
+                sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps,
+                                  checked=not bounded, hold=hold),
+                record=self._choice, remembered=self._kernels,
+            )  # fmt: skip
+        except NotFinite as err:  # the chunks before it count
+            self._state = err.state or (None if err.cleared else self._state)
+            self._window_steps += err.start
+            inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
+                plan.reads_voltage) + ["rewards"] * plan.reads_mod  # fmt: skip
+            raise ValueError(_overflow_message(self._window_steps, err, inputs, w.dtype)) from None
         if bad is not None:
             step = self._window_steps + bad[0]
             self._window_steps = step
             raise ValueError(
-                f"{bad[1]} contain NaN or infinity at step {step} of this window (counted "
-                f"from 0 since the last step()); the {step} steps before it were learned from, "
-                "that step and the unprocessed steps after it were discarded"
+                f"{_refused_message(bad[1], step, bad[2])}; the {step} steps before it were "
+                "learned from, that step and the unprocessed steps after it were discarded"
             )
         self._window_steps += pre.shape[0]
 

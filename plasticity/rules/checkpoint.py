@@ -101,6 +101,7 @@ class RuleState:
             if saved_rows is not None and buffer is not None:
                 buffer.append(saved_rows, saved_rows, self.chunk)
         self._batch = state["batch"]
+        self._unchecked = self._post.n > 0  # (checked when they are processed)
         self._extras = {k: v.clone() for k, v in (state.get("extras") or {}).items()}
         self._kernels = {k: tuple(v) for k, v in (state.get("kernels") or {}).items()}
         self._pending = []

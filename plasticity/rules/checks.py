@@ -16,6 +16,7 @@ SPIKE_POLICIES = ("binary", "graded")
 PRECISIONS = ("full", "bf16")
 COINCIDENT = ("ltp", "both", "none")
 _PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
+_VOLT = "the neuron's membrane potential values"
 
 
 def _real(name: str, value: Any) -> float:
@@ -90,7 +91,10 @@ def _flat(spikes: Tensor) -> Tensor:
 
 
 def _binary_numbers(flat: Tensor) -> list[Tensor]:
-    """``[min, max, sum, non-zeros]`` of a :func:`_flat` tensor, for :func:`_binary`."""
+    """``[min, max, sum, non-zeros]`` of a :func:`_flat` tensor, for :func:`_binary`
+    (an empty one: ``[0, 0, 0, 0]``, no spike)."""
+    if flat.numel() == 0:  # a zero-size layer or an empty batch (aminmax has no identity)
+        return [flat.new_zeros(())] * 4
     bits = _BITS.get(flat.dtype)
     nonzeros = torch.count_nonzero(flat if bits is None else flat.view(bits))
     return [*torch.aminmax(flat), flat.sum(), nonzeros.to(flat.dtype)]
@@ -163,7 +167,138 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
                 out.append((int(total), None))
                 continue
         finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
+        if bool(finite.all()):  # graded values whose sum overflows, each one finite
+            out.append((int(torch.count_nonzero(flat)) if count else flat.numel(), None))
+            continue
         bad = int((~finite).nonzero()[0, 0])
         nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
         out.append((nnz, bad))
     return out
+
+
+def _refused_steps(values: Tensor, binary: bool) -> Tensor:
+    """Per step of ``[T, ...]`` values: whether it holds one the policy refuses."""
+    rows = values.reshape(values.shape[0], -1)
+    if binary:  # x - x*x is 0 exactly at 0 and 1 (NaN at NaN, infinite at +-inf)
+        return torch.addcmul(rows, rows, rows, value=-1).ne(0).any(1)
+    return torch.isfinite(rows).all(1).logical_not()
+
+
+def _first_refused(blocks: list[tuple[Tensor, bool, str]],
+                  steps: int | None = None) -> tuple[int, str, bool] | None:  # fmt: skip
+    """The first step of ``(values [T, ...], binary, what)`` blocks (the same ``T``) with
+    a value that the spike policy refuses: NaN or infinity, or with ``binary`` a value
+    other than 0 and 1. ``(step, what, finite)`` (``finite``: that step holds no NaN or
+    infinity, only values that are not binary; ``what`` names the block, one with NaN or
+    infinity first), or ``None``. One cheap pass per block where all pass, ``steps``
+    steps at a time (the temporaries of a binary check are that size).
+
+    Example:
+        >>> import torch
+        >>> _first_refused([(torch.tensor([[1.0], [0.0], [0.5]]), True, "spikes")])
+        (2, 'spikes', True)
+    """
+    total = blocks[0][0].shape[0] if blocks else 0
+    size = steps or total
+    for a in range(0, total, size):
+        found = _first_in([(v if size >= total else v[a:a + size], b, what)
+                           for v, b, what in blocks])  # fmt: skip
+        if found is not None:
+            return found[0] + a, found[1], found[2]
+    return None
+
+
+def _first_in(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] | None:
+    """:func:`_first_refused` of one slice."""
+    flagged = []
+    for values, binary, what in blocks:
+        if binary:
+            flag = bool(torch.addcmul(values, values, values, value=-1).any())
+        else:  # a finite sum: every value is finite
+            flag = not bool(torch.isfinite(values.sum()))
+        if flag:
+            flagged.append((values, binary, what))
+    found: list[tuple[int, int, str]] = []  # (step, 0 if not finite there, what)
+    for values, binary, what in flagged:
+        steps = _refused_steps(values, binary).nonzero()
+        if steps.numel():
+            step = int(steps[0, 0])
+            found.append((step, int(bool(torch.isfinite(values[step]).all())), what))
+    if not found:  # graded values whose sum overflows, each one finite
+        return None
+    step, finite, what = min(found)
+    return step, what, bool(finite)
+
+
+def _refused_message(what: str, step: int, finite: bool) -> str:
+    """The start of the error for a refused step (:func:`first_refused`), counted in the
+    window."""
+    where = f"at step {step} of this window (counted from 0 since the last step())"
+    if finite:
+        return (f"{what} are not binary (values other than 0 and 1) {where}; pass "
+                "spikes='graded' to use graded values as spike amplitudes")  # fmt: skip
+    return f"{what} contain NaN or infinity {where}"
+
+
+def _overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtype) -> str:
+    """The error for a chunk from window step ``start`` whose update is not finite
+    (``err``: the engine's :class:`~plasticity.engine.run.NotFinite`)."""
+    kept = (f"the {start} steps before them were learned from" if not err.partial else
+            "part of their update had been added to rule.accumulator before the overflow "
+            "was found: call rule.accumulator.clear() to start the window over")  # fmt: skip
+    if err.cleared:
+        kept += "; the eligibility traces, which these steps had changed, were reset to 0"
+    too_large = ", ".join(inputs) or "the rule's amplitudes"
+    return (
+        f"the update of steps {start} to {start + err.end - err.start - 1} of this window "
+        f"(counted from 0 since the last step()) is not finite: the inputs are finite, their "
+        f"products overflow {dtype} ({too_large} too large); scale them down. Those steps and "
+        f"the unprocessed ones after them were discarded; {kept}"
+    )
+
+
+def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int,
+           checked: bool = False) -> tuple[list, list, Any]:  # fmt: skip
+    """``(bounds, counts, bad)`` of ``(values [n, ...], binary, what)`` blocks (the
+    first two: pre and post spikes) cut into chunks of ``chunk`` steps: each chunk's
+    ``(start, end)`` and spike counts, up to the first step whose values the policy
+    refuses (the chunk's valid steps before it still count), and ``bad``, that step
+    as ``(step, what, finite)`` (:func:`first_refused`), or ``None``. ``checked``: the
+    values passed the policy already (binary spikes are counted by their sum)."""
+    n = blocks[0][0].shape[0]
+    binary = blocks[0][1]
+    bounds, counts = [], []
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
+        part = [(x if whole else x[a:b], p, what) for x, p, what in blocks]
+        if checked:  # binary: the sum is the count (graded: no counts needed)
+            sums = [_flat(x).sum().double() if binary else x.new_tensor(x.numel(), dtype=torch.float64)
+                    for x, _, _ in part[:2]]  # fmt: skip
+            bounds.append((a, b))
+            counts.append([int(c) for c in torch.stack(sums).tolist()])
+            continue
+        try:
+            seen = _spike_counts(part, count=binary)
+        except ValueError:  # not binary: which step, below
+            seen = None
+        if seen is None or any(s[1] is not None for s in seen):
+            bad = _first_refused(part)
+            assert bad is not None
+            if bad[0]:  # the valid steps before it still count
+                bounds.append((a, a + bad[0]))
+                counts.append([spike_count(x[a:a + bad[0]], binary=binary)[0]
+                               for x, _, _ in blocks[:2]])  # fmt: skip
+            return bounds, counts, (a + bad[0], bad[1], bad[2])
+        bounds.append((a, b))
+        counts.append([s[0] for s in seen[:2]])
+    return bounds, counts, None
+
+
+def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
+    """Whether a value of ``values`` reaches ``finfo(dtype).max ** 0.25`` in magnitude
+    (4e9 in float32): products of a few such inputs overflow (one pass each, no copy)."""
+    ends = [torch.stack(torch.aminmax(v.reshape(-1))) for v in values if v.numel()]
+    if not ends:
+        return False
+    return float(torch.stack(ends).abs().amax()) >= torch.finfo(dtype).max ** 0.25

@@ -10,8 +10,33 @@ import torch
 from torch import Tensor
 
 from .._grad import no_grad
+from .checks import _POST, _PRE, _VOLT, _first_refused, _refused_message
 
 __all__ = ["RuleInputs"]
+
+
+def _as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: bool = False) -> Tensor:
+    """``value`` as a tensor on ``like``'s device and dtype: a tensor, a number, a numpy
+    array or a (nested) list of numbers (bool values too with ``bools``: spikes); a
+    ``TypeError`` naming ``what`` and ``expected`` for anything else (strings, complex
+    numbers, ``None``, ragged lists)."""
+    if isinstance(value, Tensor):
+        t = value.detach()
+    else:
+        try:
+            t = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            t = None
+    if t is None or t.is_complex() or (t.dtype == torch.bool and not bools):
+        kind = type(value).__name__
+        if t is not None:
+            scalar = t.ndim == 0 and not isinstance(value, Tensor)
+            kind += f" {value!r}" if scalar else f" of {t.dtype}"
+        raise TypeError(
+            f"{what} must be {expected}: a tensor, number, numpy array or list of real "
+            f"numbers{' (bool for spikes)' if bools else ''}; got {kind}"
+        )
+    return t.to(device=like.device, dtype=like.dtype)
 
 
 class RuleInputs:
@@ -22,15 +47,7 @@ class RuleInputs:
 
     def _rows(self, value: Any, what: str, batch: int | None = None) -> Tensor:
         """A modulator value as a ``[B]`` row on the weight's device (validated)."""
-        w = self.weight
-        if isinstance(value, Tensor):
-            v = value.detach().to(device=w.device, dtype=w.dtype)
-        elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            v = torch.tensor(float(value), device=w.device, dtype=w.dtype)
-        else:
-            raise TypeError(
-                f"{what} must be a number or a tensor of shape [B], got {type(value).__name__}"
-            )
+        v = _as_values(value, what, self.weight, "a number or a tensor of shape [B]")
         batch = batch or self._batch or 1
         if v.ndim == 0:
             v = v.expand(batch)
@@ -54,9 +71,11 @@ class RuleInputs:
     @no_grad
     def reward(self, value: float | Tensor) -> None:
         """Adds to the third factor of the step just simulated (call it after that step's
-        forward pass): a number (every sample) or a ``[B]`` tensor. Steps without one
-        have 0. In eval mode (the rule's or the synapse's) the hooks observe no step, and
-        a reward is ignored: it belongs to no step that is learned from."""
+        forward pass): a number (every sample) or a ``[B]`` tensor (numpy arrays and
+        lists are converted; a bool, a string or a complex number is a ``TypeError``).
+        Steps without one have 0. In eval mode (the rule's or the synapse's) the hooks
+        observe no step, and a reward is ignored: it belongs to no step that is learned
+        from."""
         if self._mod is None:
             raise RuntimeError(
                 f"{type(self).__name__} reads no third factor (its terms have no `modulator`)"
@@ -75,48 +94,117 @@ class RuleInputs:
             return
         self._mod.data[self._post.n - 1].add_(self._rows(value, "`reward`"))
 
+    # ------------------------------------------------------------- the hooks' steps
+
+    def _check_step(self, spikes: Tensor) -> bool:
+        """The hooks' fast path: whether a neuron call's step and the synapse input staged
+        for it pass the ``spikes`` policy, or a ``ValueError`` that refuses the call (see
+        :meth:`_check_call`). ``True`` without a check where the weight is not on the CPU."""
+        staged = self._pre.data[self._pre.n]  # type: ignore[index]
+        if staged.device.type != "cpu":
+            self._unchecked = True
+            return True
+        if spikes.requires_grad:  # (backprop alongside): no graph for the check
+            spikes = spikes.detach()
+        if not (self._passes(staged) and self._passes(spikes)):
+            self._check_call(staged[None], spikes[None], None)
+        return True
+
+    def _passes(self, x: Tensor) -> bool:
+        """Whether one step's values pass the ``spikes`` policy: ``x - x*x`` is 0 exactly
+        at 0 and 1, ``x - x`` exactly where ``x`` is finite; compared with zeros (two
+        elementwise ops: a reduction and a read-back cost more, per step)."""
+        zeros = self.__dict__.setdefault("_zeros", {})
+        key = (x.shape, x.dtype)
+        if key not in zeros:
+            if len(zeros) > 7:  # (other batch sizes)
+                zeros.clear()
+            zeros[key] = x.new_zeros(x.shape)
+        if self.spikes == "binary":
+            return torch.equal(torch.addcmul(x, x, x, value=-1), zeros[key])
+        return torch.equal(x - x, zeros[key])
+
+    def _check_call(self, pre: Tensor, post: Tensor, voltage: Tensor | None) -> None:
+        """The steps of one neuron call (``[T, B, ...]``, with the synapse input paired
+        with them): a value the ``spikes`` policy refuses is a ``ValueError`` that refuses
+        the call (its synapse input is dropped; the steps of earlier calls are kept).
+        Checked where the weight is on the CPU; on a GPU each check would wait for the
+        device, and the chunk's check finds the step instead (the steps before it are
+        learned, it and the ones after it discarded)."""
+        if pre.device.type != "cpu":
+            self._unchecked = True
+            return
+        binary = self.spikes == "binary"
+        post = post.detach()
+        bad = _first_refused([(pre, binary, _PRE), (post, binary, _POST)]
+                            + ([] if voltage is None else [(voltage, False, _VOLT)]))  # fmt: skip
+        if bad is None:
+            return
+        self._pending.clear()  # the call's synapse input: dropped with it
+        self._pre.unstage()
+        step = self._window_steps + self._post.n + bad[0]
+        raise ValueError(
+            f"{_refused_message(bad[1], step, bad[2])}; the neuron call that gave it was "
+            "refused (the steps before it are kept)"
+        )
+
     # --------------------------------------------------------------------- observe
 
     @no_grad
     def observe(
-        self, pre: Tensor, post: Tensor, *, voltage: Tensor | None = None, reward: Any = None
+        self, pre: Any, post: Any, *, voltage: Any = None, reward: Any = None
     ) -> None:
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
         ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence);
         ``voltage`` ``[T, B, *out]`` for rules that read ``post.voltage``; ``reward`` a
         number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0).
 
+        Tensors of any real dtype, numpy arrays and (nested) lists are converted to the
+        weight's device and dtype (spikes may be bool; a reward may not). A single
+        recording ``[T, N]`` is refused, not guessed (the hooks take ``[B, N]`` as one
+        step): pass ``x[:, None]`` (``[T, 1, N]``), or ``x[None]`` for one step of a
+        batch. ``voltage`` for a rule that reads none, ``reward`` for one without a third
+        factor, strings, complex values and mismatched shapes are errors that name the
+        argument and change nothing. ``T = 0`` changes nothing; ``B = 0`` learns nothing.
+        The guide's "What observe accepts" has the table.
+
+        Spikes the ``spikes`` policy refuses are reported here: a value other than 0 and 1
+        (``spikes="binary"``) refuses the whole call; NaN or infinity at step ``t`` keeps
+        the steps before it (as ``observe(pre[:t], post[:t], ...)``) and discards the rest.
+        Earlier calls' steps are kept either way.
+
         With nothing buffered, the sequence is processed straight from ``pre`` and
         ``post`` in chunks (no copy into the step buffers); only a remainder shorter than
         16 steps (or than ``chunk_size``) is buffered for the next call. ``pre`` and
         ``post`` are read, never modified.
         """
-        if self._pending:  # synapse inputs of the hooks that no neuron call took
-            self._drop_pending(keep_last=False)
-        pre_block, post_block = self._steps(pre, post)
         w = self.weight
+        spikes = "spikes: 0/1 values" if self.spikes == "binary" else "graded spikes"
+        pre = _as_values(pre, "`pre`", w, f"[T, B, *in] {spikes}", bools=True)
+        post = _as_values(post, "`post`", w, f"[T, B, *out] {spikes}", bools=True)
+        pre_block, post_block = self._steps(pre, post)
         steps, batch = pre_block.shape[:2]
         v_block = None
+        if self._volt is None and voltage is not None:
+            raise ValueError(
+                f"{type(self).__name__} reads no membrane potential (no `post.voltage` term): "
+                "leave `voltage` out"
+            )
         if self._volt is not None:
             if voltage is None:
                 raise ValueError("this rule reads post.voltage: pass voltage= ([T, B, *out])")
-            if not isinstance(voltage, Tensor):
-                raise TypeError(f"`voltage` must be a torch.Tensor, got {type(voltage).__name__}")
+            voltage = _as_values(voltage, "`voltage`", w, "[T, B, *out] membrane potentials")
             if voltage.shape != post.shape:
                 raise ValueError(
                     f"`voltage` has shape {tuple(voltage.shape)}; pass the membrane potential "
                     f"at each step, of the shape of `post` {tuple(post.shape)}"
                 )
             v_block = self._adapter.post_steps(voltage, None)
-            if v_block.shape != post_block.shape:
-                raise ValueError(
-                    f"`voltage` has shape {tuple(v_block.shape)}; expected {tuple(post_block.shape)}"
-                )
         r = None
         if reward is not None:
             if self._mod is None:
                 raise ValueError(f"{type(self).__name__} takes no reward (no `modulator` term)")
-            r = torch.as_tensor(reward, device=w.device, dtype=w.dtype)
+            r = _as_values(reward, "`reward`", w, "a number, [T] or [T, B]")
             if r.ndim == 0:
                 r = r.expand(steps)
             if r.ndim == 1 and r.shape[0] == steps:
@@ -126,9 +214,38 @@ class RuleInputs:
                     f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
                 )
             self._check_values(r, "`reward`")
+        binary = self.spikes == "binary"
+        bad = _first_refused([(pre_block, binary, f"{_PRE} (`pre`)"),
+                             (post_block, binary, f"{_POST} (`post`)")]
+                            + ([] if v_block is None else [(v_block, False, f"{_VOLT} (`voltage`)")]),
+                            steps=self.chunk_for(pre_block))  # fmt: skip
+        if bad is not None:
+            at, what, finite = bad
+            step = self._window_steps + self._post.n + at
+            if finite:
+                raise ValueError(f"{_refused_message(what, step, True)}; nothing of this call "
+                                 "was learned (the steps of earlier calls are kept)")  # fmt: skip
+            if at:  # the steps before it, as a call of their own
+                self.observe(pre_block[:at], post_block[:at],
+                             voltage=None if v_block is None else v_block[:at],
+                             reward=None if r is None else r[:at])  # fmt: skip
+            raise ValueError(f"{_refused_message(what, step, False)}; the {step} steps before "
+                             "it were kept, that step and the rest of the call discarded")  # fmt: skip
+        self._take(pre_block, post_block, v_block, r)
+
+    def _take(self, pre_block: Tensor, post_block: Tensor, v_block: Tensor | None,
+              r: Tensor | None) -> None:  # fmt: skip
+        """Learns from validated ``[T, B, ...]`` blocks (on the weight's device and dtype):
+        into the step buffers, or straight through the engine."""
+        if pre_block.shape[0] == 0:  # nothing to learn; the batch size is not set either
+            return
+        if self._pending:  # synapse inputs of the hooks that no neuron call took
+            self._drop_pending(keep_last=False)
+        w = self.weight
+        steps, batch = pre_block.shape[:2]
         if self._pre.n or self._post.n or self._mod is not None:
             start = self._post.n
-            self._pre.append(pre_block.detach(), w, self.chunk_for(pre_block))
+            self._pre.append(pre_block, w, self.chunk_for(pre_block))
             self._add(self._post, post_block, flush=False)
             if v_block is not None:
                 self._add(self._volt, v_block, flush=False)  # type: ignore[arg-type]
@@ -136,8 +253,7 @@ class RuleInputs:
                 self._mod.data[start : start + steps].add_(r)  # type: ignore[union-attr]
             self._maybe_flush()
             return
-        blocks = [b.detach().to(device=w.device, dtype=w.dtype)
-                  for b in (pre_block, post_block, v_block) if b is not None]  # fmt: skip
+        blocks = [b for b in (pre_block, post_block, v_block) if b is not None]
         first = self._batch is None
         if first:
             self._batch = batch
@@ -148,8 +264,9 @@ class RuleInputs:
         if direct:
             try:
                 self._process(*(b[:direct] for b in blocks[:2]),
-                              blocks[2][:direct] if len(blocks) > 2 else None, None, chunk)  # fmt: skip
-            except ValueError:  # spikes that break the policy: the rule stays as it was
+                              blocks[2][:direct] if len(blocks) > 2 else None, None, chunk,
+                              checked=True)  # fmt: skip
+            except ValueError:  # an overflow: the steps before it count
                 if first and self._state is None:
                     self._batch = None
                 raise
@@ -162,6 +279,15 @@ class RuleInputs:
         """``pre``/``post`` as ``[T, B, ...]`` blocks, checked against the synapse and each other."""
         pre_block = self._adapter.pre_steps(pre)
         post_block = self._adapter.post_steps(post, pre_block)
+        for name, given, block in (("pre", pre, pre_block), ("post", post, post_block)):
+            if block.ndim != given.ndim:  # [N] or [T, N]: a step, or a single recording?
+                shape = ", ".join(map(str, block.shape[2:]))
+                raise ValueError(
+                    f"`{name}` has shape {tuple(given.shape)}; observe() takes whole sequences "
+                    f"[T, B, {shape}] and does not guess what a missing dimension is: pass one "
+                    f"recording of T steps as {name}[:, None] ([T, 1, {shape}]), one step of a "
+                    f"batch as {name}[None] ([1, B, {shape}])"
+                )
         if pre_block.shape[:2] != post_block.shape[:2]:
             raise ValueError(
                 f"`pre` covers [T, B] = {list(pre_block.shape[:2])} but `post` covers "
