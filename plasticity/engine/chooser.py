@@ -39,8 +39,9 @@ class KernelChooser:
     octave and the fastest is cached, so which kernels run (and the last bits of the
     results) depends on the machine's load at the time. While measuring, the first
     candidate (every product a GEMM) delivers the results; the others run on the same
-    chunk and are discarded. It is ignored while
-    ``torch.use_deterministic_algorithms(True)`` is in effect.
+    chunk and are discarded. Conv weight-gradients then also leave cuDNN's settings as
+    they are (by default they run with its deterministic algorithms). ``benchmark`` is
+    ignored while ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
 
     rounds = 2  # chunks timed per candidate before choosing (benchmark mode)
@@ -103,6 +104,7 @@ class KernelChooser:
             choice = self.choices[self.key(plan, inputs, kernels, nnz)] = self.choose(
                 plan, inputs, kernels, nnz)  # fmt: skip
         else:
+            kernels.deterministic = False  # cuDNN as the user set it (e.g. its benchmark)
             key = self.key(plan, inputs, kernels, nnz)
             name = self.names.get(key)
             if name is None:
@@ -121,7 +123,8 @@ class KernelChooser:
         sync = torch.cuda.synchronize if inputs["pre"].is_cuda else (lambda: None)
         result = state
         for i, c in reversed(list(enumerate(candidates))):  # the delivering one last
-            fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype)  # no shared index
+            fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype,
+                            deterministic=False)  # no shared index
             sync()
             start = time.perf_counter()
             new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard,
