@@ -201,3 +201,21 @@ def test_timed_choice_is_an_opt_in(monkeypatch):
     finally:
         torch.use_deterministic_algorithms(False)
     assert calls == []  # the flag overrides the opt-in
+
+
+def test_conv_weight_gradients_are_deterministic(device, monkeypatch):
+    """A conv rule's weight-gradient gives the same bits call after call, with the user's
+    ``torch.backends.cudnn.benchmark = True`` (on CUDA, cuDNN's deterministic algorithms
+    run within the call) and leaves cuDNN's settings as they were."""
+    from plasticity.functional import conv_correlate
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", True)
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", False)
+    g = torch.Generator().manual_seed(0)
+    post = (torch.rand(40, 8, 6, 30, 30, generator=g) < 0.1).float().to(device)
+    pre = torch.rand(40, 8, 3, 32, 32, generator=g).to(device)
+    geometry = dict(stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1)
+    first = conv_correlate(post, pre, (6, 3, 3, 3), **geometry)
+    for _ in range(3):
+        assert torch.equal(conv_correlate(post, pre, (6, 3, 3, 3), **geometry), first)
+    assert torch.backends.cudnn.benchmark and not torch.backends.cudnn.deterministic
