@@ -4,6 +4,7 @@
 # and, from the same virtualenv:
 #   make docs      - the documentation site (Sphinx) into docs/_build/html, warnings are errors
 #   make notebook  - JupyterLab on notebooks/
+#   make gpu-check - on a machine with an NVIDIA GPU: the CUDA tests and GPU benchmarks, one summary
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -14,7 +15,7 @@ OUT    ?= results
 # notebooks and the docs import it from here
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test bench reference lint docs notebook clean
+.PHONY: demo test bench gpu-check reference lint docs notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +73,12 @@ bench: $(VENV)/.installed-bench
 	rm -rf .bench-old && mkdir -p .bench-old && git archive 0e67eb4 plasticity | tar -x -C .bench-old
 	$(PY) benchmarks/engine_targets.py --old .bench-old --out benchmarks/results
 	$(PY) benchmarks/readme.py
+
+# the CUDA tests and the GPU benchmarks in one command (under 8 minutes), one summary, written
+# to benchmarks/results/gpu_check.md; needs a CUDA build of torch in $(VENV) and a visible GPU:
+# without one it says so and fails (exit 2) without running anything (docs/benchmarks.md)
+gpu-check: $(VENV)/.installed-dev
+	$(PY) benchmarks/gpu_check.py --out benchmarks/results
 
 # Brian2's STDP example, 10 seeds, for `make demo` to compare with (docs/models/song2000.md).
 # Its own environment: Brian2 2.9 (the last for Python 3.11) does not import with numpy 2.4

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from .plan import ELEMENTWISE, Plan
 
-__all__ = ["Profile", "PROFILES", "profile_for", "candidate_cost", "cheapest"]
+__all__ = ["Profile", "PROFILES", "profile_for", "Work", "work", "candidate_cost", "cheapest"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,73 @@ def profile_for(device_type: str) -> Profile:
     return PROFILES.get(device_type, PROFILES["cuda"])
 
 
+class Work:
+    """The work of one candidate assignment, per unit of the chunk's sizes (computed once
+    per plan and candidate, :func:`work`): element passes over each side's tables, GEMMs,
+    spike indices, rows gathered at each side's spikes, transposing copies, operations."""
+
+    __slots__ = ("tables", "gemms", "gemm_mods", "indexed", "rewrites", "conv_gemms",
+                 "gathers", "event_reads", "transposes", "ops", "syncs")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.tables = {"pre": 0.0, "post": 0.0, "mod": 0.0}  # passes over a side's table
+        self.gemms = self.gemm_mods = self.rewrites = self.conv_gemms = self.transposes = 0
+        self.indexed: list[str] = []
+        self.gathers = {"pre": 0, "post": 0}  # event-driven sums at a side's spikes
+        self.event_reads = {"pre": 0, "post": 0}  # values read per event (factor, row factor)
+        self.ops = self.syncs = 0
+
+
+def work(plan: Plan, choice: tuple[str, ...]) -> Work:
+    """The :class:`Work` of ``plan`` with the kernels of ``choice`` (cached on the plan)."""
+    cache = plan.__dict__.setdefault("_work_cache", {})
+    found = cache.get(choice)
+    if found is not None:
+        return found
+    w = Work()
+    tables: set[str] = set()
+    for reads in plan._reads(choice):
+        for s in reads:
+            key = repr(s)
+            if s.kind in _LEAVES or key in tables:
+                continue
+            if s.kind == "trace" and key not in plan.direct:
+                continue  # read only through .before: scanned as that table
+            tables.add(key)
+            if s.side in w.tables:
+                w.tables[s.side] += 1.0 if s.kind in ELEMENTWISE else SCAN
+            w.ops += 1 if s.kind in ELEMENTWISE else OPS_SCAN
+    for p, kernel in zip(plan.products, choice, strict=True):
+        side = kernel.split("-")[0]
+        other = "pre" if side == "post" else "post"
+        if kernel == "gemm":  # (a row factor multiplies the smaller operand)
+            w.gemms += 1
+            w.gemm_mods += p.mod is not None
+            w.ops += OPS_GEMM
+            continue
+        if side not in w.indexed:  # one spike index per side and chunk, shared
+            w.indexed.append(side)
+            w.ops += OPS_INDEX
+            w.syncs += 1
+        if "rewrite" in kernel:  # the other side's future trace, and the carried pairs
+            w.tables[other] += SCAN + (0.0 if p.mod is None else 1.0)  # (times the row factor)
+            w.rewrites += 1
+            w.ops += OPS_SCAN + OPS_BOUNDARY
+        if kernel.endswith("gemm"):  # conv: the weight-gradient reads the future trace
+            w.conv_gemms += 1
+            w.ops += OPS_GEMM
+            continue
+        w.gathers[side] += 1
+        own = p.post if side == "post" else p.pre
+        w.event_reads[side] += (own is not None and own.kind != "spike") + (p.mod is not None)
+        w.ops += OPS_EVENTS
+        if side == "pre":  # [N_in, N_out] results: a transposing copy to the weight's layout
+            w.transposes += 1
+            w.ops += 1
+    cache[choice] = w
+    return w
+
+
 def candidate_cost(plan: Plan, choice: tuple[str, ...], *, rows: int, batch: int,
                    n_pre: int, n_post: int, k_in: int, weight: int, nnz: tuple[int, int],
                    itemsize: int, profile: Profile) -> float:  # fmt: skip
@@ -100,62 +167,28 @@ def candidate_cost(plan: Plan, choice: tuple[str, ...], *, rows: int, batch: int
         itemsize: bytes per element of the tables.
         profile: the device type's :class:`Profile`.
     """
+    w = work(plan, choice)
     e, cache = profile.element, profile.cache
     width = {"pre": n_pre, "post": n_post, "mod": 1}
     spikes = {"pre": nnz[0], "post": nnz[1]}
-    other = {"pre": n_post, "post": n_pre}
-
-    def passes(count: float, elements: float, over: float) -> float:
-        """``count`` element passes over ``elements``, of a tensor of ``over`` elements
-        (beyond the cache, each pass misses in proportion: up to twice the cost)."""
-        return e * count * elements * (1.0 + min(1.0, over * itemsize / cache))
-
+    # a side's tables: element passes cost up to twice as much beyond the cache
+    size = {k: rows * n for k, n in width.items()}
+    miss = {k: 1.0 + min(1.0, n * itemsize / cache) for k, n in size.items()}
     macs = rows * n_post * k_in  # one GEMM or conv weight-gradient over the chunk
-    cost, ops, syncs = 0.0, 0, 0
-    indexed: set[str] = set()
-    tables: set[str] = set()
-    for reads in plan._reads(choice):
-        for s in reads:
-            key = repr(s)
-            if s.kind in _LEAVES or key in tables:
-                continue
-            if s.kind == "trace" and key not in plan.direct:
-                continue  # read only through .before: scanned as that table
-            tables.add(key)
-            size = rows * width.get(s.side or "", 0)
-            cost += passes(1.0 if s.kind in ELEMENTWISE else SCAN, size, size)
-            ops += 1 if s.kind in ELEMENTWISE else OPS_SCAN
-    for p, kernel in zip(plan.products, choice, strict=True):
-        side = kernel.split("-")[0]
-        if kernel == "gemm":  # (a row factor multiplies the smaller operand)
-            small = rows * min(n_pre, n_post)
-            cost += macs + (0.0 if p.mod is None else passes(1.0, small, small))
-            ops += OPS_GEMM
-            continue
-        if side not in indexed:  # one spike index per side and chunk, shared
-            indexed.add(side)
-            size = rows * width[side]
-            cost += passes(INDEX, size, size) + passes(INDEX_SPIKE, spikes[side], size)
-            ops += OPS_INDEX
-            syncs += 1
-        table = rows * other[side]  # the other side's table, read at the spikes
-        if "rewrite" in kernel:  # the other side's future trace, and the carried pairs
-            count = SCAN + (0.0 if p.mod is None else 1.0)  # (times the row factor first)
-            cost += passes(count, table, table) + batch * n_post * k_in
-            ops += OPS_SCAN + OPS_BOUNDARY
-        if kernel.endswith("gemm"):  # conv: the weight-gradient reads the future trace
-            cost += macs
-            ops += OPS_GEMM
-            continue
-        cost += passes(GATHER, spikes[side] * other[side], table)
-        own = p.post if side == "post" else p.pre
-        reads = (own is not None and own.kind != "spike") + (p.mod is not None)
-        cost += passes(EVENT_WEIGHT * reads, spikes[side], rows * width[side])
-        ops += OPS_EVENTS
-        if side == "pre":  # [N_in, N_out] results: a transposing copy to the weight's layout
-            cost += passes(TRANSPOSE, weight, weight)
-            ops += 1
-    return cost + ops * profile.op + syncs * profile.sync
+    cost = (w.gemms + w.conv_gemms) * macs + w.rewrites * batch * n_post * k_in
+    cost += e * sum(w.tables[k] * size[k] * miss[k] for k in w.tables)
+    if w.gemm_mods:
+        small = "pre" if n_pre <= n_post else "post"
+        cost += e * w.gemm_mods * size[small] * miss[small]
+    for side in w.indexed:
+        cost += e * (INDEX * size[side] + INDEX_SPIKE * spikes[side]) * miss[side]
+    for side, other in (("pre", "post"), ("post", "pre")):
+        if w.gathers[side]:  # the other side's rows, read at this side's spikes
+            cost += e * w.gathers[side] * GATHER * spikes[side] * width[other] * miss[other]
+            cost += e * w.event_reads[side] * EVENT_WEIGHT * spikes[side] * miss[side]
+    if w.transposes:
+        cost += e * w.transposes * TRANSPOSE * weight * (1.0 + min(1.0, weight * itemsize / cache))
+    return cost + w.ops * profile.op + w.syncs * profile.sync
 
 
 def cheapest(plan: Plan, candidates: list[tuple[str, ...]], **shape) -> tuple[str, ...]:
