@@ -76,6 +76,15 @@ class KernelChooser:
                         nnz=(int(nnz[0]), int(nnz[1])), itemsize=w.element_size(),
                         profile=profile_for(pre.device.type))  # fmt: skip
 
+    def key(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
+            nnz: list[int]) -> tuple:  # fmt: skip
+        pre, post = inputs["pre"], inputs["post"]
+        steps = 1 << max(0, pre.shape[0] - 1).bit_length()  # T rounded up to a power of 2
+        conv = None if kernels.conv is None else tuple(sorted(kernels.conv.items()))
+        return (plan.signature, conv, steps, tuple(pre.shape[1:]), tuple(post.shape[1:]),
+                pre.dtype, str(pre.device), kernels.compute_dtype,
+                _octave(nnz[0], pre.numel()), _octave(nnz[1], post.numel()))  # fmt: skip
+
     def run(self, option: str, plan: Plan, inputs: dict[str, Tensor], state: dict[str, Tensor],
             kernels: Kernels, deliver: Deliver, nnz: list[int], record: dict[str, str],
             remembered: dict[str, tuple[str, ...]], scale: float = 1.0):  # fmt: skip
