@@ -4,6 +4,7 @@
 # and, from the same virtualenv:
 #   make docs      - the documentation site (Sphinx) into docs/_build/html, warnings are errors
 #   make notebook  - JupyterLab on notebooks/
+#   make gpu-check - on a machine with an NVIDIA GPU: the CUDA tests and GPU benchmarks, one summary
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
@@ -73,8 +74,9 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/engine_targets.py --old .bench-old --out benchmarks/results
 	$(PY) benchmarks/readme.py
 
-# on a machine with a CUDA GPU: the CUDA tests, GPU timings and the same-bits check, one
-# summary (benchmarks/gpu_check.py; exit 2 where there is no GPU). Under 8 minutes.
+# the CUDA tests and the GPU benchmarks in one command (under 8 minutes), one summary, written
+# to benchmarks/results/gpu_check.md; needs a CUDA build of torch in $(VENV) and a visible GPU:
+# without one it says so and fails (exit 2) without running anything (docs/benchmarks.md)
 gpu-check: $(VENV)/.installed-dev
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results
 

@@ -13,7 +13,7 @@ in the order data flows through them:
   :func:`eligibility` (:mod:`plasticity.language`); every built-in rule is such a
   declaration.
 * :mod:`plasticity.engine` evaluates a rule's terms per chunk of steps (one GEMM,
-  event-driven sum or conv weight-gradient per term, chosen by measurement);
+  event-driven sum or conv weight-gradient per term, chosen by a cost model);
   :mod:`plasticity.functional` holds its pure kernels (trace scans, products).
 * :class:`Accumulator` gathers potentiation (``pos``) and depression (``neg``) over a window
   and applies the weight bounds of :mod:`plasticity.bounds`.

@@ -12,9 +12,11 @@ one GEMM over the chunk's ``T·B`` rows, one event-driven sum over the spikes of
 (:func:`~plasticity.functional.correlate.event_sum`) or one conv weight-gradient. The
 engine may rewrite "trace of spikes × other side" as "spikes × future trace of the other
 side" (plus a boundary term from the carried trace), so that one spike index serves
-several products. Which of these runs is chosen by :class:`KernelChooser`, timing the
-candidates on the first chunks of a shape; the numbers are the same
-whichever runs, to floating-point rounding.
+several products. Which of these runs is chosen by :class:`KernelChooser` with a cost
+model (:mod:`plasticity.engine.cost`: operation counts from the chunk's shapes and spike
+counts, no clock, so the same inputs run the same kernels in every process); timing the
+candidates is an opt-in (``CHOOSER.benchmark``). The numbers are the same whichever runs,
+to floating-point rounding.
 
 A window of one step (online learning) skips all of that (:mod:`plasticity.engine.step`):
 each signal is one op on the step's rows, each product one outer product over the batch.

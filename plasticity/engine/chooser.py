@@ -1,5 +1,6 @@
-"""Kernel choice by measurement: the candidates of a plan timed on the first chunks of a
-shape, device, dtype and activity octave, the fastest cached."""
+"""Kernel choice: by the cost model (:mod:`plasticity.engine.cost`) from the chunk's
+shapes, dtype, device and spike counts, by default; by timing the candidates on the first
+chunks of a shape only on request (:attr:`KernelChooser.benchmark`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..functional.correlate import Kernels
+from .cost import cheapest, profile_for
 from .plan import Plan
 from .run import Deliver, run_plan
 
@@ -17,24 +19,62 @@ __all__ = ["KernelChooser", "CHOOSER"]
 
 
 def _octave(nnz: int, numel: int) -> int:
-    """The activity's power of two (the kernel choice is cached per octave)."""
+    """The activity's power of two (timed choices are cached per octave)."""
     return -99 if nnz == 0 or numel == 0 else max(-20, math.floor(math.log2(nnz / numel)))
 
 
 class KernelChooser:
-    """Chooses each plan's kernels by timing the candidates (:meth:`Plan.candidates`) on
-    the first chunks of a shape, device, dtype and activity octave, then caches the
-    fastest (like ``torch.backends.cudnn.benchmark``). While measuring, the first
+    """Chooses the kernels of each chunk among the candidates of its plan
+    (:meth:`Plan.candidates`).
+
+    By default (``benchmark = False``) the choice is the cheapest candidate by the cost
+    model (:func:`~plasticity.engine.cost.candidate_cost`): a pure function of the plan,
+    the chunk's shapes, the device type and the spike counts, with no clock involved, so
+    the same inputs run the same kernels and give the same bits in every run and process,
+    whatever the machine's load. :attr:`choices` shows the latest choice per shape key.
+
+    ``benchmark = True`` (``plasticity.engine.CHOOSER.benchmark = True``, like
+    ``torch.backends.cudnn.benchmark``) trades that reproducibility for speed: the
+    candidates are timed on the first chunks of a shape, device, dtype and activity
+    octave and the fastest is cached, so which kernels run (and the last bits of the
+    results) depends on the machine's load at the time. While measuring, the first
     candidate (every product a GEMM) delivers the results; the others run on the same
-    chunk and are discarded. :attr:`choices` shows what was chosen.
+    chunk and are discarded. Conv weight-gradients then also leave cuDNN's settings as
+    they are (by default they run with its deterministic algorithms). ``benchmark`` is
+    ignored while ``torch.use_deterministic_algorithms(True)`` is in effect.
     """
 
-    rounds = 2  # chunks timed per candidate before choosing
+    rounds = 2  # chunks timed per candidate before choosing (benchmark mode)
 
-    def __init__(self) -> None:
+    def __init__(self, benchmark: bool = False) -> None:
+        #: time the candidates instead of the cost model (not reproducible; opt-in)
+        self.benchmark = benchmark
+        #: the latest choice per shape key (:meth:`key`), for inspection
         self.choices: dict[tuple, tuple[str, ...]] = {}
+        #: benchmark mode: the fastest candidate per key, once timed
+        self.fastest: dict[tuple, tuple[str, ...]] = {}
         self.samples: dict[tuple, dict[tuple[str, ...], list[float]]] = {}
         self.names: dict[tuple, str] = {}  # each key's text (how rules remember choices)
+
+    def timed(self) -> bool:
+        """Whether choices are timed now: :attr:`benchmark`, unless
+        ``torch.use_deterministic_algorithms(True)`` is in effect."""
+        return bool(self.benchmark) and not torch.are_deterministic_algorithms_enabled()
+
+    def choose(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
+               nnz: list[int]) -> tuple[str, ...]:  # fmt: skip
+        """The cost model's choice for one chunk (``inputs``: ``pre``/``post`` ``[T, B,
+        ...]``; ``nnz``: their spike counts): the same arguments give the same choice."""
+        candidates = plan.candidates(conv=kernels.conv is not None)
+        if len(candidates) == 1:
+            return candidates[0]
+        pre, post, w = inputs["pre"], inputs["post"], kernels.weight
+        steps, batch = pre.shape[:2]
+        return cheapest(plan, candidates, rows=steps * batch, batch=batch,
+                        n_pre=math.prod(pre.shape[2:]), n_post=math.prod(post.shape[2:]),
+                        k_in=math.prod(w.shape[1:]), weight=w.numel(),
+                        nnz=(int(nnz[0]), int(nnz[1])), itemsize=w.element_size(),
+                        profile=profile_for(pre.device.type))  # fmt: skip
 
     def key(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
             nnz: list[int]) -> tuple:  # fmt: skip
@@ -49,26 +89,32 @@ class KernelChooser:
             kernels: Kernels, deliver: Deliver, nnz: list[int], record: dict[str, str],
             remembered: dict[str, tuple[str, ...]], scale: float = 1.0):  # fmt: skip
         """``run_plan`` with the kernels of ``option`` (``"dense"``: GEMMs; ``"sparse"``:
-        the first event-driven candidate; ``"auto"``: measured); the products' kernels
-        go into ``record``. ``remembered`` (a rule's own, saved with its state) holds the
-        choices the rule has used, so that a rule loaded from a checkpoint runs the same
-        kernels (and gives the same numbers, bit for bit) as the one saved. ``scale``:
-        as for :func:`~plasticity.engine.run.run_plan`."""
+        the first event-driven candidate; ``"auto"``: :meth:`choose`, or timed with
+        :attr:`benchmark`); the products' kernels go into ``record``. ``remembered`` (a
+        rule's own, saved with its state) holds the timed choices the rule has used, so
+        that a rule loaded from a checkpoint runs the same kernels (and gives the same
+        numbers, bit for bit) as the one saved; the cost model needs no memory (its
+        choice is a function of the chunk). ``scale``: as for
+        :func:`~plasticity.engine.run.run_plan`."""
         candidates = plan.candidates(conv=kernels.conv is not None)
         if option == "dense" or len(candidates) == 1:
             choice = candidates[0]
         elif option == "sparse":
             choice = candidates[1]
+        elif not self.timed():
+            choice = self.choices[self.key(plan, inputs, kernels, nnz)] = self.choose(
+                plan, inputs, kernels, nnz)  # fmt: skip
         else:
+            kernels.deterministic = False  # cuDNN as the user set it (e.g. its benchmark)
             key = self.key(plan, inputs, kernels, nnz)
             name = self.names.get(key)
             if name is None:
                 name = self.names[key] = repr(key)
-            choice = remembered.get(name) or self.choices.get(key)  # type: ignore[assignment]
+            choice = remembered.get(name) or self.fastest.get(key)  # type: ignore[assignment]
             if choice is None or tuple(choice) not in candidates:
                 return self._measure(key, candidates, plan, inputs, state, kernels, deliver,
                                      record, scale)  # fmt: skip
-            choice = remembered[name] = tuple(choice)
+            choice = self.choices[key] = remembered[name] = tuple(choice)
         record.clear()
         record.update((p.label, k) for p, k in zip(plan.products, choice, strict=True))
         return run_plan(plan, choice, inputs, state, kernels, deliver, scale=scale)
@@ -78,7 +124,8 @@ class KernelChooser:
         sync = torch.cuda.synchronize if inputs["pre"].is_cuda else (lambda: None)
         result = state
         for i, c in reversed(list(enumerate(candidates))):  # the delivering one last
-            fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype)  # no shared index
+            fresh = Kernels(kernels.weight, kernels.conv, kernels.compute_dtype,
+                            deterministic=False)  # no shared index
             sync()
             start = time.perf_counter()
             new = run_plan(plan, c, inputs, state, fresh, deliver if i == 0 else _discard,
@@ -89,7 +136,7 @@ class KernelChooser:
                 result = new
             del new, fresh  # a discarded run's state and index are freed at once
         if all(len(t) >= self.rounds for t in times.values()):
-            self.choices[key] = min(candidates, key=lambda c: min(times[c]))
+            self.fastest[key] = min(candidates, key=lambda c: min(times[c]))
             del self.samples[key]
         record.clear()
         record.update((p.label, k) for p, k in zip(plan.products, candidates[0], strict=True))

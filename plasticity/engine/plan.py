@@ -188,7 +188,7 @@ class Plan:
         return s.kind == "spike" or (s.kind == "mul" and any(a.kind == "spike" for a in s.args))
 
     def candidates(self, conv: bool) -> list[tuple[str, ...]]:
-        """Kernel assignments worth timing (one kernel name per product): every product a
+        """Kernel assignments worth weighing (one kernel name per product): every product a
         GEMM; every product read at the post spikes where it can be (spike-supported
         factors event-driven, post traces rewritten); the same at the pre spikes; each
         side's own spikes event-driven. Conv synapses: conv weight-gradients, with and

@@ -9,15 +9,23 @@ over kernel positions.
 Where one factor is a sparse spike train, the product can run event-driven: the spikes
 become, per neuron, the list of rows (time·batch) where it fired (:func:`spike_index`),
 and :func:`event_sum` sums the other factor's rows over each list
-(:func:`torch.nn.functional.embedding_bag` in float32; a CSR product in float64). Only
+(:func:`torch.nn.functional.embedding_bag`; on CPU a CSR product in float64). Only
 spikes are touched. Both give the same numbers to floating-point rounding; which is
-faster depends on the machine and the activity, so the engine measures.
+faster depends on the shapes and the activity, which the engine's cost model weighs
+(:mod:`plasticity.engine.cost`).
+
+Every kernel here is deterministic: the same inputs give the same bits on the same
+machine and thread count. Event sums add each neuron's rows in the order of its spikes
+(one thread per neuron and column on CUDA, no atomics); conv weight-gradients on CUDA run
+with cuDNN's deterministic algorithms (``deterministic=True``), whatever
+``torch.backends.cudnn``'s settings.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -27,7 +35,8 @@ from .._grad import no_grad
 
 __all__ = ["Kernels", "KERNELS", "dense_correlate", "conv_correlate", "event_sum", "spike_index"]
 
-#: a rule's ``kernel`` option: ``"auto"`` (measured), ``"dense"`` (GEMMs / conv
+#: a rule's ``kernel`` option: ``"auto"`` (the engine's choice: a cost model, or timed on
+#: request, :class:`~plasticity.engine.KernelChooser`), ``"dense"`` (GEMMs / conv
 #: weight-gradients), ``"sparse"`` (event-driven where a factor is a spike train)
 KERNELS = ("auto", "dense", "sparse")
 
@@ -77,8 +86,9 @@ def event_sum(
     over the rows ``r`` where it fired (times ``weights`` per event, if given): ``[N, M]``.
 
     ``table`` is ``[R', M]``; ``row_shift`` reads a later row (e.g. one step later).
-    float32/16 run through :func:`torch.nn.functional.embedding_bag`, float64 through a
-    CSR matrix product. ``compute_dtype`` (e.g. ``torch.bfloat16``) gathers from a copy of
+    Sums run through :func:`torch.nn.functional.embedding_bag` (each neuron's rows added
+    in order, deterministic on every device), float64 on CPU through a CSR matrix
+    product. ``compute_dtype`` (e.g. ``torch.bfloat16``) gathers from a copy of
     the table in that dtype (sums accumulate in float32 inside the kernel); the result is
     returned in ``table``'s dtype.
 
@@ -99,7 +109,7 @@ def event_sum(
     rows, offsets = index[:2]
     if row_shift:  # table[r + shift] is row r of the table from row `shift` on (no index copy)
         table = table[row_shift:]
-    if table.dtype in (torch.float32, torch.float16, torch.bfloat16):
+    if table.dtype in (torch.float32, torch.float16, torch.bfloat16) or table.device.type != "cpu":
         return F.embedding_bag(
             rows, table.contiguous(), offsets, mode="sum", per_sample_weights=weights
         )
@@ -162,6 +172,7 @@ def conv_correlate(
     pad: Sequence[int] | None = None,
     padding_mode: str = "zeros",
     compute_dtype: torch.dtype | None = None,
+    deterministic: bool = True,
 ) -> Tensor:
     """Conv weight-shaped correlation, summed over rows (time·batch) and output positions.
 
@@ -169,7 +180,9 @@ def conv_correlate(
     with the same leading shape. ``pad`` (``F.pad`` order) pre-pads the pre side, for
     string padding or non-zero padding modes; then ``padding`` should be zeros.
     ``compute_dtype``: as for :func:`dense_correlate` (the result is in ``post_side``'s
-    dtype).
+    dtype). ``deterministic``: on CUDA, cuDNN's deterministic algorithms (no timed
+    algorithm search), whatever ``torch.backends.cudnn.benchmark`` says; ``False``
+    leaves cuDNN's settings as they are.
 
     Example:
         >>> import torch
@@ -188,9 +201,24 @@ def conv_correlate(
         p, q = p.to(compute_dtype), q.to(compute_dtype)
         if p.device.type == "cpu":  # CPU kernels may accumulate in bf16: round, then fp32
             p, q = p.to(out_dtype), q.to(out_dtype)
-    return _CONV_WEIGHT[k](
-        q, list(weight_shape), p, stride=stride, padding=padding, dilation=dilation, groups=groups
-    ).to(out_dtype)
+    args = (q, list(weight_shape), p)
+    geometry = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    if deterministic and p.is_cuda:
+        with _cudnn_deterministic():
+            return _CONV_WEIGHT[k](*args, **geometry).to(out_dtype)
+    return _CONV_WEIGHT[k](*args, **geometry).to(out_dtype)
+
+
+@contextmanager
+def _cudnn_deterministic() -> Iterator[None]:
+    """cuDNN's deterministic algorithms, without a timed search, within the block."""
+    cudnn = torch.backends.cudnn
+    saved = cudnn.deterministic, cudnn.benchmark
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 class Kernels:
@@ -204,6 +232,8 @@ class Kernels:
         conv: the convolution's geometry (``weight_shape``, ``stride``, ``padding``,
             ``dilation``, ``groups``, ``pad``, ``padding_mode``), or ``None`` (dense).
         compute_dtype: operand dtype of the products (``None``: the operands').
+        deterministic: conv weight-gradients on CUDA with cuDNN's deterministic
+            algorithms (:func:`conv_correlate`).
 
     Example:
         >>> import torch
@@ -213,8 +243,10 @@ class Kernels:
                 [4., 4., 4.]])
     """
 
-    def __init__(self, weight: Tensor, conv: dict | None, compute_dtype: torch.dtype | None):
+    def __init__(self, weight: Tensor, conv: dict | None, compute_dtype: torch.dtype | None,
+                 deterministic: bool = True):  # fmt: skip
         self.weight, self.conv, self.compute_dtype = weight, conv, compute_dtype
+        self.deterministic = deterministic
         self.indices: dict[int, tuple[Tensor, tuple]] = {}
         self._nonnegative: bool | None = None
 
@@ -234,7 +266,7 @@ class Kernels:
         return conv_correlate(post, pre, g["weight_shape"], stride=g["stride"],
                               padding=g["padding"], dilation=g["dilation"], groups=g["groups"],
                               pad=g["pad"], padding_mode=g["padding_mode"],
-                              compute_dtype=cd)  # fmt: skip
+                              compute_dtype=cd, deterministic=self.deterministic)  # fmt: skip
 
     def correlate_into(self, out: Tensor, post: Tensor, pre: Tensor) -> Tensor:
         """``out += correlate(post, pre)`` (dense: in place, no weight-sized temporary)."""
