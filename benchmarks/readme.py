@@ -28,13 +28,6 @@ call counts), with glibc's mmap threshold pinned so that no method pays page fau
 temporaries. Ratios compare methods of one run; absolute times depend on the machine named
 in each table's first line. Peers (SpikingJelly, Norse, BindsNET) are installed by
 `make bench` without their dependencies, so that pip keeps the CPU build of torch.
-
-On a machine with a CUDA GPU, `make gpu-check` (`benchmarks/gpu_check.py`) runs the CUDA
-tests, times pair and triplet STDP on the GPU against the CPU and a plain per-step torch
-loop (784 inputs; 400 and 1600 outputs; B = 1 and 32), checks that two runs give the same
-bits (also under `torch.use_deterministic_algorithms(True)`), and prints one summary
-(`benchmarks/results/gpu_check.json`); without a GPU it says so and exits with status 2.
-No GPU has been lent to this project yet, so there are no GPU figures here.
 """
 
 SECTIONS = {
