@@ -49,7 +49,7 @@ class KernelChooser:
     def __init__(self, benchmark: bool = False) -> None:
         #: time the candidates instead of the cost model (not reproducible; opt-in)
         self.benchmark = benchmark
-        #: the latest choice per shape key (:meth:`key`), for inspection
+        #: the latest choice per shape key (``key()``), for inspection
         self.choices: dict[tuple, tuple[str, ...]] = {}
         #: benchmark mode: the fastest candidate per key, once timed
         self.fastest: dict[tuple, tuple[str, ...]] = {}
