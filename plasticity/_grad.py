@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import torch
 
-__all__ = ["no_grad", "in_backward", "run_eagerly"]
+__all__ = ["no_grad", "in_backward", "run_eagerly", "traced", "eagerly"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -50,17 +50,26 @@ def in_backward() -> bool:
     return _graph_task_id() != -1
 
 
-_EAGER: set[tuple[type, str]] = set()
+_EAGER: dict[Callable, Callable] = {}
+traced = torch.compiler.is_dynamo_compiling  # True while Dynamo traces the caller
 
 
 def run_eagerly(cls: type, *names: str) -> None:
-    """Makes the methods ``names`` of ``cls`` (module hooks) run outside any
-    ``torch.compile`` graph: Dynamo does not trace them but calls them as Python, a graph
-    break, and nothing they call is compiled. Without this, Dynamo traces a rule's hooks
-    into the network's graph, specializes on the growing step buffers and recompiles at
-    every step. Applied once per method, when the first hook is registered (importing
-    ``torch._dynamo`` then, as any torch optimizer's first step does, not at import)."""
+    """Prepares the methods ``names`` of ``cls`` (module hooks) to run outside any
+    ``torch.compile`` graph: each begins with ``if traced(): return eagerly(...)``, so
+    that Dynamo does not trace it but calls it as Python, a graph break, and nothing it
+    calls is compiled. Without this, Dynamo traces a rule's hooks into the network's
+    graph, specializes on the growing step buffers and recompiles at every step. Done
+    once per method, when the first hook is registered (importing ``torch._dynamo``
+    then, as any torch optimizer's first step does, not at import). The check is in the
+    hook itself, not in a wrapper: a wrapper costs about 0.6 µs per call, a tenth of a
+    hook's work at batch size 1."""
     for name in names:
-        if (cls, name) not in _EAGER:
-            _EAGER.add((cls, name))
-            setattr(cls, name, torch.compiler.disable(cls.__dict__[name]))
+        fn = cls.__dict__[name]
+        if fn not in _EAGER:
+            _EAGER[fn] = torch.compiler.disable(fn)
+
+
+def eagerly(fn: Callable, *args: Any) -> Any:
+    """Calls ``fn`` (prepared by :func:`run_eagerly`) outside the graph being traced."""
+    return _EAGER[fn](*args)

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._grad import in_backward
+from ._grad import _graph_task_id, eagerly, traced
 from ._weights import check_materialized, effective_weight, grad_target, weight_mask
 from .buffers import StepBuffer, same_storage
 
@@ -284,7 +284,9 @@ class HookPairing:
     # graphs (PlasticityRule.attach).
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        if not (self.training and module.training) or in_backward():
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(HookPairing._on_pre, self, module, args, kwargs)
+        if not (self.training and module.training) or _graph_task_id() != -1:  # (in backward)
             return
         if torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
@@ -312,12 +314,16 @@ class HookPairing:
 
     def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
         """Remembers which tensor the staged input produced (to find it at the neuron)."""
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(HookPairing._on_synapse_output, self, module, args, output)
         pending = self._pending
-        if pending and isinstance(output, Tensor) and not in_backward():
+        if pending and isinstance(output, Tensor) and _graph_task_id() == -1:  # (not in backward)
             pending[-1][3] = weakref.ref(output)
 
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
-        if not (self.training and self._adapter.module.training) or in_backward():
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(HookPairing._on_post, self, module, args, output)
+        if not (self.training and self._adapter.module.training) or _graph_task_id() != -1:
             return
         if torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
@@ -337,10 +343,10 @@ class HookPairing:
             and self._mod is None
             and self._volt is None
             and self._batch is not None
-            and self._check_step(s)
             and self._post.push(s.detach())
         ):
             self._pre.n += 1
+            self.__dict__["_unchecked"] = True  # checked with its chunk (see _process)
             pending.clear()
             self._maybe_flush()
             return
@@ -381,7 +387,7 @@ class HookPairing:
         voltage = None  # the membrane potential of the same steps (read before any change)
         if self._volt is not None:
             voltage = self._adapter.post_steps(output_voltage(output, module), None)
-        self._check_call(pre.data[start + cursor : start + cursor + take], block, voltage)  # type: ignore[index]
+        self.__dict__["_unchecked"] = True  # checked with its chunk (see _process)
         pre.commit(start + cursor, take)
         self._add(self._post, block, flush=False)
         if voltage is not None:

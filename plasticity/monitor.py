@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ._grad import in_backward, no_grad, run_eagerly
+from ._grad import eagerly, in_backward, no_grad, run_eagerly, traced
 from .hooks import output_spikes
 
 __all__ = ["Recorder", "WeightMonitor", "SpikeMonitor", "TraceMonitor"]
@@ -265,6 +265,8 @@ class SpikeMonitor(Recorder):
 
     @torch.no_grad()
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(SpikeMonitor._on_step, self, module, args, output)
         if in_backward():  # activation checkpointing's recomputation: recorded already
             return
         label = self._calls

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._grad import in_backward, run_eagerly
+from ._grad import eagerly, in_backward, run_eagerly, traced
 from .hooks import ConvSynapse, synapse_adapter
 from .rules.checks import _real
 from .rules.checks import check_positive as _positive
@@ -246,6 +246,8 @@ class ShortTermPlasticity(nn.Module):
         self._handles = []
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(ShortTermPlasticity._on_pre, self, module, args, kwargs)
         if in_backward():
             raise RuntimeError(
                 "ShortTermPlasticity: the synapse's forward pass is being recomputed during "

@@ -120,30 +120,30 @@ def test_a_single_recording_as_T_1_N_learns_its_pair_sums():
 
 @pytest.mark.parametrize("value", [0.5, 1e-6, 2.0, -1.0, float("nan")])
 @pytest.mark.parametrize("side", ["pre", "post"])
-def test_hooks_refuse_a_bad_step_at_its_neuron_call_and_keep_the_steps_before(side, value):
-    """Buffered steps (no chunk is full) followed by a bad one: the neuron's forward call
-    that passes it raises, naming the step; nothing of that call is buffered, the steps
-    before it are kept and learned (pair sums), and learning goes on after it."""
-    pre, post = _spikes(4, 12, 2, 5), _spikes(5, 12, 2, 3)
+def test_hooks_report_a_bad_step_with_its_chunk_and_keep_the_steps_before(side, value):
+    """The hooks check spikes once per chunk (a check per neuron call costs more than
+    the whole step at B = 1): a bad step among buffered ones is reported when its chunk
+    is processed (here at step()), naming the step; the steps before it are learned
+    (pair sums), it and the rest of its chunk discarded, and learning goes on after."""
+    pre, post = _spikes(4, 20, 2, 5), _spikes(5, 20, 2, 3)
     bad = 7
     bad_pre, bad_post = pre.clone(), post.clone()
     (bad_pre if side == "pre" else bad_post)[bad, 1, 2] = value
     fc = nn.Linear(5, 3, bias=False).double()
     neuron = Replay(bad_post)
     rule = pl.STDP(fc, neuron, **PAIR)
-    for t in range(bad):
+    for t in range(12):
         neuron(fc(bad_pre[t]))
-    assert rule._post.n == bad  # buffered, not yet processed
-    before = _state(rule)
+    assert rule._post.n == 12  # buffered, not yet processed
     words = "NaN or infinity" if math.isnan(value) else "not binary"
     with pytest.raises(ValueError, match=rf"{words} .*at step {bad} of this window") as err:
-        neuron(fc(bad_pre[bad]))
+        rule.step()
     assert ("synapse's input" in str(err.value)) == (side == "pre")
-    assert _same(before, _state(rule))
+    assert rule._post.n == 0
     _check(rule, pre[:bad], post[:bad])
-    for t in range(bad + 1, 12):  # the loop goes on: later steps are learned
+    for t in range(12, 20):  # the loop goes on: later steps are learned
         neuron(fc(pre[t]))
-    keep = [t for t in range(12) if t != bad]
+    keep = [t for t in range(20) if t < bad or t >= 12]
     _check(rule, pre[keep], post[keep])
 
 
@@ -187,18 +187,9 @@ def test_observe_of_a_modulated_rule_reports_a_bad_step_at_its_call():
     torch.testing.assert_close(rule.step(), clean.step(), rtol=0, atol=0)
 
 
-def test_a_chunk_checked_when_it_runs_keeps_the_steps_before_a_non_binary_one(monkeypatch):
-    """Where the hooks do not check each call (a weight on a GPU: each check would wait
-    for the device), the chunk's check finds the step: the steps before it are learned,
-    the error names it. Simulated on the CPU by switching the per-call check off."""
-    from plasticity.rules.inputs import RuleInputs
-
-    def unchecked(self, *args):
-        self._unchecked = True
-        return True
-
-    monkeypatch.setattr(RuleInputs, "_check_step", unchecked)
-    monkeypatch.setattr(RuleInputs, "_check_call", unchecked)
+def test_hooks_report_a_bad_step_at_the_call_that_fills_its_chunk():
+    """A chunk fills during the loop: the neuron call that completes the chunk holding
+    the bad step raises, naming it; the steps before it are learned."""
     pre, post = _spikes(10, 20, 2, 5), _spikes(11, 20, 2, 3)
     bad = 13  # in the second chunk of 8
     bad_pre = pre.clone()
@@ -206,10 +197,12 @@ def test_a_chunk_checked_when_it_runs_keeps_the_steps_before_a_non_binary_one(mo
     fc = nn.Linear(5, 3, bias=False).double()
     neuron = Replay(post)
     rule = pl.STDP(fc, neuron, **PAIR, chunk_size=8)
-    with pytest.raises(ValueError, match=rf"not binary .* at step {bad} .* the {bad} steps before"):
-        for t in range(20):
+    for t in range(16):
+        if t == 15:  # the call that fills the second chunk
+            with pytest.raises(ValueError, match=rf"not binary .* at step {bad} .* the {bad} steps before"):
+                neuron(fc(bad_pre[t]))
+        else:
             neuron(fc(bad_pre[t]))
-        rule.step()
     _check(rule, pre[:bad], post[:bad])
 
 

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import in_backward, no_grad, run_eagerly
+from .._grad import eagerly, in_backward, no_grad, run_eagerly, traced
 from ..hooks import output_spikes
 from ..language import post, weight
 from .base import PlasticityRule
@@ -123,6 +123,8 @@ class AdaptiveThreshold(nn.Module):
         return bool(self._handles)
 
     def _before_step(self, module: nn.Module, args: tuple) -> None:
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(AdaptiveThreshold._before_step, self, module, args)
         if self.training and module.training and in_backward():
             raise RuntimeError(
                 "AdaptiveThreshold: the neuron's forward pass is being recomputed during "
@@ -134,6 +136,8 @@ class AdaptiveThreshold(nn.Module):
 
     @no_grad
     def _on_step(self, module: nn.Module, args: tuple, output: Any) -> None:
+        if traced():  # by torch.compile: run outside its graph
+            return eagerly(AdaptiveThreshold._on_step, self, module, args, output)
         if not (self.training and module.training):
             return
         s = output_spikes(output, f"neuron ({type(module).__name__})").detach()

@@ -94,60 +94,6 @@ class RuleInputs:
             return
         self._mod.data[self._post.n - 1].add_(self._rows(value, "`reward`"))
 
-    # ------------------------------------------------------------- the hooks' steps
-
-    def _check_step(self, spikes: Tensor) -> bool:
-        """The hooks' fast path: whether a neuron call's step and the synapse input staged
-        for it pass the ``spikes`` policy, or a ``ValueError`` that refuses the call (see
-        :meth:`_check_call`). ``True`` without a check where the weight is not on the CPU."""
-        staged = self._pre.data[self._pre.n]  # type: ignore[index]
-        if staged.device.type != "cpu":
-            self._unchecked = True
-            return True
-        if spikes.requires_grad:  # (backprop alongside): no graph for the check
-            spikes = spikes.detach()
-        if not (self._passes(staged) and self._passes(spikes)):
-            self._check_call(staged[None], spikes[None], None)
-        return True
-
-    def _passes(self, x: Tensor) -> bool:
-        """Whether one step's values pass the ``spikes`` policy: ``x - x*x`` is 0 exactly
-        at 0 and 1, ``x - x`` exactly where ``x`` is finite; compared with zeros (two
-        elementwise ops: a reduction and a read-back cost more, per step)."""
-        zeros = self.__dict__.setdefault("_zeros", {})
-        key = (x.shape, x.dtype)
-        if key not in zeros:
-            if len(zeros) > 7:  # (other batch sizes)
-                zeros.clear()
-            zeros[key] = x.new_zeros(x.shape)
-        if self.spikes == "binary":
-            return torch.equal(torch.addcmul(x, x, x, value=-1), zeros[key])
-        return torch.equal(x - x, zeros[key])
-
-    def _check_call(self, pre: Tensor, post: Tensor, voltage: Tensor | None) -> None:
-        """The steps of one neuron call (``[T, B, ...]``, with the synapse input paired
-        with them): a value the ``spikes`` policy refuses is a ``ValueError`` that refuses
-        the call (its synapse input is dropped; the steps of earlier calls are kept).
-        Checked where the weight is on the CPU; on a GPU each check would wait for the
-        device, and the chunk's check finds the step instead (the steps before it are
-        learned, it and the ones after it discarded)."""
-        if pre.device.type != "cpu":
-            self._unchecked = True
-            return
-        binary = self.spikes == "binary"
-        post = post.detach()
-        bad = _first_refused([(pre, binary, _PRE), (post, binary, _POST)]
-                            + ([] if voltage is None else [(voltage, False, _VOLT)]))  # fmt: skip
-        if bad is None:
-            return
-        self._pending.clear()  # the call's synapse input: dropped with it
-        self._pre.unstage()
-        step = self._window_steps + self._post.n + bad[0]
-        raise ValueError(
-            f"{_refused_message(bad[1], step, bad[2])}; the neuron call that gave it was "
-            "refused (the steps before it are kept)"
-        )
-
     # --------------------------------------------------------------------- observe
 
     @no_grad
