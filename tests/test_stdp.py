@@ -863,7 +863,7 @@ def test_bad_input_raises_and_changes_nothing(action, exc, words):
             lif(torch.ones(2, 5), mem)  # a neuron of another layer width
         elif action == "wrong_pre_shape":
             fc(torch.ones(2, 3))
-        elif action == "graded_pre":  # checked at the neuron call that pairs it
+        elif action == "graded_pre":  # checked with the chunk that the neuron call fills
             lif(fc(torch.full((2, 4), 0.5)), mem)
         elif action == "graded_post":
             fc(torch.ones(2, 4))
@@ -874,6 +874,12 @@ def test_bad_input_raises_and_changes_nothing(action, exc, words):
             rule._on_post(lif, (), {"spk": torch.ones(2, 3)})
         elif action == "observe_mismatch":
             rule.observe(torch.zeros(4, 2, 4), torch.zeros(5, 2, 3))
+    if action.startswith("graded"):  # found with its chunk, which this call filled:
+        clean, *_ = _live_rule()  # the step before it learned, the bad one discarded
+        clean.flush()
+        _assert_same(_snapshot(clean), _snapshot(rule))
+        assert rule._pre.n == rule._post.n == 0
+        return
     # the call is refused; state, weights and the steps buffered before it are kept
     _assert_same(before, _snapshot(rule))
     assert rule._pre.n == rule._post.n == 1 and rule._pre.end == 1
