@@ -78,7 +78,7 @@ def recorded_times(recorder, nodes) -> list[list[float]]:
     ev = recorder.get("events")
     ids = list(nodes.tolist())
     out: list[list[float]] = [[] for _ in ids]
-    for sender, t in zip(ev["senders"], ev["times"]):
+    for sender, t in zip(ev["senders"], ev["times"], strict=True):
         if int(sender) in ids:
             out[ids.index(int(sender))].append(round(float(t), 1))
     return [sorted(x) for x in out]
@@ -130,11 +130,11 @@ def run_case(nest, case: dict, pre_times, post_times, dopa_times=None) -> dict:
     ev = wr.get("events")
     events = [
         [ids_pre.index(int(s)), ids_post.index(int(r)), round(float(t), 1), float(w)]
-        for s, r, t, w in zip(ev["senders"], ev["targets"], ev["times"], ev["weights"])
+        for s, r, t, w in zip(ev["senders"], ev["targets"], ev["times"], ev["weights"], strict=True)
     ]
     final = np.zeros((N_POST, N_PRE))
     conns = nest.GetConnections(pre, post)
-    for s, r, w in zip(conns.get("source"), conns.get("target"), conns.get("weight")):
+    for s, r, w in zip(conns.get("source"), conns.get("target"), conns.get("weight"), strict=True):
         final[ids_post.index(int(r)), ids_pre.index(int(s))] = float(w)
     out = {
         "pre_times": recorded_times(rec, pre),
@@ -147,15 +147,15 @@ def run_case(nest, case: dict, pre_times, post_times, dopa_times=None) -> dict:
     if mm is not None:
         mev = mm.get("events")
         v = np.full((N_POST, int(round(T_SIM / H))), np.nan)
-        for s, t, x in zip(mev["senders"], mev["times"], mev["V_m"]):
+        for s, t, x in zip(mev["senders"], mev["times"], mev["V_m"], strict=True):
             v[ids_post.index(int(s)), int(round(t / H)) - 1] = x  # the value after step t
         out["V_m"] = np.round(v, 6).tolist()
     return out
 
 
 CASES: dict[str, dict] = {
-    "stdp_additive": dict(synapse_model="stdp_synapse", delay=1.5, w0=0.5,
-                          params=dict(tau_plus=20.0, **{"lambda": 0.02}, alpha=1.1, mu_plus=0.0,
+    "stdp_additive": dict(synapse_model="stdp_synapse", delay=1.5, w0=0.55,
+                          params=dict(tau_plus=20.0, **{"lambda": 0.02}, alpha=0.9, mu_plus=0.0,
                                       mu_minus=0.0, Wmax=0.6),
                           post_params=dict(tau_minus=30.0)),
     "stdp_multiplicative": dict(synapse_model="stdp_synapse", delay=1.5, w0=0.5,
