@@ -134,3 +134,22 @@ def test_hooks_match_observe():
     ref = pair_reference(x, torch.stack(spikes), eta=1e-2, alpha=0.12, tau=5.0, dt=1.0,
                          coincident="ltp", nearest=False)  # fmt: skip
     torch.testing.assert_close(dw, ref, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "auto"])
+def test_one_step_windows(kernel):
+    """step() after every step (the one-step path): the windows add up to the pair sums."""
+    torch.manual_seed(1)
+    fc, lif = torch.nn.Linear(6, 3, bias=False).double(), snn.Leaky(beta=0.8)
+    torch.nn.init.uniform_(fc.weight, 0.0, 1.0)
+    rule = pl.VogelsSprekeler(fc, lif, eta=1e-2, tau=5.0, kernel=kernel)
+    x = (torch.rand(40, 2, 6, dtype=torch.float64) < 0.3).double()
+    mem, spikes, total = lif.init_leaky(), [], torch.zeros(3, 6, dtype=torch.float64)
+    with torch.no_grad():
+        for t in range(40):
+            spk, mem = lif(fc(x[t]), mem)
+            spikes.append(spk)
+            total += rule.step()
+    ref = pair_reference(x, torch.stack(spikes), eta=1e-2, alpha=0.12, tau=5.0, dt=1.0,
+                         coincident="ltp", nearest=False)  # fmt: skip
+    torch.testing.assert_close(total, ref, rtol=0, atol=1e-14)
