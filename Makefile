@@ -15,7 +15,7 @@ OUT    ?= results
 # notebooks and the docs import it from here
 export PYTHONPATH := $(CURDIR)$(if $(PYTHONPATH),:$(PYTHONPATH))
 
-.PHONY: demo test bench gpu-check reference lint docs notebook clean
+.PHONY: demo test bench gpu-check reference reference-nest lint docs notebook clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,14 @@ reference:
 	$(PYTHON) -m venv .venv-brian2
 	.venv-brian2/bin/python -m pip install -q "brian2>=2.7" "numpy<2.4"
 	.venv-brian2/bin/python benchmarks/song2000_brian2.py --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results
+
+# NEST 3.10's synapse models on fixed spike trains, the weights into tests/data/nest_reference.json,
+# which tests/test_nest_reference.py checks our rules against (docs/matching_nest.md). Its own
+# environment: NEST's wheel brings its numpy; nothing of ours is installed there
+reference-nest:
+	$(PYTHON) -m venv .venv-nest
+	.venv-nest/bin/python -m pip install -q --disable-pip-version-check nest-simulator==3.10.0 numpy
+	.venv-nest/bin/python benchmarks/nest_reference.py --out tests/data
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

@@ -6,8 +6,9 @@ in the order data flows through them:
 * **Rules** attach to a synapse (``nn.Linear``, ``nn.Conv1d/2d/3d``, a recurrent
   ``.recurrent``) and the neuron it drives: :class:`STDP`, :class:`TripletSTDP`,
   :class:`MSTDP`, :class:`MSTDPET`, :class:`DopamineSTDP`, :class:`Oja`, :class:`BCM`,
-  :class:`Clopath`, :class:`SynapticScaling`; :class:`AdaptiveThreshold` (a neuron's
-  threshold); :class:`PlasticityRule`, what they all are.
+  :class:`Clopath`, :class:`SynapticScaling`, :class:`VogelsSprekeler`;
+  :class:`AdaptiveThreshold` (a neuron's threshold); :class:`PlasticityRule`, what they
+  all are.
 * **The rule language**: :class:`Rule` takes ``pos``/``neg`` terms built from the signals
   :data:`pre`, :data:`post`, :data:`modulator`, :data:`weight`, :func:`relu` and
   :func:`eligibility` (:mod:`plasticity.language`); every built-in rule is such a
@@ -53,6 +54,7 @@ from .rules import (
     Rule,
     SynapticScaling,
     TripletSTDP,
+    VogelsSprekeler,
 )
 from .short_term import ShortTermPlasticity
 
@@ -62,6 +64,7 @@ __all__ = [
     "Accumulator",
     "Rule",
     "Clopath",
+    "VogelsSprekeler",
     "pre",
     "post",
     "modulator",

@@ -2,6 +2,7 @@
 
 from .base import PlasticityRule
 from .homeostasis import AdaptiveThreshold, SynapticScaling
+from .inhibitory import VogelsSprekeler
 from .rate import BCM, Oja
 from .reward import MSTDP, MSTDPET, DopamineSTDP
 from .rule import Rule
@@ -22,4 +23,5 @@ __all__ = [
     "AdaptiveThreshold",
     "SynapticScaling",
     "Clopath",
+    "VogelsSprekeler",
 ]
