@@ -52,6 +52,9 @@ A_PLUS, A_MINUS, TAU = 1e-3, 1.05e-3, 20.0
 #: SpikingJelly's and snnTorch's traces decay by 1 - 1/τ: this τ gives exp(-1/TAU)
 TAU_EULER = 1.0 / (1.0 - math.exp(-1.0 / TAU))
 SIZES = [(100, 20, 1), (784, 400, 32)]  # (N_in, N_out, B)
+#: steps per run at each size, times ``--steps`` / 100 (the peers' learners take ~10-100 ms
+#: per step at 784 -> 400, B = 32)
+STEPS = [400, 50]
 PEERS = ("snntorch", "spikingjelly", "bindsnet", "bindsnet_rule")
 
 
@@ -309,11 +312,12 @@ def measure(n_in: int, n_out: int, batch: int, steps: int, soft: bool, repeats: 
             run = FACTORIES[name](net, x, soft)
         if run is not None:
             methods[name] = run
-    slow = {n for n in ("snntorch", "spikingjelly") if n_out * n_in * batch > 10**6}
+    big = n_out * n_in * batch > 10**6  # the peers' [B, N_out, N_in] products: run once
+    slow = {n for n in PEERS if big and (n in ("snntorch", "spikingjelly") or soft)}
     times = interleaved(methods, repeats, once=slow)  # first call of each: the warm-up
     final = {k: nets[k].fc.weight.detach() for k in methods if k != "bindsnet"}
     same = max(float((w - final["plain"]).abs().max()) for w in final.values())
-    row = {"size": f"{n_in}->{n_out}, B = {batch}", "update": "soft" if soft else "additive",
+    row = {"size": f"{n_in}->{n_out}, B = {batch}", "steps": steps, "update": "soft" if soft else "additive",
            **{f"{k}_ms": v / steps * 1e3 for k, v in times.items()},
            "max_abs_weight_difference": same}  # fmt: skip
     peers = {k: row[f"{k}_ms"] for k in PEERS if f"{k}_ms" in row}
@@ -356,23 +360,28 @@ def table(rows: list[dict], checks: dict[str, dict[str, float]], header: str) ->
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--steps", type=int, default=100, help="percent of STEPS")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--update", nargs="+", default=["soft", "additive"],
                         choices=["soft", "additive"])  # fmt: skip
+    parser.add_argument("--size", type=int, nargs="+", default=list(range(len(SIZES))),
+                        help="which of SIZES to run (indices; default all)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     pinned = pin_allocator()
-    header = (f"Online pair STDP, {args.steps} steps, 5 % input spikes; torch {torch.__version__}, "
+    steps = " and ".join(str(max(1, STEPS[i] * args.steps // 100)) for i in args.size)
+    header = (f"Online pair STDP, 5 % input spikes, {steps} steps per run; "
+              f"torch {torch.__version__}, "
               f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
               f"{', glibc mmap threshold pinned' if pinned else ''}")  # fmt: skip
     print(header, flush=True)
     checks = {u: check_same_update(u == "soft") for u in args.update}
     print(checks, flush=True)
     rows = []
-    for size in SIZES:
+    for i in args.size:
         for update in args.update:
-            rows.append(measure(*size, steps=args.steps, soft=update == "soft",
+            steps = max(1, STEPS[i] * args.steps // 100)
+            rows.append(measure(*SIZES[i], steps=steps, soft=update == "soft",
                                 repeats=args.repeats))  # fmt: skip
             print(rows[-1], flush=True)
     text = table(rows, checks, header)
