@@ -59,7 +59,7 @@ notebook: $(VENV)/.installed-notebook
 # torch >= 2.14 but the parts benchmarked run on 2.13, loaded without its package __init__)
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(PIP) install -q -e ".[dev,digits,bench]"
-	$(PIP) install -q --no-deps spikingjelly norse bindsnet
+	$(PIP) install -q --no-deps spikingjelly==2.0.0 norse==1.1.0 bindsnet==0.3.4
 	touch $@
 
 # every benchmark, then their tables written into benchmarks/README.md

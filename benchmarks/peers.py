@@ -17,7 +17,8 @@ from types import SimpleNamespace
 
 
 def bindsnet() -> SimpleNamespace | None:
-    """``Input``, ``LIFNodes``, ``Connection``, ``PostPre``, ``MSTDPET`` from BindsNET, or None."""
+    """``Network``, ``Input``, ``LIFNodes``, ``Connection``, ``PostPre``,
+    ``WeightDependentPostPre``, ``MSTDPET`` from BindsNET, or None."""
     if "bindsnet" not in sys.modules:  # the package without its heavy __init__
         try:
             spec = importlib.util.find_spec("bindsnet")
@@ -30,13 +31,15 @@ def bindsnet() -> SimpleNamespace | None:
         sys.modules["bindsnet"] = package
     try:
         import bindsnet.network  # noqa: F401  (first: learning and network import each other)
-        from bindsnet.learning import MSTDPET, PostPre
+        from bindsnet.learning import MSTDPET, PostPre, WeightDependentPostPre
+        from bindsnet.network import Network
         from bindsnet.network.nodes import Input, LIFNodes
         from bindsnet.network.topology import Connection
     except ImportError:
         return None
     return SimpleNamespace(
-        Input=Input, LIFNodes=LIFNodes, Connection=Connection, PostPre=PostPre, MSTDPET=MSTDPET
+        Network=Network, Input=Input, LIFNodes=LIFNodes, Connection=Connection, PostPre=PostPre,
+        WeightDependentPostPre=WeightDependentPostPre, MSTDPET=MSTDPET,
     )
 
 

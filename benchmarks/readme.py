@@ -65,15 +65,25 @@ SECTIONS = {
     ),
     "online": (
         "Online learning (`benchmarks/online.py`)",
-        "A weight update after every time step: `pl.STDP` through its hooks, `rule.step()`, "
-        "`opt.step()` every step (`ClampedParameterOptimizer` with SGD, one-step windows take "
-        "the engine's fast path), against the same update written by hand in plain torch, "
-        "applied with `add_` and `clamp_` or through `torch.optim.SGD` (what torch's optimizer "
-        "alone costs per step). At 100 → 20, B = 1 every op is a few microseconds of Python "
-        "and dispatch: the hooks' copies, the spike check, the traces, two outer products, "
-        "the bounds and the optimizer each cost about as much as the whole plain update; at "
-        "784 → 400, B = 32 the difference is weight-sized passes (bounds, `-Δw` into "
-        "`weight.grad`, the clamp).",
+        "A weight update after every time step, in the same snnTorch network (`nn.Linear` → "
+        "`snn.Leaky`) on the same inputs: `pl.STDP` through its hooks, `rule.step()`, "
+        "`opt.step()` every step (`ClampedParameterOptimizer` with SGD; one-step windows take "
+        "the engine's fast path), against the peers' per-step learners doing the same update: "
+        "snnTorch's `STDPLearner` (`snntorch.functional.stdp_learner`, its only STDP learner) "
+        "and SpikingJelly's `activation_based.learning.STDPLearner`, each followed by "
+        "`torch.optim.SGD` and `clamp_`; BindsNET's `PostPre` (additive) or "
+        "`WeightDependentPostPre` (soft bounds) on a `Connection`, in its own `Network` "
+        "(`Network.run(time=1)` every step, with its own LIF neurons) and driven from the "
+        "snnTorch loop (its rule alone, on our spikes); and the update written by hand in "
+        "plain torch. Every method is set to the same update (pair STDP, all-to-all, same-step "
+        "pairs counted both ways, batch mean, `exp(-1/τ)` decay: the peers sum over the batch "
+        "and get amplitudes / B, snnTorch and SpikingJelly decay by `1 - 1/τ'` and get "
+        "τ' = 1 / (1 - e^(-1/τ))); the second table checks it: each learner's weights after 80 "
+        "steps of the same recorded spikes against the hand-written update in float64 "
+        "(BindsNET's rules run in float32 only), with our default `coincident=\"ltp\"` for "
+        "scale. At 100 → 20, B = 1 every op is a few microseconds of Python and dispatch; at "
+        "784 → 400, B = 32 the peers' `[B, N_out, N_in]` products dominate, except BindsNET's "
+        "additive `PostPre`, which has a fused `addmm_` path.",
     ),
     "engine_targets": (
         "The rule engine (`benchmarks/engine_targets.py`)",
