@@ -54,38 +54,6 @@ def _to_batch(p: Tensor, param_ndim: int | None) -> Tensor:
     return vp
 
 
-def _plain_sgd_step(opt: Optimizer) -> bool:
-    """Makes ``opt``'s step as torch's SGD computes it without momentum and weight decay,
-    ``p.add_(grad, alpha=-lr)`` (``+lr`` with ``maximize``), and returns True; returns
-    False, changing nothing, where torch's own step is needed: another optimizer, one of
-    SGD's other options, a tensor learning rate, a sparse or complex gradient, or step
-    hooks. Torch's step costs about 30 µs of Python around that one op per parameter, as
-    much as the rest of an online learning step on a small layer."""
-    from torch.optim import optimizer as torch_optimizer
-
-    if (type(opt) is not SGD or opt._optimizer_step_pre_hooks
-            or opt._optimizer_step_post_hooks
-            or torch_optimizer._global_optimizer_pre_hooks
-            or torch_optimizer._global_optimizer_post_hooks):  # fmt: skip
-        return False
-    steps = []
-    for group in opt.param_groups:
-        lr = group["lr"]
-        if (group["momentum"] != 0 or group["weight_decay"] != 0 or group.get("fused")
-                or group.get("differentiable") or isinstance(lr, Tensor)):  # fmt: skip
-            return False
-        for p in group["params"]:
-            g = p.grad
-            if g is None:
-                continue
-            if g.is_sparse or g.is_complex() or p.is_complex():
-                return False
-            steps.append((p, g, lr if group["maximize"] else -lr))
-    for p, g, alpha in steps:
-        p.add_(g, alpha=alpha)
-    return True
-
-
 def _check_real(where: str, name: str, value: Any, *, optional: bool) -> None:
     if value is None:
         if optional:
@@ -416,8 +384,7 @@ class ParamTransformingOptimizer(Optimizer):
             loss = self.inner_opt.step(transformed_closure)
         else:
             self._apply_pre_step_transform_()
-            if not _plain_sgd_step(self.inner_opt):
-                self.inner_opt.step()
+            self.inner_opt.step()
             loss = None
         self.project()
         return loss
