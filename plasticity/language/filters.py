@@ -108,7 +108,7 @@ class Lowpass(Filter):
 
     def text(self, fmt: Fmt) -> str:
         init = "" if self.init is None else f", init={fmt(self.init)}"
-        return f"{self.x.atom(fmt)}.lowpass({fmt(self.tau)}{init})"
+        return f"{self.x.primary(fmt)}.lowpass({fmt(self.tau)}{init})"
 
     def nonnegative(self, binary: bool = True) -> bool:
         return self.x.nonnegative(binary) and (self.init is None or self.init >= 0)

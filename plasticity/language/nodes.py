@@ -111,6 +111,9 @@ class Const(Signal):
     def atom(self, fmt: Fmt) -> str:
         return f"({fmt(self.value)})" if self.value < 0 else fmt(self.value)
 
+    def operation(self) -> bool:
+        return self.value < 0
+
     def nonnegative(self, binary: bool = True) -> bool:
         return self.value >= 0
 
@@ -160,10 +163,14 @@ class Scale(Unary):
     c: float
 
     def text(self, fmt: Fmt) -> str:
-        return f"-{self.x.atom(fmt)}" if self.c == -1.0 else f"{fmt(self.c)} * {self.x.atom(fmt)}"
+        x = f"({self.x.text(fmt)})" if isinstance(self.x, Mul) else self.x.atom(fmt)
+        return f"-{x}" if self.c == -1.0 else f"{fmt(self.c)} * {x}"
 
     def atom(self, fmt: Fmt) -> str:
         return f"({self.text(fmt)})"
+
+    def operation(self) -> bool:
+        return True
 
     def nonnegative(self, binary: bool = True) -> bool:
         return self.c >= 0 and self.x.nonnegative(binary)
@@ -186,7 +193,10 @@ class Pow(Unary):
     k: int
 
     def text(self, fmt: Fmt) -> str:
-        return f"{self.x.atom(fmt)} ** {self.k}"
+        return f"{self.x.primary(fmt)} ** {self.k}"
+
+    def operation(self) -> bool:
+        return True
 
     def nonnegative(self, binary: bool = True) -> bool:
         return self.k % 2 == 0 or self.x.nonnegative(binary)
@@ -369,6 +379,9 @@ class Add(_NAry):
     def atom(self, fmt: Fmt) -> str:
         return f"({self.text(fmt)})"
 
+    def operation(self) -> bool:
+        return True
+
     def spiking(self) -> bool:
         return all(p.spiking() for p in self.parts)
 
@@ -387,6 +400,9 @@ class Mul(_NAry):
 
     def text(self, fmt: Fmt) -> str:
         return " * ".join(x.atom(fmt) for x in self.parts)
+
+    def operation(self) -> bool:
+        return True
 
     def spiking(self) -> bool:
         return any(isinstance(p, Spike) for p in self.parts)
@@ -409,7 +425,7 @@ class BatchMean(Signal):
         return self.x.side
 
     def text(self, fmt: Fmt) -> str:
-        return f"{self.x.atom(fmt)}.batch_mean()"
+        return f"{self.x.primary(fmt)}.batch_mean()"
 
     def chunk(self, c: Any) -> Any:
         x = c.value(self.x)

@@ -95,6 +95,16 @@ class Signal:
         """The text as an operand of ``*`` (parenthesized where needed)."""
         return self.text(fmt)
 
+    def primary(self, fmt: Fmt) -> str:
+        """The text as the base of ``.method()`` or ``**`` (parenthesized unless it is a
+        name, a call or an attribute)."""
+        text = self.text(fmt)
+        return f"({text})" if self.operation() else text
+
+    def operation(self) -> bool:
+        """Whether the text is an operation (``+``, ``*``, ``**``, a sign)."""
+        return False
+
     def __repr__(self) -> str:
         text = self.__dict__.get("_text")
         if text is None:

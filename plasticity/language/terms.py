@@ -89,7 +89,10 @@ class Term(_Sum):
 
     @staticmethod
     def of(x: Signal) -> Term:
-        from .nodes import Const, Scale
+        """The term of a signal, in canonical form: the numbers of a product gathered
+        into ``coef`` and its modulator factors into ``mod`` (so that every way of
+        writing a term gives the same value, and its text reads back as it)."""
+        from .nodes import Const, Mul, Scale
 
         if isinstance(x, Const):
             return Term(coef=x.value)
@@ -98,7 +101,18 @@ class Term(_Sum):
             x, coef = x.x, x.c
         if x.side == "mod":
             return Term(coef, mod=x)
-        return Term(coef, **{x.side: x})  # type: ignore[arg-type]
+        mod = None
+        if isinstance(x, Mul):
+            parts = []
+            for p in x.parts:
+                if isinstance(p, Scale):
+                    coef, p = coef * p.c, p.x
+                if p.side == "mod":
+                    mod = p if mod is None else mod * p
+                else:
+                    parts.append(p)
+            x = parts[0] if len(parts) == 1 else Mul(tuple(parts))
+        return Term(coef, mod=mod, **{x.side: x})  # type: ignore[arg-type]
 
     def values(self) -> tuple:
         return (self.coef, self.post, self.pre, self.mod, self.weight)
