@@ -80,9 +80,9 @@ _FUNCTIONS = [relu, abs, pl.sigmoid, pl.exp, pl.tanh, pl.heaviside]
 
 
 def _signal(side: str):
-    spikes = st.just(getattr(pre if side == "pre" else post, "spike"))
+    spikes = st.just((pre if side == "pre" else post).spike)
     leaves = spikes | (st.just(post.voltage) if side == "post" else spikes)
-    traces = st.builds(lambda tau, near: getattr(pre if side == "pre" else post, "trace")(
+    traces = st.builds(lambda tau, near: (pre if side == "pre" else post).trace(
         tau, nearest=near), _TAUS, st.booleans())  # fmt: skip
     base = leaves | traces | st.builds(lambda s, tau: s.lowpass(tau), leaves, _TAUS)
     base = base | st.builds(lambda tau: (pre if side == "pre" else post).trace(tau).before, _TAUS)
@@ -194,7 +194,9 @@ def test_new_checkpoints_record_exact_versioned_keys_and_load():
     x, y = _inputs(4)
     rule.observe(x[:10], y[:10])
     extra = rule.get_extra_state()
-    assert extra["key_format"] == pl.language.KEY_FORMAT == 2
+    from plasticity.language.text import KEY_FORMAT
+
+    assert extra["key_format"] == KEY_FORMAT == 2
     assert set(extra["state"]) == {"pre.trace(20)", "pre.trace(20.000001)"}
     assert not torch.equal(extra["state"]["pre.trace(20)"], extra["state"]["pre.trace(20.000001)"])
     again = _rule(post.spike * pre.trace(20.0) - post.spike * pre.trace(20.000001), chunk_size=4)

@@ -57,11 +57,26 @@ from __future__ import annotations
 
 from .filters import Before, Delay, Filter, Lowpass, Trace
 from .functions import exp, heaviside, relu, sigmoid, tanh
-from .nodes import (Abs, Add, BatchMean, Const, Exp, Heaviside, Modulator, Mul, Pow, Relu, Scale,
-                    Sigmoid, Spike, Tanh, Unary, Voltage)  # fmt: skip
+from .nodes import (
+    Abs,
+    Add,
+    BatchMean,
+    Const,
+    Exp,
+    Heaviside,
+    Modulator,
+    Mul,
+    Pow,
+    Relu,
+    Scale,
+    Sigmoid,
+    Spike,
+    Tanh,
+    Unary,
+    Voltage,
+)
 from .signals import Signal
 from .terms import Eligibility, ETerm, Term, Terms, as_terms, eligibility, weight
-from .text import KEY_FORMAT
 
 __all__ = [
     "ETerm",
@@ -81,8 +96,7 @@ __all__ = [
     "eligibility",
     "as_terms",
     "parse",
-    "KEY_FORMAT",
-    # the node classes
+    # the node classes (documented in plasticity.language.nodes and .filters)
     "Spike", "Voltage", "Modulator", "Const", "Unary", "Scale", "Pow", "Relu", "Abs", "Sigmoid",
     "Exp", "Tanh", "Heaviside", "Add", "Mul", "BatchMean", "Filter", "Trace", "Lowpass",
     "Before", "Delay",

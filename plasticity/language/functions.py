@@ -23,7 +23,7 @@ from .signals import Signal
 from .terms import _Sum
 from .text import _number
 
-__all__ = ["relu", "sigmoid", "exp", "tanh", "heaviside"]
+__all__ = ["relu", "absolute", "sigmoid", "exp", "tanh", "heaviside"]
 
 
 def _apply(cls: type[Unary], x: Any) -> Signal:

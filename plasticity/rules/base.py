@@ -26,7 +26,7 @@ from ..engine.step import steppable
 from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..hooks import ConvSynapse, HookPairing, synapse_adapter
-from .checkpoint import RuleState, state_holders
+from .checkpoint import RuleState
 from .checks import (
     _POST,
     _PRE,
@@ -468,20 +468,6 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         for buffer in (self._pre, self._post, self._volt, self._mod):
             if buffer is not None:
                 buffer.clear()
-
-    # ------------------------------------------------------------------------ state
-
-    def state_tensor(self, name: Any) -> Tensor | None:
-        """The carried state of a signal of the declaration (a filter such as
-        ``post.trace(20.0)`` or an eligibility trace), or of its text (e.g.
-        ``"post.trace(20)"``, ``"elig:eligibility(...)"``), after the last processed
-        step; ``None`` before any."""
-        if self._state is None:
-            return None
-        if isinstance(name, str):
-            names = {**state_holders(self.plan, 1), **state_holders(self.plan)}
-            name = names.get(name, name)
-        return self._state.get(name)
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the

@@ -4,7 +4,7 @@ extra sums) and the configuration that state belongs to, checked when it is load
 The state of a rule is keyed by its signals (the filter nodes and eligibility traces,
 values equal by their exact fields); a checkpoint stores it by their exact text
 (``"post.trace(20)"``, ``"pre.trace(20.000001)"``) in the format
-:data:`~plasticity.language.KEY_FORMAT`, recorded as ``key_format``. Checkpoints of
+:data:`~plasticity.language.text.KEY_FORMAT`, recorded as ``key_format``. Checkpoints of
 format 1 (without ``key_format``: numbers of six digits) still load: their names are
 matched with the signals' 6-digit texts. A checkpoint of another configuration would
 load without a word and restart what it does not know from zero. Each checkpoint therefore carries the configuration it was made with
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..buffers import StepBuffer
-from ..language import KEY_FORMAT
+from ..language.text import KEY_FORMAT
 
 __all__ = ["RuleState", "state_holders"]
 
@@ -64,6 +64,18 @@ class RuleState:
             "state": sorted({getattr(f, attr) for f in plan.filters})
             + sorted({getattr(e, attr) for e in plan.eligibilities}) + sorted(extras),
         }
+
+    def state_tensor(self, name: Any) -> Any:
+        """The carried state of a signal of the declaration (a filter such as
+        ``post.trace(20.0)`` or an eligibility trace), or of its text (e.g.
+        ``"post.trace(20)"``, ``"elig:eligibility(...)"``), after the last processed
+        step; ``None`` before any."""
+        if self._state is None:
+            return None
+        if isinstance(name, str):
+            names = {**state_holders(self.plan, 1), **state_holders(self.plan)}
+            name = names.get(name, name)
+        return self._state.get(name)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
