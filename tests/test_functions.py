@@ -65,26 +65,26 @@ def _data(seed=0, steps=20, batch=2, n_in=3, n_out=2):
     return x, y, v
 
 
-def _rule(kernel="auto", **decl):
-    fc = torch.nn.Linear(3, 2, bias=False).double()
+def _rule(kernel="auto", device="cpu", **decl):
+    fc = torch.nn.Linear(3, 2, bias=False).double().to(device)
     return pl.Rule(fc, torch.nn.Identity(), kernel=kernel, chunk_size=8, **(decl or RULE))
 
 
 @pytest.mark.parametrize("kernel", ["auto", "dense", "sparse"])
-def test_functions_on_every_kernel_equal_the_per_step_loop(kernel):
+def test_functions_on_every_kernel_equal_the_per_step_loop(kernel, device):
     x, y, v = _data()
-    rule = _rule(kernel)
-    rule.observe(x, y, voltage=v)
-    torch.testing.assert_close(rule.step(), _reference(x, y, v), rtol=1e-12, atol=1e-14)
+    rule = _rule(kernel, device)
+    rule.observe(x.to(device), y.to(device), voltage=v.to(device))
+    torch.testing.assert_close(rule.step().cpu(), _reference(x, y, v), rtol=1e-12, atol=1e-14)
 
 
-def test_functions_on_the_one_step_path_equal_the_per_step_loop():
+def test_functions_on_the_one_step_path_equal_the_per_step_loop(device):
     x, y, v = _data(1)
-    rule = _rule()
+    rule = _rule(device=device)
     total = torch.zeros(2, 3, dtype=torch.float64)
     for t in range(x.shape[0]):
-        rule.observe(x[t : t + 1], y[t : t + 1], voltage=v[t : t + 1])
-        total += rule.step()
+        rule.observe(x[t : t + 1].to(device), y[t : t + 1].to(device), voltage=v[t : t + 1].to(device))
+        total += rule.step().cpu()
     assert set(rule.kernel_choice.values()) == {"one-step"}
     torch.testing.assert_close(total, _reference(x, y, v), rtol=1e-12, atol=1e-14)
 

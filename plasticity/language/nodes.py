@@ -126,8 +126,8 @@ class Const(Signal):
 
 # ------------------------------------------------------------------------ elementwise
 class Unary(Signal):
-    """An elementwise function of one signal ``x``: :meth:`apply` on a tensor (in place
-    on a fresh temporary), :meth:`number` on a number."""
+    """An elementwise function of one signal ``x``: ``apply(x, fresh)`` on a tensor (in
+    place on a fresh temporary), ``number(x)`` on a number."""
 
     x: Signal
     elementwise: ClassVar[bool] = True

@@ -154,8 +154,8 @@ class Eligibility(_Sum):
 
 
 def eligibility(terms: Any, tau: float, *, per_sample: bool = False) -> Eligibility:
-    """An eligibility trace of ``terms`` (see :class:`Eligibility`); multiply it by the
-    :data:`modulator` (a reward, a dopamine concentration) to make a term.
+    """An eligibility trace of ``terms`` (see :class:`~plasticity.language.Eligibility`);
+    multiply it by the :data:`~plasticity.modulator` (a reward, a dopamine concentration) to make a term.
 
     Example:
         >>> from plasticity.language import eligibility, modulator, post, pre

@@ -4,7 +4,7 @@ extra sums) and the configuration that state belongs to, checked when it is load
 The state of a rule is keyed by its signals (the filter nodes and eligibility traces,
 values equal by their exact fields); a checkpoint stores it by their exact text
 (``"post.trace(20)"``, ``"pre.trace(20.000001)"``) in the format
-:data:`~plasticity.language.text.KEY_FORMAT`, recorded as ``key_format``. Checkpoints of
+``KEY_FORMAT`` (:mod:`plasticity.language.text`), recorded as ``key_format``. Checkpoints of
 format 1 (without ``key_format``: numbers of six digits) still load: their names are
 matched with the signals' 6-digit texts. A checkpoint of another configuration would
 load without a word and restart what it does not know from zero. Each checkpoint therefore carries the configuration it was made with
