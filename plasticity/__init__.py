@@ -10,9 +10,10 @@ in the order data flows through them:
   :class:`AdaptiveThreshold` (a neuron's threshold); :class:`PlasticityRule`, what they
   all are.
 * **The rule language**: :class:`Rule` takes ``pos``/``neg`` terms built from the signals
-  :data:`pre`, :data:`post`, :data:`modulator`, :data:`weight`, :func:`relu` and
-  :func:`eligibility` (:mod:`plasticity.language`); every built-in rule is such a
-  declaration.
+  :data:`pre`, :data:`post`, :data:`modulator`, :data:`weight`, the functions
+  :func:`relu`, :func:`sigmoid`, :func:`exp`, :func:`tanh`, :func:`heaviside` (and
+  Python's ``abs``) and :func:`eligibility` (:mod:`plasticity.language`); every built-in
+  rule is such a declaration.
 * :mod:`plasticity.engine` evaluates a rule's terms per chunk of steps (one GEMM,
   event-driven sum or conv weight-gradient per term, chosen by a cost model);
   :mod:`plasticity.functional` holds its pure kernels (trace scans, products).
@@ -32,7 +33,7 @@ documentation site (``make docs``) has the user guide and the API reference.
 
 from . import bounds, engine, functional, language, monitor, optim, plot
 from .accumulator import Accumulator
-from .language import eligibility, modulator, post, pre, relu, weight
+from .language import eligibility, exp, heaviside, modulator, post, pre, relu, sigmoid, tanh, weight
 from .optim import (
     ChainedParamTransformingOptimizer,
     ClampedGradientOptimizer,
@@ -70,6 +71,10 @@ __all__ = [
     "modulator",
     "weight",
     "relu",
+    "sigmoid",
+    "exp",
+    "tanh",
+    "heaviside",
     "eligibility",
     "language",
     "engine",

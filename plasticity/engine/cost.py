@@ -30,7 +30,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .plan import ELEMENTWISE, Plan
+from ..language import Spike, Trace
+from .plan import Plan
 
 __all__ = ["Profile", "PROFILES", "profile_for", "Work", "work", "candidate_cost", "cheapest"]
 
@@ -73,9 +74,6 @@ GATHER, SCAN, INDEX, INDEX_SPIKE, TRANSPOSE, EVENT_WEIGHT = 1 / 3, 6.0, 12.0, 64
 #: tensor operations of each kind of work (orders of magnitude, from the code)
 OPS_GEMM, OPS_EVENTS, OPS_SCAN, OPS_INDEX, OPS_BOUNDARY = 2, 2, 8, 8, 6
 
-_LEAVES = ("spike", "voltage", "mod", "const")
-
-
 def profile_for(device_type: str) -> Profile:
     """The :data:`PROFILES` entry of a device type (``"cpu"``, ``"cuda"``, ...)."""
     return PROFILES.get(device_type, PROFILES["cuda"])
@@ -105,18 +103,17 @@ def work(plan: Plan, choice: tuple[str, ...]) -> Work:
     if found is not None:
         return found
     w = Work()
-    tables: set[str] = set()
+    tables: set = set()
     for reads in plan._reads(choice):
         for s in reads:
-            key = repr(s)
-            if s.kind in _LEAVES or key in tables:
+            if s.leaf or s in tables:
                 continue
-            if s.kind == "trace" and key not in plan.direct:
+            if isinstance(s, Trace) and s not in plan.direct:
                 continue  # read only through .before: scanned as that table
-            tables.add(key)
+            tables.add(s)
             if s.side in w.tables:
-                w.tables[s.side] += 1.0 if s.kind in ELEMENTWISE else SCAN
-            w.ops += 1 if s.kind in ELEMENTWISE else OPS_SCAN
+                w.tables[s.side] += 1.0 if s.elementwise else SCAN
+            w.ops += 1 if s.elementwise else OPS_SCAN
     for p, kernel in zip(plan.products, choice, strict=True):
         side = kernel.split("-")[0]
         other = "pre" if side == "post" else "post"
@@ -139,7 +136,7 @@ def work(plan: Plan, choice: tuple[str, ...]) -> Work:
             continue
         w.gathers[side] += 1
         own = p.post if side == "post" else p.pre
-        w.event_reads[side] += (own is not None and own.kind != "spike") + (p.mod is not None)
+        w.event_reads[side] += (own is not None and not isinstance(own, Spike)) + (p.mod is not None)
         w.ops += OPS_EVENTS
         if side == "pre":  # [N_in, N_out] results: a transposing copy to the weight's layout
             w.transposes += 1

@@ -6,18 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..functional.traces import decay_factor
-from ..language import ETerm, Signal, Term, as_terms
-from ..language.text import _atom
+from ..language import Before, Const, Eligibility, ETerm, Signal, Term, Trace, as_terms
+from ..language.text import _atom, _fmt
+from .signals import Future, Powers
 
 __all__ = ["Plan", "Product", "compile_rule"]
 
 
 class Product:
-    """``coef · Σ m·P·Q`` into ``target`` (``per_sample``: one result per sample)."""
+    """``coef · Σ m·P·Q`` into ``target`` (``"dw"``, a named buffer, or an
+    :class:`~plasticity.language.Eligibility`; ``per_sample``: one result per sample)."""
 
     __slots__ = ("target", "coef", "post", "pre", "mod", "weight", "per_sample", "label")
 
-    def __init__(self, target: str, coef: float, term: Term, mod: Signal | None = None,
+    def __init__(self, target: str | Eligibility, coef: float, term: Term, mod: Signal | None = None,
                  per_sample: bool = False, label: str = "") -> None:  # fmt: skip
         self.target, self.coef, self.per_sample = target, coef, per_sample
         self.post, self.pre, self.weight = term.post, term.pre, term.weight
@@ -27,18 +29,8 @@ class Product:
     def __repr__(self) -> str:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
-        return f"{self.target} += {self.coef:g} * " + " * ".join([*w, *map(_atom, parts)])
-
-
-def _future(x: Signal, tau: float, strict: bool) -> Signal:
-    """Internal signal: :math:`\\sum_{t' \\ge t} d^{t'-t} x_{t'}` within the chunk (``>``
-    with ``strict``)."""
-    return Signal("future", x.side, x, tau, strict)
-
-
-def _powers(tau: float) -> Signal:
-    """Internal row factor :math:`d^{T-1-t}`: each step decayed to the chunk's end."""
-    return Signal("powers", "mod", tau)
+        target = self.target if isinstance(self.target, str) else f"elig:{self.target!r}"
+        return f"{target} += {_fmt(self.coef)} * " + " * ".join([*w, *map(_atom, parts)])
 
 
 class Plan:
@@ -57,7 +49,7 @@ class Plan:
         self._decays: dict[float, float] = {}
         self.products: list[Product] = []
         self.carries: list[tuple[float, Signal | None, Any]] = []  # (coef, mod, eligibility)
-        self.eligibilities: dict[str, Any] = {}
+        self.eligibilities: dict[Eligibility, Eligibility] = {}  # (keys of the state)
         pos, neg = targets.get("dw", (None, None))
         for sign, decl in ((1.0, pos), (-1.0, neg)):
             if decl is not None:
@@ -76,6 +68,8 @@ class Plan:
         self.direct = _direct(self)
         reads: set[str] = set().union(*(s.leaves() for s in _roots(self)))
         self.reads_voltage, self.reads_mod = "voltage" in reads, "mod" in reads
+        #: whether a signal may exceed the floats on bounded inputs (an exponential)
+        self.unbounded = any(x.unbounded for s in _roots(self) for x in s.walk())
         self.signature = "; ".join(map(repr, self.products))
 
     def _add(self, term: Term | ETerm, sign: float) -> None:
@@ -91,17 +85,16 @@ class Plan:
             self.products.append(Product("dw", sign * term.coef, term))
             return
         elig = term.elig
-        key = f"elig:{elig!r}"
-        self.eligibilities[key] = elig
+        self.eligibilities[elig] = elig
         self.carries.append((sign * term.coef, term.mod, elig))
-        read = term.mod if term.mod is not None else Signal("const", None, 1.0)
-        future_mod = _future(read, elig.tau, strict=False)
+        read = term.mod if term.mod is not None else Const(1.0)
+        future_mod = Future(read, elig.tau, False)
         for inner in elig.terms.terms:
             if inner.coef == 0:
                 continue
             self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
             self.products.append(
-                Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
+                Product(elig, inner.coef, inner, Powers(elig.tau), per_sample=elig.per_sample)
             )
 
     def decay_of(self, tau: float) -> float:
@@ -122,7 +115,7 @@ class Plan:
             out.append(set().union(*(_signals(s) for s in read if s is not None)))
         return out
 
-    def keeps(self, choice: tuple[str, ...]) -> list[set[str]]:
+    def keeps(self, choice: tuple[str, ...]) -> list[set[Signal]]:
         """For each product, the signals that the products after it read (with the
         kernels of ``choice``): everything else can be freed once it is done."""
         cached = self.__dict__.setdefault("_keeps", {}).get(choice)
@@ -130,7 +123,7 @@ class Plan:
             cached, later = [], set()
             for u in reversed(self._reads(choice)):
                 cached.append(set(later))
-                later |= {repr(s) for s in u} | {"hist:" + repr(s) for s in u if s.kind == "delay"}
+                later |= u
             cached.reverse()
             self._keeps[choice] = cached
         return cached
@@ -151,10 +144,10 @@ class Plan:
                 later = set().union(set(), *reads[i + 1 :])
                 done = set().union(set(), *reads[:i])
                 live = {s for s in reads[i] | (done & later)
-                        if s.kind not in _LEAVES and (s.kind != "trace" or repr(s) in self.direct)}  # fmt: skip
+                        if not s.leaf and (not isinstance(s, Trace) or s in self.direct)}  # fmt: skip
                 total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
                 # an elementwise factor is built with one temporary of its side alive
-                total += max([width.get(s.side, 0) for s in reads[i] if s.kind in ELEMENTWISE],  # type: ignore[arg-type]
+                total += max([width.get(s.side, 0) for s in reads[i] if s.elementwise],  # type: ignore[arg-type]
                              default=0)  # fmt: skip
                 if "rewrite" in kernel:  # the future table of the other side (and Q·m)
                     other = n_pre if kernel.startswith("post") else n_post
@@ -173,19 +166,12 @@ class Plan:
         other = p.pre if side == "post" else p.post
         if s is None or other is None or p.per_sample or not self.binary:
             return False
-        if s.kind == "before":
-            s = s.args[0]
-        return s.kind == "trace" and not s.args[2] and s.args[0].kind == "spike"
+        trace = s.trace if isinstance(s, Before) else s
+        return isinstance(trace, Trace) and trace.all_to_all() is not None
 
     def spiking(self, s: Signal | None) -> bool:
         """Whether ``s`` is zero wherever its side's spikes are (spikes times others)."""
-        if s is None or not self.binary:
-            return False
-        if s.kind == "scale":
-            return self.spiking(s.args[0])
-        if s.kind == "add":  # merged products (`_merged`)
-            return all(self.spiking(a) for a in s.args)
-        return s.kind == "spike" or (s.kind == "mul" and any(a.kind == "spike" for a in s.args))
+        return s is not None and self.binary and s.spiking()
 
     def candidates(self, conv: bool) -> list[tuple[str, ...]]:
         """Kernel assignments worth weighing (one kernel name per product): every product a
@@ -248,8 +234,8 @@ def _merged(products: list[Product]) -> list[Product]:
     out: list[Product] = []
     for p in products:
         for i, q in enumerate(out):
-            same = (q.target, q.per_sample, q.weight, repr(q.mod)) == (
-                p.target, p.per_sample, p.weight, repr(p.mod))  # fmt: skip
+            same = (q.target, q.per_sample, q.weight, q.mod) == (
+                p.target, p.per_sample, p.weight, p.mod)  # fmt: skip
             if not same or (q.target == "dw" and (q.coef > 0) != (p.coef > 0)):
                 continue
             for side, other in (("pre", "post"), ("post", "pre")):
@@ -272,21 +258,13 @@ def _merged(products: list[Product]) -> list[Product]:
     return out
 
 
-_LEAVES = ("spike", "voltage", "mod", "const")
-
-
-#: elementwise combinations of signals: computed from their operands where they are
-#: read, never kept as tables of their own (:meth:`~plasticity.engine.chunk.Chunk.value`)
-ELEMENTWISE = ("scale", "add", "mul", "relu", "pow")
-
-
 def _signals(s: Signal, kept: bool = True) -> set[Signal]:
     """``s`` and every signal it is computed from that is kept as a table (``kept``:
-    whether ``s`` itself is: the operands of elementwise combinations are not)."""
-    out = {s} if kept or s.kind not in ELEMENTWISE else set()
-    for a in s.args:
-        if isinstance(a, Signal):
-            out |= _signals(a, s.kind not in ELEMENTWISE)
+    whether ``s`` itself is: the operands of elementwise combinations
+    (:attr:`Signal.elementwise`) are not)."""
+    out = {s} if kept or not s.elementwise else set()
+    for a in s.operands():
+        out |= _signals(a, not s.elementwise)
     return out
 
 
@@ -300,24 +278,23 @@ def _walk(s: Signal, visit, direct: bool = True) -> None:
     """Calls ``visit(signal, direct)`` on ``s`` and every signal it is computed from
     (``direct``: read other than through ``.before``)."""
     visit(s, direct)
-    for a in s.args:
-        if isinstance(a, Signal):
-            _walk(a, visit, s.kind != "before")
+    for a in s.operands():
+        _walk(a, visit, not isinstance(s, Before))
 
 
-def _direct(plan: Plan) -> set[str]:
+def _direct(plan: Plan) -> set[Signal]:
     """The signals read other than through ``.before`` (the others need no table of
     their own: :meth:`~plasticity.engine.chunk.Chunk.value` scans their ``.before``)."""
-    found: set[str] = set()
+    found: set[Signal] = set()
     for root in _roots(plan):
-        _walk(root, lambda s, direct: found.add(repr(s)) if direct else None)
+        _walk(root, lambda s, direct: found.add(s) if direct else None)
     return found
 
 
-def _filters(plan: Plan) -> dict[str, Signal]:
-    """Every stateful signal (trace, low-pass, delay) the plan reads, by name."""
-    found: dict[str, Signal] = {}
+def _filters(plan: Plan) -> dict[Signal, Signal]:
+    """Every stateful signal (trace, low-pass, delay) the plan reads (keys: the nodes,
+    which key their state)."""
+    found: dict[Signal, Signal] = {}
     for root in _roots(plan):
-        _walk(root, lambda s, _: found.setdefault(repr(s), s)
-              if s.kind in ("trace", "lowpass", "delay") else None)  # fmt: skip
+        _walk(root, lambda s, _: found.setdefault(s, s) if s.stateful else None)
     return found

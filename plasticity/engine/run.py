@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..functional.correlate import Kernels
 from ..functional.traces import decay_powers, scan_future_padded
-from ..language import Signal
+from ..language import Before, Signal, Spike
 from .chunk import Chunk, _align
 from .plan import Plan, Product
 
@@ -68,7 +68,7 @@ def run_plan(
     chunk = Chunk(plan, inputs, state)
     new_elig: dict[str, Tensor] = {}
     for coef, mod, elig in plan.carries:  # read-out of the eligibility carried in
-        e0 = state.get(f"elig:{elig!r}")
+        e0 = state.get(elig)
         if e0 is None:
             continue
         d = plan.decay_of(elig.tau)
@@ -97,7 +97,7 @@ def run_plan(
                 deliver("pos" if sign * p.coef > 0 else "neg", value, 1.0)
                 del value
                 continue
-            if p.target.startswith("elig:"):
+            if p.target in plan.eligibilities:
                 e = new_elig.get(p.target)
                 new_elig[p.target] = value if e is None else e.add_(value)
             else:
@@ -206,7 +206,7 @@ def _event_weights(s_expr: Signal, own: Tensor, spikes: Tensor, mod, index) -> T
     for bare binary spikes), times the row factor of the event's row."""
     weights = None
     rows = index[0].long()
-    if s_expr.kind != "spike":  # spikes times other factors: read them at the events
+    if not isinstance(s_expr, Spike):  # spikes times other factors: read them at the events
         flat = rows * own.shape[-1] + index[2]
         weights = own.reshape(-1).index_select(0, flat)
     if mod is not None:
@@ -220,9 +220,9 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     the trace carried in with this chunk's ``Q`` (``x0 ⊗ Σ_t d^{t+1} Q(t)``): the trace of
     ``side`` is never tabulated, and ``s``'s spike index serves the product."""
     f = p.post if side == "post" else p.pre
-    strict = f.kind == "before"
-    trace = f.args[0] if strict else f
-    d = plan.decay_of(trace.args[1])
+    strict = isinstance(f, Before)
+    trace = f.trace if strict else f
+    d = plan.decay_of(trace.tau)
     spikes = chunk.inputs[side]
     number = 1.0  # a number scales the result in place (a scaled copy of Q: one more table)
     if mod is not None and not isinstance(mod, Tensor):
@@ -239,7 +239,7 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     del padded, future
     if strict:
         value.mul_(d)
-    x0 = chunk.state.get(repr(trace))
+    x0 = chunk.state.get(trace)
     if x0 is not None and bool(x0.any()):
         seen = torch.tensordot(decay_powers(d, chunk.steps, q), q, dims=1)  # [B, *other]
         pair = (x0[None], seen[None]) if side == "post" else (seen[None], x0[None])

@@ -29,97 +29,43 @@ def steppable(plan: Plan) -> bool:
 
 
 class _Step:
-    """The signals of one step: ``rows`` (``pre``/``post``/``voltage`` ``[B, *side]``,
+    """The signals of one step: ``inputs`` (``pre``/``post``/``voltage`` ``[B, *side]``,
     ``mod`` ``[B]``), the filters carried in ``state``; ``new`` collects their values
-    after the step."""
+    after the step. Each kind of signal computes itself (:meth:`Signal.step
+    <plasticity.language.signals.Signal.step>`) from this evaluator."""
 
-    def __init__(self, plan: Plan, rows: dict[str, Tensor], state: dict[str, Tensor]) -> None:
-        self.plan, self.rows, self.state = plan, rows, state
-        self.memo: dict[str, Any] = {}
-        self.new: dict[str, Tensor] = {}
+    def __init__(self, plan: Plan, rows: dict[str, Tensor], state: dict[Any, Tensor]) -> None:
+        self.plan, self.inputs, self.state = plan, rows, state
+        self.memo: dict[Signal, Any] = {}
+        self.new: dict[Signal, Tensor] = {}
 
-    def carried(self, s: Signal, x: Tensor) -> Tensor:
+    def decay(self, tau: float) -> float:
+        """The decay factor of one step for ``tau``."""
+        return self.plan.decay_of(tau)
+
+    def carried(self, f: Signal, x: Tensor) -> Tensor:
         """A filter's value before the step (as :meth:`Chunk.carried`), shaped like its
         input ``x``."""
-        c = self.state.get(repr(s))
+        c = self.state.get(f)
         if c is not None:
             return c
-        if s.kind == "lowpass" and s.args[2] is None:
-            return x  # starts at its input's first value
-        return torch.full_like(x, 0.0 if s.kind == "trace" else s.args[2])
+        start = f.start(lambda: x)  # type: ignore[attr-defined]
+        return start if isinstance(start, Tensor) else torch.full_like(x, start)
 
     def value(self, s: Signal) -> Tensor | float:
-        key = repr(s)
-        if key in self.memo:
-            return self.memo[key]
-        k, a, v = s.kind, s.args, self.value
-        if k == "spike":
-            out: Any = self.rows[s.side]  # type: ignore[index]
-        elif k in ("voltage", "mod"):
-            out = self.rows[k]
-        elif k == "const":
-            out = a[0]
-        elif k == "scale":
-            out = v(a[0]) * a[1]
-        elif k == "relu":
-            x = v(a[0])
-            out = x.clamp_min(0) if isinstance(x, Tensor) else max(x, 0.0)
-        elif k == "pow":
-            out = v(a[0]) ** a[1]
-        elif k in ("add", "mul"):
-            out = v(a[0])
-            for y in map(v, a[1:]):
-                out, y = (y, out) if _wider(y, out) else (out, y)
-                y = _rows_of(y, out)
-                out = out + y if k == "add" else out * y
-        elif k == "batch_mean":
-            x = v(a[0])
-            out = x.mean(0, keepdim=True).expand_as(x) if isinstance(x, Tensor) else x
-        elif k in ("trace", "lowpass"):
-            out = self._filter(s)
-        elif k == "before":  # the filter decayed over the step, before its input
-            f = a[0]
-            self.value(f)  # (its value after the step is the state carried on)
-            out = self.carried(f, self._input(f)) * self.plan.decay_of(f.args[1])
-        elif k == "delay":  # the filter k steps ago: the oldest of the k values held
-            f, n = a
-            past = self.state.get(key)
-            if past is None:
-                past = self.carried(f, self._input(f))[None].expand(n, *self._input(f).shape)
-            out = past[0]
-            self.new[key] = torch.cat([past[1:], v(f)[None]])
-        elif k == "future":  # Σ_{t' >= t} within a one-step chunk: the step itself
-            out = 0.0 if a[2] else v(a[0])
-        elif k == "powers":  # d^(T-1-t) of the chunk's only step
-            out = 1.0
-        else:
-            raise AssertionError(k)
-        self.memo[key] = out
+        memo = self.memo
+        out = memo.get(s)
+        if out is None:
+            out = memo[s] = s.step(self)
         return out
 
-    def _input(self, f: Signal) -> Tensor:
+    def input(self, f: Signal) -> Tensor:
         """A filter's input on this step (a number as ``[B]`` rows)."""
-        x = self.value(f.args[0])
+        x = self.value(f.x)  # type: ignore[attr-defined]
         if isinstance(x, Tensor):
             return x
-        like = self.rows["pre"]
+        like = self.inputs["pre"]
         return torch.full(like.shape[:1], x, dtype=like.dtype, device=like.device)
-
-    def _filter(self, s: Signal) -> Tensor:
-        x, d = self._input(s), self.plan.decay_of(s.args[1])
-        c = self.carried(s, x)
-        if s.kind == "lowpass":
-            out = torch.add(x * (1.0 - d), c, alpha=d)
-        elif s.args[2]:  # nearest spike
-            out = torch.where(x != 0, x, c * d)
-        else:
-            out = torch.add(x, c, alpha=d)
-        self.new[repr(s)] = out
-        return out
-
-
-def _wider(a: Any, b: Any) -> bool:
-    return isinstance(a, Tensor) and (not isinstance(b, Tensor) or a.ndim > b.ndim)
 
 
 def _rows_of(m: Any, like: Tensor) -> Any:
@@ -134,15 +80,15 @@ def _compiled(plan: Plan) -> list[tuple]:
     out = plan.__dict__.get("_step_products")
     if out is None:
         out = plan.__dict__["_step_products"] = [
-            (p, p.target != "dw", p.target.startswith("elig:"),
+            (p, p.target != "dw", p.target in plan.eligibilities,
              *((s, s is None or s.nonnegative(plan.binary)) for s in (p.post, p.pre, p.mod)))
             for p in plan.products
         ]  # fmt: skip
     return out
 
 
-def run_step(plan: Plan, rows: dict[str, Tensor], state: dict[str, Tensor], kernels: Kernels,
-             deliver: Deliver, scale: float = 1.0) -> dict[str, Tensor]:  # fmt: skip
+def run_step(plan: Plan, rows: dict[str, Tensor], state: dict[Any, Tensor], kernels: Kernels,
+             deliver: Deliver, scale: float = 1.0) -> dict[Any, Tensor]:  # fmt: skip
     """Evaluates ``plan`` on one step (``rows``: ``pre``, ``post`` ``[B, *side]``,
     ``voltage`` ``[B, *out]`` and ``mod`` ``[B]`` where read) and returns the state after
     it; results go to ``deliver`` as for :func:`~plasticity.engine.run.run_plan`."""
@@ -150,7 +96,7 @@ def run_step(plan: Plan, rows: dict[str, Tensor], state: dict[str, Tensor], kern
     value = step.value
     elig: dict[str, Tensor] = {}
     for coef, mod, e in plan.carries:  # read-out of the eligibility carried in: d·m·e0
-        e0 = state.get(f"elig:{e!r}")
+        e0 = state.get(e)
         if e0 is not None:
             m = value(mod) if mod is not None else 1.0
             k = (float(m.reshape(-1)[0]) if isinstance(m, Tensor) else m) * plan.decay_of(e.tau)

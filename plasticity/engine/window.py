@@ -105,5 +105,5 @@ def _close(plan: Plan, receiver: Sink, state: dict[str, Tensor]) -> None:
     if receiver.checked:
         for key in plan.eligibilities:
             if key in state and not finite(state[key]):
-                raise NotFinite(key, partial=bool(receiver.started))
+                raise NotFinite(key.key, partial=bool(receiver.started))
     receiver.close()

@@ -2,7 +2,8 @@
 as the Python expressions (for users coming from Brian2's or Lava's rule strings).
 
 Only the language is read: numbers, ``+ - * / **``, the names ``pre``, ``post``,
-``modulator``, ``weight``, ``relu``, ``eligibility``, the numbers passed by name, and the
+``modulator``, ``weight``, ``eligibility``, the functions ``relu``, ``abs``, ``sigmoid``,
+``exp``, ``tanh``, ``heaviside``, the numbers passed by name, and the
 signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...). Nothing else is
 evaluated: no other name, attribute, call or statement.
 
@@ -58,14 +59,17 @@ def parse(text: str, **values: float) -> Any:
         >>> parse("post.spike * os.system('ls')")
         Traceback (most recent call last):
         ...
-        ValueError: unknown name 'os' in "post.spike * os.system('ls')": the language knows pre, post, modulator, weight, relu, eligibility and the values passed by name
+        ValueError: unknown name 'os' in "post.spike * os.system('ls')": the language knows pre, post, modulator, weight, eligibility, relu, abs, sigmoid, exp, tanh, heaviside and the values passed by name
     """
     if not isinstance(text, str):
         raise TypeError(f"`text` must be a string, got {type(text).__name__}")
-    from . import eligibility, modulator, post, pre, relu, weight
+    from . import eligibility, exp, heaviside, modulator, post, pre, relu, sigmoid, tanh, weight
+    from .functions import absolute
 
     names: dict[str, Any] = {"pre": pre, "post": post, "modulator": modulator,
-                             "weight": weight, "relu": relu, "eligibility": eligibility}  # fmt: skip
+                             "weight": weight, "relu": relu, "eligibility": eligibility,
+                             "abs": absolute, "sigmoid": sigmoid, "exp": exp, "tanh": tanh,
+                             "heaviside": heaviside}  # fmt: skip
     for key, value in values.items():
         if key in names:
             raise ValueError(f"`{key}` is a name of the language; give the number another name")
@@ -108,8 +112,8 @@ class _Reader:
 
     def fail(self, what: str) -> ValueError:
         return ValueError(f"{what} in {_short(self.text)}: the language knows pre, post, "
-                          "modulator, weight, relu, eligibility and the values passed by "
-                          "name")  # fmt: skip
+                          "modulator, weight, eligibility, relu, abs, sigmoid, exp, tanh, "
+                          "heaviside and the values passed by name")  # fmt: skip
 
     def source(self, node: ast.AST) -> str:
         return _short(ast.get_source_segment(self.text, node) or ast.unparse(node))

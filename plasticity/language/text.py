@@ -1,5 +1,16 @@
-"""How signals and terms are written (their ``repr``, which is also their identity) and
-the checks of the numbers and sides that a rule combines."""
+"""How numbers are written in the text of signals and terms, and the checks of the
+numbers and sides that a rule combines.
+
+Printing is exact: :func:`_fmt` writes a float in its short form (``20``, ``0.01``) where
+that reads back as the same float, and in Python's round-trip form otherwise
+(``20.000001``, ``0.3333333333333333``), so ``parse(repr(x)) == x``.
+
+The state of a rule (filters, eligibility traces) is keyed in checkpoints by the text of
+the signal written with :func:`_key_number` (format :data:`KEY_FORMAT`), a fixed exact
+form kept apart from the printing: checkpoints stay loadable if printing changes.
+Checkpoints of format 1 (before the format was recorded) named their state with
+:func:`_legacy_number` (six significant digits), which loading still reads.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +19,9 @@ from numbers import Real
 from typing import Any
 
 __all__: list[str] = []
+
+#: the format of the state's keys in checkpoints (1: 6-digit names, before it was recorded)
+KEY_FORMAT = 2
 
 
 def _number(value: Any, what: str) -> float:
@@ -24,59 +38,27 @@ def _number(value: Any, what: str) -> float:
 
 
 def _fmt(x: float) -> str:
+    """``x`` exactly: its short form where that reads back as ``x`` (``20``, ``0.05``),
+    else Python's round-trip ``repr``."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
+def _key_number(x: float) -> str:
+    """A number in a state key of format :data:`KEY_FORMAT` (exact; fixed, whatever
+    printing becomes)."""
+    short = f"{x:g}"
+    return short if float(short) == x else repr(float(x))
+
+
+def _legacy_number(x: float) -> str:
+    """A number in a state key of format 1 (six significant digits: not exact)."""
     return f"{x:g}"
 
 
-def _text(s: Any) -> str:
-    k, a = s.kind, s.args
-    if k == "spike":
-        return f"{s.side}.spike"
-    if k == "voltage":
-        return "post.voltage"
-    if k == "mod":
-        return "modulator"
-    if k == "const":
-        return _fmt(a[0])
-    if k == "trace":
-        base = f"{s.side}" if a[0].kind == "spike" else f"({a[0]!r})"
-        near = ", nearest=True" if a[2] else ""
-        return f"{base}.trace({_fmt(a[1])}{near})"
-    if k == "lowpass":
-        init = "" if a[2] is None else f", init={_fmt(a[2])}"
-        return f"{_atom(a[0])}.lowpass({_fmt(a[1])}{init})"
-    if k == "before":
-        return f"{a[0]!r}.before"
-    if k == "delay":
-        return f"{a[0]!r}.previous" if a[1] == 1 else f"{a[0]!r}.delayed({a[1]})"
-    if k == "batch_mean":
-        return f"{_atom(a[0])}.batch_mean()"
-    if k == "relu":
-        return f"relu({a[0]!r})"
-    if k == "pow":
-        return f"{_atom(a[0])} ** {a[1]}"
-    if k == "scale":
-        c = a[1]
-        if c == -1.0:
-            return f"-{_atom(a[0])}"
-        return f"{_fmt(c)} * {_atom(a[0])}"
-    if k == "add":
-        out = repr(a[0])
-        for x in a[1:]:
-            t = repr(x)
-            out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
-        return out
-    if k == "mul":
-        return " * ".join(_atom(x) for x in a)
-    if k == "future":  # the engine's own: a trace run backwards within a chunk
-        return f"future({a[0]!r}, {_fmt(a[1])}{', strict' if a[2] else ''})"
-    if k == "powers":
-        return f"powers({_fmt(a[0])})"
-    raise AssertionError(k)
-
-
 def _atom(s: Any) -> str:
-    t = repr(s)
-    return f"({t})" if s.kind in ("add", "scale") or (s.kind == "const" and s.args[0] < 0) else t
+    """A signal's text as an operand of ``*`` (parenthesized where needed)."""
+    return s.atom(_fmt)
 
 
 def _positive(value: Any, what: str) -> float:
@@ -93,10 +75,10 @@ def _nonzero(value: Any) -> float:
     return value
 
 
-def _with_coef(coef: float, text: str) -> str:
+def _with_coef(coef: float, text: str, fmt=_fmt) -> str:
     if not text:
-        return _fmt(coef)
-    return text if coef == 1.0 else f"-{text}" if coef == -1.0 else f"{_fmt(coef)} * {text}"
+        return fmt(coef)
+    return text if coef == 1.0 else f"-{text}" if coef == -1.0 else f"{fmt(coef)} * {text}"
 
 
 def _side(a: str | None, b: str | None, text: str) -> str | None:

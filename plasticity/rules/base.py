@@ -360,7 +360,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
-        bounded = binary and not (plan.reads_voltage or plan.reads_mod) and (
+        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded) and (
             torch.finfo(w.dtype).max > 1e38)  # fmt: skip
         unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
         hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
@@ -461,20 +461,13 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         Eligibility traces are weight-shaped and carry on."""
         self.flush()
         if self._state is not None:
-            kept = {k: v for k, v in self._state.items() if k.startswith("elig:")}
+            kept = {k: v for k, v in self._state.items() if k in self.plan.eligibilities}
             self._state = kept or None
         self._batch = None
         self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
         for buffer in (self._pre, self._post, self._volt, self._mod):
             if buffer is not None:
                 buffer.clear()
-
-    # ------------------------------------------------------------------------ state
-
-    def state_tensor(self, name: str) -> Tensor | None:
-        """The carried state of a signal of the declaration, by its text (e.g.
-        ``"post.trace(20)"``), after the last processed step; ``None`` before any."""
-        return None if self._state is None else self._state.get(name)
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the

@@ -1,9 +1,13 @@
 """A rule's checkpoint: its state (the carried signals, buffered steps, the window's
 extra sums) and the configuration that state belongs to, checked when it is loaded.
 
-The state of a rule is stored by the text of its signals (``"post.trace(20)"``), so a
-checkpoint of another configuration would load without a word and restart what it does
-not know from zero. Each checkpoint therefore carries the configuration it was made with
+The state of a rule is keyed by its signals (the filter nodes and eligibility traces,
+values equal by their exact fields); a checkpoint stores it by their exact text
+(``"post.trace(20)"``, ``"pre.trace(20.000001)"``) in the format
+``KEY_FORMAT`` (:mod:`plasticity.language.text`), recorded as ``key_format``. Checkpoints of
+format 1 (without ``key_format``: numbers of six digits) still load: their names are
+matched with the signals' 6-digit texts. A checkpoint of another configuration would
+load without a word and restart what it does not know from zero. Each checkpoint therefore carries the configuration it was made with
 (:meth:`RuleState.checkpoint_config`): the rule's class, the weight's shape, ``dt``, ``decay``,
 ``batch_reduction`` and the names of the state its declaration carries. Loading compares
 them, and the names in the saved state, before anything is changed, and refuses a
@@ -17,8 +21,20 @@ from __future__ import annotations
 from typing import Any
 
 from ..buffers import StepBuffer
+from ..language.text import KEY_FORMAT
 
-__all__ = ["RuleState"]
+__all__ = ["RuleState", "state_holders"]
+
+
+def state_holders(plan: Any, key_format: int = KEY_FORMAT) -> dict[str, Any]:
+    """The signals of ``plan`` that carry state (filters, eligibility traces) by their
+    key in checkpoints of ``key_format`` (1: 6-digit names, where two signals may share
+    one: the first is kept, as those checkpoints held one state for both)."""
+    attr = "key" if key_format >= 2 else "legacy_key"
+    out: dict[str, Any] = {}
+    for holder in (*plan.filters, *plan.eligibilities):
+        out.setdefault(getattr(holder, attr), holder)
+    return out
 
 
 def _join(names: list[str] | set[str]) -> str:
@@ -30,28 +46,43 @@ class RuleState:
     configuration check of ``load_state_dict`` (a mixin: it reads the rule's plan, weight,
     step buffers and options)."""
 
-    def checkpoint_config(self) -> dict[str, Any]:
+    def checkpoint_config(self, key_format: int = KEY_FORMAT) -> dict[str, Any]:
         """What a checkpoint of this rule must match to load: the class, the weight's
         shape, ``dt``, ``decay``, ``batch_reduction`` and the carried ``state``'s names
         (traces, filters, delays, eligibility traces, extra sums; their time constants
-        are in the names)."""
+        are in the names), written in ``key_format``."""
         plan = self.plan
         targets = {p.target for p in plan.products if p.target != "dw"}
-        extras = {t for t in targets if not t.startswith("elig:")}
+        extras = {t for t in targets if isinstance(t, str)}
+        attr = "key" if key_format >= 2 else "legacy_key"
         return {
             "rule": type(self).__name__,
             "weight": [int(d) for d in self.weight.shape],
             "dt": float(self.dt),
             "decay": self.decay,
             "batch_reduction": self.batch_reduction,
-            "state": sorted(plan.filters) + sorted(plan.eligibilities) + sorted(extras),
+            "state": sorted({getattr(f, attr) for f in plan.filters})
+            + sorted({getattr(e, attr) for e in plan.eligibilities}) + sorted(extras),
         }
+
+    def state_tensor(self, name: Any) -> Any:
+        """The carried state of a signal of the declaration (a filter such as
+        ``post.trace(20.0)`` or an eligibility trace), or of its text (e.g.
+        ``"post.trace(20)"``, ``"elig:eligibility(...)"``), after the last processed
+        step; ``None`` before any."""
+        if self._state is None:
+            return None
+        if isinstance(name, str):
+            names = {**state_holders(self.plan, 1), **state_holders(self.plan)}
+            name = names.get(name, name)
+        return self._state.get(name)
 
     def get_extra_state(self) -> dict[str, Any]:
         return {
             "state": None
             if self._state is None
-            else {k: v.clone() for k, v in self._state.items()},
+            else {k.key: v.clone() for k, v in self._state.items()},
+            "key_format": KEY_FORMAT,
             "pre": self._pre.tensor(),
             "post": self._post.tensor(),
             "voltage": None if self._volt is None else self._volt.tensor(),
@@ -70,7 +101,11 @@ class RuleState:
         saved = state["state"]
         if saved is not None and not isinstance(saved, dict):
             raise ValueError(f"{where}: the state was saved by another version")
-        mine, theirs = self.checkpoint_config(), state.get("config")
+        key_format = state.get("key_format", 1)
+        if not isinstance(key_format, int) or key_format > KEY_FORMAT:
+            raise ValueError(f"{where}: the state's keys are of format {key_format!r}, of a "
+                             f"newer version (this one reads formats 1 to {KEY_FORMAT})")  # fmt: skip
+        mine, theirs = self.checkpoint_config(key_format), state.get("config")
         diffs = []
         if isinstance(theirs, dict):
             for key in ("rule", "weight", "dt", "decay", "batch_reduction"):
@@ -91,7 +126,10 @@ class RuleState:
     def set_extra_state(self, state: dict[str, Any]) -> None:
         self._check_checkpoint(state)
         saved = state["state"]
-        self._state = None if saved is None else {k: v.clone() for k, v in saved.items()}
+        holders = state_holders(self.plan, state.get("key_format", 1))
+        self._state = None if saved is None else {
+            holders.get(k, k): v.clone() for k, v in saved.items()
+        }  # fmt: skip
         self._pre, self._post = StepBuffer(), StepBuffer()
         self._volt = None if self._volt is None else StepBuffer()
         self._mod = None if self._mod is None else StepBuffer()

@@ -272,5 +272,5 @@ class SynapticScaling(PlasticityRule):
     @property
     def rate(self) -> Tensor | None:
         """The filtered postsynaptic rate after the last processed step (``[B, *out]``)."""
-        trace = self.state_tensor(repr(post.trace(self.tau_rate)))
+        trace = self.state_tensor(post.trace(self.tau_rate))
         return None if trace is None else trace / self.tau_rate

@@ -149,5 +149,5 @@ class BCM(_RateRule):
     @property
     def theta(self) -> Tensor | None:
         """The sliding threshold after the last processed step (``[N_out]`` or ``[C, *spatial]``)."""
-        theta = self.state_tensor(repr(self._theta()))
+        theta = self.state_tensor(self._theta())
         return None if theta is None else theta[0]

@@ -208,7 +208,7 @@ class MSTDPET(_ModulatedSTDP):
     def eligibility(self) -> Tensor | None:
         """The eligibility trace after the last processed step (``[*weight]``, or
         ``[B, *weight]`` per sample)."""
-        return self.state_tensor(f"elig:{self._eligibility()!r}")
+        return self.state_tensor(self._eligibility())
 
 
 class DopamineSTDP(MSTDPET):
@@ -277,7 +277,7 @@ class DopamineSTDP(MSTDPET):
     @property
     def dopamine(self) -> Tensor | None:
         """The dopamine concentration after the last processed step (``[B]``)."""
-        return self.state_tensor(repr(modulator.trace(self.tau_d)))
+        return self.state_tensor(modulator.trace(self.tau_d))
 
     @no_grad
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]

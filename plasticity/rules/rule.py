@@ -8,7 +8,7 @@ from torch import nn
 
 from ..engine import Plan
 from ..functional.traces import decay_factor
-from ..language import parse
+from ..language import Lowpass, Trace, parse
 from .base import PlasticityRule
 
 __all__ = ["Rule"]
@@ -83,5 +83,5 @@ class Rule(PlasticityRule):
 
 def _time_constants(plan: Plan) -> set[float]:
     taus = {e.tau for e in plan.eligibilities.values()}
-    taus |= {f.args[1] for f in plan.filters.values() if f.kind in ("trace", "lowpass")}
+    taus |= {f.tau for f in plan.filters if isinstance(f, (Trace, Lowpass))}
     return taus
