@@ -70,6 +70,8 @@ class Chunk:
             return self.inputs["voltage"]
         if k == "mod":
             return self.inputs["mod"]
+        if k == "fed":  # a user-fed signal: its rows, as given (issue 23)
+            return self.inputs["signal:" + a[0]]
         if k == "const":
             return a[0]
         if k in ELEMENTWISE:

@@ -73,7 +73,7 @@ GATHER, SCAN, INDEX, INDEX_SPIKE, TRANSPOSE, EVENT_WEIGHT = 1 / 3, 6.0, 12.0, 64
 #: tensor operations of each kind of work (orders of magnitude, from the code)
 OPS_GEMM, OPS_EVENTS, OPS_SCAN, OPS_INDEX, OPS_BOUNDARY = 2, 2, 8, 8, 6
 
-_LEAVES = ("spike", "voltage", "mod", "const")
+_LEAVES = ("spike", "voltage", "mod", "const", "fed")
 
 
 def profile_for(device_type: str) -> Profile:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..functional.traces import decay_factor
-from ..language import ETerm, Signal, Term, as_terms
+from ..language import ETerm, Signal, Term, _join, as_terms
 from ..language.text import _atom
 
 __all__ = ["Plan", "Product", "compile_rule"]
@@ -76,6 +76,8 @@ class Plan:
         self.direct = _direct(self)
         reads: set[str] = set().union(*(s.leaves() for s in _roots(self)))
         self.reads_voltage, self.reads_mod = "voltage" in reads, "mod" in reads
+        #: the user-fed signals read, ``{name: side}`` (``rule.feed``, issue 23)
+        self.fed = _fed(self)
         self.signature = "; ".join(map(repr, self.products))
 
     def _add(self, term: Term | ETerm, sign: float) -> None:
@@ -93,13 +95,19 @@ class Plan:
         elig = term.elig
         key = f"elig:{elig!r}"
         self.eligibilities[key] = elig
-        self.carries.append((sign * term.coef, term.mod, elig))
-        read = term.mod if term.mod is not None else Signal("const", None, 1.0)
+        factor = _join(term.mod, term.post)  # the read-out's row (or per-neuron) factor
+        self.carries.append((sign * term.coef, factor, elig))
+        read = factor if factor is not None else Signal("const", None, 1.0)
         future_mod = _future(read, elig.tau, strict=False)
         for inner in elig.terms.terms:
             if inner.coef == 0:
                 continue
-            self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
+            if term.post is not None:  # per neuron: Σ_t L_i(t) e_ij(t) reads future(L) at i
+                rows = Term(inner.coef, _join(inner.post, future_mod), inner.pre, inner.mod)
+                self.products.append(Product("dw", sign * term.coef * inner.coef, rows))
+            else:
+                self.products.append(
+                    Product("dw", sign * term.coef * inner.coef, inner, future_mod))
             self.products.append(
                 Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
             )
@@ -272,7 +280,7 @@ def _merged(products: list[Product]) -> list[Product]:
     return out
 
 
-_LEAVES = ("spike", "voltage", "mod", "const")
+_LEAVES = ("spike", "voltage", "mod", "const", "fed")
 
 
 #: elementwise combinations of signals: computed from their operands where they are
@@ -320,4 +328,23 @@ def _filters(plan: Plan) -> dict[str, Signal]:
     for root in _roots(plan):
         _walk(root, lambda s, _: found.setdefault(repr(s), s)
               if s.kind in ("trace", "lowpass", "delay") else None)  # fmt: skip
+    return found
+
+
+def _fed(plan: Plan) -> dict[str, str]:
+    """The user-fed signals the plan reads, ``{name: side}``; a name is fed by
+    ``rule.feed(name=...)`` and so may name a signal of one side only."""
+    found: dict[str, str] = {}
+
+    def visit(s: Signal, _: bool) -> None:
+        if s.kind == "fed":
+            if found.setdefault(s.args[0], s.side) != s.side:  # type: ignore[arg-type]
+                raise ValueError(
+                    f"pre.signal({s.args[0]!r}) and post.signal({s.args[0]!r}): a name is fed "
+                    "by rule.feed(name=...) and so names a signal of one side; give the "
+                    "presynaptic and the postsynaptic signal different names"
+                )
+
+    for root in _roots(plan):
+        _walk(root, visit)
     return found

@@ -57,6 +57,8 @@ class _Step:
             out: Any = self.rows[s.side]  # type: ignore[index]
         elif k in ("voltage", "mod"):
             out = self.rows[k]
+        elif k == "fed":  # a user-fed signal (issue 23)
+            out = self.rows["signal:" + a[0]]
         elif k == "const":
             out = a[0]
         elif k == "scale":

@@ -22,6 +22,8 @@ Signals (per step, per sample, per neuron of one side):
   :math:`x_{t-k}`);
 * ``side.rate(tau)``: ``side.trace(tau) / tau`` (spikes per unit of ``dt``);
 * ``post.voltage``: the neuron's membrane potential at the step;
+* ``side.signal(name)``: a value the user feeds per step, sample and neuron
+  (``rule.feed(name=x)``, ``rule.observe(..., signals={name: x})``);
 * ``signal.lowpass(tau, init=None)``: :math:`\bar u_t = e^{-dt/\tau}\bar u_{t-1} +
   (1 - e^{-dt/\tau}) u_t` (exponential integrator of a signal held over the step),
   starting at the first value it filters, or at ``init``;
@@ -34,8 +36,9 @@ Terms: the product of a post-side and a pre-side signal (either may be missing: 
 one-sided term is summed over the other side's neurons), times numbers, the modulator,
 and at most once :data:`weight`; and ``eligibility(terms, tau)``: the weight-shaped
 trace :math:`e(t) = e^{-dt/\tau} e(t-1) + \zeta(t)` of a sum of terms, which a term may
-multiply by the modulator. Anything that does not factor into post × pre (a non-linear
-function of both sides) is a ``ValueError`` when it is written.
+multiply by the modulator and (per-sample traces) by a post-side signal. Anything that
+does not factor into post × pre (a non-linear function of both sides) is a
+``ValueError`` when it is written.
 
 Example:
     >>> from plasticity.language import post, pre, relu
@@ -50,6 +53,7 @@ Example:
 
 from __future__ import annotations
 
+import keyword
 from typing import Any
 
 from .text import _atom, _fmt, _nonzero, _number, _positive, _side, _text, _with_coef
@@ -178,7 +182,7 @@ class Signal:
         k, a = self.kind, self.args
         if k == "spike":
             return binary
-        if k in ("voltage", "mod"):
+        if k in ("voltage", "mod", "fed"):
             return False
         if k == "const":
             return a[0] >= 0
@@ -197,8 +201,8 @@ class Signal:
         return all(x.nonnegative(binary) for x in a)  # add, mul
 
     def leaves(self) -> set[str]:
-        """The input signals read: ``"spike"``, ``"voltage"``, ``"mod"``."""
-        if self.kind in ("spike", "voltage", "mod"):
+        """The input signals read: ``"spike"``, ``"voltage"``, ``"mod"``, ``"fed"``."""
+        if self.kind in ("spike", "voltage", "mod", "fed"):
             return {self.kind}
         found: set[str] = set()
         for a in self.args:
@@ -362,15 +366,18 @@ def eligibility(terms: Any, tau: float, *, per_sample: bool = False) -> Eligibil
 
 
 class ETerm(_Sum):
-    """``coef · mod · eligibility``: the modulated read-out of an eligibility trace."""
+    r"""``coef · mod · post · eligibility``: the modulated read-out of an eligibility trace
+    (``post``: a post-side factor, per neuron, multiplying row :math:`i` of the trace at
+    every step: :math:`\sum_t L_i(t)\, e_{ij}(t)`; per-sample traces only)."""
 
-    __slots__ = ("coef", "mod", "elig")
+    __slots__ = ("coef", "mod", "elig", "post")
 
-    def __init__(self, coef: float, mod: Signal | None, elig: Eligibility) -> None:
-        self.coef, self.mod, self.elig = coef, mod, elig
+    def __init__(self, coef: float, mod: Signal | None, elig: Eligibility,
+                 post: Signal | None = None) -> None:  # fmt: skip
+        self.coef, self.mod, self.elig, self.post = coef, mod, elig, post
 
     def __repr__(self) -> str:
-        parts = [] if self.mod is None else [_atom(self.mod)]
+        parts = [_atom(s) for s in (self.mod, self.post) if s is not None]
         return _with_coef(self.coef, " * ".join([*parts, repr(self.elig)]))
 
 
@@ -404,13 +411,18 @@ def _times(a: Term | ETerm, b: Term | ETerm) -> Term | ETerm:
     if isinstance(b, ETerm):
         a, b = b, a
     if isinstance(a, ETerm):
-        if b.post is not None or b.pre is not None or b.weight:
+        if b.pre is not None or b.weight:
             raise ValueError(
                 f"({a!r}) * ({b!r}): an eligibility trace is weight-shaped; it can be multiplied "
-                "by numbers and the modulator only (a product with spikes or traces does not "
-                "factor into post × pre)"
+                "by numbers, the modulator and post-side signals only (a product with "
+                "presynaptic signals or the weight does not factor into post × pre)"
             )
-        return ETerm(a.coef * b.coef, _join(a.mod, b.mod), a.elig)
+        if b.post is not None and not a.elig.per_sample:  # (user-fed signals, issue 23)
+            raise ValueError(
+                f"({a!r}) * ({b!r}): a post-side factor reads each sample's eligibility trace "
+                "with that sample's values; write eligibility(..., per_sample=True)"
+            )
+        return ETerm(a.coef * b.coef, _join(a.mod, b.mod), a.elig, _join(a.post, b.post))
     if a.weight and b.weight:
         raise ValueError(f"({a!r}) * ({b!r}): the weight may appear once in a term")
     return Term(
@@ -468,6 +480,26 @@ class _SideFactory:
     def rate(self, tau: float) -> Signal:
         """The firing rate filtered with ``tau``: ``trace(tau) / tau``."""
         return self.trace(tau) / tau
+
+    def signal(self, name: str) -> Signal:
+        """A value the user feeds at every step, per sample and neuron of this side
+        (``rule.feed(name=x)`` after each forward pass, ``x`` of shape ``[B, *side]``; or
+        ``rule.observe(..., signals={name: [T, B, *side]})``): a learning signal, a
+        dendritic prediction error, a neuromodulator per population.
+
+        Example:
+            >>> from plasticity.language import eligibility, post, pre
+            >>> post.signal("L") * eligibility(post.spike * pre.trace(10.0), 20.0, per_sample=True)
+            post.signal('L') * eligibility(post.spike * pre.trace(10), 20, per_sample=True)
+        """
+        # user-fed signals (issue 23): the leaf kind "fed", args (name,)
+        if not isinstance(name, str):
+            raise TypeError(f"{self._side}.signal(name): `name` must be a string, got "
+                            f"{type(name).__name__} {name!r}")  # fmt: skip
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"{self._side}.signal({name!r}): `name` must be a Python identifier "
+                             "(it is passed as rule.feed(name=...)), e.g. 'L' or 'error'")  # fmt: skip
+        return Signal("fed", self._side, name)
 
     @property
     def voltage(self) -> Signal:

@@ -35,6 +35,8 @@ def _text(s: Any) -> str:
         return "post.voltage"
     if k == "mod":
         return "modulator"
+    if k == "fed":  # a user-fed signal (issue 23)
+        return f"{s.side}.signal({a[0]!r})"
     if k == "const":
         return _fmt(a[0])
     if k == "trace":
