@@ -419,8 +419,9 @@ def _times(a: Term | ETerm, b: Term | ETerm) -> Term | ETerm:
             )
         if b.post is not None and not a.elig.per_sample:  # (user-fed signals, issue 23)
             raise ValueError(
-                f"({a!r}) * ({b!r}): a post-side factor reads each sample's eligibility trace "
-                "with that sample's values; write eligibility(..., per_sample=True)"
+                f"({a!r}) * ({b!r}): an eligibility trace is weight-shaped; a post-side factor "
+                "multiplies each sample's trace by that sample's values, so the trace must be "
+                "kept per sample: write eligibility(..., per_sample=True)"
             )
         return ETerm(a.coef * b.coef, _join(a.mod, b.mod), a.elig, _join(a.post, b.post))
     if a.weight and b.weight:
