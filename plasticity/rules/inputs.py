@@ -146,7 +146,7 @@ class RuleInputs:
         if n == 0:
             raise RuntimeError("feed() belongs to the step just simulated, but no step is "
                                "buffered: call it after the forward pass")  # fmt: skip
-        rows = {}
+        rows, w = {}, self.weight
         for name, value in signals.items():
             done = fed.buffers[name].n
             if done >= n:
@@ -157,20 +157,24 @@ class RuleInputs:
                 raise ValueError(_unfed(name, self._window_steps + done))
             side = self._signals.sides[name]  # type: ignore[union-attr]
             shape = (self._post if side == "post" else self._pre).data.shape[1:]  # type: ignore[union-attr]
-            rows[name] = self._signal_rows(name, value, tuple(shape), one_step=True)[None]
-        capacity = self._post.data.shape[0]  # type: ignore[union-attr]
-        for name, row in rows.items():
-            fed.append(name, row, self.weight, capacity)
+            rows[name] = self._signal_rows(name, value, tuple(shape), one_step=True, like=w)
+        for name, row in rows.items():  # into the row of the step (grown if full)
+            if not fed.buffers[name].push(row):
+                fed.append(name, row[None], w, self._post.data.shape[0])  # type: ignore[union-attr]
 
     def _signal_rows(self, name: str, value: Any, shape: tuple[int, ...], one_step: bool,
-                     what: str | None = None) -> Tensor:  # fmt: skip
+                     what: str | None = None, like: Tensor | None = None) -> Tensor:  # fmt: skip
         """``value`` validated as the values of the signal ``name`` of shape ``shape``
         (``one_step``: a number is every sample's and neuron's); ``what`` names it."""
         side = self._signals.sides[name]  # type: ignore[union-attr]
         what = what or f"`{name}`"
         dims = ("B" if one_step else "T, B") + f", *{side}"
         expected = f"[{dims}] = {list(shape)}" + (" or a number" if one_step else "")
-        v = _as_values(value, what, self.weight, expected)
+        like = self.weight if like is None else like
+        if isinstance(value, Tensor) and value.dtype == like.dtype and value.device == like.device:
+            v = value.detach()  # (the common case, every step)
+        else:
+            v = _as_values(value, what, like, expected)
         if one_step and v.ndim == 0:
             v = v.expand(shape)
         if tuple(v.shape) != shape:
