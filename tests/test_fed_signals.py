@@ -469,3 +469,28 @@ def test_fed_signals_follow_the_weights_device(device):
     rule.observe(x.to(device), s.to(device), signals={"L": L, "g": g})  # CPU values: moved
     torch.testing.assert_close(rule.step().cpu(), reference_plain(x, s, L, g, [6])[0],
                                rtol=1e-11, atol=1e-11)  # fmt: skip
+
+
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_two_read_outs_of_one_eligibility_trace_add_up(chunk):
+    """``L * E + m * E`` reads one trace twice: its Δw is the sum of the two rules' (the
+    trace was accumulated once per read-out before: twice the ζ)."""
+    x, L, _, m = _data(10, 15)
+    s = _post_spikes(x)
+    zeta = post.spike * pre.trace(3.0) - 0.5 * post.trace(4.0).before * pre.spike
+    E = eligibility(zeta, 6.0, per_sample=True)
+
+    def run(decl):
+        rule = pl.Rule(*_net(), pos=decl, chunk_size=chunk, batch_reduction="sum")
+        text = repr(decl)
+        rule.observe(x, s, **({"reward": m} if "modulator" in text else {}),
+                     **({"signals": {"L": L}} if "signal" in text else {}))  # fmt: skip
+        return rule.step()
+
+    both = run(post.signal("L") * E + modulator * E)
+    torch.testing.assert_close(both, run(post.signal("L") * E) + run(modulator * E),
+                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    want = [a + b for a, b in zip(reference_eprop(x, s, L, m, [15]),
+                                  reference_eprop(x, s, torch.ones_like(L), m, [15], with_mod=True),
+                                  strict=True)]  # fmt: skip
+    _close([both], want)

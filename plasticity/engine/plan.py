@@ -94,6 +94,7 @@ class Plan:
             return
         elig = term.elig
         key = f"elig:{elig!r}"
+        first = key not in self.eligibilities  # one trace, however many read-outs read it
         self.eligibilities[key] = elig
         factor = _join(term.mod, term.post)  # the read-out's row (or per-neuron) factor
         self.carries.append((sign * term.coef, factor, elig))
@@ -108,9 +109,10 @@ class Plan:
             else:
                 self.products.append(
                     Product("dw", sign * term.coef * inner.coef, inner, future_mod))
-            self.products.append(
-                Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
-            )
+            if first:
+                self.products.append(
+                    Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
+                )
 
     def decay_of(self, tau: float) -> float:
         d = self._decays.get(tau)
