@@ -29,7 +29,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 #: the attributes of the sides and signals that a declaration may read
 _ATTRIBUTES = {"spike", "voltage", "trace", "rate", "before", "previous", "delayed",
-               "lowpass", "batch_mean"}  # fmt: skip
+               "lowpass", "batch_mean", "signal"}  # fmt: skip
 _KEYWORDS = {"nearest", "init", "per_sample"}
 #: the deepest nesting of operations, calls and attributes read (far beyond any rule)
 MAX_DEPTH = 100
@@ -138,6 +138,12 @@ class _Reader:
             raise self.fail(f"the number {self.source(node)} (not a finite float)") from None
         return self.number(value, node)
 
+    def name(self, node: ast.AST) -> Any:
+        """The argument of ``side.signal(...)``: a string (the only one the text reads)."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        return self.read(node)
+
     def read(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
@@ -166,7 +172,8 @@ class _Reader:
             function = self.read(node.func)
             if not callable(function):
                 raise self.fail(f"{ast.unparse(node.func)!r} called")
-            args = [self.read(a) for a in node.args]
+            named = getattr(function, "__name__", None) == "signal"  # pre/post.signal('name')
+            args = [self.name(a) if named else self.read(a) for a in node.args]
             kwargs = {}
             for k in node.keywords:
                 if k.arg not in _KEYWORDS:
