@@ -58,7 +58,7 @@ Example:
 
 from __future__ import annotations
 
-from .fed import Fed, fed_signal
+from .fed import Fed
 from .filters import Before, Delay, Filter, Lowpass, Trace
 from .functions import exp, heaviside, relu, sigmoid, tanh
 from .nodes import (
@@ -141,7 +141,7 @@ class _SideFactory:
             >>> post.signal("L") * eligibility(post.spike * pre.trace(10.0), 20.0, per_sample=True)
             post.signal('L') * eligibility(post.spike * pre.trace(10), 20, per_sample=True)
         """
-        return fed_signal(self._side, name)
+        return Fed(self._side, name)
 
     @property
     def voltage(self) -> Signal:

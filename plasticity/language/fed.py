@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from .signals import Fmt, Signal, node
 
-__all__ = ["Fed", "fed_signal"]
+__all__ = ["Fed"]
 
 
 @node
@@ -28,6 +28,20 @@ class Fed(Signal):
     side: str
     name: str
     leaf: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        """``name`` checked: a Python identifier that is not a keyword (it is passed as
+        ``rule.feed(name=...)``)."""
+        if self.side not in ("pre", "post"):
+            raise ValueError(f"a fed signal's side is 'pre' or 'post', got {self.side!r}")
+        name = self.name
+        if not isinstance(name, str):
+            raise TypeError(f"{self.side}.signal(name): `name` must be a string, got "
+                            f"{type(name).__name__} {name!r}")  # fmt: skip
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise ValueError(f"{self.side}.signal({name!r}): `name` must be a Python "
+                             "identifier (it is passed as rule.feed(name=...)), e.g. 'L' or "
+                             "'error'")  # fmt: skip
 
     @property
     def input(self) -> str:
@@ -49,14 +63,3 @@ class Fed(Signal):
     def step(self, s: Any) -> Any:
         return s.inputs[self.input]
 
-
-def fed_signal(side: str, name: Any) -> Fed:
-    """``side.signal(name)``, ``name`` checked: a Python identifier that is not a keyword
-    (it is passed as ``rule.feed(name=...)``)."""
-    if not isinstance(name, str):
-        raise TypeError(f"{side}.signal(name): `name` must be a string, got "
-                        f"{type(name).__name__} {name!r}")  # fmt: skip
-    if not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"{side}.signal({name!r}): `name` must be a Python identifier "
-                         "(it is passed as rule.feed(name=...)), e.g. 'L' or 'error'")  # fmt: skip
-    return Fed(side, name)
