@@ -342,11 +342,9 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     def _consume(self, n: int) -> None:
         for p in self._pending:  # staged rows move to the front with the rest
             p[0] -= n
-        for buffer in (self._pre, self._post, self._volt, self._mod):
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
             if buffer is not None:
                 buffer.consume(n)
-        if self._signals is not None:
-            self._signals.consume(n)
         self._unchecked = self._unchecked and self._post.n > 0
 
     def _process(self, pre: Tensor, post: Tensor, volt: Tensor | None, mod: Tensor | None,
@@ -367,16 +365,15 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
-        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded or plan.fed) and (
-            torch.finfo(w.dtype).max > 1e38)  # fmt: skip
+        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded
+                                  or plan.fed) and torch.finfo(w.dtype).max > 1e38  # fmt: skip
         unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
         unbounded += list((fed or {}).values())
         hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(fed or {})},
-                bounds, counts,
-                self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+                bounds, counts, self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
                 geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
                 compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
                 sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps,
@@ -475,11 +472,9 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             self._state = kept or None
         self._batch = None
         self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
-        for buffer in (self._pre, self._post, self._volt, self._mod):
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
             if buffer is not None:
                 buffer.clear()
-        if self._signals is not None:
-            self._signals.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the
