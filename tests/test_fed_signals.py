@@ -494,3 +494,27 @@ def test_two_read_outs_of_one_eligibility_trace_add_up(chunk):
                                   reference_eprop(x, s, torch.ones_like(L), m, [15], with_mod=True),
                                   strict=True)]  # fmt: skip
     _close([both], want)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("chunk", [None, 4])
+def test_an_eligibility_trace_read_twice_without_fed_signals(per_sample, chunk):
+    """``E + 0.5 * E`` (no modulator: a read-out of the trace carried in, which main's
+    engine did not reach without an AttributeError) and ``E + modulator * E``: the trace
+    accumulated once, read by both, over several windows, against the per-step loop."""
+    x, L, _, m = _data(11, 15)
+    s, ones, windows = _post_spikes(x), torch.ones_like(L), [5, 7, 3]
+    zeta = post.spike * pre.trace(3.0) - 0.5 * post.trace(4.0).before * pre.spike
+    E = eligibility(zeta, 6.0, per_sample=per_sample)
+    decls = [(E + 0.5 * E, False)] + [(E + modulator * E, True)] * per_sample
+    for decl, with_mod in decls:
+        rule, got, t = pl.Rule(*_net(), pos=decl, chunk_size=chunk, batch_reduction="sum"), [], 0
+        for length in windows:
+            sl = slice(t, t + length)
+            rule.observe(x[sl], s[sl], **({"reward": m[sl]} if with_mod else {}))
+            got.append(rule.step())
+            t += length
+        plain = reference_eprop(x, s, ones, m, windows)
+        other = reference_eprop(x, s, ones, m, windows, with_mod=True) if with_mod else [
+            0.5 * w for w in plain]  # fmt: skip
+        _close(got, [a + b for a, b in zip(plain, other, strict=True)])
