@@ -4,8 +4,9 @@ as the Python expressions (for users coming from Brian2's or Lava's rule strings
 Only the language is read: numbers, ``+ - * / **``, the names ``pre``, ``post``,
 ``modulator``, ``weight``, ``eligibility``, the functions ``relu``, ``abs``, ``sigmoid``,
 ``exp``, ``tanh``, ``heaviside``, the numbers passed by name, and the
-signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...). Nothing else is
-evaluated: no other name, attribute, call or statement.
+signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...), and a string only
+as the name of a fed signal (``post.signal('L')``). Nothing else is evaluated: no other
+name, attribute, call or statement.
 
 What it evaluates is bounded before it is computed: an expression nests at most
 :data:`MAX_DEPTH` levels, and arithmetic on numbers stays within floats (a power whose
