@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["StepBuffer", "same_storage"]
+__all__ = ["StepBuffer", "SignalBuffers", "same_storage"]
 
 
 class StepBuffer:
@@ -124,3 +124,59 @@ def same_storage(tensor: Any, ref: Any) -> bool:
     return tensor is target or (
         tensor.untyped_storage().data_ptr() == target.untyped_storage().data_ptr()
     )
+
+
+class SignalBuffers:
+    """The steps of a rule's user-fed signals (``post.signal(name)``,
+    ``pre.signal(name)``): one :class:`StepBuffer` per name, whose row ``t`` holds step
+    ``t``'s values ``[B, *side]`` once they are fed, so ``n`` counts the steps fed. Rows
+    are consumed with the spikes of the same steps.
+
+    Example:
+        >>> import torch
+        >>> fed = SignalBuffers({"L": "post"})
+        >>> fed.append("L", torch.ones(2, 1, 3), torch.zeros(()), 16)
+        >>> fed.steps(), fed.missing(3), list(fed.views(2))
+        (2, ['L'], ['signal:L'])
+    """
+
+    __slots__ = ("sides", "buffers")
+
+    def __init__(self, sides: dict[str, str]) -> None:
+        self.sides = dict(sides)  # {name: "pre" or "post"}
+        self.buffers = {name: StepBuffer() for name in self.sides}
+
+    def steps(self) -> int:
+        """The steps for which every signal has been fed."""
+        return min(b.n for b in self.buffers.values())
+
+    def missing(self, steps: int) -> list[str]:
+        """The names not fed for each of the first ``steps`` steps."""
+        return [name for name, b in self.buffers.items() if b.n < steps]
+
+    def append(self, name: str, block: Tensor, like: Tensor, capacity: int) -> None:
+        """Adds the rows of the next ``block.shape[0]`` steps of ``name``."""
+        self.buffers[name].append(block, like, capacity)
+
+    def views(self, n: int) -> dict[str, Tensor]:
+        """The first ``n`` steps of every signal, keyed as the engine reads them."""
+        return {"signal:" + name: b.view(n) for name, b in self.buffers.items()}
+
+    def consume(self, n: int) -> None:
+        for b in self.buffers.values():
+            b.consume(min(n, b.n))
+
+    def clear(self) -> None:
+        for b in self.buffers.values():
+            b.clear()
+
+    def state(self) -> dict[str, Tensor | None]:
+        """The fed rows not yet processed (for a checkpoint)."""
+        return {name: b.tensor() for name, b in self.buffers.items()}
+
+    def load(self, saved: dict[str, Tensor | None], capacity: int) -> None:
+        """Restores :meth:`state` (names this rule does not read are ignored)."""
+        self.buffers = {name: StepBuffer() for name in self.sides}
+        for name, rows in saved.items():
+            if rows is not None and name in self.buffers:
+                self.buffers[name].append(rows, rows, capacity)

@@ -268,6 +268,7 @@ class HookPairing:
     _post: StepBuffer
     _volt: StepBuffer | None
     _mod: StepBuffer | None
+    _signals: Any  # SignalBuffers | None: user-fed signals (PlasticityRule)
     _pending: list[list]
     _batch: int | None
 
@@ -291,6 +292,8 @@ class HookPairing:
         if torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
                 return self._on_pre(module, args, kwargs)
+        if self._signals is not None:  # the previous step's fed signals (before staging)
+            self._check_fed()
         x = args[0] if args else kwargs.get("input")
         pending, pre = self._pending, self._pre
         # fast path: one step shaped like the paired ones, nothing else staged

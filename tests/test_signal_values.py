@@ -82,6 +82,8 @@ _FUNCTIONS = [relu, abs, pl.sigmoid, pl.exp, pl.tanh, pl.heaviside]
 def _signal(side: str):
     spikes = st.just((pre if side == "pre" else post).spike)
     leaves = spikes | (st.just(post.voltage) if side == "post" else spikes)
+    leaves = leaves | st.sampled_from(["L", "g", "error"]).map(  # user-fed signals
+        (pre if side == "pre" else post).signal)
     traces = st.builds(lambda tau, near: (pre if side == "pre" else post).trace(
         tau, nearest=near), _TAUS, st.booleans())  # fmt: skip
     base = leaves | traces | st.builds(lambda s, tau: s.lowpass(tau), leaves, _TAUS)
@@ -111,6 +113,8 @@ _DECLARATIONS = st.one_of(
     st.builds(lambda a, b: a - b, _TERMS, _TERMS),
     st.builds(lambda a, tau, c: c * modulator * eligibility(a, tau), _TERMS, _TAUS, _NUMBERS),
     st.builds(lambda a: a * weight, _TERMS),
+    st.builds(lambda a, tau, f: f * eligibility(a, tau, per_sample=True), _TERMS, _TAUS,
+              _signal("post")),  # a post-side factor of a per-sample trace
 )
 
 

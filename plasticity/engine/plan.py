@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..functional.traces import decay_factor
-from ..language import Before, Const, Eligibility, ETerm, Signal, Term, Trace, as_terms
+from ..language import Before, Const, Eligibility, ETerm, Fed, Signal, Term, Trace, as_terms
+from ..language.terms import _join
 from ..language.text import _atom, _fmt
 from .signals import Future, Powers
 
@@ -68,6 +69,8 @@ class Plan:
         self.direct = _direct(self)
         reads: set[str] = set().union(*(s.leaves() for s in _roots(self)))
         self.reads_voltage, self.reads_mod = "voltage" in reads, "mod" in reads
+        #: the user-fed signals read, ``{name: side}`` (``rule.feed``, issue 23)
+        self.fed = _fed(self)
         #: whether a signal may exceed the floats on bounded inputs (an exponential)
         self.unbounded = any(x.unbounded for s in _roots(self) for x in s.walk())
         self.signature = "; ".join(map(repr, self.products))
@@ -85,17 +88,24 @@ class Plan:
             self.products.append(Product("dw", sign * term.coef, term))
             return
         elig = term.elig
+        first = elig not in self.eligibilities  # one trace, however many read-outs read it
         self.eligibilities[elig] = elig
-        self.carries.append((sign * term.coef, term.mod, elig))
-        read = term.mod if term.mod is not None else Const(1.0)
-        future_mod = Future(read, elig.tau, False)
+        factor = _join(term.mod, term.post)  # the read-out's row (or per-neuron) factor
+        self.carries.append((sign * term.coef, factor, elig))
+        future = Future(factor if factor is not None else Const(1.0), elig.tau, False)
         for inner in elig.terms.terms:
             if inner.coef == 0:
                 continue
-            self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
-            self.products.append(
-                Product(elig, inner.coef, inner, Powers(elig.tau), per_sample=elig.per_sample)
-            )
+            coef = sign * term.coef * inner.coef
+            if term.post is not None:  # per neuron: Σ_t L_i(t) e_ij(t) reads future(L) at i
+                rows = Term(inner.coef, _join(inner.post, future), inner.pre, inner.mod)
+                self.products.append(Product("dw", coef, rows))
+            else:
+                self.products.append(Product("dw", coef, inner, future))
+            if first:
+                self.products.append(
+                    Product(elig, inner.coef, inner, Powers(elig.tau), per_sample=elig.per_sample)
+                )
 
     def decay_of(self, tau: float) -> float:
         d = self._decays.get(tau)
@@ -297,4 +307,18 @@ def _filters(plan: Plan) -> dict[Signal, Signal]:
     found: dict[Signal, Signal] = {}
     for root in _roots(plan):
         _walk(root, lambda s, _: found.setdefault(s, s) if s.stateful else None)
+    return found
+
+
+def _fed(plan: Plan) -> dict[str, str]:
+    """The user-fed signals the plan reads, ``{name: side}``; a name is fed by
+    ``rule.feed(name=...)`` and so may name a signal of one side only."""
+    found: dict[str, str] = {}
+    for s in (x for root in _roots(plan) for x in root.walk() if isinstance(x, Fed)):
+        if found.setdefault(s.name, s.side) != s.side:
+            raise ValueError(
+                f"pre.signal({s.name!r}) and post.signal({s.name!r}): a name is fed by "
+                "rule.feed(name=...) and so names a signal of one side; give the presynaptic "
+                "and the postsynaptic signal different names"
+            )
     return found

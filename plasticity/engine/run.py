@@ -73,10 +73,11 @@ def run_plan(
             continue
         d = plan.decay_of(elig.tau)
         m = chunk.value(mod) if mod is not None else 1.0
-        m = m if isinstance(m, Tensor) else chunk._full_rows(m)
-        c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
-        if elig.per_sample:  # split elementwise by sign
-            value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef * scale)
+        m = m if isinstance(m, Tensor) else chunk.full_rows(m)
+        # [B] (or [B, N_post] for a per-neuron factor): Σ_t d^(t+1) m(t)
+        c = torch.tensordot(decay_powers(d, chunk.steps, m), m, dims=1)
+        if elig.per_sample:  # split elementwise by sign (a per-neuron factor: row i by c_i)
+            value = (c.view(*c.shape, *([1] * (e0.ndim - c.ndim))) * e0).sum(0).mul_(coef * scale)
             deliver("pos", value.clamp_min(0), 1.0)
             deliver("neg", value.neg_().clamp_min_(0), 1.0)
         else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time

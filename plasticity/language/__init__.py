@@ -22,6 +22,8 @@ Signals (per step, per sample, per neuron of one side):
   :math:`x_{t-k}`);
 * ``side.rate(tau)``: ``side.trace(tau) / tau`` (spikes per unit of ``dt``);
 * ``post.voltage``: the neuron's membrane potential at the step;
+* ``side.signal(name)``: a value the user feeds per step, sample and neuron
+  (``rule.feed(name=x)``, ``rule.observe(..., signals={name: x})``);
 * ``signal.lowpass(tau, init=None)``: :math:`\bar u_t = e^{-dt/\tau}\bar u_{t-1} +
   (1 - e^{-dt/\tau}) u_t` (exponential integrator of a signal held over the step),
   starting at the first value it filters, or at ``init``;
@@ -39,8 +41,9 @@ Terms: the product of a post-side and a pre-side signal (either may be missing: 
 one-sided term is summed over the other side's neurons), times numbers, the modulator,
 and at most once :data:`weight`; and ``eligibility(terms, tau)``: the weight-shaped
 trace :math:`e(t) = e^{-dt/\tau} e(t-1) + \zeta(t)` of a sum of terms, which a term may
-multiply by the modulator. Anything that does not factor into post × pre (a non-linear
-function of both sides) is a ``ValueError`` when it is written.
+multiply by the modulator and (per-sample traces) by a post-side signal. Anything that
+does not factor into post × pre (a non-linear function of both sides) is a
+``ValueError`` when it is written.
 
 Example:
     >>> from plasticity.language import post, pre, relu
@@ -55,6 +58,7 @@ Example:
 
 from __future__ import annotations
 
+from .fed import Fed
 from .filters import Before, Delay, Filter, Lowpass, Trace
 from .functions import exp, heaviside, relu, sigmoid, tanh
 from .nodes import (
@@ -99,7 +103,7 @@ __all__ = [
     # the node classes (documented in plasticity.language.nodes and .filters)
     "Spike", "Voltage", "Modulator", "Const", "Unary", "Scale", "Pow", "Relu", "Abs", "Sigmoid",
     "Exp", "Tanh", "Heaviside", "Add", "Mul", "BatchMean", "Filter", "Trace", "Lowpass",
-    "Before", "Delay",
+    "Before", "Delay", "Fed",
 ]  # fmt: skip
 
 SIDES = ("pre", "post")
@@ -126,6 +130,18 @@ class _SideFactory:
     def rate(self, tau: float) -> Signal:
         """The firing rate filtered with ``tau``: ``trace(tau) / tau``."""
         return self.trace(tau) / tau
+
+    def signal(self, name: str) -> Signal:
+        """A value the user feeds at every step, per sample and neuron of this side
+        (``rule.feed(name=x)``, ``x`` ``[B, *side]``, after each forward pass; or
+        ``rule.observe(..., signals={name: [T, B, *side]})``): see :class:`~.fed.Fed`.
+
+        Example:
+            >>> from plasticity.language import eligibility, post, pre
+            >>> post.signal("L") * eligibility(post.spike * pre.trace(10.0), 20.0, per_sample=True)
+            post.signal('L') * eligibility(post.spike * pre.trace(10), 20, per_sample=True)
+        """
+        return Fed(self._side, name)
 
     @property
     def voltage(self) -> Signal:

@@ -4,8 +4,9 @@ as the Python expressions (for users coming from Brian2's or Lava's rule strings
 Only the language is read: numbers, ``+ - * / **``, the names ``pre``, ``post``,
 ``modulator``, ``weight``, ``eligibility``, the functions ``relu``, ``abs``, ``sigmoid``,
 ``exp``, ``tanh``, ``heaviside``, the numbers passed by name, and the
-signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...). Nothing else is
-evaluated: no other name, attribute, call or statement.
+signals' own attributes (``.spike``, ``.trace(...)``, ``.before``...), and a string only
+as the name of a fed signal (``post.signal('L')``). Nothing else is evaluated: no other
+name, attribute, call or statement.
 
 What it evaluates is bounded before it is computed: an expression nests at most
 :data:`MAX_DEPTH` levels, and arithmetic on numbers stays within floats (a power whose
@@ -29,7 +30,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
 #: the attributes of the sides and signals that a declaration may read
 _ATTRIBUTES = {"spike", "voltage", "trace", "rate", "before", "previous", "delayed",
-               "lowpass", "batch_mean"}  # fmt: skip
+               "lowpass", "batch_mean", "signal"}  # fmt: skip
 _KEYWORDS = {"nearest", "init", "per_sample"}
 #: the deepest nesting of operations, calls and attributes read (far beyond any rule)
 MAX_DEPTH = 100
@@ -138,6 +139,12 @@ class _Reader:
             raise self.fail(f"the number {self.source(node)} (not a finite float)") from None
         return self.number(value, node)
 
+    def name(self, node: ast.AST) -> Any:
+        """The argument of ``side.signal(...)``: a string (the only one the text reads)."""
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return node.value
+        return self.read(node)
+
     def read(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
             if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
@@ -166,7 +173,8 @@ class _Reader:
             function = self.read(node.func)
             if not callable(function):
                 raise self.fail(f"{ast.unparse(node.func)!r} called")
-            args = [self.read(a) for a in node.args]
+            named = getattr(function, "__name__", None) == "signal"  # pre/post.signal('name')
+            args = [self.name(a) if named else self.read(a) for a in node.args]
             kwargs = {}
             for k in node.keywords:
                 if k.arg not in _KEYWORDS:

@@ -128,7 +128,7 @@ class Signal:
         return all(x.nonnegative(binary) for x in self.operands())
 
     def leaves(self) -> set[str]:
-        """The inputs read: ``"spike"``, ``"voltage"``, ``"mod"``."""
+        """The inputs read: ``"spike"``, ``"voltage"``, ``"mod"``, ``"fed"`` (user-fed)."""
         return set().union(set(), *(x.leaves() for x in self.operands()))
 
     def spiking(self) -> bool:

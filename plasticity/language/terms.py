@@ -167,18 +167,21 @@ def eligibility(terms: Any, tau: float, *, per_sample: bool = False) -> Eligibil
 
 
 class ETerm(_Sum):
-    """``coef · mod · eligibility``: the modulated read-out of an eligibility trace."""
+    r"""``coef · mod · post · eligibility``: the modulated read-out of an eligibility trace
+    (``post``: a post-side factor, per neuron, multiplying row :math:`i` of the trace at
+    every step: :math:`\sum_t L_i(t)\, e_{ij}(t)`; per-sample traces only)."""
 
-    __slots__ = ("coef", "mod", "elig")
+    __slots__ = ("coef", "mod", "elig", "post")
 
-    def __init__(self, coef: float, mod: Signal | None, elig: Eligibility) -> None:
-        self.coef, self.mod, self.elig = coef, mod, elig
+    def __init__(self, coef: float, mod: Signal | None, elig: Eligibility,
+                 post: Signal | None = None) -> None:  # fmt: skip
+        self.coef, self.mod, self.elig, self.post = coef, mod, elig, post
 
     def values(self) -> tuple:
-        return (self.coef, self.mod, self.elig)
+        return (self.coef, self.mod, self.elig, self.post)
 
     def text(self, fmt: Fmt) -> str:
-        parts = [] if self.mod is None else [self.mod.atom(fmt)]
+        parts = [s.atom(fmt) for s in (self.mod, self.post) if s is not None]
         return _with_coef(self.coef, " * ".join([*parts, self.elig.text(fmt)]), fmt)
 
 
@@ -215,13 +218,19 @@ def _times(a: Term | ETerm, b: Term | ETerm) -> Term | ETerm:
     if isinstance(b, ETerm):
         a, b = b, a
     if isinstance(a, ETerm):
-        if b.post is not None or b.pre is not None or b.weight:
+        if b.pre is not None or b.weight:
             raise ValueError(
                 f"({a!r}) * ({b!r}): an eligibility trace is weight-shaped; it can be multiplied "
-                "by numbers and the modulator only (a product with spikes or traces does not "
-                "factor into post × pre)"
+                "by numbers, the modulator and post-side signals only (a product with "
+                "presynaptic signals or the weight does not factor into post × pre)"
             )
-        return ETerm(a.coef * b.coef, _join(a.mod, b.mod), a.elig)
+        if b.post is not None and not a.elig.per_sample:  # (user-fed signals, issue 23)
+            raise ValueError(
+                f"({a!r}) * ({b!r}): an eligibility trace is weight-shaped; a post-side factor "
+                "multiplies each sample's trace by that sample's values, so the trace must be "
+                "kept per sample: write eligibility(..., per_sample=True)"
+            )
+        return ETerm(a.coef * b.coef, _join(a.mod, b.mod), a.elig, _join(a.post, b.post))
     if a.weight and b.weight:
         raise ValueError(f"({a!r}) * ({b!r}): the weight may appear once in a term")
     return Term(

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .._grad import no_grad, run_eagerly
 from ..accumulator import Accumulator
-from ..buffers import StepBuffer
+from ..buffers import SignalBuffers, StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
 from ..engine.run import NotFinite
 from ..engine.step import steppable
@@ -150,6 +150,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         self._pre, self._post = StepBuffer(), StepBuffer()
         self._volt: StepBuffer | None = None  # membrane potential rows (rules that read it)
         self._mod: StepBuffer | None = None  # third-factor rows [B] (rules that read it)
+        self._signals: SignalBuffers | None = None  # user-fed signals (rules that read them)
         # staged synapse inputs not yet paired with a neuron call: [start row, steps,
         # steps consumed, weak reference to the synapse output they produced]
         self._pending: list[list] = []
@@ -172,6 +173,9 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             self._volt = StepBuffer()
         if plan.reads_mod:
             self._mod = StepBuffer()
+        if plan.fed:
+            self._check_fed_synapse(plan)
+            self._signals = SignalBuffers(plan.fed)
         self.attach()
 
     # ------------------------------------------------------------------ declaration
@@ -240,8 +244,8 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         return 1.0 / self._batch if (self.batch_reduction == "mean" and self._batch) else 1.0
 
     @property
-    def _hold_last(self) -> bool:  # the latest step waits for its reward
-        return self._mod is not None
+    def _hold_last(self) -> bool:  # the latest step waits for its reward or signals
+        return self._mod is not None or self._signals is not None
 
     # ----------------------------------------------------------------------- wiring
 
@@ -324,26 +328,27 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
         if n <= 0:
             return
+        fed = None if self._signals is None else self._fed_views(n)  # (all fed, or an error)
         w = self.weight
         views = [
             None if b is None else b.view(n).to(device=w.device, dtype=w.dtype)
             for b in (self._pre, self._post, self._volt, self._mod)
         ]
         try:
-            self._process(*views, self.chunk, checked=not self._unchecked)  # type: ignore[arg-type]
+            self._process(*views, self.chunk, checked=not self._unchecked, fed=fed)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
             self._consume(n)
 
     def _consume(self, n: int) -> None:
         for p in self._pending:  # staged rows move to the front with the rest
             p[0] -= n
-        for buffer in (self._pre, self._post, self._volt, self._mod):
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
             if buffer is not None:
                 buffer.consume(n)
         self._unchecked = self._unchecked and self._post.n > 0
 
     def _process(self, pre: Tensor, post: Tensor, volt: Tensor | None, mod: Tensor | None,
-                 chunk: int, checked: bool = False) -> None:  # fmt: skip
+                 chunk: int, checked: bool = False, fed: dict[str, Tensor] | None = None) -> None:  # fmt: skip
         """Runs the engine on ``[n, B, ...]`` steps in chunks. Every chunk's spikes are
         checked first (``checked``: they were at the call that gave them, so a one-step
         window needs no check); at a value the ``spikes`` policy refuses (NaN or
@@ -361,16 +366,17 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
-        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded) and (
-            torch.finfo(w.dtype).max > 1e38)  # fmt: skip
+        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded
+                                  or plan.fed) and torch.finfo(w.dtype).max > 1e38  # fmt: skip
         unbounded = [x for x, p, _ in one if not p]
         if peaks and len(peaks) == len(unbounded) * len(bounds) and bad is None:  # all seen
             unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
-        hold = not bounded and _huge(unbounded + ([] if mod is None else [mod]), w.dtype)
+        unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
+        hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
         try:
             self._state = run_window(
-                plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,
-                self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+                plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(fed or {})},
+                bounds, counts, self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
                 geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
                 compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
                 sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps,
@@ -381,7 +387,8 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             self._state = err.state or (None if err.cleared else self._state)
             self._window_steps += err.start
             inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
-                plan.reads_voltage) + ["rewards"] * plan.reads_mod  # fmt: skip
+                plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
+                plan.fed)  # fmt: skip
             raise ValueError(_overflow_message(self._window_steps, err, inputs, w.dtype)) from None
         if bad is not None:
             step = self._window_steps + bad[0]
@@ -468,7 +475,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             self._state = kept or None
         self._batch = None
         self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
-        for buffer in (self._pre, self._post, self._volt, self._mod):
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
             if buffer is not None:
                 buffer.clear()
 

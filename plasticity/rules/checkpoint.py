@@ -87,6 +87,7 @@ class RuleState:
             "post": self._post.tensor(),
             "voltage": None if self._volt is None else self._volt.tensor(),
             "modulator": None if self._mod is None else self._mod.tensor(),
+            "signals": None if self._signals is None else self._signals.state(),
             "batch": self._batch,
             "extras": {k: v.clone() for k, v in self._extras.items()},
             "kernels": {k: list(v) for k, v in self._kernels.items()},
@@ -138,6 +139,8 @@ class RuleState:
             saved_rows = state.get(key)
             if saved_rows is not None and buffer is not None:
                 buffer.append(saved_rows, saved_rows, self.chunk)
+        if self._signals is not None:  # the fed rows of the buffered steps
+            self._signals.load(state.get("signals") or {}, self.chunk)
         self._batch = state["batch"]
         self._unchecked = self._post.n > 0  # (checked when they are processed)
         self._extras = {k: v.clone() for k, v in (state.get("extras") or {}).items()}

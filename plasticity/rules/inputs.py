@@ -39,6 +39,15 @@ def _as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: boo
     return t.to(device=like.device, dtype=like.dtype)
 
 
+def _names(sides: dict[str, str]) -> str:
+    return ", ".join(f"{side}.signal({name!r})" for name, side in sides.items())
+
+
+def _unfed(name: str, step: int) -> str:
+    return (f"step {step} of the window has no value of `{name}`: call rule.feed({name}=...) "
+            "after each step's forward pass (or pass signals= to observe())")
+
+
 class RuleInputs:
     """The :class:`~plasticity.rules.base.PlasticityRule` methods that take sequences and
     rewards (a mixin: it reads the rule's buffers, adapter and engine)."""
@@ -94,16 +103,132 @@ class RuleInputs:
             return
         self._mod.data[self._post.n - 1].add_(self._rows(value, "`reward`"))
 
+    # ------------------------------------------------------------ user-fed signals
+
+    @no_grad
+    def feed(self, **signals: Any) -> None:
+        """Gives the values of user-fed signals (``post.signal(name)``,
+        ``pre.signal(name)``) for the step just simulated: call it after that step's
+        forward pass, once per step and signal, before the next step. Each value is
+        ``[B, *side]`` (``[B, N_out]`` for a post-side signal of a ``Linear``, ``[B,
+        N_in]`` for a pre-side one) or a number (every sample and neuron); tensors are
+        converted to the weight's device and dtype. A name the rule does not read, a
+        second value for the step, a value before any step, a wrong shape, a bool or
+        complex value, NaN or infinity: an error naming it, and nothing is stored. A
+        step left without a value is refused where it is needed: at the next step's
+        forward pass, ``step()`` or ``flush()``. In eval mode the hooks observe no step
+        and ``feed`` is ignored.
+
+        Example:
+            >>> import torch, snntorch as snn
+            >>> import plasticity as pl
+            >>> from plasticity import post, pre
+            >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
+            >>> rule = pl.Rule(fc, lif, pos=post.signal("L") * pre.spike)
+            >>> spk, mem = lif(fc(torch.ones(1, 3)), lif.init_leaky())
+            >>> rule.feed(L=torch.tensor([[1.0, -2.0]]))   # [B, N_out]
+            >>> rule.step()[:, 0].tolist()                 # Σ_t L_i(t) pre_j(t)
+            [1.0, -2.0]
+        """
+        fed = self._signals
+        if fed is None:
+            raise RuntimeError(f"{type(self).__name__} reads no user-fed signal (its terms have "
+                               "no post.signal(name) or pre.signal(name))")  # fmt: skip
+        if not signals:
+            raise TypeError("feed() takes the signals by name: rule.feed(L=values)")
+        for name in signals:
+            if name not in fed.sides:
+                raise ValueError(f"`{name}` is not a signal of this rule; it reads "
+                                 f"{_names(fed.sides)}")  # fmt: skip
+        if not (self.training and self.synapse.training):
+            return
+        n = self._post.n
+        if n == 0:
+            raise RuntimeError("feed() belongs to the step just simulated, but no step is "
+                               "buffered: call it after the forward pass")  # fmt: skip
+        rows, w = {}, self.weight
+        for name, value in signals.items():
+            done = fed.buffers[name].n
+            if done >= n:
+                raise ValueError(f"`{name}` was fed already for this step (step "
+                                 f"{self._window_steps + n - 1} of the window); feed each "
+                                 "signal once per step")  # fmt: skip
+            if done < n - 1:
+                raise ValueError(_unfed(name, self._window_steps + done))
+            side = self._signals.sides[name]  # type: ignore[union-attr]
+            shape = (self._post if side == "post" else self._pre).data.shape[1:]  # type: ignore[union-attr]
+            rows[name] = self._signal_rows(name, value, tuple(shape), one_step=True, like=w)
+        for name, row in rows.items():  # into the row of the step (grown if full)
+            if not fed.buffers[name].push(row):
+                fed.append(name, row[None], w, self._post.data.shape[0])  # type: ignore[union-attr]
+
+    def _signal_rows(self, name: str, value: Any, shape: tuple[int, ...], one_step: bool,
+                     what: str | None = None, like: Tensor | None = None) -> Tensor:  # fmt: skip
+        """``value`` validated as the values of the signal ``name`` of shape ``shape``
+        (``one_step``: a number is every sample's and neuron's); ``what`` names it."""
+        side = self._signals.sides[name]  # type: ignore[union-attr]
+        what = what or f"`{name}`"
+        dims = ("B" if one_step else "T, B") + f", *{side}"
+        expected = f"[{dims}] = {list(shape)}" + (" or a number" if one_step else "")
+        like = self.weight if like is None else like
+        if isinstance(value, Tensor) and value.dtype == like.dtype and value.device == like.device:
+            v = value.detach()  # (the common case, every step)
+        else:
+            v = _as_values(value, what, like, expected)
+        if one_step and v.ndim == 0:
+            v = v.expand(shape)
+        if tuple(v.shape) != shape:
+            raise ValueError(f"{what} ({side}.signal({name!r})) has shape {tuple(v.shape)}; "
+                             f"expected {expected}")  # fmt: skip
+        if not bool(torch.isfinite(v).all()):
+            raise ValueError(f"{what} contains NaN or infinity")
+        return v
+
+    def _fed_views(self, n: int) -> dict[str, Tensor]:
+        """The first ``n`` buffered steps of every fed signal; an error naming the first
+        step left without a value (nothing is processed)."""
+        fed = self._signals
+        assert fed is not None
+        missing = fed.missing(n)
+        if missing:
+            name = missing[0]
+            raise ValueError(_unfed(name, self._window_steps + fed.buffers[name].n))
+        return fed.views(n)
+
+    def _check_fed(self) -> None:
+        """At a forward pass: every step before it has its signals (the synapse's
+        pre-hook calls it before anything is staged)."""
+        fed = self._signals
+        if fed is not None and fed.steps() < self._post.n:
+            self._fed_views(self._post.n)
+
+    def _check_fed_synapse(self, plan: Any) -> None:
+        """A conv synapse's eligibility trace is shared by the output positions: a
+        per-neuron factor of it does not factor."""
+        from ..hooks import ConvSynapse
+
+        if isinstance(self._adapter, ConvSynapse) and any(
+            f is not None and f.side == "post" for _, f, _ in plan.carries
+        ):
+            raise ValueError(
+                "a post-side factor of an eligibility trace multiplies its rows per neuron; "
+                "a convolution's eligibility trace is shared by the output positions: use "
+                "a post-side signal without an eligibility trace, or an nn.Linear synapse"
+            )
+
     # --------------------------------------------------------------------- observe
 
     @no_grad
     def observe(
-        self, pre: Any, post: Any, *, voltage: Any = None, reward: Any = None
+        self, pre: Any, post: Any, *, voltage: Any = None, reward: Any = None,
+        signals: dict[str, Any] | None = None,
     ) -> None:
         """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
         ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence);
         ``voltage`` ``[T, B, *out]`` for rules that read ``post.voltage``; ``reward`` a
-        number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0).
+        number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0);
+        ``signals`` ``{name: [T, B, *side]}``, every user-fed signal the rule reads
+        (``post.signal(name)``: the shape of ``post``; ``pre.signal(name)``: of ``pre``).
 
         Tensors of any real dtype, numpy arrays and (nested) lists are converted to the
         weight's device and dtype (spikes may be bool; a reward may not). A single
@@ -160,6 +285,7 @@ class RuleInputs:
                     f"`reward` must be a number, [T] or [T, B]; got {tuple(r.shape)} for T={steps}, B={batch}"
                 )
             self._check_values(r, "`reward`")
+        fed = self._observed_signals(signals, pre_block, post_block)
         binary = self.spikes == "binary"
         bad = _first_refused([(pre_block, binary, f"{_PRE} (`pre`)"),
                              (post_block, binary, f"{_POST} (`post`)")]
@@ -174,13 +300,41 @@ class RuleInputs:
             if at:  # the steps before it, as a call of their own
                 self.observe(pre_block[:at], post_block[:at],
                              voltage=None if v_block is None else v_block[:at],
-                             reward=None if r is None else r[:at])  # fmt: skip
+                             reward=None if r is None else r[:at],
+                             signals=None if fed is None else {k: v[:at] for k, v in fed.items()})  # fmt: skip
             raise ValueError(f"{_refused_message(what, step, False)}; the {step} steps before "
                              "it were kept, that step and the rest of the call discarded")  # fmt: skip
-        self._take(pre_block, post_block, v_block, r)
+        self._take(pre_block, post_block, v_block, r, fed)
+
+    def _observed_signals(self, signals: Any, pre_block: Tensor,
+                          post_block: Tensor) -> dict[str, Tensor] | None:  # fmt: skip
+        """``observe``'s ``signals``, validated: every signal the rule reads, ``[T, B,
+        *side]``, finite, after buffered steps that all have theirs."""
+        fed = self._signals
+        if fed is None:
+            if signals is not None:
+                raise ValueError(f"{type(self).__name__} reads no user-fed signal: leave "
+                                 "`signals` out")  # fmt: skip
+            return None
+        if not isinstance(signals, dict):
+            raise TypeError(f"this rule reads {_names(fed.sides)}: pass signals={{name: "
+                            f"[T, B, *side]}}, got {type(signals).__name__}")  # fmt: skip
+        for name in signals:
+            if name not in fed.sides:
+                raise ValueError(f"signals[{name!r}] is not a signal of this rule; it reads "
+                                 f"{_names(fed.sides)}")  # fmt: skip
+        missing = [n for n in fed.sides if n not in signals]
+        if missing:
+            raise ValueError(f"`signals` lacks {', '.join(map(repr, missing))}: pass every "
+                             f"signal the rule reads ({_names(fed.sides)})")  # fmt: skip
+        self._check_fed()  # the buffered steps have theirs
+        blocks = {"pre": pre_block, "post": post_block}
+        return {name: self._signal_rows(name, v, tuple(blocks[fed.sides[name]].shape), False,
+                                        f"signals[{name!r}]")
+                for name, v in signals.items()}  # fmt: skip
 
     def _take(self, pre_block: Tensor, post_block: Tensor, v_block: Tensor | None,
-              r: Tensor | None) -> None:  # fmt: skip
+              r: Tensor | None, fed: dict[str, Tensor] | None = None) -> None:  # fmt: skip
         """Learns from validated ``[T, B, ...]`` blocks (on the weight's device and dtype):
         into the step buffers, or straight through the engine."""
         if pre_block.shape[0] == 0:  # nothing to learn; the batch size is not set either
@@ -189,10 +343,12 @@ class RuleInputs:
             self._drop_pending(keep_last=False)
         w = self.weight
         steps, batch = pre_block.shape[:2]
-        if self._pre.n or self._post.n or self._mod is not None:
+        if self._pre.n or self._post.n or self._mod is not None or fed is not None:
             start = self._post.n
             self._pre.append(pre_block, w, self.chunk_for(pre_block))
             self._add(self._post, post_block, flush=False)
+            for name, rows in (fed or {}).items():
+                self._signals.append(name, rows, w, self._post.data.shape[0])  # type: ignore[union-attr]
             if v_block is not None:
                 self._add(self._volt, v_block, flush=False)  # type: ignore[arg-type]
             if r is not None:
