@@ -199,6 +199,10 @@ class Plan:
             return cache[conv]
 
         def own(p: Product, side: str) -> Signal | None:
+            # a one-sided or constant product has no other side to sum at the spikes:
+            # it is a sum over rows (``Kernels.one_sided``), run as its "gemm"
+            if p.post is None or p.pre is None:
+                return None
             return p.post if side == "post" else p.pre
 
         out = [tuple("gemm" for _ in self.products)]
@@ -215,8 +219,8 @@ class Plan:
             ))  # fmt: skip
         if not conv:
             out.append(tuple(
-                "post-events" if self.spiking(p.post) and not p.per_sample
-                else "pre-events" if self.spiking(p.pre) and not p.per_sample
+                "post-events" if self.spiking(own(p, "post")) and not p.per_sample
+                else "pre-events" if self.spiking(own(p, "pre")) and not p.per_sample
                 else "gemm"
                 for p in self.products
             ))  # fmt: skip
