@@ -17,6 +17,7 @@ from torch import nn
 import plasticity as pl
 from plasticity import eligibility, modulator, post, pre, relu, weight
 from plasticity.engine import CHOOSER
+from plasticity.language import parse
 
 from rule_interpreter import Interpreter, leaves
 
@@ -99,6 +100,8 @@ def term(draw, binary: bool = True, weighted: bool = True, constant: bool = True
     out = parts[0]
     for p in draw(st.permutations(parts[1:])):
         out = out * p
+    if weight not in parts and draw(st.integers(0, 5)) == 0:
+        out = out**2  # a power of a product term: each factor's power
     return out
 
 
@@ -108,15 +111,16 @@ def side_of_rule(draw, binary: bool, constant: bool):
     n = draw(st.integers(0, 3))
     if n == 0:
         return None
-    out = 0
+    out = None
     for _ in range(n):
         if draw(st.integers(0, 4)) == 0:
-            inner = sum(draw(st.lists(term(binary, weighted=False, constant=constant),
-                                      min_size=1, max_size=2)))  # fmt: skip
-            e = eligibility(inner, draw(TAUS), per_sample=draw(st.booleans()))
-            out = out + draw(NUMBERS) * draw(mod_signal()) * e
+            inner = draw(st.lists(term(binary, weighted=False, constant=constant),
+                                  min_size=1, max_size=2))  # fmt: skip
+            e = eligibility(inner[0] if len(inner) == 1 else inner[0] + inner[1], draw(TAUS), per_sample=draw(st.booleans()))
+            t = draw(NUMBERS) * draw(mod_signal()) * e
         else:
-            out = out + draw(term(binary, constant=constant))
+            t = draw(term(binary, constant=constant))
+        out = t if out is None else out + t
     return out
 
 
@@ -171,7 +175,9 @@ def _run(make, w0, windows, reads, one_step: bool):
 
 def check_declaration(pos, neg, *, seed=0, lengths=(5, 1, 12), batch=2, binary=True,
                       dt=1.0, decay="exact", reduction="mean", chunk_size=None):  # fmt: skip
-    """Every kernel candidate and the one-step path give the interpreter's Δw."""
+    """Every kernel candidate and the one-step path give the interpreter's Δw (``pos``,
+    ``neg``: declarations, or their text)."""
+    pos, neg = (parse(x) if isinstance(x, str) else x for x in (pos, neg))
     options = dict(dt=dt, decay=decay, batch_reduction=reduction, chunk_size=chunk_size,
                    spikes="binary" if binary else "graded")  # fmt: skip
 
@@ -192,7 +198,8 @@ def check_declaration(pos, neg, *, seed=0, lengths=(5, 1, 12), batch=2, binary=T
     for name, (index, one_step) in runs.items():
         with _forced(index):
             got, kernels = _run(make, w0, windows, reads, one_step)
-        if one_step and all(not p.per_sample for p in probe.plan.products):
+        if one_step and probe.plan.products and all(not p.per_sample
+                                                    for p in probe.plan.products):
             assert kernels == {"one-step"}, kernels
         for k, (a, b) in enumerate(zip(got, expected, strict=True)):
             scale = max(1.0, float(b.abs().max()))
@@ -223,3 +230,131 @@ def case(draw, constant: bool = True):
 def test_every_declaration_runs_on_every_kernel_and_equals_the_interpreter(drawn):
     pos, neg, options = drawn
     check_declaration(pos, neg, **options)
+
+
+# ------------------------------------------------------------------------ regressions
+def _observed(pos, neg, windows, *, kernel="auto", **options):
+    """Δw of every window of a rule (50 -> 30) observing ``windows`` of (pre, post)."""
+    fc = nn.Linear(windows[0][0].shape[2], windows[0][1].shape[2], bias=False).double()
+    with torch.no_grad():
+        fc.weight.copy_(torch.linspace(-0.5, 1.0, fc.weight.numel()).view_as(fc.weight))
+    rule = pl.Rule(fc, snn.Leaky(beta=0.9), pos=pos, neg=neg, kernel=kernel, **options)
+    out = []
+    for x, y in windows:
+        rule.observe(x, y)
+        out.append(rule.step())
+    return out, fc.weight.detach().clone()
+
+
+@pytest.mark.parametrize("neg", [0.002 * post.spike, 0.002 * post.spike * weight,
+                                 0.002 * pre.spike, 0.002 * pre.spike * weight])  # fmt: skip
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "auto"])
+def test_a_one_sided_term_on_bare_spikes_runs_on_every_kernel(neg, kernel):
+    """A one-sided term on bare spikes (the guide's ``post.spike * weight``, Vogels' ``c *
+    pre.spike``) crashed with ``kernel="sparse"`` (and some ``"auto"`` choices): the
+    event-driven candidate of a product with no other side had no table to sum."""
+    g = torch.Generator().manual_seed(3)
+    windows = [((torch.rand(40, 2, 50, generator=g) < 0.03).double(),
+                (torch.rand(40, 2, 30, generator=g) < 0.03).double()) for _ in range(3)]  # fmt: skip
+    pos = 0.01 * post.spike * pre.trace(20.0)
+    got, w = _observed(pos, neg, windows, kernel=kernel)
+    ref = Interpreter(pos, neg)
+    for (x, y), dw in zip(windows, got, strict=True):
+        torch.testing.assert_close(dw, ref.window(w, x, y), rtol=1e-10, atol=1e-13)
+
+
+def test_every_candidate_of_a_one_sided_term_sums_over_rows():
+    """No event-driven kernel is a candidate for a product without both sides."""
+    rule = pl.Rule(nn.Linear(5, 4, bias=False), snn.Leaky(beta=0.5),
+                   pos=post.spike * pre.trace(2.0), neg=pre.spike + post.spike * weight)  # fmt: skip
+    for choice in rule.plan.candidates(conv=False):
+        for p, kernel in zip(rule.plan.products, choice, strict=True):
+            if p.post is None or p.pre is None:
+                assert kernel == "gemm", (p, choice)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_terms_reading_one_eligibility_trace_share_it(per_sample):
+    """Two terms reading the same eligibility trace read one trace: its terms were added
+    into it once per reading term (twice the trace)."""
+    e = eligibility(post.spike * pre.trace(3.0) - post.trace(2.0).before * pre.spike, 4.0,
+                    per_sample=per_sample)  # fmt: skip
+    check_declaration(modulator * e + 0.5 * modulator.trace(3.0) * e, 0.3 * modulator**2 * e,
+                      lengths=(6, 1, 9), batch=3)  # fmt: skip
+
+
+def test_a_shared_eligibility_with_per_sample_rewards_is_refused():
+    """A trace shared by the batch has one third factor: per-sample rewards need
+    ``eligibility(..., per_sample=True)`` (it mixed the samples' rewards before)."""
+    with pytest.raises(ValueError, match=r"per_sample=True\)"):
+        pl.Rule(nn.Linear(3, 2), snn.Leaky(beta=0.5), per_sample=True,
+                pos=modulator * eligibility(post.spike * pre.trace(3.0), 4.0))  # fmt: skip
+    pl.Rule(nn.Linear(3, 2), snn.Leaky(beta=0.5), per_sample=True,  # per sample: fine
+            pos=modulator * eligibility(post.spike * pre.trace(3.0), 4.0, per_sample=True))
+
+
+# ---------------------------------------------------------------------- constant terms
+LAM = 0.01
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_weight_decay_is_a_constant_term(reduction):
+    """``neg=lam * weight``: Δw = -lam·w per step and sample (the batch reduction as for
+    any term), written as a term with no side signal."""
+    g = torch.Generator().manual_seed(1)
+    windows = [((torch.rand(steps, 3, 5, generator=g) < 0.3).double(),
+                (torch.rand(steps, 3, 4, generator=g) < 0.3).double()) for steps in (7, 1, 30)]  # fmt: skip
+    for kernel in ("dense", "sparse", "auto"):
+        got, w = _observed(None, LAM * weight, windows, kernel=kernel, batch_reduction=reduction)
+        for (x, _), dw in zip(windows, got, strict=True):
+            per_window = x.shape[0] * (1 if reduction == "mean" else x.shape[1])
+            torch.testing.assert_close(dw, -LAM * per_window * w, rtol=1e-12, atol=0)
+    # the same as the former trick lam * weight * (1 + 0 * post.spike)
+    trick, _ = _observed(None, LAM * weight * (1 + 0 * post.spike), windows)
+    for a, b in zip(_observed(None, LAM * weight, windows)[0], trick, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
+
+
+def test_constant_terms_on_every_kernel_and_the_one_step_path():
+    """Drift, weight decay, a modulated constant and a constant in an eligibility trace,
+    beside ordinary terms: every candidate and one-step windows give the interpreter's."""
+    check_declaration(0.003 + 0.5 * post.spike * pre.trace(2.0) + 0.2 * modulator,
+                      LAM * weight + 0.1 * modulator.trace(3.0) * weight,
+                      lengths=(5, 1, 12), batch=2)  # fmt: skip
+    check_declaration(modulator * eligibility(0.2 + post.spike * pre.spike, 3.0), None,
+                      lengths=(4, 1, 7), batch=3)  # fmt: skip
+    check_declaration(modulator * eligibility(0.2 - post.spike * pre.spike, 3.0,
+                                              per_sample=True), 0.1, lengths=(4, 1, 7), batch=3)  # fmt: skip
+    check_declaration("0.004 * weight", "0.001", lengths=(3, 1), batch=2, chunk_size=2)
+
+
+def test_a_constant_term_reads_no_spikes_but_counts_steps_and_samples():
+    """``pos=c`` is ``c`` per step and sample: T·B·c, or T·c with the batch mean."""
+    fc = nn.Linear(3, 2, bias=False).double()
+    rule = pl.Rule(fc, snn.Leaky(beta=0.5), pos=0.25, batch_reduction="sum")
+    rule.observe(torch.zeros(6, 4, 3), torch.zeros(6, 4, 2))
+    torch.testing.assert_close(rule.step(), torch.full((2, 3), 0.25 * 6 * 4, dtype=torch.float64))
+    assert repr(rule.plan.products) == "[dw += 0.25 * 1]"
+
+
+# ------------------------------------------------------------------------------ powers
+def test_a_power_of_a_product_term_is_each_factors_power():
+    """``(c·m·P·Q) ** k = c^k m^k P^k Q^k``: computed exactly, on every kernel."""
+    t = 0.5 * post.spike * pre.trace(3.0)
+    assert repr(t**2) == "0.25 * post.spike ** 2 * pre.trace(3) ** 2"
+    assert repr(parse("(0.5 * post.spike * pre.trace(3)) ** 2")) == repr(t**2)
+    check_declaration((modulator * post.trace(2.0) * pre.trace(3.0)) ** 2,
+                      (post.spike + pre.trace(2.0)) ** 2, lengths=(5, 1, 8), batch=2)  # fmt: skip
+
+
+@pytest.mark.parametrize("make, words", [
+    (lambda: (post.spike * pre.trace(10.0)) ** 0.5, "int >= 1"),
+    (lambda: (weight * post.spike * pre.spike) ** 2, "weight may appear once"),
+    (lambda: 2 ** (post.spike * pre.spike), "exponent"),
+    (lambda: (modulator * eligibility(post.spike * pre.spike, 3.0)) ** 2, "eligibility"),
+    (lambda: (post.spike + pre.spike) ** 7, "write the product you mean"),
+    (lambda: (1e200 * post.spike * pre.spike) ** 2, "not a finite float"),
+])  # fmt: skip
+def test_a_power_that_is_no_term_is_a_value_error_naming_it(make, words):
+    with pytest.raises(ValueError, match=words):
+        make()

@@ -13,7 +13,8 @@ __all__ = ["Plan", "Product", "compile_rule"]
 
 
 class Product:
-    """``coef · Σ m·P·Q`` into ``target`` (``per_sample``: one result per sample)."""
+    """``coef · Σ m·P·Q`` into ``target`` (``per_sample``: one result per sample; a
+    missing factor is 1: a constant product is ``coef · Σ m`` for every synapse)."""
 
     __slots__ = ("target", "coef", "post", "pre", "mod", "weight", "per_sample", "label")
 
@@ -27,7 +28,7 @@ class Product:
     def __repr__(self) -> str:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
-        return f"{self.target} += {self.coef:g} * " + " * ".join([*w, *map(_atom, parts)])
+        return f"{self.target} += {self.coef:g} * " + (" * ".join([*w, *map(_atom, parts)]) or "1")
 
 
 def _future(x: Signal, tau: float, strict: bool) -> Signal:
@@ -81,17 +82,12 @@ class Plan:
     def _add(self, term: Term | ETerm, sign: float) -> None:
         if term.coef == 0:  # e.g. a triplet rule's zero pair amplitude
             return
-        for t in term.elig.terms.terms if isinstance(term, ETerm) else (term,):
-            if t.post is None and t.pre is None:
-                raise ValueError(
-                    f"{t!r}: a term needs a post-side or a pre-side signal (a spike, trace, "
-                    "voltage...); numbers, the modulator and the weight only scale one"
-                )
         if isinstance(term, Term):
             self.products.append(Product("dw", sign * term.coef, term))
             return
         elig = term.elig
         key = f"elig:{elig!r}"
+        new = key not in self.eligibilities  # one trace, however many terms read it
         self.eligibilities[key] = elig
         self.carries.append((sign * term.coef, term.mod, elig))
         read = term.mod if term.mod is not None else Signal("const", None, 1.0)
@@ -100,9 +96,10 @@ class Plan:
             if inner.coef == 0:
                 continue
             self.products.append(Product("dw", sign * term.coef * inner.coef, inner, future_mod))
-            self.products.append(
-                Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
-            )
+            if new:
+                self.products.append(
+                    Product(key, inner.coef, inner, _powers(elig.tau), per_sample=elig.per_sample)
+                )
 
     def decay_of(self, tau: float) -> float:
         d = self._decays.get(tau)

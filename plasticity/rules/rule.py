@@ -70,6 +70,13 @@ class Rule(PlasticityRule):
         plan = self.plan  # errors of the declaration now, before any hook is attached
         shared = any(not e.per_sample for e in plan.eligibilities.values())
         self.per_sample = (not shared) if per_sample is None else bool(per_sample)
+        for _, mod, elig in plan.carries if self.per_sample else ():
+            if mod is not None and not elig.per_sample:
+                raise ValueError(
+                    f"per_sample=True: {elig!r} is one trace shared by the batch, read with "
+                    f"one third factor ({mod!r}); for rewards that differ between samples "
+                    "write eligibility(..., per_sample=True)"
+                )
         for tau in _time_constants(plan):
             decay_factor(self.dt, tau, self.decay)
         self._finish_init()
