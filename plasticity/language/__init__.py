@@ -30,8 +30,8 @@ Signals (per step, per sample, per neuron of one side):
 * ``relu(x)``, ``x + y``, ``x - y``, ``x * y``, ``x / number``, ``x ** k``,
   ``x.batch_mean()`` within one side (numbers and the modulator combine with either).
 
-Terms: the product of a post-side and a pre-side signal (either may be missing: a
-one-sided term is summed over the other side's neurons), times numbers, the modulator,
+Terms: the product of a post-side and a pre-side signal (either or both may be missing:
+the factor 1; with neither, a constant term such as ``lam * weight``), times numbers, the modulator,
 and at most once :data:`weight`; and ``eligibility(terms, tau)``: the weight-shaped
 trace :math:`e(t) = e^{-dt/\tau} e(t-1) + \zeta(t)` of a sum of terms, which a term may
 multiply by the modulator. Anything that does not factor into post × pre (a non-linear
