@@ -12,14 +12,13 @@ import snntorch as snn
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rule_interpreter import Interpreter, leaves
 from torch import nn
 
 import plasticity as pl
 from plasticity import eligibility, modulator, post, pre, relu, weight
 from plasticity.engine import CHOOSER
 from plasticity.language import parse
-
-from rule_interpreter import Interpreter, leaves
 
 N_IN, N_OUT = 4, 3
 TAUS = st.sampled_from([2.0, 3.5, 6.0])
@@ -144,14 +143,14 @@ def side_of_rule(draw, binary: bool, constant: bool):
 def _inputs(seed: int, lengths: list[int], batch: int, binary: bool, per_sample: bool):
     g = torch.Generator().manual_seed(seed)
     out = []
-    for steps in lengths:
-        def spikes(n):
-            s = (torch.rand(steps, batch, n, generator=g) < 0.35).double()
-            if not binary:
-                s = s * torch.rand(steps, batch, n, generator=g, dtype=torch.float64) * 2.0
-            return s
+    def spikes(steps, n):
+        s = (torch.rand(steps, batch, n, generator=g) < 0.35).double()
+        if not binary:
+            s = s * torch.rand(steps, batch, n, generator=g, dtype=torch.float64) * 2.0
+        return s
 
-        x, y = spikes(N_IN), spikes(N_OUT)
+    for steps in lengths:
+        x, y = spikes(steps, N_IN), spikes(steps, N_OUT)
         v = torch.randn(steps, batch, N_OUT, generator=g, dtype=torch.float64)
         r = torch.randn(steps, batch if per_sample else 1, generator=g, dtype=torch.float64)
         out.append((x, y, v, r.expand(steps, batch)))
@@ -219,8 +218,9 @@ def check_declaration(pos, neg, *, seed=0, lengths=(5, 1, 12), batch=2, binary=T
             assert kernels == {"one-step"}, kernels
         for k, (a, b) in enumerate(zip(got, expected, strict=True)):
             scale = max(1.0, float(b.abs().max()))
+            where = f"{name}, window {k}"
             torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10 * scale,
-                                       msg=lambda m: f"{name}, window {k}: {m}")  # fmt: skip
+                                       msg=lambda m, where=where: f"{where}: {m}")  # fmt: skip
 
 
 @st.composite
