@@ -370,6 +370,7 @@ def test_a_power_of_a_product_term_is_each_factors_power():
     (lambda: (modulator * eligibility(post.spike * pre.spike, 3.0)) ** 2, "eligibility"),
     (lambda: (post.spike + pre.spike) ** 7, "write the product you mean"),
     (lambda: (1e200 * post.spike * pre.spike) ** 2, "not a finite float"),
+    (lambda: parse("post.spike ** 10**20 * pre.spike"), r"below 2\*\*31"),  # no OverflowError
 ])  # fmt: skip
 def test_a_power_that_is_no_term_is_a_value_error_naming_it(make, words):
     with pytest.raises(ValueError, match=words):
