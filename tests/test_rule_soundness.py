@@ -26,50 +26,45 @@ NUMBERS = st.sampled_from([0.5, -0.3, 1.25, 2.0])
 
 
 # ---------------------------------------------------------------------- declarations
+def _filter(draw, x):
+    return x.trace(draw(TAUS)) if draw(st.booleans()) else x.lowpass(draw(TAUS))
+
+
+#: a signal built on a signal ``x`` of one side (``factory``: that side)
+UNARY = {
+    "trace": lambda draw, x, factory: x.trace(draw(TAUS)),
+    "lowpass": lambda draw, x, factory: x.lowpass(draw(TAUS),
+                                                  init=draw(st.sampled_from([None, 0.0, 0.4]))),
+    "before": lambda draw, x, factory: x.trace(draw(TAUS)).before,
+    "previous": lambda draw, x, factory: _filter(draw, x).previous,
+    "delayed": lambda draw, x, factory: _filter(draw, x).delayed(draw(st.integers(1, 3))),
+    "rate": lambda draw, x, factory: factory.rate(draw(TAUS)),
+    "relu": lambda draw, x, factory: relu(x - draw(NUMBERS)),
+    "pow": lambda draw, x, factory: x ** draw(st.integers(1, 3)),
+    "batch_mean": lambda draw, x, factory: x.batch_mean(),
+    "scale": lambda draw, x, factory: draw(NUMBERS) * x,
+    "div": lambda draw, x, factory: x / draw(NUMBERS),
+    "times modulator": lambda draw, x, factory: x * modulator,
+    "plus modulator": lambda draw, x, factory: x + modulator,
+    "times its trace": lambda draw, x, factory: x * modulator.trace(draw(TAUS)),
+}  # fmt: skip
+BINARY = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y}
+
+
 @st.composite
 def side_signal(draw, side: str, depth: int = 2, binary: bool = True):
     """A signal of one side drawn from the whole grammar of signals."""
     factory = post if side == "post" else pre
-    leaves_ = ["spike", "trace", "nearest"] + (["voltage"] * (side == "post"))
     if depth == 0 or draw(st.integers(0, 2)) == 0:
-        kind = draw(st.sampled_from(leaves_))
-        if kind == "spike":
-            return factory.spike
-        if kind == "voltage":
-            return factory.voltage
-        tau = draw(TAUS)
-        return factory.trace(tau, nearest=kind == "nearest")
+        kind = draw(st.sampled_from(["spike", "trace", "nearest"] + ["voltage"] * (side == "post")))
+        if kind in ("spike", "voltage"):
+            return getattr(factory, kind)
+        return factory.trace(draw(TAUS), nearest=kind == "nearest")
     x = draw(side_signal(side, depth - 1, binary))
-    op = draw(st.sampled_from(["trace", "lowpass", "before", "delayed", "rate", "relu", "pow",
-                               "batch_mean", "add", "sub", "mul", "scale", "div", "mod",
-                               "modtrace"]))  # fmt: skip
-    if op == "trace":
-        return x.trace(draw(TAUS))
-    if op == "lowpass":
-        return x.lowpass(draw(TAUS), init=draw(st.sampled_from([None, 0.0, 0.4])))
-    if op == "before":
-        return (x if x.kind == "trace" else x.trace(draw(TAUS))).before
-    if op == "delayed":
-        f = x if x.kind in ("trace", "lowpass") else x.lowpass(draw(TAUS))
-        return f.previous if draw(st.booleans()) else f.delayed(draw(st.integers(1, 3)))
-    if op == "rate":
-        return factory.rate(draw(TAUS))
-    if op == "relu":
-        return relu(x - draw(NUMBERS))
-    if op == "pow":
-        return x ** draw(st.integers(1, 3))
-    if op == "batch_mean":
-        return x.batch_mean()
-    if op in ("add", "sub", "mul"):
-        y = draw(side_signal(side, depth - 1, binary))
-        return x + y if op == "add" else x - y if op == "sub" else x * y
-    if op == "scale":
-        return draw(NUMBERS) * x
-    if op == "div":
-        return x / draw(NUMBERS)
-    if op == "mod":
-        return x * modulator if draw(st.booleans()) else x + modulator
-    return x * modulator.trace(draw(TAUS))
+    op = draw(st.sampled_from([*UNARY, *BINARY]))
+    if op in BINARY:
+        return BINARY[op](x, draw(side_signal(side, depth - 1, binary)))
+    return UNARY[op](draw, x, factory)
 
 
 @st.composite
