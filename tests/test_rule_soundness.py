@@ -370,3 +370,26 @@ def test_a_power_of_a_product_term_is_each_factors_power():
 def test_a_power_that_is_no_term_is_a_value_error_naming_it(make, words):
     with pytest.raises(ValueError, match=words):
         make()
+
+
+@pytest.mark.parametrize("kernel", ["dense", "sparse", "auto"])
+def test_constant_and_one_sided_terms_follow_the_weights_device(kernel, device):
+    """Constant and one-sided terms on the weight's device and dtype, as the interpreter
+    computes them (on the CPU)."""
+    g = torch.Generator().manual_seed(4)
+    x = (torch.rand(9, 2, 6, generator=g) < 0.3).double()
+    y = (torch.rand(9, 2, 5, generator=g) < 0.3).double()
+    r = torch.rand(9, generator=g, dtype=torch.float64)
+    pos = 0.5 * post.spike * pre.trace(3.0) + 0.01 + 0.2 * modulator * weight
+    neg = LAM * weight + 0.1 * pre.spike + 0.1 * post.spike * weight
+    fc = nn.Linear(6, 5, bias=False).double().to(device)
+    rule = pl.Rule(fc, snn.Leaky(beta=0.5), pos=pos, neg=neg, kernel=kernel)
+    for part in (slice(0, 8), slice(8, 9)):  # a chunk, then the one-step path
+        rule.observe(x[part].to(device), y[part].to(device), reward=r[part].to(device))
+        dw = rule.step()
+        assert dw.device == fc.weight.device and dw.dtype == torch.float64
+        ref = Interpreter(pos, neg)
+        if part.start:
+            ref.window(fc.weight.cpu(), x[:8], y[:8], reward=r[:8, None].expand(8, 2))
+        want = ref.window(fc.weight.cpu(), x[part], y[part], reward=r[part, None].expand(-1, 2))
+        torch.testing.assert_close(dw.cpu(), want, rtol=1e-10, atol=1e-13)
