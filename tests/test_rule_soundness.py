@@ -393,3 +393,14 @@ def test_constant_and_one_sided_terms_follow_the_weights_device(kernel, device):
             ref.window(fc.weight.cpu(), x[:8], y[:8], reward=r[:8, None].expand(8, 2))
         want = ref.window(fc.weight.cpu(), x[part], y[part], reward=r[part, None].expand(-1, 2))
         torch.testing.assert_close(dw.cpu(), want, rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("text", ["weight.trace(3)", "eligibility(post.spike * pre.spike, 3).before",
+                                  "(post.spike * pre.spike).lowpass(3)"])  # fmt: skip
+def test_a_filter_of_a_term_is_refused_naming_it(text):
+    """A filter applies to a signal of one side: on a term, the weight or an eligibility
+    trace it was Python's bare AttributeError; now the message names the term."""
+    with pytest.raises(ValueError, match="the attribute"):  # the text form says so too
+        parse(text)
+    with pytest.raises(AttributeError, match="no signal of one side"):
+        eval(text, {"weight": weight, "post": post, "pre": pre, "eligibility": eligibility})

@@ -268,6 +268,9 @@ def _mul(x: Any, y: Any) -> Any:
     return Signal("mul", side, *parts)
 
 
+_FILTERS = ("trace", "lowpass", "before", "previous", "delayed", "batch_mean")
+
+
 class _Sum:
     """Arithmetic of terms (sums of products): everything becomes a :class:`Terms`."""
 
@@ -294,6 +297,15 @@ class _Sum:
 
     def __truediv__(self, other: Any) -> Terms:
         return self * (1.0 / _nonzero(other))
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FILTERS:  # e.g. (post.spike * pre.spike).trace(5.0), weight.lowpass(5.0)
+            raise AttributeError(
+                f"({self!r}).{name}: a term, the weight or an eligibility trace is no signal of "
+                f"one side; apply .{name} to a signal of one side (post.spike, post.voltage, "
+                "pre.trace(tau)...) before multiplying it into a term"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __pow__(self, power: Any) -> Terms:
         from ._powers import power_of  # (it reads the classes below)
