@@ -404,3 +404,23 @@ def test_a_filter_of_a_term_is_refused_naming_it(text):
         parse(text)
     with pytest.raises(AttributeError, match="no signal of one side"):
         eval(text, {"weight": weight, "post": post, "pre": pre, "eligibility": eligibility})
+
+
+@pytest.mark.parametrize("trace", ["all-to-all", "nearest"])
+@pytest.mark.parametrize("coincident", ["ltp", "both"])
+def test_the_interpreter_itself_gives_the_spike_pair_sums(trace, coincident):
+    """The interpreter is checked apart from the engine: pair STDP declared in each form
+    gives the enumeration of spike pairs of tests/reference.py."""
+    from reference import dense_reference
+
+    g = torch.Generator().manual_seed(7)
+    x = (torch.rand(30, 2, 4, generator=g) < 0.3).double()
+    y = (torch.rand(30, 2, 3, generator=g) < 0.3).double()
+    near = trace == "nearest"
+    post_trace = post.trace(3.0, nearest=near)
+    pos = 0.5 * post.spike * pre.trace(2.0, nearest=near)
+    neg = 0.4 * (post_trace if coincident == "both" else post_trace.before) * pre.spike
+    params = dict(a_plus=0.5, a_minus=0.4, tau_plus=2.0, tau_minus=3.0)
+    p, n = dense_reference(x, y, params, trace=trace, coincident=coincident, decay="euler")
+    got = Interpreter(pos, neg, decay="euler").window(torch.zeros(3, 4), x, y)
+    torch.testing.assert_close(got, p - n, rtol=1e-12, atol=1e-14)
