@@ -30,7 +30,8 @@ class Rule(PlasticityRule):
             ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
             :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
             differ between the samples of a batch (default: unless an eligibility trace
-            is shared by the batch).
+            is shared by the batch; ``True`` with a shared trace times the modulator is a
+            ``ValueError``: such a trace has one third factor).
 
     Example:
         Pair STDP in four lines, and its first update:
