@@ -73,7 +73,7 @@ def run_plan(
             continue
         d = plan.decay_of(elig.tau)
         m = chunk.value(mod) if mod is not None else 1.0
-        m = m if isinstance(m, Tensor) else chunk._full_rows(m)
+        m = m if isinstance(m, Tensor) else chunk.full_rows(m)
         c = decay_powers(d, chunk.steps, m) @ m  # [B]: Σ_t d^(t+1) m(t)
         if elig.per_sample:  # split elementwise by sign
             value = (c.view(-1, *([1] * (e0.ndim - 1))) * e0).sum(0).mul_(coef * scale)
@@ -167,8 +167,12 @@ def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels
                        if weights is None else weights.mul_(number))  # fmt: skip
         value = kernels.events(spikes, weights, other)
         return value if on_post else value.t()
-    if post is None and pre is None:
-        raise ValueError(f"{p!r}: a term needs a post-side or a pre-side signal")
+    if post is None and pre is None:  # a constant term: Σ_{t,b} m (or T·B), per synapse
+        rows = chunk.full_rows(1.0) if mod is None else mod
+        total = rows.sum(0) if p.per_sample else rows.sum()  # [B] or []
+        total = total.mul_(number) if number != 1.0 else total
+        shape = kernels.weight.shape
+        return total.view(*total.shape, *([1] * len(shape))).expand(*total.shape, *shape)
     if pre is None or post is None:
         x = _with_mod(post if pre is None else pre, mod)
         if mod is not None and x is None:
