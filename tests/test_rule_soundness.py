@@ -18,7 +18,7 @@ from torch import nn
 import plasticity as pl
 from plasticity import eligibility, modulator, post, pre, relu, weight
 from plasticity.engine import CHOOSER
-from plasticity.language import parse
+from plasticity.language import Exp, Pow, parse
 
 N_IN, N_OUT = 4, 3
 TAUS = st.sampled_from([2.0, 3.5, 6.0])
@@ -28,6 +28,14 @@ NUMBERS = st.sampled_from([0.5, -0.3, 1.25, 2.0])
 # ---------------------------------------------------------------------- declarations
 def _filter(draw, x):
     return x.trace(draw(TAUS)) if draw(st.booleans()) else x.lowpass(draw(TAUS))
+
+
+def _exp(draw, x):
+    """``pl.exp`` of ``x``, or of ``tanh(x)`` where ``x`` holds an exponential or a power
+    (so that the values stay far from float64's overflow; the overflow's refusal is tested
+    in tests/test_functions.py)."""
+    deep = any(isinstance(s, (Exp, Pow)) for s in x.walk())
+    return pl.exp(pl.tanh(x) if deep else draw(st.sampled_from([1.0, -0.5])) * x)
 
 
 #: a signal built on a signal ``x`` of one side (``factory``: that side)
@@ -40,6 +48,11 @@ UNARY = {
     "delayed": lambda draw, x, factory: _filter(draw, x).delayed(draw(st.integers(1, 3))),
     "rate": lambda draw, x, factory: factory.rate(draw(TAUS)),
     "relu": lambda draw, x, factory: relu(x - draw(NUMBERS)),
+    "abs": lambda draw, x, factory: abs(x - draw(NUMBERS)),
+    "sigmoid": lambda draw, x, factory: pl.sigmoid(x - draw(NUMBERS)),
+    "exp": lambda draw, x, factory: _exp(draw, x),
+    "tanh": lambda draw, x, factory: pl.tanh(draw(NUMBERS) * x),
+    "heaviside": lambda draw, x, factory: pl.heaviside(x - draw(NUMBERS)),
     "pow": lambda draw, x, factory: x ** draw(st.integers(1, 3)),
     "batch_mean": lambda draw, x, factory: x.batch_mean(),
     "scale": lambda draw, x, factory: draw(NUMBERS) * x,
@@ -89,7 +102,8 @@ def mod_signal(draw):
     return draw(st.sampled_from([
         modulator, modulator.trace(3.0), modulator ** 2, relu(modulator - 0.2),
         modulator.lowpass(2.0, init=0.0), modulator.trace(2.0).before, 0.5 * modulator,
-        modulator.batch_mean(),
+        modulator.batch_mean(), abs(modulator), pl.sigmoid(modulator - 0.5),
+        pl.exp(modulator), pl.tanh(2.0 * modulator), pl.heaviside(modulator.trace(2.0) - 0.1),
     ]))  # fmt: skip
 
 

@@ -163,7 +163,7 @@ class Plan:
         other = p.pre if side == "post" else p.post
         if s is None or other is None or p.per_sample or not self.binary:
             return False
-        trace = s.trace if isinstance(s, Before) else s
+        trace = s.x if isinstance(s, Before) else s
         return isinstance(trace, Trace) and trace.all_to_all() is not None
 
     def spiking(self, s: Signal | None) -> bool:

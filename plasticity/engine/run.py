@@ -225,7 +225,7 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     ``side`` is never tabulated, and ``s``'s spike index serves the product."""
     f = p.post if side == "post" else p.pre
     strict = isinstance(f, Before)
-    trace = f.trace if strict else f
+    trace = f.x if strict else f
     d = plan.decay_of(trace.tau)
     spikes = chunk.inputs[side]
     number = 1.0  # a number scales the result in place (a scaled copy of Q: one more table)
