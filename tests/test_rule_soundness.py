@@ -5,22 +5,19 @@ per-step loops in float64 from the language's equations)."""
 
 from __future__ import annotations
 
-import contextlib
-
 import pytest
 import snntorch as snn
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from rule_interpreter import Interpreter, leaves
+from rule_interpreter import Interpreter
+from soundness_runs import check_declaration, observed
 from torch import nn
 
 import plasticity as pl
 from plasticity import eligibility, modulator, post, pre, relu, weight
-from plasticity.engine import CHOOSER
 from plasticity.language import Exp, Pow, parse
 
-N_IN, N_OUT = 4, 3
 TAUS = st.sampled_from([2.0, 3.5, 6.0])
 NUMBERS = st.sampled_from([0.5, -0.3, 1.25, 2.0])
 
@@ -148,90 +145,6 @@ def side_of_rule(draw, binary: bool, constant: bool):
     return out
 
 
-# ------------------------------------------------------------------------------ runs
-def _inputs(seed: int, lengths: list[int], batch: int, binary: bool, per_sample: bool):
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    def spikes(steps, n):
-        s = (torch.rand(steps, batch, n, generator=g) < 0.35).double()
-        if not binary:
-            s = s * torch.rand(steps, batch, n, generator=g, dtype=torch.float64) * 2.0
-        return s
-
-    for steps in lengths:
-        x, y = spikes(steps, N_IN), spikes(steps, N_OUT)
-        v = torch.randn(steps, batch, N_OUT, generator=g, dtype=torch.float64)
-        r = torch.randn(steps, batch if per_sample else 1, generator=g, dtype=torch.float64)
-        out.append((x, y, v, r.expand(steps, batch)))
-    return out
-
-
-@contextlib.contextmanager
-def _forced(index: int):
-    """The engine's kernel choice forced to the plan's candidate ``index``."""
-    with pytest.MonkeyPatch.context() as m:
-        m.setattr(CHOOSER, "choose", lambda plan, inputs, kernels, nnz:
-                  plan.candidates(conv=kernels.conv is not None)[index])  # fmt: skip
-        yield
-
-
-def _run(make, w0, windows, reads, one_step: bool):
-    """Δw of every window (one-step windows summed per window with ``one_step``), and
-    the kernels that ran."""
-    fc = nn.Linear(N_IN, N_OUT, bias=False).double()
-    with torch.no_grad():
-        fc.weight.copy_(w0)
-    rule = make(fc)
-    out, kernels = [], set()
-    for x, y, v, r in windows:
-        parts = [slice(t, t + 1) for t in range(x.shape[0])] if one_step else [slice(None)]
-        total = torch.zeros_like(w0)
-        for part in parts:
-            rule.observe(x[part], y[part], voltage=v[part] if "voltage" in reads else None,
-                         reward=(r[part] if rule.per_sample else r[part, 0]) if "mod" in reads
-                         else None)  # fmt: skip
-            dw = rule.step()
-            kernels |= set(rule.kernel_choice.values())
-            total += 0 if dw is None else dw
-        out.append(total)
-    return out, kernels
-
-
-def check_declaration(pos, neg, *, seed=0, lengths=(5, 1, 12), batch=2, binary=True,
-                      dt=1.0, decay="exact", reduction="mean", chunk_size=None):  # fmt: skip
-    """Every kernel candidate and the one-step path give the interpreter's Δw (``pos``,
-    ``neg``: declarations, or their text)."""
-    pos, neg = (parse(x) if isinstance(x, str) else x for x in (pos, neg))
-    options = dict(dt=dt, decay=decay, batch_reduction=reduction, chunk_size=chunk_size,
-                   spikes="binary" if binary else "graded")  # fmt: skip
-
-    def make(fc):
-        return pl.Rule(fc, snn.Leaky(beta=0.5), pos=pos, neg=neg, **options)
-
-    probe = make(nn.Linear(N_IN, N_OUT, bias=False).double())
-    reads = leaves(pos) | leaves(neg)
-    windows = _inputs(seed, list(lengths), batch, binary, probe.per_sample)
-    g = torch.Generator().manual_seed(seed + 1)
-    w0 = torch.rand(N_OUT, N_IN, generator=g, dtype=torch.float64) - 0.4  # signed weights
-    ref = Interpreter(pos, neg, dt=dt, decay=decay, batch_reduction=reduction)
-    expected = [ref.window(w0, x, y, v if "voltage" in reads else None,
-                           r if "mod" in reads else None) for x, y, v, r in windows]  # fmt: skip
-    candidates = probe.plan.candidates(conv=False)
-    runs = {f"candidate {c}": (i, False) for i, c in enumerate(candidates)}
-    runs["one-step"] = (0, True)
-    for name, (index, one_step) in runs.items():
-        with _forced(index):
-            got, kernels = _run(make, w0, windows, reads, one_step)
-        if one_step and probe.plan.products and all(not p.per_sample
-                                                    for p in probe.plan.products):
-            assert kernels == {"one-step"}, kernels
-        for k, (a, b) in enumerate(zip(got, expected, strict=True)):
-            scale = max(1.0, float(b.abs().max()))
-            where = f"{name}, window {k}"
-            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-10 * scale,
-                                       msg=lambda m, where=where: f"{where}: {m}")  # fmt: skip
-
-
 @st.composite
 def case(draw, constant: bool = True):
     binary = draw(st.booleans()) or draw(st.booleans())
@@ -258,19 +171,6 @@ def test_every_declaration_runs_on_every_kernel_and_equals_the_interpreter(drawn
 
 
 # ------------------------------------------------------------------------ regressions
-def _observed(pos, neg, windows, *, kernel="auto", **options):
-    """Δw of every window of a rule (50 -> 30) observing ``windows`` of (pre, post)."""
-    fc = nn.Linear(windows[0][0].shape[2], windows[0][1].shape[2], bias=False).double()
-    with torch.no_grad():
-        fc.weight.copy_(torch.linspace(-0.5, 1.0, fc.weight.numel()).view_as(fc.weight))
-    rule = pl.Rule(fc, snn.Leaky(beta=0.9), pos=pos, neg=neg, kernel=kernel, **options)
-    out = []
-    for x, y in windows:
-        rule.observe(x, y)
-        out.append(rule.step())
-    return out, fc.weight.detach().clone()
-
-
 @pytest.mark.parametrize("neg", [0.002 * post.spike, 0.002 * post.spike * weight,
                                  0.002 * pre.spike, 0.002 * pre.spike * weight])  # fmt: skip
 @pytest.mark.parametrize("kernel", ["dense", "sparse", "auto"])
@@ -282,7 +182,7 @@ def test_a_one_sided_term_on_bare_spikes_runs_on_every_kernel(neg, kernel):
     windows = [((torch.rand(40, 2, 50, generator=g) < 0.03).double(),
                 (torch.rand(40, 2, 30, generator=g) < 0.03).double()) for _ in range(3)]  # fmt: skip
     pos = 0.01 * post.spike * pre.trace(20.0)
-    got, w = _observed(pos, neg, windows, kernel=kernel)
+    got, w = observed(pos, neg, windows, kernel=kernel)
     ref = Interpreter(pos, neg)
     for (x, y), dw in zip(windows, got, strict=True):
         torch.testing.assert_close(dw, ref.window(w, x, y), rtol=1e-10, atol=1e-13)
@@ -318,6 +218,37 @@ def test_a_shared_eligibility_with_per_sample_rewards_is_refused():
             pos=modulator * eligibility(post.spike * pre.trace(3.0), 4.0, per_sample=True))
 
 
+def test_an_eligibility_trace_without_a_third_factor_carries_over_windows():
+    """``c * eligibility(...)`` with no modulator: the read-out of the trace carried in
+    from the window before called a missing ``Chunk._full_rows`` (an AttributeError at
+    the second window)."""
+    check_declaration(0.5 * eligibility(post.spike * pre.trace(2.0), 4.0),
+                      0.2 * eligibility(post.trace(3.0).before * pre.spike, 3.0, per_sample=True),
+                      lengths=(5, 7, 1), batch=2)  # fmt: skip
+
+
+def test_a_filter_of_a_before_reads_the_trace_before():
+    """``trace.before.trace(tau)`` (and ``.lowpass``): the node of ``.before`` held its
+    trace in a field named ``trace``, which hid the method (a TypeError, ``'Trace' object
+    is not callable``, in Python and in the text form)."""
+    x = post.trace(2.0).before.trace(3.0)
+    assert parse("post.trace(2).before.trace(3)") == x and repr(x) == "(post.trace(2).before).trace(3)"
+    check_declaration(0.5 * x * pre.spike, 0.2 * post.spike * pre.trace(2.0).before.lowpass(3.0),
+                      lengths=(4, 1, 6), batch=2)  # fmt: skip
+
+
+def test_the_functions_on_every_kernel_and_the_one_step_path():
+    """``abs``, ``sigmoid``, ``exp``, ``tanh``, ``heaviside`` of signals of either side
+    and of the third factor, in eligibility traces, on graded spikes: every candidate and
+    one-step windows give the interpreter's."""
+    v, r = post.voltage, modulator
+    pos = (0.3 * pl.sigmoid(v - 0.2) * abs(pre.trace(3.0) - 0.5) + pl.heaviside(r) * post.spike
+           * pl.exp(-pre.trace(2.0)) + pl.tanh(r) * eligibility(pl.tanh(v) * pre.spike, 4.0))
+    neg = 0.1 * abs(r) * pl.exp(post.trace(2.0).before) * pl.heaviside(pre.trace(2.0) - 0.7)
+    for binary in (True, False):
+        check_declaration(pos, neg, lengths=(5, 1, 9), batch=2, binary=binary)
+
+
 # ---------------------------------------------------------------------- constant terms
 LAM = 0.01
 
@@ -330,13 +261,13 @@ def test_weight_decay_is_a_constant_term(reduction):
     windows = [((torch.rand(steps, 3, 5, generator=g) < 0.3).double(),
                 (torch.rand(steps, 3, 4, generator=g) < 0.3).double()) for steps in (7, 1, 30)]  # fmt: skip
     for kernel in ("dense", "sparse", "auto"):
-        got, w = _observed(None, LAM * weight, windows, kernel=kernel, batch_reduction=reduction)
+        got, w = observed(None, LAM * weight, windows, kernel=kernel, batch_reduction=reduction)
         for (x, _), dw in zip(windows, got, strict=True):
             per_window = x.shape[0] * (1 if reduction == "mean" else x.shape[1])
             torch.testing.assert_close(dw, -LAM * per_window * w, rtol=1e-12, atol=0)
     # the same as the former trick lam * weight * (1 + 0 * post.spike)
-    trick, _ = _observed(None, LAM * weight * (1 + 0 * post.spike), windows)
-    for a, b in zip(_observed(None, LAM * weight, windows)[0], trick, strict=True):
+    trick, _ = observed(None, LAM * weight * (1 + 0 * post.spike), windows)
+    for a, b in zip(observed(None, LAM * weight, windows)[0], trick, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-15)
 
 
