@@ -357,13 +357,16 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
         if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
+        peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
-            bounds, counts, bad = _chunks(one, chunk, checked)
+            bounds, counts, bad = _chunks(one, chunk, checked, peaks)
         plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
         bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded) and (
             torch.finfo(w.dtype).max > 1e38)  # fmt: skip
-        unbounded = [x for x, p, _ in one if not p] + ([] if mod is None else [mod])
-        hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
+        unbounded = [x for x, p, _ in one if not p]
+        if peaks and len(peaks) == len(unbounded) * len(bounds) and bad is None:  # all seen
+            unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
+        hold = not bounded and _huge(unbounded + ([] if mod is None else [mod]), w.dtype)
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod}, bounds, counts,

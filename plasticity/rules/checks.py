@@ -129,20 +129,22 @@ def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
     return not sums or all(math.isfinite(v) for v in torch.stack(sums).tolist())
 
 
-def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
-                  count: bool = True) -> list[tuple[int, int | None]]:  # fmt: skip
+def _spike_counts(blocks: list[tuple[Tensor, bool, str]], count: bool = True,
+                  peaks: list[float] | None = None) -> list[tuple[int, int | None]]:  # fmt: skip
     """:func:`spike_count` of several ``(spikes, binary, what)`` blocks with one read-back
     of the numbers (the small ops and the device sync dominate a one-step window).
-    ``count=False``: graded blocks are only checked, their count is their size (a graded
-    rule has no event-driven kernels, which are what the counts choose between, and
-    counting non-zeros costs many times a sum)."""
+    ``count=False``: graded blocks are only checked (by their extremes, which are finite
+    where every value is), their count is their size (a graded rule has no event-driven
+    kernels, which are what the counts choose between, and counting non-zeros costs many
+    times a sum); ``peaks``: where given, their largest magnitudes are appended to it
+    (for :func:`_huge`, without another pass)."""
     numbers, flats = [], []
     for spikes, binary, _ in blocks:
         flat = _flat(spikes) if binary else spikes.reshape(-1)
         flats.append(flat)
         if not binary:
-            numbers += [flat.sum(), torch.count_nonzero(flat).to(flat.dtype) if count
-                        else flat.new_tensor(float(flat.numel()))]  # fmt: skip
+            numbers += ([flat.sum(), torch.count_nonzero(flat).to(flat.dtype)] if count
+                        else list(torch.aminmax(flat)) if flat.numel() else [flat.new_zeros(())] * 2)  # fmt: skip
             continue
         numbers += _binary_numbers(flat)
     dtype = numbers[0].dtype
@@ -150,9 +152,11 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]],
     out = []
     for (spikes, binary, what), flat in zip(blocks, flats, strict=True):
         if not binary:
-            (total, nnz), values = values[:2], values[2:]
-            if math.isfinite(total):
-                out.append((int(nnz), None))
+            (a, b), values = values[:2], values[2:]
+            if math.isfinite(a) and math.isfinite(b):  # count: (sum, non-zeros); else extremes
+                out.append((int(b) if count else flat.numel(), None))
+                if peaks is not None and not count:
+                    peaks.append(max(-a, b))
                 continue
         else:
             (lo, hi, total, nonzeros), values = values[:4], values[4:]
@@ -255,14 +259,15 @@ def _overflow_message(start: int, err: Any, inputs: list[str], dtype: torch.dtyp
     )
 
 
-def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int,
-           checked: bool = False) -> tuple[list, list, Any]:  # fmt: skip
+def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int, checked: bool = False,
+            peaks: list[float] | None = None) -> tuple[list, list, Any]:  # fmt: skip
     """``(bounds, counts, bad)`` of ``(values [n, ...], binary, what)`` blocks (the
     first two: pre and post spikes) cut into chunks of ``chunk`` steps: each chunk's
     ``(start, end)`` and spike counts, up to the first step whose values the policy
     refuses (the chunk's valid steps before it still count), and ``bad``, that step
     as ``(step, what, finite)`` (:func:`first_refused`), or ``None``. ``checked``: the
-    values passed the policy already (binary spikes are counted by their sum)."""
+    values passed the policy already (binary spikes are counted by their sum);
+    ``peaks``: see :func:`_spike_counts` (graded values of every chunk checked here)."""
     n = blocks[0][0].shape[0]
     binary = blocks[0][1]
     bounds, counts = [], []
@@ -277,7 +282,7 @@ def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int,
             counts.append([int(c) for c in torch.stack(sums).tolist()])
             continue
         try:
-            seen = _spike_counts(part, count=binary)
+            seen = _spike_counts(part, count=binary, peaks=peaks)
         except ValueError:  # not binary: which step, below
             seen = None
         if seen is None or any(s[1] is not None for s in seen):
