@@ -209,10 +209,11 @@ def test_a_rule_with_a_bad_declaration_attaches_nothing():
     fc, lif = nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
     with pytest.raises(TypeError, match="trace"):
         pl.Rule(fc, lif, pos=post.spike * pre.spike, trace="nearest")
-    with pytest.raises(ValueError, match="a term needs"):
-        pl.Rule(fc, lif, pos=modulator * 2.0)
-    with pytest.raises(ValueError, match="a term needs"):
-        pl.Rule(fc, lif, neg=0.1 * weight)
+    with pytest.raises(ValueError, match="per_sample=True"):  # a shared trace, per-sample rewards
+        pl.Rule(fc, lif, pos=modulator * pl.eligibility(post.spike * pre.spike, 5.0),
+                per_sample=True)  # fmt: skip
+    with pytest.raises(ValueError, match="dt < tau"):
+        pl.Rule(fc, lif, neg=0.1 * post.spike * pre.trace(0.5), decay="euler")
     assert not fc._forward_pre_hooks and not fc._forward_hooks and not lif._forward_hooks
 
 

@@ -16,7 +16,8 @@ __all__ = ["Plan", "Product", "compile_rule"]
 
 class Product:
     """``coef · Σ m·P·Q`` into ``target`` (``"dw"``, a named buffer, or an
-    :class:`~plasticity.language.Eligibility`; ``per_sample``: one result per sample)."""
+    :class:`~plasticity.language.Eligibility`; ``per_sample``: one result per sample; a
+    missing factor is 1: a constant product is ``coef · Σ m`` for every synapse)."""
 
     __slots__ = ("target", "coef", "post", "pre", "mod", "weight", "per_sample", "label")
 
@@ -31,7 +32,7 @@ class Product:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
         target = self.target if isinstance(self.target, str) else f"elig:{self.target!r}"
-        return f"{target} += {_fmt(self.coef)} * " + " * ".join([*w, *map(_atom, parts)])
+        return f"{target} += {_fmt(self.coef)} * " + (" * ".join([*w, *map(_atom, parts)]) or "1")
 
 
 class Plan:
@@ -78,12 +79,6 @@ class Plan:
     def _add(self, term: Term | ETerm, sign: float) -> None:
         if term.coef == 0:  # e.g. a triplet rule's zero pair amplitude
             return
-        for t in term.elig.terms.terms if isinstance(term, ETerm) else (term,):
-            if t.post is None and t.pre is None:
-                raise ValueError(
-                    f"{t!r}: a term needs a post-side or a pre-side signal (a spike, trace, "
-                    "voltage...); numbers, the modulator and the weight only scale one"
-                )
         if isinstance(term, Term):
             self.products.append(Product("dw", sign * term.coef, term))
             return
@@ -176,7 +171,7 @@ class Plan:
         other = p.pre if side == "post" else p.post
         if s is None or other is None or p.per_sample or not self.binary:
             return False
-        trace = s.trace if isinstance(s, Before) else s
+        trace = s.x if isinstance(s, Before) else s
         return isinstance(trace, Trace) and trace.all_to_all() is not None
 
     def spiking(self, s: Signal | None) -> bool:
@@ -195,6 +190,10 @@ class Plan:
             return cache[conv]
 
         def own(p: Product, side: str) -> Signal | None:
+            # a one-sided or constant product has no other side to sum at the spikes:
+            # it is a sum over rows (``Kernels.one_sided``), run as its "gemm"
+            if p.post is None or p.pre is None:
+                return None
             return p.post if side == "post" else p.pre
 
         out = [tuple("gemm" for _ in self.products)]
@@ -211,8 +210,8 @@ class Plan:
             ))  # fmt: skip
         if not conv:
             out.append(tuple(
-                "post-events" if self.spiking(p.post) and not p.per_sample
-                else "pre-events" if self.spiking(p.pre) and not p.per_sample
+                "post-events" if self.spiking(own(p, "post")) and not p.per_sample
+                else "pre-events" if self.spiking(own(p, "pre")) and not p.per_sample
                 else "gemm"
                 for p in self.products
             ))  # fmt: skip

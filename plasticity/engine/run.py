@@ -168,8 +168,12 @@ def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels
                        if weights is None else weights.mul_(number))  # fmt: skip
         value = kernels.events(spikes, weights, other)
         return value if on_post else value.t()
-    if post is None and pre is None:
-        raise ValueError(f"{p!r}: a term needs a post-side or a pre-side signal")
+    if post is None and pre is None:  # a constant term: Σ_{t,b} m (or T·B), per synapse
+        rows = chunk.full_rows(1.0) if mod is None else mod
+        total = rows.sum(0) if p.per_sample else rows.sum()  # [B] or []
+        total = total.mul_(number) if number != 1.0 else total
+        shape = kernels.weight.shape
+        return total.view(*total.shape, *([1] * len(shape))).expand(*total.shape, *shape)
     if pre is None or post is None:
         x = _with_mod(post if pre is None else pre, mod)
         if mod is not None and x is None:
@@ -222,7 +226,7 @@ def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -
     ``side`` is never tabulated, and ``s``'s spike index serves the product."""
     f = p.post if side == "post" else p.pre
     strict = isinstance(f, Before)
-    trace = f.trace if strict else f
+    trace = f.x if strict else f
     d = plan.decay_of(trace.tau)
     spikes = chunk.inputs[side]
     number = 1.0  # a number scales the result in place (a scaled copy of Q: one more table)

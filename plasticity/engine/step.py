@@ -139,10 +139,14 @@ def _product(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kern
     the number go to the smaller operand."""
     if m is not None and not isinstance(m, Tensor):
         number, m = number * m, None
+    if post is None and pre is None:  # a constant term: number · Σ_b m, per synapse
+        shape = kernels.weight.shape
+        if m is None:
+            return kernels.weight.new_full(shape, number * rows["pre"].shape[0])
+        return (m.sum() * number).expand(shape)
     if post is None or pre is None:
         side = "post" if pre is None else "pre"
         x = post if pre is None else pre
-        x = rows[side] if x is None else x  # (a plan never has both None)
         x = x if m is None else x * _rows_of(m, x)
         return kernels.one_sided(x.expand_as(rows[side])[None], side, alpha=number)
     post = post if post.shape == rows["post"].shape else post.expand_as(rows["post"])

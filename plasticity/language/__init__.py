@@ -37,9 +37,9 @@ Signals, terms and their sums are values: equal and hashed by their exact fields
 printed exactly (``parse(repr(x)) == x``). Each kind of signal is one class
 (:mod:`plasticity.language.signals` says how to add one).
 
-Terms: the product of a post-side and a pre-side signal (either may be missing: a
-one-sided term is summed over the other side's neurons), times numbers, the modulator,
-and at most once :data:`weight`; and ``eligibility(terms, tau)``: the weight-shaped
+Terms: the product of a post-side and a pre-side signal (either or both may be missing:
+the factor 1; with neither, a constant term such as ``lam * weight``), times numbers, the
+modulator, and at most once :data:`weight`; and ``eligibility(terms, tau)``: the weight-shaped
 trace :math:`e(t) = e^{-dt/\tau} e(t-1) + \zeta(t)` of a sum of terms, which a term may
 multiply by the modulator and (per-sample traces) by a post-side signal. Anything that
 does not factor into post × pre (a non-linear function of both sides) is a

@@ -136,19 +136,20 @@ class Lowpass(Filter):
 @node
 class Before(Signal):
     """``trace.before``: the trace decayed over the step, before its input,
-    :math:`e^{-dt/\\tau} x_{t-1}`."""
+    :math:`e^{-dt/\\tau} x_{t-1}` (``x``: the trace; a field named ``trace`` would hide
+    :meth:`Signal.trace`, so that ``trace.before.trace(tau)`` could not be written)."""
 
-    trace: Trace
+    x: Trace
 
     @property
     def side(self) -> Any:  # type: ignore[override]
-        return self.trace.side
+        return self.x.side
 
     def text(self, fmt: Fmt) -> str:
-        return f"{self.trace.text(fmt)}.before"
+        return f"{self.x.text(fmt)}.before"
 
     def chunk(self, c: Any) -> Any:
-        f = self.trace
+        f = self.x
         d = c.decay(f.tau)
         if c.steps > 1 and f not in c.memo and f not in c.plan.direct:
             return self._before_only(c, d)
@@ -161,7 +162,7 @@ class Before(Signal):
     def _before_only(self, c: Any, d: float) -> Tensor:
         """Of a trace read only this way: scanned one row down, the carry in the first
         row, so that no table of the trace itself is made."""
-        f = self.trace
+        f = self.x
         x = c.value(f.x)
         carry = c.carry_tensor(f, x)
         padded = x.new_empty((c.steps + 1, *x.shape[1:]))
@@ -171,7 +172,7 @@ class Before(Signal):
         return padded[:-1].mul_(d)
 
     def step(self, s: Any) -> Any:
-        f = self.trace
+        f = self.x
         s.value(f)  # (its value after the step is the state carried on)
         return s.carried(f, s.input(f)) * s.decay(f.tau)
 

@@ -179,8 +179,8 @@ class Signal:
         return _algebra()._scale(self, 1.0 / _nonzero(other))
 
     def __pow__(self, power: Any) -> Signal:
-        if isinstance(power, bool) or not isinstance(power, int) or power < 1:
-            raise ValueError(f"{self!r} ** {power!r}: the power must be an int >= 1")
+        if isinstance(power, bool) or not isinstance(power, int) or not 1 <= power < 2**31:
+            raise ValueError(f"{self!r} ** {power!r}: the power must be an int >= 1 (below 2**31)")
         from .nodes import Pow
 
         return self if power == 1 else Pow(self, power)

@@ -11,6 +11,9 @@ from .text import _fmt, _key_number, _legacy_number, _nonzero, _number, _positiv
 
 __all__ = ["Term", "ETerm", "Terms", "Eligibility", "eligibility", "as_terms", "weight"]
 
+#: the filters of a signal, which a term, the weight or an eligibility trace has not
+_FILTERS = ("trace", "lowpass", "before", "previous", "delayed", "batch_mean")
+
 
 class _Sum:
     """Arithmetic of terms (sums of products): everything becomes a :class:`Terms`;
@@ -69,6 +72,26 @@ class _Sum:
         from .functions import absolute
 
         return absolute(self)
+
+    def __pow__(self, power: Any) -> Terms:
+        from ._powers import power_of
+
+        return power_of(self, power)
+
+    def __rpow__(self, other: Any) -> Terms:
+        raise ValueError(
+            f"{other!r} ** ({self!r}): a power with a term as the exponent is not a term of "
+            "the language; raise a signal to an int power instead (`x ** 2`)"
+        )
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _FILTERS:  # e.g. (post.spike * pre.spike).trace(5.0), weight.lowpass(5.0)
+            raise AttributeError(
+                f"({self!r}).{name}: a term, the weight or an eligibility trace is no signal of "
+                f"one side; apply .{name} to a signal of one side (post.spike, post.voltage, "
+                "pre.trace(tau)...) before multiplying it into a term"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
 
 class Term(_Sum):

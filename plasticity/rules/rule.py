@@ -30,7 +30,8 @@ class Rule(PlasticityRule):
             ``spikes``, ``precision``, ``process_group``, ``distributed`` as for
             :class:`~plasticity.STDP`; ``per_sample``: whether the third factor may
             differ between the samples of a batch (default: unless an eligibility trace
-            is shared by the batch).
+            is shared by the batch; ``True`` with a shared trace times the modulator is a
+            ``ValueError``: such a trace has one third factor).
 
     Example:
         Pair STDP in four lines, and its first update:
@@ -70,6 +71,13 @@ class Rule(PlasticityRule):
         plan = self.plan  # errors of the declaration now, before any hook is attached
         shared = any(not e.per_sample for e in plan.eligibilities.values())
         self.per_sample = (not shared) if per_sample is None else bool(per_sample)
+        for _, mod, elig in plan.carries if self.per_sample else ():
+            if mod is not None and not elig.per_sample:
+                raise ValueError(
+                    f"per_sample=True: {elig!r} is one trace shared by the batch, read with "
+                    f"one third factor ({mod!r}); for rewards that differ between samples "
+                    "write eligibility(..., per_sample=True)"
+                )
         for tau in _time_constants(plan):
             decay_factor(self.dt, tau, self.decay)
         self._finish_init()
