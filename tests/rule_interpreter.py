@@ -19,8 +19,11 @@ the batch (per sample with ``per_sample=True``) and adds :math:`c \sum_b m(t, b)
 (a shared trace is read with the batch's common third factor). The window's Δw is the
 sum over its steps, times ``1/B`` for ``batch_reduction="mean"``.
 
-The signal kinds are dispatched in one table, :data:`SIGNALS` (one small function per
-kind): a new kind of signal is one more entry.
+The signal kinds (the node classes of :mod:`plasticity.language`) are dispatched in one
+table, :data:`SIGNALS` (one small function per class, written from the kind's equation,
+not from its ``chunk``/``step``), and a signal's fields are read in one place,
+``_fields``: a new kind of signal is one more entry, which tests/test_rule_soundness.py
+then checks against every kernel and the one-step path.
 """
 
 from __future__ import annotations

@@ -167,6 +167,8 @@ def case(draw, constant: bool = True):
 @given(case())
 def test_every_declaration_runs_on_every_kernel_and_equals_the_interpreter(drawn):
     pos, neg, options = drawn
+    for decl in (pos, neg):  # and reads back from its text (the values' contract)
+        assert decl is None or parse(repr(decl)) == decl, repr(decl)
     check_declaration(pos, neg, **options)
 
 
@@ -235,6 +237,17 @@ def test_a_filter_of_a_before_reads_the_trace_before():
     assert parse("post.trace(2).before.trace(3)") == x and repr(x) == "(post.trace(2).before).trace(3)"
     check_declaration(0.5 * x * pre.spike, 0.2 * post.spike * pre.trace(2.0).before.lowpass(3.0),
                       lengths=(4, 1, 6), batch=2)  # fmt: skip
+
+
+def test_a_product_holding_a_product_with_the_modulator_reads_back_from_its_text():
+    """``0.5 * (post.spike * modulator) * modulator * weight``: the inner product's
+    modulator stayed in the post-side factor (a term unequal to its own text's,
+    ``parse(repr(t)) != t``); a term's factors are flattened, numbers and modulators
+    gathered, whatever the grouping."""
+    t = 0.5 * (post.spike * modulator) * modulator * weight
+    assert repr(t) == "0.5 * weight * modulator * modulator * post.spike"
+    assert parse(repr(t)) == t == 0.5 * weight * modulator * modulator * post.spike
+    assert (2.0 * (pre.trace(3.0) * (0.5 * modulator)) * post.spike) == post.spike * modulator * pre.trace(3.0)
 
 
 def test_the_functions_on_every_kernel_and_the_one_step_path():

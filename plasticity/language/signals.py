@@ -25,6 +25,9 @@ How to add a signal kind:
 4. Make it writable: a method or function that builds it (``Signal.trace``,
    :func:`~plasticity.language.relu`) and, for the text form, its name in
    :mod:`plasticity.language.parse`.
+5. Test it: its equation in the slow interpreter of the tests (an entry of ``SIGNALS``
+   in ``tests/rule_interpreter.py``) and in the grammar of
+   ``tests/test_rule_soundness.py``, which runs it on every kernel and the one-step path.
 """
 
 from __future__ import annotations

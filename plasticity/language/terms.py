@@ -115,26 +115,21 @@ class Term(_Sum):
         """The term of a signal, in canonical form: the numbers of a product gathered
         into ``coef`` and its modulator factors into ``mod`` (so that every way of
         writing a term gives the same value, and its text reads back as it)."""
-        from .nodes import Const, Mul, Scale
+        from .nodes import Const, Mul
 
         if isinstance(x, Const):
             return Term(coef=x.value)
-        coef = 1.0
-        if isinstance(x, Scale):
-            x, coef = x.x, x.c
-        if x.side == "mod":
-            return Term(coef, mod=x)
-        mod = None
-        if isinstance(x, Mul):
-            parts = []
-            for p in x.parts:
-                if isinstance(p, Scale):
-                    coef, p = coef * p.c, p.x
-                if p.side == "mod":
-                    mod = p if mod is None else mod * p
-                else:
-                    parts.append(p)
-            x = parts[0] if len(parts) == 1 else Mul(tuple(parts))
+        factors: list[Signal] = []
+        coef = _factors(x, 1.0, factors)
+        mod, parts = None, []
+        for p in factors:
+            if p.side == "mod":
+                mod = p if mod is None else mod * p
+            else:
+                parts.append(p)
+        if not parts:
+            return Term(coef, mod=mod)
+        x = parts[0] if len(parts) == 1 else Mul(tuple(parts))
         return Term(coef, mod=mod, **{x.side: x})  # type: ignore[arg-type]
 
     def values(self) -> tuple:
@@ -229,6 +224,22 @@ class Terms(_Sum):
             else:
                 out += f" - {text[1:]}" if text.startswith("-") else f" + {text}"
         return out or "0"
+
+
+def _factors(x: Signal, coef: float, out: list[Signal]) -> float:
+    """The factors of a product into ``out``, nested products and scales flattened (so
+    that ``(c * a * m) * b`` is the term ``c * a * b`` times ``m``, as its text reads
+    back); returns ``coef`` times its numbers, gathered left to right."""
+    from .nodes import Mul, Scale
+
+    if isinstance(x, Scale):
+        return _factors(x.x, coef * x.c, out)
+    if isinstance(x, Mul):
+        for p in x.parts:
+            coef = _factors(p, coef, out)
+        return coef
+    out.append(x)
+    return coef
 
 
 def _join(a: Signal | None, b: Signal | None) -> Signal | None:
