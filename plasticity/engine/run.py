@@ -14,6 +14,7 @@ from ..functional.correlate import Kernels
 from ..functional.traces import decay_powers, scan_future_padded
 from ..language import Before, Signal, Spike
 from .chunk import Chunk, _align
+from .kernel import Kernel
 from .plan import Plan, Product
 
 __all__ = ["run_plan", "signed_parts", "Sink", "NotFinite", "finite"]
@@ -48,7 +49,7 @@ def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[floa
 
 def run_plan(
     plan: Plan,
-    choice: tuple[str, ...],
+    choice: tuple[Kernel, ...],
     inputs: dict[str, Tensor],
     state: dict[str, Tensor],
     kernels: Kernels,
@@ -110,13 +111,12 @@ def run_plan(
     return out
 
 
-def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
+def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, kernels: Kernels,
             alpha: float, signed: bool):  # fmt: skip
     """``(sign, alpha · Σ m·P·Q)`` for every combination of the factors' signed parts
     (``signed``: times the sign too)."""
     binary = plan.binary
-    rewrite = "rewrite" in kernel
-    side = kernel.split("-")[0]
+    rewrite, side = kernel.rewrite, kernel.side
     f_post = None if p.post is None or (rewrite and side == "post") else chunk.value(p.post)
     f_pre = None if p.pre is None or (rewrite and side == "pre") else chunk.value(p.pre)
     mod = None if p.mod is None else chunk.value(p.mod)
@@ -129,7 +129,7 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
                     m = fold if m is None else m * fold
                 if rewrite:
                     value = _rewritten(plan, chunk, p, side, a if side == "pre" else b, m,
-                                       kernel.endswith("gemm"), kernels)  # fmt: skip
+                                       kernel.gemm, kernels)  # fmt: skip
                 else:
                     value = _one(p, kernel, a, b, m, chunk, kernels)
                 if p.weight:  # the weight's sign splits a magnitude's piece elementwise
@@ -150,15 +150,15 @@ def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
     return x * _align(m, x)
 
 
-def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
+def _one(p: Product, kernel: Kernel, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
     """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1; ``mod`` may be a
     number: folded into the event weights, the one-sided sum or the smaller operand)."""
     inputs = chunk.inputs
     number = 1.0
     if mod is not None and not isinstance(mod, Tensor):
         number, mod = mod, None
-    if kernel in ("post-events", "pre-events"):
-        on_post = kernel == "post-events"
+    if kernel.events:
+        on_post = kernel.side == "post"
         s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
         spikes = inputs["post" if on_post else "pre"]
         index = kernels.index(spikes)
