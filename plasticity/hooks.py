@@ -303,6 +303,11 @@ class HookPairing:
                 return
         if not isinstance(x, Tensor):
             raise TypeError(f"the synapse's input is {type(x).__name__}, not a spike tensor")
+        self._stage_block(x)
+
+    def _stage_block(self, x: Tensor) -> None:
+        """:meth:`_on_pre`'s slow path: stages ``x``, keeping at most the latest earlier input."""
+        pending, pre = self._pending, self._pre
         block = self._adapter.pre_steps(x)
         if self._batch is not None and block.shape[1] != self._batch:
             self._check_batch(block.shape[1])
@@ -353,6 +358,11 @@ class HookPairing:
             pending.clear()
             self._maybe_flush()
             return
+        self._pair_block(module, args, output, s)
+
+    def _pair_block(self, module: nn.Module, args: tuple, output: Any, s: Tensor) -> None:
+        """:meth:`_on_post`'s slow path: pairs ``s`` with the staged input that produced it."""
+        pending = self._pending
         block = self._adapter.post_steps(s, self._pre.data)
         if self._batch is not None and block.shape[1] != self._batch:
             self._check_batch(block.shape[1])
@@ -364,21 +374,7 @@ class HookPairing:
                 "spikes are not paired with any presynaptic step and are ignored",
             )
             return
-        chosen = len(pending) - 1
-        if len(pending) > 1:
-            current = args[0] if args else None
-            fed = [same_storage(current, p[3]) for p in pending]
-            if any(fed):
-                chosen = len(fed) - 1 - fed[::-1].index(True)
-                self._warn_stray()
-            else:
-                self._warn_once(
-                    "shared",
-                    f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
-                    f"times before the neuron ({type(module).__name__}): weight sharing is not "
-                    "supported by the hooks; the neuron's spikes are paired with the last call "
-                    "only, the other calls are dropped (use rule.observe() for such networks)",
-                )
+        chosen = self._fed_call(module, args) if len(pending) > 1 else 0
         start, steps, cursor, ref = pending[chosen]
         take = block.shape[0]
         if take > steps - cursor:
@@ -386,16 +382,36 @@ class HookPairing:
                 f"the neuron returned {take} steps but the synapse's input holds only "
                 f"{steps - cursor} unpaired steps; call the neuron once per synapse step"
             )
-        pre = self._pre
         voltage = None  # the membrane potential of the same steps (read before any change)
         if self._volt is not None:
             voltage = self._adapter.post_steps(output_voltage(output, module), None)
         self.__dict__["_unchecked"] = True  # checked with its chunk (see _process)
-        pre.commit(start + cursor, take)
+        self._pre.commit(start + cursor, take)
         self._add(self._post, block, flush=False)
         if voltage is not None:
             self._add(self._volt, voltage, flush=False)  # type: ignore[arg-type]
-        cursor += take
+        self._advance(chosen, start, steps, cursor + take, ref)
+
+    def _fed_call(self, module: nn.Module, args: tuple) -> int:
+        """Which staged synapse call fed the neuron (the latest whose output it reads, else the last)."""
+        pending = self._pending
+        current = args[0] if args else None
+        fed = [same_storage(current, p[3]) for p in pending]
+        if any(fed):
+            self._warn_stray()
+            return len(fed) - 1 - fed[::-1].index(True)
+        self._warn_once(
+            "shared",
+            f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
+            f"times before the neuron ({type(module).__name__}): weight sharing is not "
+            "supported by the hooks; the neuron's spikes are paired with the last call "
+            "only, the other calls are dropped (use rule.observe() for such networks)",
+        )
+        return len(pending) - 1
+
+    def _advance(self, chosen: int, start: int, steps: int, cursor: int, ref: Any) -> None:
+        """After pairing ``pending[chosen]`` to ``cursor``: drops the others, keeps the rest."""
+        pending, pre = self._pending, self._pre
         if len(pending) > 1:  # the other staged inputs never reached the neuron
             del pending[chosen]
             self._drop_pending(keep_last=False, warn=False)

@@ -197,7 +197,7 @@ def test_every_candidate_of_a_one_sided_term_sums_over_rows():
     for choice in rule.plan.candidates(conv=False):
         for p, kernel in zip(rule.plan.products, choice, strict=True):
             if p.post is None or p.pre is None:
-                assert kernel == "gemm", (p, choice)
+                assert kernel.name == "gemm", (p, choice)
 
 
 @pytest.mark.parametrize("per_sample", [False, True])

@@ -27,10 +27,11 @@ Signed factors are split exactly: a product of parts of known sign goes to ``pos
 
 from .chooser import CHOOSER, KernelChooser
 from .chunk import Chunk
+from .kernel import GEMM, Kernel
 from .plan import Plan, Product, compile_rule
 from .run import Sink, run_plan, signed_parts
 from .step import run_step
 from .window import run_window
 
-__all__ = ["Plan", "Product", "Chunk", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
+__all__ = ["Plan", "Product", "Chunk", "Kernel", "GEMM", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
            "signed_parts", "Sink", "run_window", "run_step"]  # fmt: skip

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..functional.correlate import Kernels
 from .cost import cheapest, profile_for
+from .kernel import Kernel
 from .plan import Plan
 from .run import Deliver, run_plan
 
@@ -50,10 +51,10 @@ class KernelChooser:
         #: time the candidates instead of the cost model (not reproducible; opt-in)
         self.benchmark = benchmark
         #: the latest choice per shape key (``key()``), for inspection
-        self.choices: dict[tuple, tuple[str, ...]] = {}
+        self.choices: dict[tuple, tuple[Kernel, ...]] = {}
         #: benchmark mode: the fastest candidate per key, once timed
-        self.fastest: dict[tuple, tuple[str, ...]] = {}
-        self.samples: dict[tuple, dict[tuple[str, ...], list[float]]] = {}
+        self.fastest: dict[tuple, tuple[Kernel, ...]] = {}
+        self.samples: dict[tuple, dict[tuple[Kernel, ...], list[float]]] = {}
         self.names: dict[tuple, str] = {}  # each key's text (how rules remember choices)
 
     def timed(self) -> bool:
@@ -62,7 +63,7 @@ class KernelChooser:
         return bool(self.benchmark) and not torch.are_deterministic_algorithms_enabled()
 
     def choose(self, plan: Plan, inputs: dict[str, Tensor], kernels: Kernels,
-               nnz: list[int]) -> tuple[str, ...]:  # fmt: skip
+               nnz: list[int]) -> tuple[Kernel, ...]:  # fmt: skip
         """The cost model's choice for one chunk (``inputs``: ``pre``/``post`` ``[T, B,
         ...]``; ``nnz``: their spike counts): the same arguments give the same choice."""
         candidates = plan.candidates(conv=kernels.conv is not None)
@@ -90,8 +91,9 @@ class KernelChooser:
             remembered: dict[str, tuple[str, ...]], scale: float = 1.0):  # fmt: skip
         """``run_plan`` with the kernels of ``option`` (``"dense"``: GEMMs; ``"sparse"``:
         the first event-driven candidate; ``"auto"``: :meth:`choose`, or timed with
-        :attr:`benchmark`); the products' kernels go into ``record``. ``remembered`` (a
-        rule's own, saved with its state) holds the timed choices the rule has used, so
+        :attr:`benchmark`); the products' kernels' names go into ``record``. ``remembered``
+        (a rule's own, saved with its state) holds the timed choices the rule has used (by
+        name), so
         that a rule loaded from a checkpoint runs the same kernels (and gives the same
         numbers, bit for bit) as the one saved; the cost model needs no memory (its
         choice is a function of the chunk). ``scale``: as for
@@ -110,13 +112,13 @@ class KernelChooser:
             name = self.names.get(key)
             if name is None:
                 name = self.names[key] = repr(key)
-            choice = remembered.get(name) or self.fastest.get(key)  # type: ignore[assignment]
-            if choice is None or tuple(choice) not in candidates:
+            choice = _named(remembered.get(name)) or self.fastest.get(key)
+            if choice is None or choice not in candidates:
                 return self._measure(key, candidates, plan, inputs, state, kernels, deliver,
                                      record, scale)  # fmt: skip
-            choice = self.choices[key] = remembered[name] = tuple(choice)
-        record.clear()
-        record.update((p.label, k) for p, k in zip(plan.products, choice, strict=True))
+            self.choices[key] = choice
+            remembered[name] = tuple(k.name for k in choice)
+        _record(record, plan, choice)
         return run_plan(plan, choice, inputs, state, kernels, deliver, scale=scale)
 
     def _measure(self, key, candidates, plan, inputs, state, kernels, deliver, record, scale):
@@ -138,9 +140,23 @@ class KernelChooser:
         if all(len(t) >= self.rounds for t in times.values()):
             self.fastest[key] = min(candidates, key=lambda c: min(times[c]))
             del self.samples[key]
-        record.clear()
-        record.update((p.label, k) for p, k in zip(plan.products, candidates[0], strict=True))
+        _record(record, plan, candidates[0])
         return result
+
+
+def _record(record: dict[str, str], plan: Plan, choice: tuple[Kernel, ...]) -> None:
+    """``record`` (``rule.kernel_choice``): each product's kernel's name."""
+    record.clear()
+    record.update((p.label, k.name) for p, k in zip(plan.products, choice, strict=True))
+
+
+def _named(names) -> tuple[Kernel, ...] | None:
+    """The kernels of a remembered choice (names, as a checkpoint saves them; ``None``
+    for none, or for names no kernel has: the choice is timed again)."""
+    try:
+        return None if not names else tuple(Kernel.named(n) for n in names)
+    except ValueError:
+        return None
 
 
 def _discard(target: str, value: Tensor, alpha: float = 1.0) -> None:

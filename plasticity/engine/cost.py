@@ -31,6 +31,7 @@ import math
 from dataclasses import dataclass
 
 from ..language import Spike, Trace
+from .kernel import Kernel
 from .plan import Plan
 
 __all__ = ["Profile", "PROFILES", "profile_for", "Work", "work", "candidate_cost", "cheapest"]
@@ -96,7 +97,7 @@ class Work:
         self.ops = self.syncs = 0
 
 
-def work(plan: Plan, choice: tuple[str, ...]) -> Work:
+def work(plan: Plan, choice: tuple[Kernel, ...]) -> Work:
     """The :class:`Work` of ``plan`` with the kernels of ``choice`` (cached on the plan)."""
     cache = plan.__dict__.setdefault("_work_cache", {})
     found = cache.get(choice)
@@ -115,22 +116,22 @@ def work(plan: Plan, choice: tuple[str, ...]) -> Work:
                 w.tables[s.side] += 1.0 if s.elementwise else SCAN
             w.ops += 1 if s.elementwise else OPS_SCAN
     for p, kernel in zip(plan.products, choice, strict=True):
-        side = kernel.split("-")[0]
-        other = "pre" if side == "post" else "post"
-        if kernel == "gemm":  # (a row factor multiplies the smaller operand)
+        side = kernel.side
+        if side is None:  # a GEMM (a row factor multiplies the smaller operand)
             w.gemms += 1
             w.gemm_mods += p.mod is not None
             w.ops += OPS_GEMM
             continue
+        other = "pre" if side == "post" else "post"
         if side not in w.indexed:  # one spike index per side and chunk, shared
             w.indexed.append(side)
             w.ops += OPS_INDEX
             w.syncs += 1
-        if "rewrite" in kernel:  # the other side's future trace, and the carried pairs
+        if kernel.rewrite:  # the other side's future trace, and the carried pairs
             w.tables[other] += SCAN + (0.0 if p.mod is None else 1.0)  # (times the row factor)
             w.rewrites += 1
             w.ops += OPS_SCAN + OPS_BOUNDARY
-        if kernel.endswith("gemm"):  # conv: the weight-gradient reads the future trace
+        if kernel.gemm:  # conv: the weight-gradient reads the future trace
             w.conv_gemms += 1
             w.ops += OPS_GEMM
             continue
@@ -145,7 +146,7 @@ def work(plan: Plan, choice: tuple[str, ...]) -> Work:
     return w
 
 
-def candidate_cost(plan: Plan, choice: tuple[str, ...], *, rows: int, batch: int,
+def candidate_cost(plan: Plan, choice: tuple[Kernel, ...], *, rows: int, batch: int,
                    n_pre: int, n_post: int, k_in: int, weight: int, nnz: tuple[int, int],
                    itemsize: int, profile: Profile) -> float:  # fmt: skip
     """The modelled cost of running ``plan`` with the kernels of ``choice`` on one chunk,
@@ -153,7 +154,7 @@ def candidate_cost(plan: Plan, choice: tuple[str, ...], *, rows: int, batch: int
 
     Args:
         plan: the compiled rule.
-        choice: one kernel name per product (one of ``plan.candidates(...)``).
+        choice: one :class:`~plasticity.engine.kernel.Kernel` per product (one of ``plan.candidates(...)``).
         rows: the chunk's ``T·B`` rows; ``batch``: ``B``.
         n_pre, n_post: elements of one step of each side per sample (conv: channels
             times positions).
@@ -188,7 +189,7 @@ def candidate_cost(plan: Plan, choice: tuple[str, ...], *, rows: int, batch: int
     return cost + w.ops * profile.op + w.syncs * profile.sync
 
 
-def cheapest(plan: Plan, candidates: list[tuple[str, ...]], **shape) -> tuple[str, ...]:
+def cheapest(plan: Plan, candidates: list[tuple[Kernel, ...]], **shape) -> tuple[Kernel, ...]:
     """The candidate of least :func:`candidate_cost` (the earliest of equal ones);
     ``shape``: the keywords of :func:`candidate_cost`."""
     best, least = candidates[0], math.inf

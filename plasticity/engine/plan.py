@@ -9,6 +9,7 @@ from ..functional.traces import decay_factor
 from ..language import Before, Const, Eligibility, ETerm, Fed, Signal, Term, Trace, as_terms
 from ..language.terms import _join
 from ..language.text import _atom, _fmt
+from .kernel import GEMM, Kernel
 from .signals import Future, Powers
 
 __all__ = ["Plan", "Product", "compile_rule"]
@@ -108,19 +109,19 @@ class Plan:
             d = self._decays[tau] = decay_factor(self.dt, tau, self.decay)
         return d
 
-    def _reads(self, choice: tuple[str, ...]) -> list[set[Signal]]:
+    def _reads(self, choice: tuple[Kernel, ...]) -> list[set[Signal]]:
         """The signals each product computes from (with the kernels of ``choice``)."""
         cache = self.__dict__.setdefault("_reads_cache", {})
         if choice in cache:
             return cache[choice]
         out = cache[choice] = []
         for p, kernel in zip(self.products, choice, strict=True):
-            side = kernel.split("-")[0] if "rewrite" in kernel else None
+            side = kernel.side if kernel.rewrite else None
             read = {"post": [p.mod, p.pre], "pre": [p.mod, p.post]}.get(side, [p.mod, p.pre, p.post])  # type: ignore[arg-type]
             out.append(set().union(*(_signals(s) for s in read if s is not None)))
         return out
 
-    def keeps(self, choice: tuple[str, ...]) -> list[set[Signal]]:
+    def keeps(self, choice: tuple[Kernel, ...]) -> list[set[Signal]]:
         """For each product, the signals that the products after it read (with the
         kernels of ``choice``): everything else can be freed once it is done."""
         cached = self.__dict__.setdefault("_keeps", {}).get(choice)
@@ -154,8 +155,8 @@ class Plan:
                 # an elementwise factor is built with one temporary of its side alive
                 total += max([width.get(s.side, 0) for s in reads[i] if s.elementwise],  # type: ignore[arg-type]
                              default=0)  # fmt: skip
-                if "rewrite" in kernel:  # the future table of the other side (and Q·m)
-                    other = n_pre if kernel.startswith("post") else n_post
+                if kernel.rewrite:  # the future table of the other side (and Q·m)
+                    other = n_pre if kernel.side == "post" else n_post
                     total += other * (1 if self.products[i].mod is None else 2)
                 most = max(most, total)
         cache[n_pre, n_post] = most
@@ -178,8 +179,8 @@ class Plan:
         """Whether ``s`` is zero wherever its side's spikes are (spikes times others)."""
         return s is not None and self.binary and s.spiking()
 
-    def candidates(self, conv: bool) -> list[tuple[str, ...]]:
-        """Kernel assignments worth weighing (one kernel name per product): every product a
+    def candidates(self, conv: bool) -> list[tuple[Kernel, ...]]:
+        """Kernel assignments worth weighing (one :class:`Kernel` per product): every product a
         GEMM; every product read at the post spikes where it can be (spike-supported
         factors event-driven, post traces rewritten); the same at the pre spikes; each
         side's own spikes event-driven. Conv synapses: conv weight-gradients, with and
@@ -196,23 +197,27 @@ class Plan:
                 return None
             return p.post if side == "post" else p.pre
 
-        out = [tuple("gemm" for _ in self.products)]
+        def events(p: Product, side: str) -> bool:
+            return self.spiking(own(p, side)) and not p.per_sample
+
+        out = [tuple(GEMM for _ in self.products)]
         for side in ("post", "pre"):
             if conv:
-                out.append(tuple(f"{side}-rewrite-gemm" if self.rewritable(p, side) else "gemm"
+                out.append(tuple(Kernel(side, rewrite=True, gemm=True)
+                                 if self.rewritable(p, side) else GEMM
                                  for p in self.products))  # fmt: skip
                 continue
             out.append(tuple(
-                f"{side}-events" if self.spiking(own(p, side)) and not p.per_sample
-                else f"{side}-rewrite" if self.rewritable(p, side)
-                else "gemm"
+                Kernel(side, rewrite=False, gemm=False) if events(p, side)
+                else Kernel(side, rewrite=True, gemm=False) if self.rewritable(p, side)
+                else GEMM
                 for p in self.products
             ))  # fmt: skip
         if not conv:
             out.append(tuple(
-                "post-events" if self.spiking(own(p, "post")) and not p.per_sample
-                else "pre-events" if self.spiking(own(p, "pre")) and not p.per_sample
-                else "gemm"
+                Kernel("post", rewrite=False, gemm=False) if events(p, "post")
+                else Kernel("pre", rewrite=False, gemm=False) if events(p, "pre")
+                else GEMM
                 for p in self.products
             ))  # fmt: skip
         cache[conv] = list(dict.fromkeys(out))

@@ -14,6 +14,7 @@ from ..functional.correlate import Kernels
 from ..functional.traces import decay_powers, scan_future_padded
 from ..language import Before, Signal, Spike
 from .chunk import Chunk, _align
+from .kernel import Kernel
 from .plan import Plan, Product
 
 __all__ = ["run_plan", "signed_parts", "Sink", "NotFinite", "finite"]
@@ -48,7 +49,7 @@ def signed_parts(x: Tensor | float | None, nonnegative: bool) -> list[tuple[floa
 
 def run_plan(
     plan: Plan,
-    choice: tuple[str, ...],
+    choice: tuple[Kernel, ...],
     inputs: dict[str, Tensor],
     state: dict[str, Tensor],
     kernels: Kernels,
@@ -110,16 +111,12 @@ def run_plan(
     return out
 
 
-def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
+def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, kernels: Kernels,
             alpha: float, signed: bool):  # fmt: skip
     """``(sign, alpha · Σ m·P·Q)`` for every combination of the factors' signed parts
     (``signed``: times the sign too)."""
     binary = plan.binary
-    rewrite = "rewrite" in kernel
-    side = kernel.split("-")[0]
-    f_post = None if p.post is None or (rewrite and side == "post") else chunk.value(p.post)
-    f_pre = None if p.pre is None or (rewrite and side == "pre") else chunk.value(p.pre)
-    mod = None if p.mod is None else chunk.value(p.mod)
+    f_post, f_pre, mod = _factors(chunk, p, kernel)
     for sp, a in signed_parts(f_post, p.post is None or p.post.nonnegative(binary)):
         for sq, b in signed_parts(f_pre, p.pre is None or p.pre.nonnegative(binary)):
             for sm, m in signed_parts(mod, p.mod is None or p.mod.nonnegative(binary)):
@@ -127,21 +124,38 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: str, kernels: Kernels,
                 fold = alpha * sign if signed else alpha  # the piece's number, to fold in
                 if fold != 1.0:
                     m = fold if m is None else m * fold
-                if rewrite:
-                    value = _rewritten(plan, chunk, p, side, a if side == "pre" else b, m,
-                                       kernel.endswith("gemm"), kernels)  # fmt: skip
+                if kernel.rewrite:
+                    value = _rewritten(plan, chunk, p, kernel.side,
+                                       a if kernel.side == "pre" else b, m, kernel.gemm,
+                                       kernels)  # fmt: skip
                 else:
                     value = _one(p, kernel, a, b, m, chunk, kernels)
-                if p.weight:  # the weight's sign splits a magnitude's piece elementwise
-                    w = kernels.weight.detach()
-                    if signed or kernels.weight_nonnegative():  # signed: no split needed
-                        yield sign, w * value
-                    else:
-                        yield sign, w.clamp_min(0).mul_(value)
-                        yield -sign, w.clamp_max(0).neg_().mul_(value)
-                else:  # one-sided sums come as broadcast views
-                    yield sign, value if value.is_contiguous() else value.contiguous()
+                yield from _weighted(p, sign, value, kernels, signed)
                 del value  # not alive while the next piece is computed
+
+
+def _factors(chunk: Chunk, p: Product, kernel: Kernel):
+    """The tables of ``p``'s post, pre and row factors (``None``: the factor 1, or the
+    side whose trace the kernel rewrites)."""
+    rewrite, side = kernel.rewrite, kernel.side
+    f_post = None if p.post is None or (rewrite and side == "post") else chunk.value(p.post)
+    f_pre = None if p.pre is None or (rewrite and side == "pre") else chunk.value(p.pre)
+    mod = None if p.mod is None else chunk.value(p.mod)
+    return f_post, f_pre, mod
+
+
+def _weighted(p: Product, sign: float, value: Tensor, kernels: Kernels, signed: bool):
+    """``(sign, piece)``: ``value``, times the weight for a product with the weight
+    factor (whose sign splits a magnitude's piece elementwise)."""
+    if p.weight:
+        w = kernels.weight.detach()
+        if signed or kernels.weight_nonnegative():  # signed: no split needed
+            yield sign, w * value
+        else:
+            yield sign, w.clamp_min(0).mul_(value)
+            yield -sign, w.clamp_max(0).neg_().mul_(value)
+    else:  # one-sided sums come as broadcast views
+        yield sign, value if value.is_contiguous() else value.contiguous()
 
 
 def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
@@ -150,40 +164,63 @@ def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
     return x * _align(m, x)
 
 
-def _one(p: Product, kernel: str, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
+def _one(p: Product, kernel: Kernel, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
     """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1; ``mod`` may be a
     number: folded into the event weights, the one-sided sum or the smaller operand)."""
-    inputs = chunk.inputs
     number = 1.0
     if mod is not None and not isinstance(mod, Tensor):
         number, mod = mod, None
-    if kernel in ("post-events", "pre-events"):
-        on_post = kernel == "post-events"
-        s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
-        spikes = inputs["post" if on_post else "pre"]
-        index = kernels.index(spikes)
-        weights = _event_weights(s_expr, own, spikes, mod, index)
-        if number != 1.0:
-            weights = (torch.full(index[0].shape, number, dtype=spikes.dtype, device=spikes.device)
-                       if weights is None else weights.mul_(number))  # fmt: skip
-        value = kernels.events(spikes, weights, other)
-        return value if on_post else value.t()
-    if post is None and pre is None:  # a constant term: Σ_{t,b} m (or T·B), per synapse
-        rows = chunk.full_rows(1.0) if mod is None else mod
-        total = rows.sum(0) if p.per_sample else rows.sum()  # [B] or []
-        total = total.mul_(number) if number != 1.0 else total
-        shape = kernels.weight.shape
-        return total.view(*total.shape, *([1] * len(shape))).expand(*total.shape, *shape)
+    if kernel.events:
+        return _events(p, kernel.side == "post", post, pre, mod, number, chunk, kernels)
+    if post is None and pre is None:
+        return _constant(p, mod, number, chunk, kernels)
     if pre is None or post is None:
-        x = _with_mod(post if pre is None else pre, mod)
-        if mod is not None and x is None:
-            x = mod
-        x = x.expand_as(inputs["post" if pre is None else "pre"])
-        side = "post" if pre is None else "pre"
-        if p.per_sample:
-            return torch.stack([kernels.one_sided(x[:, b : b + 1], side, alpha=number)
-                                for b in range(x.shape[1])])  # fmt: skip
-        return kernels.one_sided(x, side, alpha=number)
+        return _one_sided(p, post, pre, mod, number, chunk, kernels)
+    return _correlated(p, post, pre, mod, number, chunk, kernels)
+
+
+def _events(p: Product, on_post: bool, post, pre, mod, number: float, chunk: Chunk,
+            kernels: Kernels) -> Tensor:  # fmt: skip
+    """The event-driven sum of the other side's rows at the spikes of one side."""
+    s_expr, own, other = (p.post, post, pre) if on_post else (p.pre, pre, post)
+    spikes = chunk.inputs["post" if on_post else "pre"]
+    index = kernels.index(spikes)
+    weights = _event_weights(s_expr, own, spikes, mod, index)
+    if number != 1.0:
+        weights = (torch.full(index[0].shape, number, dtype=spikes.dtype, device=spikes.device)
+                   if weights is None else weights.mul_(number))  # fmt: skip
+    value = kernels.events(spikes, weights, other)
+    return value if on_post else value.t()
+
+
+def _constant(p: Product, mod, number: float, chunk: Chunk, kernels: Kernels) -> Tensor:
+    """A constant term: ``Σ_{t,b} m`` (or ``T·B``), per synapse."""
+    rows = chunk.full_rows(1.0) if mod is None else mod
+    total = rows.sum(0) if p.per_sample else rows.sum()  # [B] or []
+    total = total.mul_(number) if number != 1.0 else total
+    shape = kernels.weight.shape
+    return total.view(*total.shape, *([1] * len(shape))).expand(*total.shape, *shape)
+
+
+def _one_sided(p: Product, post, pre, mod, number: float, chunk: Chunk,
+               kernels: Kernels) -> Tensor:  # fmt: skip
+    """A product of one side's factor (and the row factor): a sum over rows."""
+    x = _with_mod(post if pre is None else pre, mod)
+    if mod is not None and x is None:
+        x = mod
+    x = x.expand_as(chunk.inputs["post" if pre is None else "pre"])
+    side = "post" if pre is None else "pre"
+    if p.per_sample:
+        return torch.stack([kernels.one_sided(x[:, b : b + 1], side, alpha=number)
+                            for b in range(x.shape[1])])  # fmt: skip
+    return kernels.one_sided(x, side, alpha=number)
+
+
+def _correlated(p: Product, post: Tensor, pre: Tensor, mod, number: float, chunk: Chunk,
+                kernels: Kernels) -> Tensor:  # fmt: skip
+    """A GEMM (or conv weight-gradient) of both sides' factors; the row factor and the
+    number go into the smaller operand (the number after, where the result is smaller)."""
+    inputs = chunk.inputs
     if mod is not None:  # the row factor goes to the smaller operand
         if post.numel() <= pre.numel():
             post = _with_mod(post, mod)

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from ..functional.correlate import Kernels
 from .chooser import CHOOSER
+from .kernel import ONE_STEP
 from .plan import Plan
 from .run import NotFinite, Sink, finite
 from .step import run_step, steppable
@@ -62,7 +63,7 @@ def run_window(
                              scale=receiver.scale)  # fmt: skip
             _close(plan, receiver, state)
         record.clear()
-        record.update((p.label, "one-step") for p in plan.products)
+        record.update((p.label, ONE_STEP) for p in plan.products)
         return state
     n_pre, n_post = pre.numel() // n, post.numel() // n
     per_step = n_pre + n_post

@@ -145,12 +145,40 @@ class _Reader:
             return node.value
         return self.read(node)
 
+    def constant(self, node: ast.Constant) -> Any:
+        """A number (an int stays one, as in Python: ``x ** 2``, ``.delayed(2)``)."""
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise self.fail(f"the constant {node.value!r}")
+        return self.number(node.value, node)
+
+    def attribute(self, node: ast.Attribute) -> Any:
+        """One of the language's attributes (``.spike``, ``.trace``, ...) of what it reads."""
+        value = self.read(node.value)
+        if node.attr not in _ATTRIBUTES:
+            raise self.fail(f"the attribute .{node.attr}")
+        if not hasattr(type(value), node.attr):  # e.g. (1).spike, relu.trace
+            raise self.fail(f"the attribute .{node.attr} of {self.source(node.value)}")
+        return getattr(value, node.attr)
+
+    def call(self, node: ast.Call) -> Any:
+        """A call of one of the language's functions or methods (known keywords only)."""
+        function = self.read(node.func)
+        if not callable(function):
+            raise self.fail(f"{ast.unparse(node.func)!r} called")
+        named = getattr(function, "__name__", None) == "signal"  # pre/post.signal('name')
+        args = [self.name(a) if named else self.read(a) for a in node.args]
+        kwargs = {}
+        for k in node.keywords:
+            if k.arg not in _KEYWORDS:
+                raise self.fail(f"the keyword {k.arg}=")
+            v = k.value
+            constant = isinstance(v, ast.Constant) and (v.value is None or isinstance(v.value, bool))
+            kwargs[k.arg] = v.value if constant else self.read(v)  # type: ignore[union-attr]
+        return function(*args, **kwargs)
+
     def read(self, node: ast.AST) -> Any:
         if isinstance(node, ast.Constant):
-            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
-                raise self.fail(f"the constant {node.value!r}")
-            # an int stays one, as in Python (`x ** 2`, `.delayed(2)`)
-            return self.number(node.value, node)
+            return self.constant(node)
         if isinstance(node, ast.Name):
             if node.id not in self.names:
                 raise self.fail(f"unknown name {node.id!r}")
@@ -163,24 +191,7 @@ class _Reader:
         if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
             return _UNARY[type(node.op)](self.read(node.operand))
         if isinstance(node, ast.Attribute):
-            value = self.read(node.value)
-            if node.attr not in _ATTRIBUTES:
-                raise self.fail(f"the attribute .{node.attr}")
-            if not hasattr(type(value), node.attr):  # e.g. (1).spike, relu.trace
-                raise self.fail(f"the attribute .{node.attr} of {self.source(node.value)}")
-            return getattr(value, node.attr)
+            return self.attribute(node)
         if isinstance(node, ast.Call):
-            function = self.read(node.func)
-            if not callable(function):
-                raise self.fail(f"{ast.unparse(node.func)!r} called")
-            named = getattr(function, "__name__", None) == "signal"  # pre/post.signal('name')
-            args = [self.name(a) if named else self.read(a) for a in node.args]
-            kwargs = {}
-            for k in node.keywords:
-                if k.arg not in _KEYWORDS:
-                    raise self.fail(f"the keyword {k.arg}=")
-                v = k.value
-                constant = isinstance(v, ast.Constant) and (v.value is None or isinstance(v.value, bool))
-                kwargs[k.arg] = v.value if constant else self.read(v)  # type: ignore[union-attr]
-            return function(*args, **kwargs)
+            return self.call(node)
         raise self.fail(f"{ast.unparse(node)!r} ({type(node).__name__})")

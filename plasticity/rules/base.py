@@ -36,8 +36,8 @@ from .checks import (
     SPIKE_POLICIES,
     _choice,
     _chunks,
-    _huge,
     _overflow_message,
+    _overflow_risk,
     _refused_message,
     _steps_valid,
     check_amplitude,
@@ -365,14 +365,9 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
-        plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
-        bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded
-                                  or plan.fed) and torch.finfo(w.dtype).max > 1e38  # fmt: skip
-        unbounded = [x for x, p, _ in one if not p]
-        if peaks and len(peaks) == len(unbounded) * len(bounds) and bad is None:  # all seen
-            unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
-        unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
-        hold = not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
+        plan, w = self.plan, self.weight
+        bounded, hold = _overflow_risk(plan, w, binary, one, mod, fed, len(bounds), peaks,
+                                       bad is None)  # fmt: skip
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(fed or {})},

@@ -305,3 +305,20 @@ def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
     if not ends:
         return False
     return float(torch.stack(ends).abs().amax()) >= torch.finfo(dtype).max ** 0.25
+
+
+def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | None,
+                   fed: dict[str, Tensor] | None, chunks: int, peaks: list[float],
+                   whole: bool) -> tuple[bool, bool]:  # fmt: skip
+    """``(bounded, hold)`` for a window of ``chunks`` chunks: whether its products are
+    finite by construction (binary spikes and traces), and whether an overflow is likely
+    (``one``: ``[(steps, binary, name)]``; ``peaks``: graded values' largest magnitudes
+    from the check, every chunk's where ``whole``)."""
+    bounded = binary and not (  # products of binary spikes and traces are finite
+        plan.reads_voltage or plan.reads_mod or plan.unbounded or plan.fed
+    ) and torch.finfo(w.dtype).max > 1e38  # fmt: skip
+    unbounded = [x for x, p, _ in one if not p]
+    if peaks and len(peaks) == len(unbounded) * chunks and whole:  # all seen
+        unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
+    unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
+    return bounded, not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
