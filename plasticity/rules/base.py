@@ -360,12 +360,13 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
             [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
-        if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
+        plan, w = self.plan, self.weight  # (a pruned synapse's weight is computed: once)
+        if n == 1 and steppable(plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
         peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
-        plan, w = self.plan, self.weight  # products of binary spikes and traces are finite
+        # products of binary spikes and traces are finite
         bounded = binary and not (plan.reads_voltage or plan.reads_mod or plan.unbounded
                                   or plan.fed) and torch.finfo(w.dtype).max > 1e38  # fmt: skip
         unbounded = [x for x, p, _ in one if not p]
@@ -376,7 +377,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(fed or {})},
-                bounds, counts, self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+                bounds, counts, self._state, weight=w, chunk=chunk, tables=self.TABLES,
                 geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
                 compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
                 sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps,
