@@ -48,6 +48,10 @@ from .inputs import RuleInputs
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
+#: types of the rule's bookkeeping that are never a module or a parameter (set every step)
+_PLAIN = frozenset((bool, int, float, str, dict, list, tuple, type(None)))
+
+
 class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
     declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
@@ -200,7 +204,8 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         # the rule's own bookkeeping (private, not a parameter, buffer or module) is a
         # plain attribute: nn.Module's checks would cost more than a small step's maths
-        if name[0] == "_" and not isinstance(value, (nn.Module, nn.Parameter)) and not (
+        if name[0] == "_" and (type(value) in _PLAIN or not isinstance(
+                value, (nn.Module, nn.Parameter))) and not (  # fmt: skip
             name in self.__dict__.get("_parameters", ())
             or name in self.__dict__.get("_buffers", ())
             or name in self.__dict__.get("_modules", ())
