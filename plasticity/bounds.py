@@ -203,11 +203,16 @@ def _soft(param: Tensor, limit: Limit, upper: bool, mu: float = 1.0, r: float = 
     ``limit`` (``limit - param`` above, ``param - limit`` below): 0 outside the range,
     ``[d > 0]`` for ``μ = 0`` (0⁰ counts as 0), 1 for an infinite distance (``+inf`` above,
     ``-inf`` below, or beyond the dtype's largest value: that side is unbounded)."""
+    zero = False  # a lower limit of +0 (the usual one): w - 0 is w, bit for bit
     if not isinstance(limit, Tensor):
         far = float(limit) if upper else -float(limit)
         if far == math.inf or (param.is_floating_point() and far > torch.finfo(param.dtype).max):
             return torch.ones_like(param)
-    base = (limit - param if upper else param - limit).clamp_min_(0)  # a fresh difference
+        zero = not upper and far == 0 and math.copysign(1.0, far) < 0 and param.is_floating_point()
+    if zero:
+        base = param.clamp_min(0)  # (one weight-sized op less)
+    else:
+        base = (limit - param if upper else param - limit).clamp_min_(0)  # a fresh difference
     if mu == 0:
         return (base > 0).to(base.dtype)
     unbounded = torch.isposinf(base) if isinstance(limit, Tensor) else None

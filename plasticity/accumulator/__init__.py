@@ -192,7 +192,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             )
         ref = self._reference()
         self._check_shape(which, "appended", value, ref)
-        detached = v = value.detach()  # shares value's memory
+        detached = v = value.detach() if value.requires_grad else value  # (shares its memory)
         if ref is not None:
             v = v.to(device=ref.device, dtype=ref.dtype)
         elif not v.is_floating_point():

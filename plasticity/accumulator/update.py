@@ -45,38 +45,7 @@ class BoundedUpdate:
         w = param.detach()
         pos = None if pos is None else pos.to(device=w.device, dtype=w.dtype)
         neg = None if neg is None else neg.to(device=w.device, dtype=w.dtype)
-        if self._full is not None:
-            fn, mx, mn, kw = self._full
-            return self._unshared(
-                fn(
-                    w,
-                    torch.zeros_like(w) if pos is None else pos,
-                    torch.zeros_like(w) if neg is None else neg,
-                    mx,
-                    mn,
-                    **kw,
-                )
-            )
-        out: Tensor | None = None
-        if pos is not None:
-            out = (
-                pos
-                if self._upper is None
-                else self._upper[0](w, pos, self._upper[1], **self._upper[2])
-            )
-        if neg is not None:
-            n = (
-                neg
-                if self._lower is None
-                else self._lower[0](w, neg, self._lower[1], **self._lower[2])
-            )
-            if out is None:
-                out = -n
-            elif self._owned(out, pos, neg, w):  # a bound's fresh result: subtract in place
-                out = out.sub_(n)
-            else:
-                out = out - n
-        return self._unshared(out)
+        return self._unshared(self._bounded(w, pos, neg))
 
     def _check_limits(self, shape: torch.Size) -> None:
         """Every tensor limit broadcasts to the parameter's ``shape`` (an accumulator that
@@ -107,29 +76,36 @@ class BoundedUpdate:
         return out
 
     def _take_update(self, param: Tensor) -> Tensor | None:
-        """:meth:`update` followed by :meth:`clear` (a rule's ``step()``). Without bounds, a
-        running sum/mean in ``param``'s dtype and device is turned into the update in place
-        (no third weight-sized tensor)."""
+        """:meth:`update` followed by :meth:`clear` (a rule's ``step()``). A running sum or
+        mean in ``param``'s dtype and device is handed over, not read through a copy:
+        without bounds it becomes the update in place (no third weight-sized tensor);
+        with bounds the bound functions receive it (as :meth:`update` gives them) and
+        their fresh results are combined in place."""
         pos, neg = self._buffers["pos_acc"], self._buffers["neg_acc"]
         w = param.detach() if isinstance(param, Tensor) else None
-        in_place = (
+        fits = (
             w is not None
             and self._mode in ("sum", "mean")
-            and self._upper is None
-            and self._lower is None
-            and self._full is None
             and all(
                 b is None or (b.shape == w.shape and b.dtype == w.dtype and b.device == w.device)
                 for b in (pos, neg)
             )
         )
-        if not in_place or (pos is None and neg is None):
+        if not fits or (pos is None and neg is None):
             update = self.update(param)
             self.clear()
             return update
         n_pos, n_neg = self._counts["pos"], self._counts["neg"]
-        self.clear()  # the buffers are this window's: handed out below
         mean = self._mode == "mean"
+        if self._upper is not None or self._lower is not None or self._full is not None:
+            self._check_limits(w.shape)
+            if mean:  # (fresh: the running sums stay as they were if a bound raises)
+                pos = None if pos is None else pos / n_pos
+                neg = None if neg is None else neg / n_neg
+            update = self._bounded(w, pos, neg, owned=True)
+            self.clear()
+            return update
+        self.clear()  # the buffers are this window's: handed out below
         if pos is None:
             return neg.mul_(-1.0 / n_neg if mean else -1.0)  # type: ignore[union-attr]
         if mean:
@@ -137,6 +113,26 @@ class BoundedUpdate:
         if neg is not None:
             pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
         return pos
+
+    def _bounded(self, w: Tensor, pos: Tensor | None, neg: Tensor | None,
+                 owned: bool = False) -> Tensor | None:  # fmt: skip
+        """The update of the components ``pos``, ``neg`` with the bounds applied (``None``
+        without either). ``owned``: they are the window's, handed over (a result may be
+        ``pos`` itself and is then combined in place)."""
+        if self._full is not None:
+            fn, mx, mn, kw = self._full
+            return fn(w, torch.zeros_like(w) if pos is None else pos,
+                      torch.zeros_like(w) if neg is None else neg, mx, mn, **kw)  # fmt: skip
+        upper, lower = self._upper, self._lower
+        out = pos if pos is None or upper is None else upper[0](w, pos, upper[1], **upper[2])
+        if neg is None:
+            return out
+        n = neg if lower is None else lower[0](w, neg, lower[1], **lower[2])
+        if out is None:
+            return -n
+        if (owned and out is pos) or self._owned(out, pos, neg, w):  # fresh: in place
+            return out.sub_(n)
+        return out - n
 
     @no_grad
     def forward(self, param: Tensor, **kwargs: Any) -> Tensor:

@@ -25,7 +25,10 @@ __all__ = ["steppable", "run_step"]
 def steppable(plan: Plan) -> bool:
     """Whether :func:`run_step` evaluates ``plan`` (every plan without per-sample
     products: their eligibility traces are ``[B, *weight]``)."""
-    return not any(p.per_sample for p in plan.products)
+    out = plan.__dict__.get("_steppable")  # (computed once per plan: online learning
+    if out is None:  # asks at every step)
+        out = plan.__dict__["_steppable"] = not any(p.per_sample for p in plan.products)
+    return out
 
 
 class _Step:

@@ -56,15 +56,7 @@ def run_window(
     assert pre is not None and post is not None
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
-        receiver = sink(1)
-        with _checked(plan, receiver, state, 0, 1) as kept:
-            state = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, kept,
-                             Kernels(w, geometry, compute), receiver.deliver,
-                             scale=receiver.scale)  # fmt: skip
-            _close(plan, receiver, state)
-        record.clear()
-        record.update((p.label, ONE_STEP) for p in plan.products)
-        return state
+        return _one_step(plan, rows, state, Kernels(w, geometry, compute), sink(1), record)
     n_pre, n_post = pre.numel() // n, post.numel() // n
     per_step = n_pre + n_post
     width = plan.table_width(n_pre, n_post)
@@ -86,17 +78,43 @@ def run_window(
     return state
 
 
+def _one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor],
+              kernels: Kernels, receiver: Sink, record: dict[str, str]) -> dict[str, Tensor]:  # fmt: skip
+    """A window of one step by :func:`~plasticity.engine.step.run_step` (no sub-chunks,
+    no counts, no kernel choice; errors as :func:`_checked`)."""
+    try:
+        out = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, state,
+                       kernels, receiver.deliver, scale=receiver.scale)  # fmt: skip
+        _close(plan, receiver, out)
+    except NotFinite as err:
+        _failed(err, plan, state, 0, 1)
+        raise
+    labels = plan.__dict__.get("_one_step_record")  # (the same every step: set once)
+    if labels is None:
+        labels = plan.__dict__["_one_step_record"] = {p.label: ONE_STEP for p in plan.products}
+    if record != labels:
+        record.clear()
+        record.update(labels)
+    return out
+
+
+def _failed(err: NotFinite, plan: Plan, state: dict[str, Tensor], start: int, end: int) -> None:
+    """What a :class:`NotFinite` result of the chunk ``[start, end)`` run from ``state``
+    carries: the chunk's steps and the state before it, less the eligibility traces
+    (updated in place by the chunk; a copy per chunk would cost a weight's memory)."""
+    err.start, err.end = start, end
+    err.state = {k: v for k, v in state.items() if k not in plan.eligibilities}
+    err.cleared = len(err.state) < len(state)
+
+
 @contextmanager
 def _checked(plan: Plan, receiver: Sink, state: dict[str, Tensor], start: int, end: int):
     """Runs a chunk of steps ``[start, end)`` from ``state``: a :class:`NotFinite` result
-    gets the chunk's steps and the state before it, less the eligibility traces (updated
-    in place by the chunk; a copy per chunk would cost a weight's memory)."""
+    gets :func:`_failed`'s steps and state."""
     try:
         yield state
     except NotFinite as err:
-        err.start, err.end = start, end
-        err.state = {k: v for k, v in state.items() if k not in plan.eligibilities}
-        err.cleared = len(err.state) < len(state)
+        _failed(err, plan, state, start, end)
         raise
 
 

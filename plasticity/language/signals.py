@@ -65,8 +65,13 @@ class Signal:
 
     # ------------------------------------------------------------------ identity
     def values(self) -> tuple:
-        """The node's fields, in order: what equality and the hash compare."""
-        return tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+        """The node's fields, in order: what equality and the hash compare (kept, as the
+        hash: an engine's lookups compare equal nodes of a plan at every step)."""
+        v = self.__dict__.get("_values")
+        if v is None:
+            v = tuple(getattr(self, f.name) for f in fields(self))  # type: ignore[arg-type]
+            object.__setattr__(self, "_values", v)
+        return v
 
     def operands(self) -> tuple[Signal, ...]:
         """The signals this one is computed from."""
@@ -87,7 +92,7 @@ class Signal:
         return h
 
     def __getstate__(self) -> dict[str, Any]:  # the cached hash is per process: not saved
-        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_text")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_hash", "_text", "_values")}
 
     # ---------------------------------------------------------------------- text
     def text(self, fmt: Fmt) -> str:

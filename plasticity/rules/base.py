@@ -48,6 +48,10 @@ from .inputs import RuleInputs
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
+#: types of the rule's bookkeeping that are never a module or a parameter (set every step)
+_PLAIN = frozenset((bool, int, float, str, dict, list, tuple, type(None)))
+
+
 class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
     declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
@@ -200,7 +204,8 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     def __setattr__(self, name: str, value: Any) -> None:
         # the rule's own bookkeeping (private, not a parameter, buffer or module) is a
         # plain attribute: nn.Module's checks would cost more than a small step's maths
-        if name[0] == "_" and not isinstance(value, (nn.Module, nn.Parameter)) and not (
+        if name[0] == "_" and (type(value) in _PLAIN or not isinstance(
+                value, (nn.Module, nn.Parameter))) and not (  # fmt: skip
             name in self.__dict__.get("_parameters", ())
             or name in self.__dict__.get("_buffers", ())
             or name in self.__dict__.get("_modules", ())
@@ -360,18 +365,18 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
             [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
-        if n == 1 and steppable(self.plan) and (checked or _steps_valid(one)):  # online
+        plan, w = self.plan, self.weight  # (a pruned synapse's weight is computed: once)
+        if n == 1 and steppable(plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
         peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
-        plan, w = self.plan, self.weight
         bounded, hold = _overflow_risk(plan, w, binary, one, mod, fed, len(bounds), peaks,
                                        bad is None)  # fmt: skip
         try:
             self._state = run_window(
                 plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(fed or {})},
-                bounds, counts, self._state, weight=self.weight, chunk=chunk, tables=self.TABLES,
+                bounds, counts, self._state, weight=w, chunk=chunk, tables=self.TABLES,
                 geometry=self._adapter.geometry() if isinstance(self._adapter, ConvSynapse) else None,
                 compute=torch.bfloat16 if self.precision == "bf16" else None, kernel=self.kernel,
                 sink=lambda steps: Sink(self.accumulator, self._scale, self._extras, steps,
