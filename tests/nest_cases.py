@@ -152,18 +152,7 @@ def run_online(fc, rule, clamp, x: dict[str, torch.Tensor]) -> dict[int, torch.T
     events = torch.nonzero(x["pre"].sum((1, 2)) + x["post"].sum((1, 2))).flatten().tolist()
     if "reward" in x or "voltage" in x:  # continuous: every step
         events = list(range(x["pre"].shape[0]))
-    opt = pl.optim.ClampedParameterOptimizer([fc.weight], lr=1.0, clamp_min=clamp[0],
-                                             clamp_max=clamp[1])  # fmt: skip
-    weights, start = {}, 0
-    for k in events:
-        extra = {key: x[key][start : k + 1] for key in ("reward", "voltage") if key in x}
-        rule.observe(x["pre"][start : k + 1], x["post"][start : k + 1], **extra)
-        rule.step()
-        opt.step()
-        opt.zero_grad()
-        weights[k] = fc.weight.detach().clone()
-        start = k + 1
-    return weights
+    return _learn_until(fc, rule, clamp, x, events)
 
 
 def compare(name: str, data: dict, variant: str = "builtin", dt: float | None = None) -> dict[str, float]:
@@ -191,10 +180,16 @@ def _run_windows(fc, rule, clamp, x, case, dt) -> dict[int, torch.Tensor]:
     """Continuous rules (dopamine, Clopath): windows cut at the pre spikes, where NEST
     records (the weight does not feed back within a window: no clipping is reached)."""
     pre_steps = sorted({round(t / dt) for ts in case["pre_times"] for t in ts})
+    return _learn_until(fc, rule, clamp, x, pre_steps)
+
+
+def _learn_until(fc, rule, clamp, x, ends: list[int]) -> dict[int, torch.Tensor]:
+    """One window up to and including each step of ``ends``, then the optimizer (SGD,
+    lr 1) and the clamp; the weights after each."""
     opt = pl.optim.ClampedParameterOptimizer([fc.weight], lr=1.0, clamp_min=clamp[0],
                                              clamp_max=clamp[1])  # fmt: skip
     weights, start = {}, 0
-    for k in pre_steps:
+    for k in ends:
         extra = {key: x[key][start : k + 1] for key in ("reward", "voltage") if key in x}
         rule.observe(x["pre"][start : k + 1], x["post"][start : k + 1], **extra)
         rule.step()
