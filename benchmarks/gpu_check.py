@@ -178,7 +178,7 @@ def kernel_rows(device: torch.device, quick: bool, repeats: int) -> list[dict]:
                 times[i] = timed(window, device, repeats)
             finally:
                 del CHOOSER.choose
-            names[i] = "/".join(sorted(set(c)))
+            names[i] = "/".join(sorted({k.name for k in c}))
         auto = timed(window, device, repeats)
         chosen = sorted(set(rule.kernel_choice.values()))
         CHOOSER.benchmark = True
