@@ -12,22 +12,10 @@ import math
 
 import pytest
 import torch
-from test_online_step import _CountOps
+from test_online_step import _CountOps, _Replay
 
 import plasticity as pl
 from plasticity import bounds
-
-
-class _Replay(torch.nn.Module):
-    """A neuron that emits recorded spikes, one step per call."""
-
-    def __init__(self, spikes: torch.Tensor) -> None:
-        super().__init__()
-        self.spikes, self.t = spikes, 0
-
-    def forward(self, _: torch.Tensor) -> torch.Tensor:
-        self.t += 1
-        return self.spikes[self.t - 1]
 
 
 def _identity_upper(param, update, limit, /):  # a user's bound that returns its argument
