@@ -1,8 +1,8 @@
 """What a rule is given: shapes, dtypes, numpy arrays and lists, rewards, voltages, empty
 inputs, spikes the policy refuses and graded values whose products overflow.
 
-Every refused input is an error at the call that passes it, naming the argument, and
-leaves the rule's state (``state_dict``: traces, buffered steps, accumulator) and the
+Every refused input is an error naming the argument (at the call that passes it; a
+spike given through the hooks, when its chunk is processed), and leaves the rule's state (``state_dict``: traces, buffered steps, accumulator) and the
 weights as they were; what was given before it is kept and learned, against the pair
 sums of tests/reference.py.
 """
@@ -222,7 +222,7 @@ def test_a_bad_step_is_reported_and_the_steps_before_it_learned_on_every_device(
         else:
             for t in range(12):
                 neuron(fc(bad_pre[t].to(device)))
-        rule.step()  # on a GPU the hooks' check runs with the chunk
+        rule.step()  # the hooks' check runs with the chunk
     rule.flush()
     want = dense_reference(pre[:8].double(), post[:8].double(), PAIR)
     got = (rule.accumulator.pos.cpu().double(), rule.accumulator.neg.cpu().double())
