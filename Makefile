@@ -94,6 +94,7 @@ reference-nest:
 	$(PYTHON) -m venv .venv-nest
 	.venv-nest/bin/python -m pip install -q --disable-pip-version-check nest-simulator==3.10.0 numpy
 	.venv-nest/bin/python benchmarks/nest_reference.py --out tests/data
+	.venv-nest/bin/python benchmarks/nest_eprop.py --out tests/data
 
 lint: $(VENV)/.installed-dev
 	$(PY) -m ruff check .

@@ -36,7 +36,8 @@ def constants(cfg: dict) -> dict:
         "zeta": 1.0 if pr.get("regular_spike_arrival", True) else 1.0 - alpha,
         "alpha_out": alpha_out,
         "zeta_out": 1.0 if po.get("regular_spike_arrival", True) else 1.0 - alpha_out,
-        "kappa": math.exp(-dt / po["tau_m"]),  # the synapses' tau_m_readout = the readout's tau_m
+        # the synapses' tau_m_readout, in NEST's examples the readout's tau_m
+        "kappa": math.exp(-dt / cfg.get("tau_m_readout", po["tau_m"])),
         "v_th": pr["V_th"] - pr.get("E_L", 0.0),
         "v_min": pr.get("V_min", -np.finfo(np.float64).max),
         "gamma": pr["surrogate_gradient_height"],
@@ -171,9 +172,12 @@ class Optimizer:
         return out
 
 
-def run(cfg: dict, n_seq: int) -> dict:
+def run(cfg: dict, n_seq: int, late_learning_signal: bool = True) -> dict:
     """``n_seq`` windows of NEST's e-prop with batch size 1: per window the forward pass,
-    the signals, the three gradients and the weights after the update."""
+    the signals, the three gradients and the weights after the update. After the last
+    window, NEST's forced final spike (as in its tutorial) applies the update.
+    ``late_learning_signal=False``: ignore §7.3 (every window's gradient gets all its
+    learning signal)."""
     if cfg["optimizer"].get("batch_size", 1) != 1:
         raise ValueError("the reference implements batch_size 1")
     c = constants(cfg)
@@ -212,7 +216,7 @@ def run(cfg: dict, n_seq: int) -> dict:
             for i in range(n_in):
                 p_trigger = first[i] if n + 1 < n_seq else 2
                 G["in"][j, i] = recurrent_gradient(cfg, c, x[i], f["psi"][:, j], L[:, j], reg[j],
-                                                   n_missing=max(0, 2 - p_trigger))
+                                                   n_missing=max(0, 2 - p_trigger) if late_learning_signal else 0)
             for i in range(n_rec):
                 if i == j:
                     continue
