@@ -17,9 +17,10 @@ Two parts:
   window 2 are both applied (a weight changes when the first presynaptic spike after its
   window passes the synapse: a final forced spike of every input and recurrent neuron,
   as in NEST's tutorial, triggers the last one). Cases ``lif`` (``eprop_iaf_bsshslm_2020``),
-  ``lif_reg`` (the same with firing-rate regularization and ``t_ref`` = 2 ms, learning
-  window 20 of the 30 steps, ``average_gradient``) and ``alif``
-  (``eprop_iaf_adapt_bsshslm_2020``).
+  ``lif_reg`` (firing-rate regularization, ``t_ref`` = 3 ms, ``regular_spike_arrival``,
+  learning window 20 of the 30 steps, ``average_gradient``) and ``alif``
+  (``eprop_iaf_adapt_bsshslm_2020``, Adam). The weights after window 1 come from a run of
+  one window, those after window 2 and the per-step recordings from a run of two.
 
 Needs ``nest-simulator`` (3.10.0: ``pip install nest-simulator==3.10.0 numpy`` in its own
 virtual environment, which ``make reference-nest`` makes)::
@@ -29,10 +30,11 @@ virtual environment, which ``make reference-nest`` makes)::
 
 JSON layout (``nest_eprop.json``; times in ms, resolution 1 ms, so a time is also a step)::
 
-    {"nest_version": "3.10.0", "machine": {...}, "python": "3.11.x",
+    {"nest_version": "3.10.0", "machine": {"platform", "cpu", "cores", "python"},
      "tutorial": {
         "script": file name, "config": {n_in, n_rec, n_out, n_iter, batch_size, steps_sequence,
-                                        eta, c_reg, f_target, tau_m, V_th, ...},
+            steps_learning_window, resolution_ms, params_nrn_rec, params_nrn_out, optimizer,
+            average_gradient, input_spike_prob, kernel},
         "seeds": {"1": {"loss": [n_iter floats], "wall_simulate_s": float,
                         "wall_script_s": float}, ...},
         "seed1": {"target": [1000], "readout_first": [1000], "readout_last": [1000]
@@ -45,26 +47,27 @@ JSON layout (``nest_eprop.json``; times in ms, resolution 1 ms, so a time is als
                   "raster_first" / "raster_last": [[recurrent index, time ms], ...] of the
                     first and the last iteration}},
      "cases": {name: {
-        "neuron_model": ..., "params_rec": {...}, "params_out": {...}, "kernel": {...},
-        "optimizer": {...}, "average_gradient": bool, "T": steps per sequence,
-        "n_seq": sequences simulated, "sim_ms": simulated time,
-        "input_spike_steps": [n_in lists of sequence-relative step indices 1..T-1 at which
-            input i is in the sequence (the same in every sequence)],
-        "input_spike_times": [n_in lists of the parrots' spike times in ms (all sequences)],
-        "target": [T floats], "W_in" [n_rec][n_in], "W_rec" [n_rec][n_rec], "W_out"
-        [n_out][n_rec], "B" [n_rec][n_out]  (initial, float64),
-        "weights": {"in": [...], "rec": [...], "out": [...]}: lists over the recorded
-            updates (after window 1, after window 2) of the weight matrices, from the
-            weight recorder (the weight a synapse carries when it next transmits; NaN
-            where a synapse did not transmit after that update), plus "final" (GetConnections
-            at the end: equals the last update),
-        "rec": {"times": [ms], "V_m": [n_rec][n], "surrogate_gradient": [n_rec][n],
-                "learning_signal": [n_rec][n], (alif: "V_th_adapt", "adaptation")}:
-            multimeter of the recurrent neurons at every step of the simulation,
-        "out": {"times", "V_m", "readout_signal", "target_signal", "error_signal"}:
-            multimeter of the readout,
-        "rec_spikes": [[index, time ms], ...]: spike recorder of the recurrent neurons}}}
+        "neuron_model", "params_rec", "params_out" (NEST parameters), "T" (steps per window =
+        eprop_update_interval), "learning_window" (steps), "optimizer" {...},
+        "average_gradient", "seed", "p_spike", "w_scale", "first_index" (the inputs' first
+        allowed sequence index: 1 lets NEST's late learning signal show, note §7.3),
+        "n_in", "n_rec", "n_out", "resolution_ms", "sim_ms" (of the 2-window run),
+        "input_spike_steps": [n_in lists of sequence indices, the same in every window; index
+            i reaches the recurrent neurons at window position i],
+        "target": [T floats], "W_in" [n_rec][n_in], "W_rec" [n_rec][n_rec] (zero diagonal),
+        "W_out" [n_out][n_rec], "B" [n_rec][n_out]  (initial, float64),
+        "weights": {"after_1": {"in", "rec", "out"}: GetConnections after a run of 1 window
+                                 (+ the forced final spikes that apply its update),
+                    "after_2": the same after a run of 2 windows},
+        "rec": {"times": [ms], "V_m", "surrogate_gradient", "learning_signal" (alif also
+                "V_th_adapt", "adaptation"): [n_rec][n_times]}: multimeter of the recurrent
+                neurons every step of the 2-window run (a sample at t ms is NEST's step t-1),
+        "out": {"times", "V_m", "readout_signal", "readout_signal_unnorm", "target_signal",
+                "error_signal"}: multimeter of the readout,
+        "rec_spikes": [[index, time ms], ...], "input_spike_times": [n_in lists of the
+            parrots' spike times, ms]}}}
 
+``tests/eprop_nest_case.py`` reads it into float64 tensors in window coordinates.
 Documented in ``docs/eprop_nest_equations.md`` (the equations NEST computes, with the
 source lines), which ``tests/eprop_reference.py`` implements and
 ``tests/test_eprop_nest_reference.py`` checks against these numbers.

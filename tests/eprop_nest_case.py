@@ -127,3 +127,25 @@ def load_case(name: str) -> NestEpropCase:
         weights_after=after, rec_v=_t(tr["rec_v"]), rec_z=_t(tr["rec_z"]), rec_psi=_t(tr["rec_psi"]),
         y=_t(tr["y"]), error=_t(tr["error"]), L=_t(tr["L"]), extra=extra,
     )
+
+
+def tutorial() -> dict:
+    """NEST's regression tutorial: ``{"config", "losses" (n_seeds, n_iter), "seeds",
+    "wall_simulate_s" (n_seeds,), "seed1": {"target", "readout_first", "readout_last" (1000,),
+    "x" (1000, n_in) input spikes per sequence index, "W_in", "W_rec", "W_out", "B" (NEST's
+    float32 weights, exactly, as float64)}}``, everything as float64 tensors."""
+    tut = load()["tutorial"]
+    seeds = sorted(tut["seeds"], key=int)
+    s1 = tut["seed1"]
+    n_in, seq = tut["config"]["n_in"], tut["config"]["steps_sequence"]
+    x = np.zeros((seq, n_in))
+    for i, steps in enumerate(s1["input_spike_steps"]):
+        x[steps, i] = 1.0
+    w = {k: _t(np.asarray(s1[k], dtype=np.float32).astype(np.float64)) for k in ("W_in", "W_rec", "W_out", "B")}
+    return {
+        "config": tut["config"], "seeds": [int(s) for s in seeds],
+        "losses": _t([tut["seeds"][s]["loss"] for s in seeds]),
+        "wall_simulate_s": _t([tut["seeds"][s]["wall_simulate_s"] for s in seeds]),
+        "seed1": {"target": _t(s1["target"]), "readout_first": _t(s1["readout_first"]),
+                  "readout_last": _t(s1["readout_last"]), "x": _t(x), **w},
+    }

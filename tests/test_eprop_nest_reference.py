@@ -87,3 +87,29 @@ def test_terms_are_exercised(change):
         cfg["tau_m_readout"] = 2 * cfg["params_out"]["tau_m"]
     moved = run(cfg, n_seq=1)["weights"][0]["in"]
     assert np.abs(moved - case.weights_after[0]["in"].numpy()).max() > 1e-4
+
+
+def test_tutorial_record():
+    """NEST's regression tutorial, 5 seeds: the loss curves, and seed 1's committed inputs are
+    the tutorial's own draws (regenerated here from ``np.random.seed(1)`` in its order)."""
+    from tests.eprop_nest_case import tutorial
+
+    tut = tutorial()
+    n_iter, n_in, n_rec, seq = (tut["config"][k] for k in ("n_iter", "n_in", "n_rec", "steps_sequence"))
+    assert tut["seeds"] == [1, 2, 3, 4, 5] and tut["losses"].shape == (5, n_iter)
+    assert (tut["losses"][:, -1] < tut["losses"][:, 0]).all()  # every seed learns
+    rs = np.random.RandomState(1)
+    W_in = np.array(rs.randn(n_in, n_rec).T / np.sqrt(n_in), dtype=np.float32)
+    W_rec = np.array(rs.randn(n_rec, n_rec).T / np.sqrt(n_rec), dtype=np.float32)
+    np.fill_diagonal(W_rec, 0.0)
+    W_out = np.array(rs.randn(n_rec, 1).T / np.sqrt(n_rec), dtype=np.float32)
+    B = np.array(rs.randn(n_rec, 1) / np.sqrt(n_rec), dtype=np.float32)
+    x = (rs.rand(seq, n_in) < tut["config"]["input_spike_prob"])
+    x[0, :] = False
+    s1 = tut["seed1"]
+    for ours, key in ((W_in, "W_in"), (W_rec, "W_rec"), (W_out, "W_out"), (B, "B")):
+        np.testing.assert_array_equal(ours.astype(np.float64), s1[key].numpy(), err_msg=key)
+    np.testing.assert_array_equal(x.astype(float), s1["x"].numpy())
+    # the readout learned the target: closer after than before
+    err = [float(((s1[k] - s1["target"]) ** 2).sum()) for k in ("readout_first", "readout_last")]
+    assert err[1] < err[0]
