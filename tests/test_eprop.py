@@ -23,7 +23,7 @@ import plasticity as pl
 
 N_IN, N, K, T = 5, 6, 3, 25
 # (leaks exact in float32: snnTorch keeps beta as a float32 tensor until .double())
-ALPHA, KAPPA, THETA, GAMMA, LR, DT = 0.875, 0.75, 1.0, 0.3, 0.05, 1.0
+ALPHA, KAPPA, THETA, GAMMA, LR, DT = 0.875, 0.75, 1.0, 0.3, 0.05, 0.5
 WINDOWS = 2
 
 
@@ -100,8 +100,8 @@ def reference(weights, x, y_star, *, feedback, loss, c_reg, f_target, batch):
                 sum_e_in += e_in
                 sum_e_rec += e_rec
         steps = x.shape[1]
-        rate = count / (batch * steps * DT)  # f_j, averaged over the batch and the window
-        reg = (c_reg * (rate - f_target) / (steps * DT))[:, None]
+        rate = count / (batch * steps)  # f_j, spikes per step, averaged over batch and window
+        reg = (c_reg * (rate - f_target * DT) / steps)[:, None]
         g_in, g_rec = g_in + reg * sum_e_in, g_rec + reg * sum_e_rec
         g = [g_in / batch, g_rec / batch, g_out / batch]
         grads.append(g)
@@ -139,14 +139,16 @@ def _run(fc, rlif, out, readout, rule, x, y_star, optimizer=None):
 @pytest.mark.parametrize("feedback", ["symmetric", "random"])
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
 @pytest.mark.parametrize("c_reg", [0.0, 0.7])
-def test_eprop_equals_the_papers_equations_over_two_windows(batch, feedback, loss, c_reg):
+def test_eprop_equals_the_papers_equations_over_two_windows(batch, feedback, loss, c_reg,
+                                                           options=None):  # fmt: skip
     x, y_star = _data(batch, loss)
     fc, rlif, out, readout = _network()
     weights = [fc.weight, fc.bias, rlif.recurrent.weight, rlif.recurrent.bias, out.weight]
     weights = [w.detach().clone() for w in weights]
     f_target = 0.05
     rule = pl.EProp(fc, rlif, out, readout, c_reg=c_reg, f_target=f_target, feedback=feedback,
-                    loss=loss, generator=torch.Generator().manual_seed(3))  # fmt: skip
+                    loss=loss, generator=torch.Generator().manual_seed(3), dt=DT,
+                    **(options or {}))  # fmt: skip
     fb = None if feedback == "symmetric" else rule.feedback.clone()
     if fb is not None:
         assert fb.shape == (K, N) and fb.dtype == torch.float64
@@ -161,6 +163,14 @@ def test_eprop_equals_the_papers_equations_over_two_windows(batch, feedback, los
         torch.testing.assert_close(p.detach(), w, rtol=1e-9, atol=1e-9)
     if fb is not None:  # the random feedback is fixed
         assert torch.equal(rule.feedback, fb)
+
+
+@pytest.mark.parametrize("options", [{"chunk_size": 1}, {"chunk_size": 4, "kernel": "dense"},
+                                     {"chunk_size": 7, "kernel": "sparse"},
+                                     {"batch_reduction": "mean", "chunk_size": 30}])
+def test_eprop_is_the_same_for_every_chunk_size_and_kernel(options):
+    """One-step chunks (the one-step path), chunks that end mid-window, both kernels."""
+    test_eprop_equals_the_papers_equations_over_two_windows(3, "random", "mse", 0.7, options)
 
 
 def test_the_regularization_pulls_rates_to_the_target():

@@ -138,12 +138,12 @@ class EProp(nn.Module):
 
     .. math::
         g^\text{in/rec}_{ji} = \sum_t L_j^t \bar e_{ji}^t
-            + c_\text{reg} \frac{f_j - f^\text{target}}{T\,dt} \sum_t e_{ji}^t, \qquad
+            + c_\text{reg} \frac{f_j - f^\text{target} dt}{T} \sum_t e_{ji}^t, \qquad
         g^\text{out}_{kj} = \sum_t \delta_k^t \bar z_j^t,
 
     :math:`\bar z` the presynaptic spikes low-passed with :math:`\alpha` (``beta`` of the
-    layer; for the readout with :math:`\kappa`), :math:`f_j` the neuron's rate in the window
-    (spikes per unit of ``dt``, averaged over the batch), each sum over the samples reduced
+    layer; for the readout with :math:`\kappa`), :math:`f_j` the neuron's spikes per step
+    in the window (averaged over the batch; NEST's form), each sum over the samples reduced
     by ``batch_reduction``. ``step()`` ends the window (a sequence): it adds :math:`g` to
     the three weights' ``.grad`` (any torch optimizer applies them: SGD, Adam) and starts
     the next window from zero traces (NEST's ``_bsshslm_2020`` models); biases do not learn.
@@ -311,14 +311,14 @@ class EProp(nn.Module):
         return out
 
     def _regularize(self, rule: PlasticityRule) -> None:
-        """Adds the firing-rate term :math:`c_\\text{reg} (f_j - f^\\text{target}) / (T dt)
+        """Adds the firing-rate term :math:`c_\\text{reg} (f_j - f^\\text{target} dt) / T
         \\sum_t e_{ji}^t` of the window (reduced over the batch) to the rule's gradient."""
         reg = rule._extras.pop("reg", None)
         if reg is None or self._counts is None or not self._steps:
             return
         batch = rule._batch or 1
-        rate = self._counts.to(reg) / (batch * self._steps * self.dt)  # f_j
-        factor = self.c_reg * (rate - self.f_target) / (self._steps * self.dt)
+        rate = self._counts.to(reg) / (batch * self._steps)  # f_j, spikes per step
+        factor = self.c_reg * (rate - self.f_target * self.dt) / self._steps
         grad = reg * factor.view(-1, *([1] * (reg.ndim - 1))) * rule._scale
         rule.accumulator.add_("pos", (-grad).clamp_min(0), merge=True)
         rule.accumulator.add_("neg", grad.clamp_min(0), merge=True)
