@@ -347,3 +347,57 @@ def test_eval_mode_learns_nothing_and_detach_removes_every_hook():
     rule.detach()
     assert not fc._forward_pre_hooks and not readout._forward_hooks and not rlif._forward_hooks
     assert not math.isnan(rule.kappa) and rule.kappa == pytest.approx(KAPPA)
+
+
+def test_eprop_follows_the_weights_device_and_dtype(device):
+    """Float32 on ``device``: the gradients, the feedback and the traces live there, and
+    equal the CPU run's."""
+    x, y_star = _data(3, "cross_entropy")
+    runs = []
+    for where in (torch.device("cpu"), device):
+        fc, rlif, out, readout = (m.to(device=where, dtype=torch.float32) for m in _network())
+        rule = pl.EProp(fc, rlif, out, readout, loss="cross_entropy", feedback="random",
+                        c_reg=0.5, generator=torch.Generator().manual_seed(3))  # fmt: skip
+        assert rule.feedback.device.type == where.type and rule.feedback.dtype == torch.float32
+        spk, mem = rlif.init_rleaky()
+        y = readout.init_leaky()
+        for t in range(T):
+            spk, mem = rlif(fc(x[0, t].to(where, torch.float32)), spk, mem)
+            _, y = readout(out(spk), y)
+            rule.target(y_star[0, t].to(where))
+        dw = rule.step()
+        for d in dw.values():
+            assert d.device.type == where.type and d.dtype == torch.float32
+        runs.append({k: v.cpu() for k, v in dw.items()})
+    for name in runs[0]:
+        torch.testing.assert_close(runs[1][name], runs[0][name], rtol=1e-4, atol=1e-5)
+
+
+def test_reset_starts_a_new_sequence_within_the_window():
+    """Two sequences with ``reset()`` between them, one ``step()``: the sum of the two
+    sequences' gradients, each from zero traces."""
+    x, y_star = _data(2, "mse")
+
+    def sequence(rule, fc, rlif, out, readout, w):
+        spk, mem = rlif.init_rleaky()
+        y = readout.init_leaky()
+        for t in range(T):
+            spk, mem = rlif(fc(x[w, t]), spk.double(), mem)
+            _, y = readout(out(spk.double()), y)
+            rule.target(y_star[w, t])
+
+    fc, rlif, out, readout = net = _network()
+    rule = pl.EProp(*net)
+    sequence(rule, *net, 0)
+    rule.reset()
+    sequence(rule, *net, 1)
+    together = rule.step()
+    fc, rlif, out, readout = net = _network()
+    rule = pl.EProp(*net)
+    apart = []
+    for w in range(2):
+        sequence(rule, *net, w)
+        apart.append(rule.step())
+    for name in together:
+        torch.testing.assert_close(together[name], apart[0][name] + apart[1][name],
+                                   rtol=1e-12, atol=1e-12)  # fmt: skip
