@@ -6,7 +6,8 @@ in the order data flows through them:
 * **Rules** attach to a synapse (``nn.Linear``, ``nn.Conv1d/2d/3d``, a recurrent
   ``.recurrent``) and the neuron it drives: :class:`STDP`, :class:`TripletSTDP`,
   :class:`MSTDP`, :class:`MSTDPET`, :class:`DopamineSTDP`, :class:`Oja`, :class:`BCM`,
-  :class:`Clopath`, :class:`SynapticScaling`, :class:`VogelsSprekeler`;
+  :class:`Clopath`, :class:`SynapticScaling`, :class:`VogelsSprekeler`,
+  :class:`EProp` (a recurrent layer and its readout);
   :class:`AdaptiveThreshold` (a neuron's threshold); :class:`PlasticityRule`, what they
   all are.
 * **The rule language**: :class:`Rule` takes ``pos``/``neg`` terms built from the signals
@@ -50,6 +51,7 @@ from .rules import (
     AdaptiveThreshold,
     Clopath,
     DopamineSTDP,
+    EProp,
     Oja,
     PlasticityRule,
     Rule,
@@ -66,6 +68,7 @@ __all__ = [
     "Rule",
     "Clopath",
     "VogelsSprekeler",
+    "EProp",
     "pre",
     "post",
     "modulator",

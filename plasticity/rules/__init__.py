@@ -1,6 +1,7 @@
 """Learning rules: the built-ins as declarations in the rule language, and ``Rule`` for your own."""
 
 from .base import PlasticityRule
+from .eprop import EProp
 from .homeostasis import AdaptiveThreshold, SynapticScaling
 from .inhibitory import VogelsSprekeler
 from .rate import BCM, Oja
@@ -24,4 +25,5 @@ __all__ = [
     "SynapticScaling",
     "Clopath",
     "VogelsSprekeler",
+    "EProp",
 ]
