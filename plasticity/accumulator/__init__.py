@@ -41,17 +41,19 @@ __all__ = ["Accumulator"]
 Reducer = Callable[[Tensor, int], Tensor]
 
 # reductions computed on the fly, O(1) memory in the number of appends
-_RUNNING: dict[Any, str] = {
-    torch.sum: "sum",
-    torch.mean: "mean",
-    torch.amax: "amax",
-    torch.amin: "amin",
-}
+_RUNNING: dict[Any, str] = {torch.sum: "sum", torch.mean: "mean", torch.amax: "amax",
+                            torch.amin: "amin"}  # fmt: skip
 
 
-def _copy(v: Tensor) -> Tensor:
-    """A contiguous copy of ``v`` (an append that cannot be kept as it is)."""
+def _copy(v: Tensor) -> Tensor:  # (an append that cannot be kept as it is)
     return v.clone(memory_format=torch.contiguous_format)
+
+
+def _like(v: Tensor, ref: Tensor) -> Tensor:
+    """``v`` on ``ref``'s device, in its dtype (``v`` itself where it is, without ``to``)."""
+    if v.dtype is ref.dtype and v.device == ref.device:
+        return v
+    return v.to(device=ref.device, dtype=ref.dtype)
 
 
 def _whole(v: Tensor) -> bool:
@@ -60,9 +62,8 @@ def _whole(v: Tensor) -> bool:
 
 
 def _check_finite(which: str, what: str, v: Tensor) -> None:
-    """Refuses a tensor with NaN or infinity. A sum is finite when every element is (one
-    cheap reduction); only a non-finite sum (NaN/inf, or overflow of large finite
-    values) needs the exact check."""
+    """Refuses NaN and infinity: one cheap reduction (a sum is finite where every element
+    is), the exact check only where the sum is not (NaN/inf, or an overflow)."""
     if not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
         raise ValueError(f"Accumulator.{which}: the {what} tensor contains NaN or infinity")
 
@@ -214,11 +215,9 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         self._counts[which] += count
 
     def _incoming(self, which: str, value: Any, owned: bool) -> tuple[Tensor, bool]:
-        """An appended ``value``, checked (a tensor of the parameter's shape), detached and
-        converted to the device and dtype of what the window holds (the default float
-        for a first integer or boolean append); and whether it may be kept as is: it is
-        ``owned`` and unconverted, and its whole storage (e.g. not a slice of a larger
-        result)."""
+        """``value`` checked (a tensor of the parameter's shape), detached, converted to the
+        window's device and dtype; and whether it may be kept as is (``owned``,
+        unconverted, its whole storage)."""
         if not isinstance(value, Tensor):
             raise TypeError(
                 f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}"
@@ -227,7 +226,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         self._check_shape(which, "appended", value, ref)
         detached = v = value.detach() if value.requires_grad else value  # (shares its memory)
         if ref is not None:
-            v = v.to(device=ref.device, dtype=ref.dtype)
+            v = _like(v, ref)
         elif not v.is_floating_point():
             v = v.to(torch.get_default_dtype())
         return v, owned and v is detached and _whole(v)
@@ -248,7 +247,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
 
     def _check_shape(self, which: str, what: str, value: Tensor, ref: Tensor | None) -> None:
         shape = self._shape if self._shape is not None else None if ref is None else ref.shape
-        if shape is not None and tuple(value.shape) != tuple(shape):
+        if shape is not None and value.shape != shape:  # (torch.Size is a tuple)
             raise ValueError(
                 f"Accumulator.{which}: {what} shape {tuple(value.shape)} differs from the "
                 f"parameter's shape {tuple(shape)}; every append must have the parameter's "
@@ -299,6 +298,11 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         """
         if which not in _COMPONENTS:
             raise ValueError(f"Accumulator.add_: `which` must be 'pos' or 'neg', got {which!r}")
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(
+                f"Accumulator.add_: `value` must be a torch.Tensor (or None), got "
+                f"{type(value).__name__}"
+            )
         if merge and self._counts[which]:
             self._merge(which, value, finite, alpha)
         elif value is None:  # `count` appends of zeros
@@ -310,8 +314,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                          finite=finite, count=count)  # fmt: skip
 
     def _merge(self, which: str, value: Tensor | None, finite: bool, alpha: float) -> None:
-        """:meth:`add_` with ``merge=True`` into the latest append of ``which`` (there is
-        one): ``value=None`` adds nothing."""
+        """:meth:`add_` into the latest append of ``which`` (``value=None`` adds nothing)."""
         if value is None:
             return
         if not self.merges:
@@ -328,7 +331,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                 return
         ref = self._reference()
         self._check_shape(which, "added", value, ref)
-        v = value.detach().to(device=ref.device, dtype=ref.dtype)  # type: ignore[union-attr]
+        v = _like(value.detach() if value.requires_grad else value, ref)  # type: ignore[arg-type]
         if self.check_finite and not finite:
             _check_finite(which, "added", v)
         latest.add_(v, alpha=alpha)
