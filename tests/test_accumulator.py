@@ -217,6 +217,19 @@ def test_bad_appends_raise_and_change_nothing(which, value, exc, words):
     same(before, snapshot(acc))
 
 
+@pytest.mark.parametrize("merge, alpha", [(False, 1.0), (False, 2.0), (True, 1.0), (True, 0.5)])
+@pytest.mark.parametrize("value", [[1.0, 2.0, 3.0], 3.0, (1.0, 2.0, 3.0)])
+def test_add_of_a_non_tensor_is_a_type_error_and_changes_nothing(value, merge, alpha):
+    """``add_`` names its argument for a value that is not a tensor, on every path (a new
+    append, one scaled by ``alpha``, a merge into the latest append)."""
+    acc = pl.Accumulator()
+    acc.add_("pos", torch.ones(3))
+    before = snapshot(acc)
+    with pytest.raises(TypeError, match=r"Accumulator.add_: `value` must be a torch.Tensor"):
+        acc.add_("pos", value, merge=merge, alpha=alpha)
+    same(before, snapshot(acc))
+
+
 def test_finite_check_can_be_switched_off():
     acc = pl.Accumulator(check_finite=False)
     acc.pos = torch.tensor([float("inf")])

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from ..bounds import FullBounding, HalfBounding
 from .setters import BoundSetters, _name
-from .state import _COMPONENTS, AccumulatorState
+from .state import _BUFFER, _COMPONENTS, AccumulatorState
 from .update import BoundedUpdate
 
 __all__ = ["Accumulator"]
@@ -41,12 +41,31 @@ __all__ = ["Accumulator"]
 Reducer = Callable[[Tensor, int], Tensor]
 
 # reductions computed on the fly, O(1) memory in the number of appends
-_RUNNING: dict[Any, str] = {
-    torch.sum: "sum",
-    torch.mean: "mean",
-    torch.amax: "amax",
-    torch.amin: "amin",
-}
+_RUNNING: dict[Any, str] = {torch.sum: "sum", torch.mean: "mean", torch.amax: "amax",
+                            torch.amin: "amin"}  # fmt: skip
+
+
+def _copy(v: Tensor) -> Tensor:  # (an append that cannot be kept as it is)
+    return v.clone(memory_format=torch.contiguous_format)
+
+
+def _like(v: Tensor, ref: Tensor) -> Tensor:
+    """``v`` on ``ref``'s device, in its dtype (``v`` itself where it is, without ``to``)."""
+    if v.dtype is ref.dtype and v.device == ref.device:
+        return v
+    return v.to(device=ref.device, dtype=ref.dtype)
+
+
+def _whole(v: Tensor) -> bool:
+    """Whether ``v`` is its whole storage (e.g. a transposed result, not a slice)."""
+    return v.storage_offset() == 0 and v.untyped_storage().nbytes() == v.numel() * v.element_size()
+
+
+def _check_finite(which: str, what: str, v: Tensor) -> None:
+    """Refuses NaN and infinity: one cheap reduction (a sum is finite where every element
+    is), the exact check only where the sum is not (NaN/inf, or an overflow)."""
+    if not bool(torch.isfinite(v.sum())) and not bool(torch.isfinite(v).all()):
+        raise ValueError(f"Accumulator.{which}: the {what} tensor contains NaN or infinity")
 
 
 class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
@@ -169,7 +188,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
 
     def _reference(self) -> Tensor | None:
         for c in _COMPONENTS:
-            buf = self._buffers[f"{c}_acc"]
+            buf = self._buffers[_BUFFER[c]]
             if buf is not None:
                 return buf
             if self._lists[c]:
@@ -186,6 +205,19 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         NaN/infinity check is skipped. ``count``: the number of appends it stands for."""
         if value is None:
             return
+        v, keep = self._incoming(which, value, owned)
+        if self.check_finite and not finite:
+            _check_finite(which, "appended", v)
+        if self._mode == "custom":
+            self._lists[which].append(v if keep else _copy(v))
+        else:
+            self._fold(which, v, keep)
+        self._counts[which] += count
+
+    def _incoming(self, which: str, value: Any, owned: bool) -> tuple[Tensor, bool]:
+        """``value`` checked (a tensor of the parameter's shape), detached, converted to the
+        window's device and dtype; and whether it may be kept as is (``owned``,
+        unconverted, its whole storage)."""
         if not isinstance(value, Tensor):
             raise TypeError(
                 f"Accumulator.{which} takes a torch.Tensor (or None), got {type(value).__name__}"
@@ -194,45 +226,28 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         self._check_shape(which, "appended", value, ref)
         detached = v = value.detach() if value.requires_grad else value  # (shares its memory)
         if ref is not None:
-            v = v.to(device=ref.device, dtype=ref.dtype)
+            v = _like(v, ref)
         elif not v.is_floating_point():
             v = v.to(torch.get_default_dtype())
-        # a sum is finite when every element is (one cheap reduction); only a non-finite
-        # sum (NaN/inf, or overflow of large finite values) needs the exact check
-        if (
-            self.check_finite
-            and not finite
-            and not bool(torch.isfinite(v.sum()))
-            and not bool(torch.isfinite(v).all())
-        ):
-            raise ValueError(f"Accumulator.{which}: the appended tensor contains NaN or infinity")
-        mode = self._mode
-        # an owned tensor that is its whole storage (e.g. a transposed result) is kept as is
-        keep = (
-            owned
-            and v is detached
-            and v.storage_offset() == 0
-            and v.untyped_storage().nbytes() == v.numel() * v.element_size()
-        )
-        if mode == "custom":
-            self._lists[which].append(v if keep else v.clone(memory_format=torch.contiguous_format))
+        return v, owned and v is detached and _whole(v)
+
+    def _fold(self, which: str, v: Tensor, keep: bool) -> None:
+        """Folds an append into the running reduction of ``which`` (``keep``: ``v`` is
+        handed over and becomes the running buffer when it is the first)."""
+        key = _BUFFER[which]
+        acc = self._buffers[key]
+        if acc is None:  # (after appends of zeros only in sum and mean: their sum)
+            self._buffers[key] = v if keep else _copy(v)
+        elif self._mode in ("sum", "mean"):
+            acc.add_(v)
+        elif self._mode == "amax":
+            torch.maximum(acc, v, out=acc)
         else:
-            acc = self._buffers[f"{which}_acc"]
-            if acc is None:  # (after appends of zeros only in sum and mean: their sum)
-                self._buffers[f"{which}_acc"] = (
-                    v if keep else v.clone(memory_format=torch.contiguous_format)
-                )
-            elif mode in ("sum", "mean"):
-                acc.add_(v)
-            elif mode == "amax":
-                torch.maximum(acc, v, out=acc)
-            else:
-                torch.minimum(acc, v, out=acc)
-        self._counts[which] += count
+            torch.minimum(acc, v, out=acc)
 
     def _check_shape(self, which: str, what: str, value: Tensor, ref: Tensor | None) -> None:
         shape = self._shape if self._shape is not None else None if ref is None else ref.shape
-        if shape is not None and tuple(value.shape) != tuple(shape):
+        if shape is not None and value.shape != shape:  # (torch.Size is a tuple)
             raise ValueError(
                 f"Accumulator.{which}: {what} shape {tuple(value.shape)} differs from the "
                 f"parameter's shape {tuple(shape)}; every append must have the parameter's "
@@ -283,35 +298,43 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         """
         if which not in _COMPONENTS:
             raise ValueError(f"Accumulator.add_: `which` must be 'pos' or 'neg', got {which!r}")
-        new = not merge or self._counts[which] == 0
-        if value is None:
-            if new:
-                self._check_count(count, zeros=True)
-                self._counts[which] += count
-            return  # (merged: adds nothing to the latest append)
-        if new:
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(
+                f"Accumulator.add_: `value` must be a torch.Tensor (or None), got "
+                f"{type(value).__name__}"
+            )
+        if merge and self._counts[which]:
+            self._merge(which, value, finite, alpha)
+        elif value is None:  # `count` appends of zeros
+            self._check_count(count, zeros=True)
+            self._counts[which] += count
+        else:
             self._check_count(count)
             self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
                          finite=finite, count=count)  # fmt: skip
+
+    def _merge(self, which: str, value: Tensor | None, finite: bool, alpha: float) -> None:
+        """:meth:`add_` into the latest append of ``which`` (``value=None`` adds nothing)."""
+        if value is None:
             return
         if not self.merges:
             raise ValueError(
                 f"Accumulator.add_(merge=True) needs a sum, mean or custom reduction, not {self._mode}"
             )
-        if self._mode != "custom" and self._buffers[f"{which}_acc"] is None:
-            # the latest appends were zeros (no tensor): this becomes their sum
-            self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
-                         finite=finite, count=0)  # fmt: skip
-            return
+        if self._mode == "custom":
+            latest = self._lists[which][-1]
+        else:
+            latest = self._buffers[_BUFFER[which]]
+            if latest is None:  # the latest appends were zeros (no tensor): their sum
+                self._append(which, value if alpha == 1.0 else value.mul_(alpha), owned=True,
+                             finite=finite, count=0)  # fmt: skip
+                return
         ref = self._reference()
         self._check_shape(which, "added", value, ref)
-        v = value.detach().to(device=ref.device, dtype=ref.dtype)
-        if self.check_finite and not finite and not bool(torch.isfinite(v).all()):
-            raise ValueError(f"Accumulator.{which}: the added tensor contains NaN or infinity")
-        if self._mode == "custom":
-            self._lists[which][-1].add_(v, alpha=alpha)
-        else:
-            self._buffers[f"{which}_acc"].add_(v, alpha=alpha)  # type: ignore[union-attr]
+        v = _like(value.detach() if value.requires_grad else value, ref)  # type: ignore[arg-type]
+        if self.check_finite and not finite:
+            _check_finite(which, "added", v)
+        latest.add_(v, alpha=alpha)
 
     def _read(self, which: str, copy: bool = True) -> Tensor | None:
         n = self._counts[which]
@@ -319,7 +342,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             return None
         if self._mode == "custom":
             return self._reducer(torch.stack(self._lists[which], 0), 0)
-        acc = self._buffers[f"{which}_acc"]
+        acc = self._buffers[_BUFFER[which]]
         if acc is None:  # appends of zeros only (add_ with value=None): nothing to update
             return None
         if self._mode == "mean":
@@ -327,7 +350,7 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
         return acc.clone() if copy else acc
 
     def _reset(self, which: str) -> None:
-        self._buffers[f"{which}_acc"] = None
+        self._buffers[_BUFFER[which]] = None
         self._lists[which] = []
         self._counts[which] = 0
 
@@ -405,17 +428,22 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
                 "running sum and count, a custom reduction from the appends it kept); call "
                 "clear() first"
             )
-        if self._mode == "custom" and mode != "custom":  # the kept appends, reduced running
-            step = {"amax": torch.maximum, "amin": torch.minimum}.get(mode, torch.add)
-            for c in _COMPONENTS:
-                kept, self._lists[c] = self._lists[c], []
-                if kept:
-                    acc = kept[0]  # (a copy made at its append)
-                    for t in kept[1:]:
-                        step(acc, t, out=acc)
-                    self._buffers[f"{c}_acc"] = acc
+        if self._mode == "custom" and mode != "custom":
+            self._fold_kept(mode)
         self._reducer = fn
         self._mode = mode
+
+    def _fold_kept(self, mode: str) -> None:
+        """Reduces the appends a custom reduction kept into the running buffers of
+        ``mode`` (a running reduction), in place of the first (a copy made at its append)."""
+        step = {"amax": torch.maximum, "amin": torch.minimum}.get(mode, torch.add)
+        for c in _COMPONENTS:
+            kept, self._lists[c] = self._lists[c], []
+            if kept:
+                acc = kept[0]
+                for t in kept[1:]:
+                    step(acc, t, out=acc)
+                self._buffers[_BUFFER[c]] = acc
 
     def extra_repr(self) -> str:
         parts = [f"reduction={_name(self._reducer)}", f"counts={self.counts}"]

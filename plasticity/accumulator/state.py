@@ -13,6 +13,7 @@ from .._grad import no_grad
 __all__ = ["AccumulatorState"]
 
 _COMPONENTS = ("pos", "neg")
+_BUFFER = {"pos": "pos_acc", "neg": "neg_acc"}  # each component's running buffer
 
 
 class AccumulatorState:
@@ -45,7 +46,7 @@ class AccumulatorState:
             raise ValueError("Accumulator.all_reduce_ supports the default sum reduction only")
         parts = []
         for c in _COMPONENTS:
-            buf = self._buffers[f"{c}_acc"]
+            buf = self._buffers[_BUFFER[c]]
             parts.append(
                 torch.zeros_like(like).reshape(-1)
                 if buf is None
@@ -65,7 +66,7 @@ class AccumulatorState:
             if average and total_weight > 0:
                 value = value / total_weight
             if float(packed[-2 + k]) > 0:  # appended to on some rank
-                self._buffers[f"{c}_acc"] = value.clone()
+                self._buffers[_BUFFER[c]] = value.clone()
                 self._counts[c] = max(self._counts[c], 1)
             else:
                 self._reset(c)
@@ -128,10 +129,10 @@ class AccumulatorState:
         for c in _COMPONENTS:
             key = f"{prefix}{c}_acc"
             if key in state_dict:
-                if self._buffers[f"{c}_acc"] is None:
-                    self._buffers[f"{c}_acc"] = torch.empty_like(state_dict[key])
+                if self._buffers[_BUFFER[c]] is None:
+                    self._buffers[_BUFFER[c]] = torch.empty_like(state_dict[key])
             else:
-                self._buffers[f"{c}_acc"] = None
+                self._buffers[_BUFFER[c]] = None
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )

@@ -89,6 +89,57 @@ def _check_tensors(where: str, params: Any) -> None:
                 )
 
 
+def _fill(settings: dict[str, Any], defaults: dict[str, Any]) -> None:
+    """Gives ``settings`` (a group's, or an optimizer's defaults) each of ``defaults`` it
+    does not set itself."""
+    for key, value in defaults.items():
+        settings.setdefault(key, value)
+
+
+def _inner_optimizer(
+    where: str, params: Any, InnerOpt: Any, defaults: dict[str, Any], kwargs: dict[str, Any]
+) -> Optimizer:
+    """The optimizer doing the step: ``InnerOpt`` itself, an instance (its groups given
+    ``defaults``), or built from ``params`` by a class or partial, with ``kwargs``."""
+    if isinstance(InnerOpt, Optimizer):
+        if kwargs:
+            raise TypeError(
+                "`InnerOpt` is an optimizer instance, so keyword arguments "
+                f"{sorted(kwargs)} cannot configure it; pass a class or partial"
+            )
+        for group in InnerOpt.param_groups:  # our settings, in its own group dicts
+            _fill(group, defaults)
+        return InnerOpt
+    if not _is_optimizer_factory(InnerOpt):
+        raise TypeError(
+            "`InnerOpt` must be a torch.optim.Optimizer class, a functools.partial of one, "
+            f"or an instance; got {InnerOpt!r}"
+        )
+    inner = InnerOpt(_param_groups(where, params, defaults), **kwargs)
+    if not isinstance(inner, Optimizer):
+        raise TypeError(f"`InnerOpt` built {type(inner).__name__}, not a torch Optimizer")
+    return inner
+
+
+def _param_groups(where: str, params: Any, defaults: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameter groups of ``params`` (tensors, or dicts: copied, the caller's stay
+    untouched), their tensors checked, each given ``defaults``."""
+    if params is None:
+        raise TypeError("`params` cannot be None when `InnerOpt` is an optimizer class or partial")
+    groups = list(params)
+    if len(groups) == 0:
+        raise ValueError("`params` is an empty list; pass the tensors to optimize")
+    if not isinstance(groups[0], dict):
+        groups = [{"params": groups}]
+    else:
+        groups = [dict(g) for g in groups]
+    for group in groups:
+        _check_tensors(where, group.get("params"))
+    for group in groups:
+        _fill(group, defaults)
+    return groups
+
+
 class ParamTransformingOptimizer(Optimizer):
     r"""An optimizer that transforms each parameter in-place before and after ``InnerOpt.step``.
 
@@ -163,50 +214,12 @@ class ParamTransformingOptimizer(Optimizer):
         defaults.setdefault("param_ndim", param_ndim)
         defaults.setdefault("grad_scale", grad_scale)
         defaults.setdefault("grad_bias", grad_bias)
-
-        if isinstance(InnerOpt, Optimizer):
-            if inner_opt_kwargs:
-                raise TypeError(
-                    "`InnerOpt` is an optimizer instance, so keyword arguments "
-                    f"{sorted(inner_opt_kwargs)} cannot configure it; pass a class or partial"
-                )
-            inner = InnerOpt
-            # fill our settings into the inner optimizer's own group dicts
-            for group in inner.param_groups:
-                for key, value in defaults.items():
-                    group.setdefault(key, value)
-        elif _is_optimizer_factory(InnerOpt):
-            if params is None:
-                raise TypeError(
-                    "`params` cannot be None when `InnerOpt` is an optimizer class or partial"
-                )
-            groups = list(params)
-            if len(groups) == 0:
-                raise ValueError("`params` is an empty list; pass the tensors to optimize")
-            if not isinstance(groups[0], dict):
-                groups = [{"params": groups}]
-            else:
-                groups = [dict(g) for g in groups]  # the caller's dicts stay untouched
-            for group in groups:
-                _check_tensors(type(self).__name__, group.get("params"))
-            for group in groups:
-                for key, value in defaults.items():
-                    group.setdefault(key, value)
-            inner = InnerOpt(groups, **inner_opt_kwargs)
-            if not isinstance(inner, Optimizer):
-                raise TypeError(f"`InnerOpt` built {type(inner).__name__}, not a torch Optimizer")
-        else:
-            raise TypeError(
-                "`InnerOpt` must be a torch.optim.Optimizer class, a functools.partial of one, "
-                f"or an instance; got {InnerOpt!r}"
-            )
-
+        inner = _inner_optimizer(type(self).__name__, params, InnerOpt, defaults, inner_opt_kwargs)
         for group in inner.param_groups:
             self._validate_group(group)
 
         # our defaults join the inner optimizer's, then both objects share every dict
-        for key, value in defaults.items():
-            inner.defaults.setdefault(key, value)
+        _fill(inner.defaults, defaults)
         self._initializing = True  # Optimizer.__init__ calls add_param_group per group
         Optimizer.__init__(self, inner.param_groups, inner.defaults)
         del self._initializing
@@ -256,8 +269,7 @@ class ParamTransformingOptimizer(Optimizer):
         candidate = dict(param_group)
         params = candidate["params"]
         candidate["params"] = [params] if isinstance(params, Tensor) else list(params)
-        for key, value in self.defaults.items():
-            candidate.setdefault(key, value)
+        _fill(candidate, self.defaults)
         self._validate_group(candidate)
         self.inner_opt.add_param_group(candidate)
         self._share_inner_state()
@@ -322,24 +334,23 @@ class ParamTransformingOptimizer(Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                if not transforms:  # only the group's gradient scale and bias
-                    if group["grad_scale"] != 1.0:
-                        p.grad.mul_(group["grad_scale"])
-                    if group["grad_bias"] != 0.0:
-                        p.grad.add_(group["grad_bias"])
-                    continue
-                vp = _to_batch(p, group["param_ndim"])
-                self._pre_step_transform_(vp, optim_group=group)
-                if vp.grad is None or vp.grad.data_ptr() != p.grad.data_ptr():
-                    raise ValueError(
-                        f"{type(self).__name__}._pre_step_transform_ did not modify the gradient "
-                        "in-place; write into param.grad (e.g. param.grad.mul_(...)), do not "
-                        "replace it"
-                    )
+                if transforms:
+                    self._run_pre_step_transform(p, group)
                 if group["grad_scale"] != 1.0:
                     p.grad.mul_(group["grad_scale"])
                 if group["grad_bias"] != 0.0:
                     p.grad.add_(group["grad_bias"])
+
+    def _run_pre_step_transform(self, p: Tensor, group: dict[str, Any]) -> None:
+        """``_pre_step_transform_`` of ``p`` (reshaped), which must write into its gradient."""
+        vp = _to_batch(p, group["param_ndim"])
+        self._pre_step_transform_(vp, optim_group=group)
+        if vp.grad is None or vp.grad.data_ptr() != p.grad.data_ptr():
+            raise ValueError(
+                f"{type(self).__name__}._pre_step_transform_ did not modify the gradient "
+                "in-place; write into param.grad (e.g. param.grad.mul_(...)), do not "
+                "replace it"
+            )
 
     @no_grad
     def project(self) -> None:
