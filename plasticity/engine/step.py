@@ -131,12 +131,14 @@ def _read_out(plan: Plan, step: _Step, deliver: Deliver, scale: float) -> None:
         deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
 
 
-def _parts(step: _Step, s: Signal | None, nonnegative: bool) -> Any:
-    """``[(sign, part)]`` of a factor (:func:`signed_parts`; a non-negative one whole)."""
-    if s is None:
+def _parts(x: Tensor | float | None, nonnegative: bool) -> Any:
+    """``[(sign, part)]`` of a factor's value (:func:`signed_parts`; a non-negative
+    tensor whole, ``None`` the factor 1)."""
+    if x is None:
         return _ONE
-    x = step.value(s)
-    return ((1.0, x),) if nonnegative else signed_parts(x, False)
+    if nonnegative and isinstance(x, Tensor):
+        return ((1.0, x),)
+    return signed_parts(x, nonnegative)
 
 
 _ONE = ((1.0, None),)  # the factor 1
@@ -145,25 +147,39 @@ _ONE = ((1.0, None),)  # the factor 1
 def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
                  elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
     """One product's value on the step, for every combination of its factors' signed
-    parts, to ``deliver`` (the rule's update) or into ``elig`` (an eligibility trace)."""
+    parts, to ``deliver`` (the rule's update) or into ``elig`` (an eligibility trace).
+    The factors are evaluated first (filters advance whether or not the product is 0);
+    a factor that is 0 leaves the others unsplit."""
     p, signed, to_elig, weight, ((s_post, n_post), (s_pre, n_pre), (s_mod, n_mod)) = compiled
-    alpha = p.coef if signed else abs(p.coef) * scale
-    posts, pres, mods = _parts(step, s_post, n_post), _parts(step, s_pre, n_pre), _parts(
-        step, s_mod, n_mod)  # fmt: skip
-    rows = step.inputs
+    value = step.value
+    f_post = None if s_post is None else value(s_post)
+    f_pre = None if s_pre is None else value(s_pre)
+    f_mod = None if s_mod is None else value(s_mod)
+    posts = _parts(f_post, n_post)
+    pres = _parts(f_pre, n_pre) if posts else ()
+    mods = _parts(f_mod, n_mod) if pres else ()
+    alpha, rows = p.coef if signed else abs(p.coef) * scale, step.inputs
     for sp, a in posts:
         for sq, b in pres:
             for sm, m in mods:
                 sign = sp * sq * sm
                 v = _product(a, b, m, alpha * sign if signed else alpha, rows, kernels)
                 for s, part in _weighted(v, weight, kernels, signed):
-                    if not signed:
-                        deliver("pos" if s * sign * p.coef > 0 else "neg", part, 1.0)
-                    elif to_elig:
-                        held = elig.get(p.target)
-                        elig[p.target] = part if held is None else held.add_(part)
+                    if signed:
+                        _signed(p.target, part, to_elig, elig, deliver)
                     else:
-                        deliver(p.target, part, 1.0)
+                        deliver("pos" if s * sign * p.coef > 0 else "neg", part, 1.0)
+
+
+def _signed(target: str, part: Tensor, to_elig: bool, elig: dict[str, Tensor],
+            deliver: Deliver) -> None:  # fmt: skip
+    """A signed product's part: into the eligibility trace ``target`` of the step, or
+    to ``deliver``."""
+    if not to_elig:
+        deliver(target, part, 1.0)
+        return
+    held = elig.get(target)
+    elig[target] = part if held is None else held.add_(part)
 
 
 def _product(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kernels) -> Tensor:
