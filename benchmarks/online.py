@@ -11,6 +11,9 @@ multiplicative bounds (``--update soft``: Δw = A₊(1 - w)·pos - A₋w·neg) o
   ``add_`` and ``clamp_``); ``plain_sgd``: the same update applied by ``torch.optim.SGD``.
 * ``ours``: ``pl.STDP`` through its hooks, then ``rule.step()``, ``opt.step()`` and
   ``opt.zero_grad()`` every step (``ClampedParameterOptimizer`` with SGD, lr = 1).
+* ``ours_inplace``: the same rule, its ``Δw`` (what ``rule.step()`` returns) added to the
+  weight in place and clamped, without an optimizer (``step()`` still writes ``-Δw`` into
+  ``weight.grad``, dropped each step): the library's way to BindsNET's in-place update.
 * ``snntorch``: snnTorch's ``snntorch.functional.stdp_learner.STDPLearner`` (its only
   STDP learner: monitors on the synapse's input and the neuron's output, ``step()`` computes
   ``stdp_linear_single_step`` per recorded step and writes ``-Δw`` into ``weight.grad``),
@@ -24,12 +27,17 @@ multiplicative bounds (``--update soft``: Δw = A₊(1 - w)·pos - A₋w·neg) o
   loop: the nodes' spikes set and their traces advanced as BindsNET's nodes do, then
   ``Connection.update()`` (BindsNET's learning rule alone, on the same spikes as ours).
 
+Two comparisons, each like with like: the peers that leave the update to a torch optimizer
+(snnTorch's and SpikingJelly's learners, then ``torch.optim.SGD``) against ``ours`` (their
+floor: ``plain_sgd``), and BindsNET, which updates its weights in place without an
+optimizer, against ``ours_inplace`` (their floor: ``plain``).
+
 The peers sum over the batch and SpikingJelly and snnTorch decay traces by ``1 - 1/τ'``:
 they get amplitudes divided by B and τ' = 1 / (1 - exp(-1/τ)), so that every method
 computes the same Δw (:func:`check_same_update` measures it on a small case).
 
-Reported: milliseconds per step (minimum of interleaved repeats, ``stdp_dense.interleaved``)
-and ours / the fastest peer. Run: ``python benchmarks/online.py [--steps N] [--out DIR]``.
+Reported: milliseconds per step (minimum of interleaved repeats, ``stdp_dense.interleaved``),
+ours / the fastest optimizer peer and ours in place / the fastest in-place peer. Run: ``python benchmarks/online.py [--steps N] [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -56,6 +64,9 @@ SIZES = [(100, 20, 1), (784, 400, 32)]  # (N_in, N_out, B)
 #: per step at 784 -> 400, B = 32)
 STEPS = [400, 50]
 PEERS = ("snntorch", "spikingjelly", "bindsnet", "bindsnet_rule")
+#: the peers whose update a torch optimizer applies (compared with ``ours``) and those that
+#: update the weight in place (compared with ``ours_inplace``)
+OPTIMIZER_PEERS, INPLACE_PEERS = ("snntorch", "spikingjelly"), ("bindsnet", "bindsnet_rule")
 
 
 class Net:
@@ -129,12 +140,17 @@ def plain(net: Net, x: torch.Tensor, soft: bool, optimizer: bool = False):
     return run
 
 
-def ours(net: Net, x: torch.Tensor, soft: bool, coincident: str = "both"):
+def _our_rule(net: Net, soft: bool, coincident: str):
     rule = pl.STDP(net.fc, net.lif, a_plus=A_PLUS, a_minus=A_MINUS, tau_plus=TAU,
                    tau_minus=TAU, coincident=coincident)  # fmt: skip
     if soft:
         rule.accumulator.upperbound(pl.bounds.upper_multiplicative, 1.0)
         rule.accumulator.lowerbound(pl.bounds.lower_multiplicative, 0.0)
+    return rule
+
+
+def ours(net: Net, x: torch.Tensor, soft: bool, coincident: str = "both"):
+    rule = _our_rule(net, soft, coincident)
     opt = pl.ClampedParameterOptimizer([net.fc.weight], lr=1.0, clamp_min=0.0, clamp_max=1.0)
 
     def run():
@@ -146,6 +162,23 @@ def ours(net: Net, x: torch.Tensor, soft: bool, coincident: str = "both"):
                 rule.step()
                 opt.step()
                 opt.zero_grad()
+
+    return run
+
+
+def ours_inplace(net: Net, x: torch.Tensor, soft: bool, coincident: str = "both"):
+    """``Δw = rule.step()`` added in place and clamped, as BindsNET's learners do."""
+    rule = _our_rule(net, soft, coincident)
+    w = net.fc.weight
+
+    def run():
+        net.reset()
+        rule.reset()
+        with torch.no_grad():
+            for t in range(x.shape[0]):
+                net.lif(net.fc(x[t]))
+                w.add_(rule.step()).clamp_(0.0, 1.0)
+                w.grad = None
 
     return run
 
@@ -262,7 +295,7 @@ def bindsnet_rule(net: Net, x: torch.Tensor, soft: bool):
     return run
 
 
-FACTORIES = {"ours": ours, "snntorch": snntorch_learner, "spikingjelly": spikingjelly_learner,
+FACTORIES = {"ours": ours, "ours_inplace": ours_inplace, "snntorch": snntorch_learner, "spikingjelly": spikingjelly_learner,
              "bindsnet": bindsnet_network, "bindsnet_rule": bindsnet_rule}  # fmt: skip
 
 
@@ -284,7 +317,8 @@ def check_same_update(soft: bool, n_in: int = 12, n_out: int = 5, batch: int = 3
         expected[dtype] = ref.fc.weight.detach().double()
     scale = float((expected[torch.float64] - ref.w0.double()).abs().max())
     out = {}
-    for name in ("ours", "snntorch", "spikingjelly", "bindsnet_rule", "ours_ltp"):
+    for name in ("ours", "ours_inplace", "snntorch", "spikingjelly", "bindsnet_rule",
+                 "ours_ltp"):  # fmt: skip
         dtype = torch.float32 if name == "bindsnet_rule" else torch.float64
         net = Net(n_in, n_out, Replay(post.to(dtype)), dtype)
         if name == "ours_ltp":
@@ -321,12 +355,15 @@ def measure(n_in: int, n_out: int, batch: int, steps: int, soft: bool, repeats: 
            **{f"{k}_ms": v / steps * 1e3 for k, v in times.items()},
            "max_abs_weight_difference": max(diffs.values()),
            "weight_difference_from_plain": diffs}  # fmt: skip
-    peers = {k: row[f"{k}_ms"] for k in PEERS if f"{k}_ms" in row}
-    if peers:
-        fastest = min(peers, key=peers.get)
-        row["fastest_peer"] = fastest
-        row["ours_over_fastest_peer"] = row["ours_ms"] / peers[fastest]
-    row["ours_over_plain"] = row["ours_ms"] / row["plain_ms"]
+    for ours_key, group, tag in (("ours", OPTIMIZER_PEERS, ""), ("ours_inplace", INPLACE_PEERS,
+                                                                 "_inplace")):  # fmt: skip
+        peers = {k: row[f"{k}_ms"] for k in group if f"{k}_ms" in row}
+        if peers:
+            fastest = min(peers, key=peers.get)
+            row[f"fastest{tag}_peer"] = fastest
+            row[f"{ours_key}_over_fastest{tag}_peer"] = row[f"{ours_key}_ms"] / peers[fastest]
+    row["ours_over_plain_sgd"] = row["ours_ms"] / row["plain_sgd_ms"]
+    row["ours_inplace_over_plain"] = row["ours_inplace_ms"] / row["plain_ms"]
     return row
 
 
@@ -334,22 +371,39 @@ NAMES = {"snntorch": "snnTorch STDPLearner", "spikingjelly": "SpikingJelly STDPL
          "bindsnet": "BindsNET Network.run", "bindsnet_rule": "BindsNET rule in our loop"}  # fmt: skip
 
 
+def _versus(r: dict, key: str) -> str:
+    peer = r.get(f"fastest{key}_peer")
+    ratio = r.get(f"{'ours' + key}_over_fastest{key}_peer")
+    return f"{ratio:.2f} ({NAMES[peer]})" if peer else "n/a"
+
+
 def table(rows: list[dict], checks: dict[str, dict[str, float]], header: str) -> str:
     def ms(r, k):
         return f"{r[k + '_ms']:.3f}" if k + "_ms" in r else "n/a"
 
-    lines = [header, "", "Milliseconds per step (minimum of interleaved repeats):", "",
-             "| size | update | plain loop | plain, torch SGD | ours | " + " | ".join(NAMES.values())
-             + " | ours / fastest peer | ours / plain | final weights: ours, largest peer, − plain |",
-             "|---|---|---|---|---|" + "---|" * len(NAMES) + "---|---|---|"]  # fmt: skip
+    opt_cols, inplace_cols = ["plain_sgd", "ours", *OPTIMIZER_PEERS], ["plain", "ours_inplace",
+                                                                       *INPLACE_PEERS]  # fmt: skip
+    label = {"plain_sgd": "plain, torch SGD", "ours": "ours", "plain": "plain, in place",
+             "ours_inplace": "ours, Δw in place", **NAMES}  # fmt: skip
+    lines = [header, "", "Milliseconds per step (minimum of interleaved repeats). With a torch "
+             "optimizer (`opt.step()` applies the update):", "",
+             "| size | update | " + " | ".join(label[k] for k in opt_cols)
+             + " | ours / fastest peer | ours / plain SGD |",
+             "|---|---|" + "---|" * (len(opt_cols) + 2)]  # fmt: skip
     for r in rows:
-        peer = r.get("fastest_peer")
-        vs = f"{r['ours_over_fastest_peer']:.2f} ({NAMES[peer]})" if peer else "n/a"
-        lines.append(f"| {r['size']} | {r['update']} | {ms(r, 'plain')} | {ms(r, 'plain_sgd')} "
-                     f"| {ms(r, 'ours')} | " + " | ".join(ms(r, k) for k in NAMES)
-                     + f" | {vs} | {r['ours_over_plain']:.2f} "
-                     f"| {r['weight_difference_from_plain']['ours']:.0e}, "
-                     f"{max(v for k, v in r['weight_difference_from_plain'].items() if k in PEERS):.0e} |")  # fmt: skip
+        lines.append(f"| {r['size']} | {r['update']} | " + " | ".join(ms(r, k) for k in opt_cols)
+                     + f" | {_versus(r, '')} | {r['ours_over_plain_sgd']:.2f} |")  # fmt: skip
+    lines += ["", "In place, no optimizer (the weight updated by the learner; ours: `w.add_(rule."
+              "step())`):", "", "| size | update | " + " | ".join(label[k] for k in inplace_cols)
+              + " | ours / fastest peer | ours / plain | final weights: ours, largest peer, − plain |",
+              "|---|---|" + "---|" * (len(inplace_cols) + 3)]  # fmt: skip
+    for r in rows:
+        diff = r["weight_difference_from_plain"]
+        lines.append(f"| {r['size']} | {r['update']} | "
+                     + " | ".join(ms(r, k) for k in inplace_cols)
+                     + f" | {_versus(r, '_inplace')} | {r['ours_inplace_over_plain']:.2f} "
+                     f"| {diff['ours']:.0e}, "
+                     f"{max((v for k, v in diff.items() if k in PEERS), default=0.0):.0e} |")  # fmt: skip
     lines += ["", "The same update: each learner's final weight after 80 steps of the same "
               "recorded spikes (12 -> 5, B = 3), largest deviation from the float64 hand-written "
               "update relative to the largest |Δw|:", "",

@@ -81,22 +81,15 @@ class BoundedUpdate:
         without bounds it becomes the update in place (no third weight-sized tensor);
         with bounds the bound functions receive it (as :meth:`update` gives them) and
         their fresh results are combined in place."""
-        pos, neg = self._buffers["pos_acc"], self._buffers["neg_acc"]
-        w = param.detach() if isinstance(param, Tensor) else None
-        fits = (
-            w is not None
-            and self._mode in ("sum", "mean")
-            and all(
-                b is None or (b.shape == w.shape and b.dtype == w.dtype and b.device == w.device)
-                for b in (pos, neg)
-            )
-        )
-        if not fits or (pos is None and neg is None):
+        buffers = self._buffers
+        pos, neg = buffers["pos_acc"], buffers["neg_acc"]
+        w = self._handed(param, pos, neg)
+        if w is None:
             update = self.update(param)
             self.clear()
             return update
-        n_pos, n_neg = self._counts["pos"], self._counts["neg"]
         mean = self._mode == "mean"
+        n_pos, n_neg = self._counts["pos"], self._counts["neg"]
         if self._upper is not None or self._lower is not None or self._full is not None:
             self._check_limits(w.shape)
             if mean:  # (fresh: the running sums stay as they were if a bound raises)
@@ -113,6 +106,21 @@ class BoundedUpdate:
         if neg is not None:
             pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
         return pos
+
+    def _handed(self, param: Any, pos: Tensor | None, neg: Tensor | None) -> Tensor | None:
+        """``param`` detached where :meth:`_take_update` takes the running components as
+        they are (a sum or a mean with an append, in ``param``'s shape, dtype and
+        device), else ``None`` (:meth:`update` reads them)."""
+        if not isinstance(param, Tensor) or self._mode not in ("sum", "mean"):
+            return None
+        if pos is None and neg is None:
+            return None
+        w = param.detach()
+        shape, dtype, device = w.shape, w.dtype, w.device
+        for b in (pos, neg):
+            if b is not None and not (b.dtype == dtype and b.shape == shape and b.device == device):
+                return None
+        return w
 
     def _bounded(self, w: Tensor, pos: Tensor | None, neg: Tensor | None,
                  owned: bool = False) -> Tensor | None:  # fmt: skip

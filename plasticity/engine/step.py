@@ -79,12 +79,14 @@ def _rows_of(m: Any, like: Tensor) -> Any:
 
 
 def _compiled(plan: Plan) -> list[tuple]:
-    """Per product, what :func:`run_step` reads of it (computed once per plan)."""
+    """Per product, what :func:`run_step` reads of it (computed once per plan):
+    ``(product, signed, to eligibility, weight factor, (signal, non-negative) of the
+    post, pre and row factors)``."""
     out = plan.__dict__.get("_step_products")
     if out is None:
         out = plan.__dict__["_step_products"] = [
-            (p, p.target != "dw", p.target in plan.eligibilities,
-             *((s, s is None or s.nonnegative(plan.binary)) for s in (p.post, p.pre, p.mod)))
+            (p, p.target != "dw", p.target in plan.eligibilities, p.weight,
+             tuple((s, s is None or s.nonnegative(plan.binary)) for s in (p.post, p.pre, p.mod)))
             for p in plan.products
         ]  # fmt: skip
     return out
@@ -96,45 +98,88 @@ def run_step(plan: Plan, rows: dict[str, Tensor], state: dict[Any, Tensor], kern
     ``voltage`` ``[B, *out]`` and ``mod`` ``[B]`` where read) and returns the state after
     it; results go to ``deliver`` as for :func:`~plasticity.engine.run.run_plan`."""
     step = _Step(plan, rows, state)
-    value = step.value
+    if plan.carries:
+        _read_out(plan, step, deliver, scale)
     elig: dict[str, Tensor] = {}
-    for coef, mod, e in plan.carries:  # read-out of the eligibility carried in: d·m·e0
-        e0 = state.get(e)
-        if e0 is not None:
-            m = value(mod) if mod is not None else 1.0
-            k = (float(m.reshape(-1)[0]) if isinstance(m, Tensor) else m) * plan.decay_of(e.tau)
-            k *= coef * scale
-            deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
-            deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
-    for key, e in plan.eligibilities.items():
+    for key, e in plan.eligibilities.items():  # decayed (in place: the caller's state)
         e0 = state.get(key)
         if e0 is not None:
             elig[key] = e0.mul_(plan.decay_of(e.tau))
-    for p, signed, to_elig, (s_post, n_post), (s_pre, n_pre), (s_mod, n_mod) in _compiled(plan):
-        alpha = p.coef if signed else abs(p.coef) * scale
-        f_post = None if s_post is None else value(s_post)
-        f_pre = None if s_pre is None else value(s_pre)
-        f_mod = None if s_mod is None else value(s_mod)
-        for sp, a in signed_parts(f_post, n_post):
-            for sq, b in signed_parts(f_pre, n_pre):
-                for sm, m in signed_parts(f_mod, n_mod):
-                    sign = sp * sq * sm
-                    v = _product(a, b, m, alpha * sign if signed else alpha, rows, kernels)
-                    for s, part in _weighted(v, p.weight, kernels, signed):
-                        if not signed:
-                            deliver("pos" if s * sign * p.coef > 0 else "neg", part, 1.0)
-                        elif to_elig:
-                            held = elig.get(p.target)
-                            elig[p.target] = part if held is None else held.add_(part)
-                        else:
-                            deliver(p.target, part, 1.0)
+    for compiled in _compiled(plan):
+        _run_product(compiled, step, kernels, deliver, elig, scale)
     out = dict(state)
-    if len(step.new) < len(plan.filters):  # a filter no product read still advances
+    new = step.new
+    if len(new) < len(plan.filters):  # a filter no product read still advances
         for f in plan.filters.values():
-            value(f)
-    out.update(step.new)
-    out.update(elig)
+            step.value(f)
+    out.update(new)
+    if elig:
+        out.update(elig)
     return out
+
+
+def _read_out(plan: Plan, step: _Step, deliver: Deliver, scale: float) -> None:
+    """The read-out of the eligibility traces carried in: ``d·m·e0``, split by sign."""
+    for coef, mod, e in plan.carries:
+        e0 = step.state.get(e)
+        if e0 is None:
+            continue
+        m = step.value(mod) if mod is not None else 1.0
+        k = (float(m.reshape(-1)[0]) if isinstance(m, Tensor) else m) * plan.decay_of(e.tau)
+        k *= coef * scale
+        deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
+        deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
+
+
+def _parts(x: Tensor | float | None, nonnegative: bool) -> Any:
+    """``[(sign, part)]`` of a factor's value (:func:`signed_parts`; a non-negative
+    tensor whole, ``None`` the factor 1)."""
+    if x is None:
+        return _ONE
+    if nonnegative and isinstance(x, Tensor):
+        return ((1.0, x),)
+    return signed_parts(x, nonnegative)
+
+
+_ONE = ((1.0, None),)  # the factor 1
+
+
+def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
+                 elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
+    """One product's value on the step, for every combination of its factors' signed
+    parts, to ``deliver`` (the rule's update) or into ``elig`` (an eligibility trace).
+    The factors are evaluated first (filters advance whether or not the product is 0);
+    a factor that is 0 leaves the others unsplit."""
+    p, signed, to_elig, weight, ((s_post, n_post), (s_pre, n_pre), (s_mod, n_mod)) = compiled
+    value = step.value
+    f_post = None if s_post is None else value(s_post)
+    f_pre = None if s_pre is None else value(s_pre)
+    f_mod = None if s_mod is None else value(s_mod)
+    posts = _parts(f_post, n_post)
+    pres = _parts(f_pre, n_pre) if posts else ()
+    mods = _parts(f_mod, n_mod) if pres else ()
+    alpha, rows = p.coef if signed else abs(p.coef) * scale, step.inputs
+    for sp, a in posts:
+        for sq, b in pres:
+            for sm, m in mods:
+                sign = sp * sq * sm
+                v = _product(a, b, m, alpha * sign if signed else alpha, rows, kernels)
+                for s, part in _weighted(v, weight, kernels, signed):
+                    if signed:
+                        _signed(p.target, part, to_elig, elig, deliver)
+                    else:
+                        deliver("pos" if s * sign * p.coef > 0 else "neg", part, 1.0)
+
+
+def _signed(target: str, part: Tensor, to_elig: bool, elig: dict[str, Tensor],
+            deliver: Deliver) -> None:  # fmt: skip
+    """A signed product's part: into the eligibility trace ``target`` of the step, or
+    to ``deliver``."""
+    if not to_elig:
+        deliver(target, part, 1.0)
+        return
+    held = elig.get(target)
+    elig[target] = part if held is None else held.add_(part)
 
 
 def _product(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kernels) -> Tensor:
@@ -142,18 +187,11 @@ def _product(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kern
     the number go to the smaller operand."""
     if m is not None and not isinstance(m, Tensor):
         number, m = number * m, None
-    if post is None and pre is None:  # a constant term: number · Σ_b m, per synapse
-        shape = kernels.weight.shape
-        if m is None:
-            return kernels.weight.new_full(shape, number * rows["pre"].shape[0])
-        return (m.sum() * number).expand(shape)
     if post is None or pre is None:
-        side = "post" if pre is None else "pre"
-        x = post if pre is None else pre
-        x = x if m is None else x * _rows_of(m, x)
-        return kernels.one_sided(x.expand_as(rows[side])[None], side, alpha=number)
-    post = post if post.shape == rows["post"].shape else post.expand_as(rows["post"])
-    pre = pre if pre.shape == rows["pre"].shape else pre.expand_as(rows["pre"])
+        return _one_sided(post, pre, m, number, rows, kernels)
+    r_post, r_pre = rows["post"], rows["pre"]
+    post = post if post.shape == r_post.shape else post.expand_as(r_post)
+    pre = pre if pre.shape == r_pre.shape else pre.expand_as(r_pre)
     if m is not None or number != 1.0:
         m = number if m is None else _rows_of(m, post) * number
         if post.numel() <= pre.numel():
@@ -163,6 +201,20 @@ def _product(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kern
     if kernels.conv is None and kernels.compute_dtype is None and post.ndim == 2:
         return torch.mm(post.t(), pre)  # (what ``correlate`` does, without its reshapes)
     return kernels.correlate(post, pre)
+
+
+def _one_sided(post, pre, m, number: float, rows: dict[str, Tensor], kernels: Kernels) -> Tensor:
+    """:func:`_product` with a side's factor 1: a sum over the batch of the other side
+    (and ``m``), broadcast to the weight; with both, a constant term ``number · Σ_b m``."""
+    if post is None and pre is None:  # a constant term: number · Σ_b m, per synapse
+        shape = kernels.weight.shape
+        if m is None:
+            return kernels.weight.new_full(shape, number * rows["pre"].shape[0])
+        return (m.sum() * number).expand(shape)
+    side = "post" if pre is None else "pre"
+    x = post if pre is None else pre
+    x = x if m is None else x * _rows_of(m, x)
+    return kernels.one_sided(x.expand_as(rows[side])[None], side, alpha=number)
 
 
 def _weighted(value: Tensor, weight: bool, kernels: Kernels, signed: bool):

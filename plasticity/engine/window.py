@@ -49,9 +49,7 @@ def run_window(
     of one step takes the fast path of :func:`~plasticity.engine.step.run_step`.
     """
     w = weight
-    state = {} if state is None else {
-        k: v.to(device=w.device, dtype=w.dtype) for k, v in state.items()
-    }  # fmt: skip
+    state = {} if state is None else _following(state, w)
     pre, post = rows["pre"], rows["post"]
     assert pre is not None and post is not None
     n = pre.shape[0]
@@ -76,6 +74,14 @@ def run_window(
                                     share, record, remembered, scale=receiver.scale)  # fmt: skip
             _close(plan, receiver, state)
     return state
+
+
+def _following(state: dict[Any, Tensor], w: Tensor) -> dict[Any, Tensor]:
+    """A copy of ``state`` on ``w``'s device and dtype (converted where it is not)."""
+    dtype, device = w.dtype, w.device
+    if all(v.dtype == dtype and v.device == device for v in state.values()):
+        return dict(state)
+    return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
 
 
 def _one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor],

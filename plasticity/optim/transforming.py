@@ -311,12 +311,11 @@ class ParamTransformingOptimizer(Optimizer):
     def _validate_all(self) -> None:
         # settings may have been edited since the last step: validated again when any of
         # the numbers this optimizer reads (or a group's parameters) changed
-        keys = tuple(self.defaults)
+        keys = [k for k in self.defaults if k != "params"]
         seen = self.__dict__.setdefault("_validated", {})
         for group in self.param_groups:
             params = group["params"]
-            settings = (len(params), *(id(p) for p in params),
-                        *((k, group.get(k)) for k in keys if k != "params"))  # fmt: skip
+            settings = (len(params), *map(id, params), *keys, *map(group.get, keys))
             try:
                 if seen.get(id(group)) == settings:
                     continue

@@ -334,11 +334,12 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         if n <= 0:
             return
         fed = None if self._signals is None else self._fed_views(n)  # (all fed, or an error)
-        w = self.weight
-        views = [
-            None if b is None else b.view(n).to(device=w.device, dtype=w.dtype)
-            for b in (self._pre, self._post, self._volt, self._mod)
-        ]
+        w = self._adapter.weight
+        dtype, device = w.dtype, w.device
+        views = [None if b is None else b.view(n) for b in (self._pre, self._post, self._volt, self._mod)]
+        for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
+            if v is not None and (v.dtype != dtype or v.device != device):
+                views[i] = v.to(device=device, dtype=dtype)
         try:
             self._process(*views, self.chunk, checked=not self._unchecked, fed=fed)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
@@ -408,27 +409,28 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         a gradient already there (e.g. from backprop) is kept and ``-Δw`` added to it, so
         an optimizer minimizing the loss applies ``+Δw``. Returns ``Δw`` (or ``None``).
         """
-        p = self._adapter.parameter  # a weight computed since construction: refused now
+        adapter = self._adapter
+        p = adapter.parameter  # a weight computed since construction: refused now
         self.flush()
         self._end_window()
-        self._extras = {}
-        w = self.weight
+        self.__dict__["_extras"] = {}  # (a plain attribute: see __setattr__)
+        w = adapter.weight
+        acc = self._modules["accumulator"]
         if self._reduces_across_ranks():
             average = self.batch_reduction == "mean"
             # a rank that observed nothing in this window has no samples in its mean
-            seen = float(self._batch or 0) if any(self.accumulator.counts) else 0.0
+            seen = float(self._batch or 0) if any(acc.counts) else 0.0
             local = seen if average else 1.0
-            self.accumulator.all_reduce_(
-                w.detach(), group=self.process_group, weight=local, average=average
-            )
-        update = self.accumulator._take_update(w)  # update() + clear()
+            acc.all_reduce_(w.detach(), group=self.process_group, weight=local, average=average)
+        update = acc._take_update(w)  # update() + clear()
         if update is None:
             return None
-        mask = self._adapter.mask  # a pruned synapse: absent synapses do not change
+        mask = adapter.mask  # a pruned synapse: absent synapses do not change
         if mask is not None:
             update = update * mask
         if p.grad is None:
-            p.grad = (-update).to(p.dtype)
+            grad = torch.neg(update)
+            p.grad = grad if grad.dtype == p.dtype else grad.to(p.dtype)
         else:
             p.grad.sub_(update)
         return update

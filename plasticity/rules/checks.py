@@ -116,14 +116,12 @@ def _binary(flat: Tensor, lo: float, hi: float, total: float, nonzeros: float) -
 def _steps_valid(blocks: list[tuple[Tensor, bool, str]]) -> bool:
     """Whether every ``(values, binary, what)`` block passes (binary ones hold only 0
     and 1, the others are finite): a one-step window's check, which needs no counts
-    (:func:`_spike_counts` then names what fails). A binary block is compared with itself
-    clamped to [0, 1] and rounded up, which changes every other value, NaN and infinity
-    included: three ops and one read-back, a few µs, where online learning checks every
+    (:func:`_spike_counts` then names what fails). A binary block equals its Heaviside
+    step ``H(x)`` (0 below 0, ``x`` at 0, 1 above; NaN gives 0) only where every value
+    is 0 or 1 (-0.0 included): two ops per block, where online learning checks every
     step."""
-    binary = [x.reshape(-1) for x, b, _ in blocks if b]
-    if binary:
-        flat = torch.cat(binary) if len(binary) > 1 else binary[0]
-        if not torch.equal(flat.clamp(0, 1).ceil_(), flat):
+    for x, b, _ in blocks:
+        if b and not torch.equal(torch.heaviside(x, x), x):
             return False
     sums = [x.sum() for x, b, _ in blocks if not b]
     return not sums or all(math.isfinite(v) for v in torch.stack(sums).tolist())
