@@ -29,6 +29,10 @@ class Product:
         self.mod = mod if term.mod is None else term.mod if mod is None else term.mod * mod
         self.label = label or repr(term)
 
+    def factor(self, side: str) -> Signal | None:
+        """The factor of ``side`` (``"post"``/``"pre"``; ``None``: the factor 1)."""
+        return self.post if side == "post" else self.pre
+
     def __repr__(self) -> str:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
