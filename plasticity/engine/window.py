@@ -49,33 +49,50 @@ def run_window(
     of one step takes the fast path of :func:`~plasticity.engine.step.run_step`.
     """
     w = weight
-    state = {} if state is None else {
-        k: v.to(device=w.device, dtype=w.dtype) for k, v in state.items()
-    }  # fmt: skip
+    state = _state_on(state, w)
     pre, post = rows["pre"], rows["post"]
     assert pre is not None and post is not None
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
         return _one_step(plan, rows, state, Kernels(w, geometry, compute), sink(1), record)
-    n_pre, n_post = pre.numel() // n, post.numel() // n
-    per_step = n_pre + n_post
-    width = plan.table_width(n_pre, n_post)
-    budget = tables * chunk * per_step - len(plan.eligibilities) * w.numel()
-    budget = max(budget, 0.1 * chunk * per_step)
-    sub = max(1, int(budget / width) - 1) if width else chunk
+    sub = _sub_chunk(plan, pre.numel() // n, post.numel() // n, w, chunk, tables)
     for (a, b), nnz in zip(bounds, counts, strict=True):
         receiver = sink(b - a)
         with _checked(plan, receiver, state, a, b) as state:
             for c in range(a, b, sub):
                 d = min(b, c + sub)
-                part = slice(None) if (c, d) == (0, n) else slice(c, d)
-                inputs = {k: v[part] for k, v in rows.items() if v is not None}
+                inputs = _steps(rows, c, d, n)
                 kernels = Kernels(w, geometry, compute)
                 share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
                 state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
                                     share, record, remembered, scale=receiver.scale)  # fmt: skip
             _close(plan, receiver, state)
     return state
+
+
+def _state_on(state: dict[str, Tensor] | None, weight: Tensor) -> dict[str, Tensor]:
+    """The state carried in on the weight's device and dtype (``None``: none)."""
+    if state is None:
+        return {}
+    return {k: v.to(device=weight.device, dtype=weight.dtype) for k, v in state.items()}
+
+
+def _steps(rows: dict[str, Tensor | None], start: int, end: int, n: int) -> dict[str, Tensor]:
+    """The inputs of the steps ``[start, end)`` of ``rows`` (of ``n`` steps)."""
+    part = slice(None) if (start, end) == (0, n) else slice(start, end)
+    return {k: v[part] for k, v in rows.items() if v is not None}
+
+
+def _sub_chunk(plan: Plan, n_pre: int, n_post: int, weight: Tensor, chunk: int,
+               tables: float) -> int:  # fmt: skip
+    """Steps per sub-chunk: the tables of one (:meth:`Plan.table_width` per step, for
+    ``n_pre``/``n_post`` elements of a step of each side) fit in ``tables`` times the
+    ``chunk`` steps' buffers, less the weight-sized eligibility traces."""
+    per_step = n_pre + n_post
+    width = plan.table_width(n_pre, n_post)
+    budget = tables * chunk * per_step - len(plan.eligibilities) * weight.numel()
+    budget = max(budget, 0.1 * chunk * per_step)
+    return max(1, int(budget / width) - 1) if width else chunk
 
 
 def _one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor],
