@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ..language import Spike, Trace
 from .kernel import Kernel
-from .plan import Plan
+from .plan import Plan, Product
 
 __all__ = ["Profile", "PROFILES", "profile_for", "Work", "work", "candidate_cost", "cheapest"]
 
@@ -96,54 +96,70 @@ class Work:
         self.event_reads = {"pre": 0, "post": 0}  # values read per event (factor, row factor)
         self.ops = self.syncs = 0
 
+    def add_tables(self, plan: Plan, choice: tuple[Kernel, ...]) -> None:
+        """The tables the products read with the kernels of ``choice``, each scanned (or
+        combined elementwise) once."""
+        tables: set = set()
+        for reads in plan._reads(choice):
+            for s in reads:
+                if s.leaf or s in tables:
+                    continue
+                if isinstance(s, Trace) and s not in plan.direct:
+                    continue  # read only through .before: scanned as that table
+                tables.add(s)
+                if s.side in self.tables:
+                    self.tables[s.side] += 1.0 if s.elementwise else SCAN
+                self.ops += 1 if s.elementwise else OPS_SCAN
+
+    def add_product(self, p: Product, kernel: Kernel) -> None:
+        """The work of product ``p`` with ``kernel``."""
+        if kernel.side is None:  # a GEMM (a row factor multiplies the smaller operand)
+            self.gemms += 1
+            self.gemm_mods += p.mod is not None
+            self.ops += OPS_GEMM
+            return
+        self._add_index(kernel.side)
+        if kernel.rewrite:  # the other side's future trace, and the carried pairs
+            # (times the row factor)
+            self.tables[kernel.other] += SCAN + (0.0 if p.mod is None else 1.0)
+            self.rewrites += 1
+            self.ops += OPS_SCAN + OPS_BOUNDARY
+        if kernel.gemm:  # conv: the weight-gradient reads the future trace
+            self.conv_gemms += 1
+            self.ops += OPS_GEMM
+        else:
+            self._add_events(p, kernel.side)
+
+    def _add_index(self, side: str) -> None:
+        """One spike index per side and chunk, shared by the products read at its spikes."""
+        if side not in self.indexed:
+            self.indexed.append(side)
+            self.ops += OPS_INDEX
+            self.syncs += 1
+
+    def _add_events(self, p: Product, side: str) -> None:
+        """An event-driven sum of the other side's rows at ``side``'s spikes."""
+        self.gathers[side] += 1
+        own = p.factor(side)
+        valued = own is not None and not isinstance(own, Spike)  # spikes times others
+        self.event_reads[side] += valued + (p.mod is not None)
+        self.ops += OPS_EVENTS
+        if side == "pre":  # [N_in, N_out] results: a transposing copy to the weight's layout
+            self.transposes += 1
+            self.ops += 1
+
 
 def work(plan: Plan, choice: tuple[Kernel, ...]) -> Work:
     """The :class:`Work` of ``plan`` with the kernels of ``choice`` (cached on the plan)."""
     cache = plan.__dict__.setdefault("_work_cache", {})
     found = cache.get(choice)
-    if found is not None:
-        return found
-    w = Work()
-    tables: set = set()
-    for reads in plan._reads(choice):
-        for s in reads:
-            if s.leaf or s in tables:
-                continue
-            if isinstance(s, Trace) and s not in plan.direct:
-                continue  # read only through .before: scanned as that table
-            tables.add(s)
-            if s.side in w.tables:
-                w.tables[s.side] += 1.0 if s.elementwise else SCAN
-            w.ops += 1 if s.elementwise else OPS_SCAN
-    for p, kernel in zip(plan.products, choice, strict=True):
-        side = kernel.side
-        if side is None:  # a GEMM (a row factor multiplies the smaller operand)
-            w.gemms += 1
-            w.gemm_mods += p.mod is not None
-            w.ops += OPS_GEMM
-            continue
-        other = "pre" if side == "post" else "post"
-        if side not in w.indexed:  # one spike index per side and chunk, shared
-            w.indexed.append(side)
-            w.ops += OPS_INDEX
-            w.syncs += 1
-        if kernel.rewrite:  # the other side's future trace, and the carried pairs
-            w.tables[other] += SCAN + (0.0 if p.mod is None else 1.0)  # (times the row factor)
-            w.rewrites += 1
-            w.ops += OPS_SCAN + OPS_BOUNDARY
-        if kernel.gemm:  # conv: the weight-gradient reads the future trace
-            w.conv_gemms += 1
-            w.ops += OPS_GEMM
-            continue
-        w.gathers[side] += 1
-        own = p.post if side == "post" else p.pre
-        w.event_reads[side] += (own is not None and not isinstance(own, Spike)) + (p.mod is not None)
-        w.ops += OPS_EVENTS
-        if side == "pre":  # [N_in, N_out] results: a transposing copy to the weight's layout
-            w.transposes += 1
-            w.ops += 1
-    cache[choice] = w
-    return w
+    if found is None:
+        found = Work()
+        found.add_tables(plan, choice)
+        for p, kernel in zip(plan.products, choice, strict=True):
+            found.add_product(p, kernel)
+        cache[choice] = found
+    return found
 
 
 def candidate_cost(plan: Plan, choice: tuple[Kernel, ...], *, rows: int, batch: int,

@@ -45,6 +45,17 @@ class Kernel:
         return f"{self.side}-{kind}-gemm" if self.gemm else f"{self.side}-{kind}"
 
     @property
+    def other(self) -> str | None:
+        """The side opposite :attr:`side` (whose rows an event-driven sum gathers, or whose
+        future trace a rewrite reads); ``None`` for a GEMM.
+
+        Example:
+            >>> Kernel("pre", rewrite=True, gemm=False).other
+            'post'
+        """
+        return None if self.side is None else _OTHER[self.side]
+
+    @property
     def events(self) -> bool:
         """Whether the product is an event-driven sum of the other side's rows at
         ``side``'s spikes (not rewritten)."""
@@ -62,6 +73,7 @@ class Kernel:
         return self.name
 
 
+_OTHER = {"post": "pre", "pre": "post"}
 #: every product a GEMM (or a conv weight-gradient, or a sum over rows)
 GEMM = Kernel()
 _NAMED = {k.name: k for k in [GEMM] + [

@@ -29,6 +29,10 @@ class Product:
         self.mod = mod if term.mod is None else term.mod if mod is None else term.mod * mod
         self.label = label or repr(term)
 
+    def factor(self, side: str) -> Signal | None:
+        """The factor of ``side`` (``"post"``/``"pre"``; ``None``: the factor 1)."""
+        return self.post if side == "post" else self.pre
+
     def __repr__(self) -> str:
         parts = [p for p in (self.mod, self.post, self.pre) if p is not None]
         w = ["weight"] if self.weight else []
@@ -116,8 +120,8 @@ class Plan:
             return cache[choice]
         out = cache[choice] = []
         for p, kernel in zip(self.products, choice, strict=True):
-            side = kernel.side if kernel.rewrite else None
-            read = {"post": [p.mod, p.pre], "pre": [p.mod, p.post]}.get(side, [p.mod, p.pre, p.post])  # type: ignore[arg-type]
+            rewritten = kernel.side if kernel.rewrite else None  # its trace: not tabulated
+            read = [p.mod] + [p.factor(side) for side in ("pre", "post") if side != rewritten]
             out.append(set().union(*(_signals(s) for s in read if s is not None)))
         return out
 
@@ -140,27 +144,31 @@ class Plan:
         cache = self.__dict__.setdefault("_width_cache", {})
         if (n_pre, n_post) in cache:
             return cache[n_pre, n_post]
-        width = {"pre": n_pre, "post": n_post}
+        width: dict[Any, int] = {"pre": n_pre, "post": n_post}
         most = 0
         for choice in self.candidates(conv=False) + self.candidates(conv=True):
             reads = self._reads(choice)
             for i, kernel in enumerate(choice):
-                # alive: what this product reads, and what the ones before it computed
-                # that a later one reads (tables are computed when first read)
-                later = set().union(set(), *reads[i + 1 :])
-                done = set().union(set(), *reads[:i])
-                live = {s for s in reads[i] | (done & later)
-                        if not s.leaf and (not isinstance(s, Trace) or s in self.direct)}  # fmt: skip
-                total = sum(width.get(s.side, 0) for s in live)  # type: ignore[arg-type]
-                # an elementwise factor is built with one temporary of its side alive
-                total += max([width.get(s.side, 0) for s in reads[i] if s.elementwise],  # type: ignore[arg-type]
-                             default=0)  # fmt: skip
-                if kernel.rewrite:  # the future table of the other side (and Q·m)
-                    other = n_pre if kernel.side == "post" else n_post
-                    total += other * (1 if self.products[i].mod is None else 2)
-                most = max(most, total)
+                most = max(most, self._live_width(reads, i, kernel, width))
         cache[n_pre, n_post] = most
         return most
+
+    def _live_width(self, reads: list[set[Signal]], i: int, kernel: Kernel,
+                    width: dict[Any, int]) -> int:  # fmt: skip
+        """Elements per step of the tables alive while product ``i`` runs with ``kernel``
+        (``reads``: what each product reads; ``width``: elements per step of each side)."""
+        # alive: what this product reads, and what the ones before it computed that a
+        # later one reads (tables are computed when first read)
+        later = set().union(set(), *reads[i + 1 :])
+        done = set().union(set(), *reads[:i])
+        live = {s for s in reads[i] | (done & later)
+                if not s.leaf and (not isinstance(s, Trace) or s in self.direct)}  # fmt: skip
+        total = sum(width.get(s.side, 0) for s in live)
+        # an elementwise factor is built with one temporary of its side alive
+        total += max([width.get(s.side, 0) for s in reads[i] if s.elementwise], default=0)
+        if kernel.rewrite:  # the future table of the other side (and Q·m)
+            total += width[kernel.other] * (1 if self.products[i].mod is None else 2)
+        return total
 
     # ------------------------------------------------------------------ candidates
 
@@ -168,8 +176,7 @@ class Plan:
         """Whether ``side``'s factor of ``p`` is an all-to-all trace (or ``.before``) of
         binary spikes, so that the product can read the other side's future trace at
         those spikes instead."""
-        s = p.post if side == "post" else p.pre
-        other = p.pre if side == "post" else p.post
+        s, other = p.factor(side), p.factor("pre" if side == "post" else "post")
         if s is None or other is None or p.per_sample or not self.binary:
             return False
         trace = s.x if isinstance(s, Before) else s
@@ -189,39 +196,41 @@ class Plan:
         cache = self.__dict__.setdefault("_candidates", {})
         if conv in cache:
             return cache[conv]
-
-        def own(p: Product, side: str) -> Signal | None:
-            # a one-sided or constant product has no other side to sum at the spikes:
-            # it is a sum over rows (``Kernels.one_sided``), run as its "gemm"
-            if p.post is None or p.pre is None:
-                return None
-            return p.post if side == "post" else p.pre
-
-        def events(p: Product, side: str) -> bool:
-            return self.spiking(own(p, side)) and not p.per_sample
-
         out = [tuple(GEMM for _ in self.products)]
         for side in ("post", "pre"):
-            if conv:
-                out.append(tuple(Kernel(side, rewrite=True, gemm=True)
-                                 if self.rewritable(p, side) else GEMM
-                                 for p in self.products))  # fmt: skip
-                continue
-            out.append(tuple(
-                Kernel(side, rewrite=False, gemm=False) if events(p, side)
-                else Kernel(side, rewrite=True, gemm=False) if self.rewritable(p, side)
-                else GEMM
-                for p in self.products
-            ))  # fmt: skip
+            out.append(tuple(self._read_at(p, side, conv) for p in self.products))
         if not conv:
-            out.append(tuple(
-                Kernel("post", rewrite=False, gemm=False) if events(p, "post")
-                else Kernel("pre", rewrite=False, gemm=False) if events(p, "pre")
-                else GEMM
-                for p in self.products
-            ))  # fmt: skip
+            out.append(tuple(self._own_events(p) for p in self.products))
         cache[conv] = list(dict.fromkeys(out))
         return cache[conv]
+
+    def _read_at(self, p: Product, side: str, conv: bool) -> Kernel:
+        """``p``'s kernel read at ``side``'s spikes where it can be (a spike-supported
+        factor event-driven, a trace rewritten; conv: a trace rewritten into a conv
+        weight-gradient), else a GEMM."""
+        if conv:
+            return Kernel(side, rewrite=True, gemm=True) if self.rewritable(p, side) else GEMM
+        if self._events(p, side):
+            return Kernel(side, rewrite=False, gemm=False)
+        if self.rewritable(p, side):
+            return Kernel(side, rewrite=True, gemm=False)
+        return GEMM
+
+    def _own_events(self, p: Product) -> Kernel:
+        """``p``'s kernel with each side's own spikes event-driven (the post side first),
+        else a GEMM."""
+        for side in ("post", "pre"):
+            if self._events(p, side):
+                return Kernel(side, rewrite=False, gemm=False)
+        return GEMM
+
+    def _events(self, p: Product, side: str) -> bool:
+        """Whether ``p`` can be an event-driven sum at ``side``'s spikes. A one-sided or
+        constant product has no other side to sum at the spikes: it is a sum over rows
+        (``Kernels.one_sided``), run as its "gemm"."""
+        if p.post is None or p.pre is None:
+            return False
+        return self.spiking(p.factor(side)) and not p.per_sample
 
 
 def compile_rule(pos: Any, neg: Any, *, dt: float = 1.0, decay: str = "exact",
@@ -248,28 +257,33 @@ def _merged(products: list[Product]) -> list[Product]:
     out: list[Product] = []
     for p in products:
         for i, q in enumerate(out):
-            same = (q.target, q.per_sample, q.weight, q.mod) == (
-                p.target, p.per_sample, p.weight, p.mod)  # fmt: skip
-            if not same or (q.target == "dw" and (q.coef > 0) != (p.coef > 0)):
-                continue
-            for side, other in (("pre", "post"), ("post", "pre")):
-                shared, a, b = getattr(q, side), getattr(q, other), getattr(p, other)
-                if shared is None or a is None or b is None or shared != getattr(p, side):
-                    continue
-                sign = 1.0 if q.coef > 0 else -1.0
-                merged = Product.__new__(Product)
-                merged.target, merged.per_sample, merged.weight = q.target, q.per_sample, q.weight
-                merged.mod, merged.coef, merged.label = q.mod, sign, f"{q.label} + {p.label}"
-                setattr(merged, side, shared)
-                setattr(merged, other, a * abs(q.coef) + b * (p.coef * sign))
+            merged = _merge(q, p)
+            if merged is not None:
                 out[i] = merged
                 break
-            else:
-                continue
-            break
         else:
             out.append(p)
     return out
+
+
+def _merge(q: Product, p: Product) -> Product | None:
+    """``q`` and ``p`` as one product, where they share a target, a row factor, the weight
+    factor and one side's factor (``dw``: and a sign); else ``None``."""
+    same = (q.target, q.per_sample, q.weight, q.mod) == (p.target, p.per_sample, p.weight, p.mod)
+    if not same or (q.target == "dw" and (q.coef > 0) != (p.coef > 0)):
+        return None
+    for side, other in (("pre", "post"), ("post", "pre")):
+        shared, a, b = q.factor(side), q.factor(other), p.factor(other)
+        if shared is None or a is None or b is None or shared != p.factor(side):
+            continue
+        sign = 1.0 if q.coef > 0 else -1.0
+        merged = Product.__new__(Product)
+        merged.target, merged.per_sample, merged.weight = q.target, q.per_sample, q.weight
+        merged.mod, merged.coef, merged.label = q.mod, sign, f"{q.label} + {p.label}"
+        setattr(merged, side, shared)
+        setattr(merged, other, a * abs(q.coef) + b * (p.coef * sign))
+        return merged
+    return None
 
 
 def _signals(s: Signal, kept: bool = True) -> set[Signal]:

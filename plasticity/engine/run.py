@@ -67,48 +67,67 @@ def run_plan(
     operand of each product where that is cheaper than scaling its weight-sized result.
     """
     chunk = Chunk(plan, inputs, state)
-    new_elig: dict[str, Tensor] = {}
     for coef, mod, elig in plan.carries:  # read-out of the eligibility carried in
         e0 = state.get(elig)
-        if e0 is None:
-            continue
-        d = plan.decay_of(elig.tau)
-        m = chunk.value(mod) if mod is not None else 1.0
-        m = m if isinstance(m, Tensor) else chunk.full_rows(m)
-        # [B] (or [B, N_post] for a per-neuron factor): Σ_t d^(t+1) m(t)
-        c = torch.tensordot(decay_powers(d, chunk.steps, m), m, dims=1)
-        if elig.per_sample:  # split elementwise by sign (a per-neuron factor: row i by c_i)
-            value = (c.view(*c.shape, *([1] * (e0.ndim - c.ndim))) * e0).sum(0).mul_(coef * scale)
-            deliver("pos", value.clamp_min(0), 1.0)
-            deliver("neg", value.neg_().clamp_min_(0), 1.0)
-        else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
-            k = float(c[0]) * coef * scale
-            deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
-            deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
-    for key, elig in plan.eligibilities.items():
-        e0 = state.get(key)
-        if e0 is not None:  # decayed over the chunk (in place: the state is the caller's)
-            d_chunk = plan.decay_of(elig.tau) ** chunk.steps
-            new_elig[key] = e0.mul_(d_chunk) if inplace else e0 * d_chunk
+        if e0 is not None:
+            _read_out(plan, chunk, coef, mod, elig, e0, deliver, scale)
+    new_elig = _decayed(plan, chunk, state, inplace)
     keeps = plan.keeps(choice)
     for i, (p, kernel) in enumerate(zip(plan.products, choice, strict=True)):
-        signed = p.target != "dw"
-        alpha = p.coef if signed else abs(p.coef) * scale
-        for sign, value in _pieces(plan, chunk, p, kernel, kernels, alpha, signed):
-            if not signed:
-                deliver("pos" if sign * p.coef > 0 else "neg", value, 1.0)
-                del value
-                continue
-            if p.target in plan.eligibilities:
-                e = new_elig.get(p.target)
-                new_elig[p.target] = value if e is None else e.add_(value)
-            else:
-                deliver(p.target, value, 1.0)
-            del value  # not alive while the next piece is computed
+        _run_product(plan, chunk, p, kernel, kernels, deliver, new_elig, scale)
         chunk.release(keeps[i])  # tables no later product reads
     out = chunk.new_state()
     out.update(new_elig)
     return out
+
+
+def _read_out(plan: Plan, chunk: Chunk, coef: float, mod: Signal | None, elig: Any,
+              e0: Tensor, deliver: Deliver, scale: float) -> None:  # fmt: skip
+    """Delivers the read-out over the chunk of the eligibility trace ``e0`` carried in:
+    ``coef · Σ_t d^(t+1) m(t) · e0``, into ``pos``/``neg`` by sign."""
+    d = plan.decay_of(elig.tau)
+    m = chunk.value(mod) if mod is not None else 1.0
+    m = m if isinstance(m, Tensor) else chunk.full_rows(m)
+    # [B] (or [B, N_post] for a per-neuron factor): Σ_t d^(t+1) m(t)
+    c = torch.tensordot(decay_powers(d, chunk.steps, m), m, dims=1)
+    if elig.per_sample:  # split elementwise by sign (a per-neuron factor: row i by c_i)
+        value = (c.view(*c.shape, *([1] * (e0.ndim - c.ndim))) * e0).sum(0).mul_(coef * scale)
+        deliver("pos", value.clamp_min(0), 1.0)
+        deliver("neg", value.neg_().clamp_min_(0), 1.0)
+    else:  # k·e0 by the signs of k and of e0, one weight-sized part at a time
+        k = float(c[0]) * coef * scale
+        deliver("pos" if k > 0 else "neg", e0.clamp_min(0), abs(k))
+        deliver("neg" if k > 0 else "pos", e0.clamp_max(0), -abs(k))
+
+
+def _decayed(plan: Plan, chunk: Chunk, state: dict[str, Tensor],
+             inplace: bool) -> dict[str, Tensor]:  # fmt: skip
+    """The eligibility traces carried in, decayed over the chunk (in place with
+    ``inplace``: the state is the caller's)."""
+    new_elig: dict[str, Tensor] = {}
+    for key, elig in plan.eligibilities.items():
+        e0 = state.get(key)
+        if e0 is not None:
+            d_chunk = plan.decay_of(elig.tau) ** chunk.steps
+            new_elig[key] = e0.mul_(d_chunk) if inplace else e0 * d_chunk
+    return new_elig
+
+
+def _run_product(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, kernels: Kernels,
+                 deliver: Deliver, new_elig: dict, scale: float) -> None:  # fmt: skip
+    """Evaluates product ``p`` with ``kernel``: its pieces delivered (``dw``: by sign into
+    ``pos``/``neg``, times ``scale``), or summed into its eligibility trace."""
+    signed = p.target != "dw"
+    alpha = p.coef if signed else abs(p.coef) * scale
+    for sign, value in _pieces(plan, chunk, p, kernel, kernels, alpha, signed):
+        if not signed:
+            deliver("pos" if sign * p.coef > 0 else "neg", value, 1.0)
+        elif p.target in plan.eligibilities:
+            e = new_elig.get(p.target)
+            new_elig[p.target] = value if e is None else e.add_(value)
+        else:
+            deliver(p.target, value, 1.0)
+        del value  # not alive while the next piece is computed
 
 
 def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, kernels: Kernels,
@@ -117,21 +136,31 @@ def _pieces(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, kernels: Kerne
     (``signed``: times the sign too)."""
     binary = plan.binary
     f_post, f_pre, mod = _factors(chunk, p, kernel)
-    for sp, a in signed_parts(f_post, p.post is None or p.post.nonnegative(binary)):
-        for sq, b in signed_parts(f_pre, p.pre is None or p.pre.nonnegative(binary)):
-            for sm, m in signed_parts(mod, p.mod is None or p.mod.nonnegative(binary)):
+    for sp, a in signed_parts(f_post, _nonnegative(p.post, binary)):
+        for sq, b in signed_parts(f_pre, _nonnegative(p.pre, binary)):
+            for sm, m in signed_parts(mod, _nonnegative(p.mod, binary)):
                 sign = sp * sq * sm
                 fold = alpha * sign if signed else alpha  # the piece's number, to fold in
                 if fold != 1.0:
                     m = fold if m is None else m * fold
-                if kernel.rewrite:
-                    value = _rewritten(plan, chunk, p, kernel.side,
-                                       a if kernel.side == "pre" else b, m, kernel.gemm,
-                                       kernels)  # fmt: skip
-                else:
-                    value = _one(p, kernel, a, b, m, chunk, kernels)
+                value = _evaluated(plan, chunk, p, kernel, a, b, m, kernels)
                 yield from _weighted(p, sign, value, kernels, signed)
                 del value  # not alive while the next piece is computed
+
+
+def _nonnegative(s: Signal | None, binary: bool) -> bool:
+    """Whether the factor ``s`` is >= 0 (``None``: the factor 1)."""
+    return s is None or s.nonnegative(binary)
+
+
+def _evaluated(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, post, pre, mod,
+               kernels: Kernels) -> Tensor:  # fmt: skip
+    """``Σ m·P·Q`` of non-negative parts with ``kernel`` (a rewrite: with the other side's
+    part; the rewritten side's is ``None``)."""
+    if kernel.rewrite:
+        other = post if kernel.side == "pre" else pre
+        return _rewritten(plan, chunk, p, kernel, other, mod, kernels)
+    return _one(p, kernel, post, pre, mod, chunk, kernels)
 
 
 def _factors(chunk: Chunk, p: Product, kernel: Kernel):
@@ -167,9 +196,7 @@ def _with_mod(x: Tensor | None, m: Any) -> Tensor | None:
 def _one(p: Product, kernel: Kernel, post, pre, mod, chunk: Chunk, kernels: Kernels) -> Tensor:
     """``Σ m·P·Q`` of non-negative parts (``None``: the factor 1; ``mod`` may be a
     number: folded into the event weights, the one-sided sum or the smaller operand)."""
-    number = 1.0
-    if mod is not None and not isinstance(mod, Tensor):
-        number, mod = mod, None
+    number, mod = _number_apart(mod)
     if kernel.events:
         return _events(p, kernel.side == "post", post, pre, mod, number, chunk, kernels)
     if post is None and pre is None:
@@ -257,36 +284,49 @@ def _event_weights(s_expr: Signal, own: Tensor, spikes: Tensor, mod, index) -> T
     return weights
 
 
-def _rewritten(plan, chunk, p, side, other, mod, gemm: bool, kernels: Kernels) -> Tensor:
+def _rewritten(plan: Plan, chunk: Chunk, p: Product, kernel: Kernel, other: Tensor, mod,
+               kernels: Kernels) -> Tensor:  # fmt: skip
     """``trace_d(s) × Q`` summed over the chunk, as ``s × future_d(Q)`` plus the pairs of
     the trace carried in with this chunk's ``Q`` (``x0 ⊗ Σ_t d^{t+1} Q(t)``): the trace of
-    ``side`` is never tabulated, and ``s``'s spike index serves the product."""
-    f = p.post if side == "post" else p.pre
+    ``kernel.side`` is never tabulated, and ``s``'s spike index serves the product
+    (``other``: the other side's factor ``Q``)."""
+    side = kernel.side
+    f = p.factor(side)
     strict = isinstance(f, Before)
     trace = f.x if strict else f
     d = plan.decay_of(trace.tau)
-    spikes = chunk.inputs[side]
-    number = 1.0  # a number scales the result in place (a scaled copy of Q: one more table)
-    if mod is not None and not isinstance(mod, Tensor):
-        number, mod = mod, None
+    # a number scales the result in place (a scaled copy of Q: one more table)
+    number, mod = _number_apart(mod)
     q = other if mod is None else other * _align(mod, other)
     padded = scan_future_padded(q, d)  # F[t] = Σ_{t' >= t} d^(t'-t) q(t'), F[T] = 0
     future = padded[1:] if strict else padded[:-1]  # strictly later: d F[t + 1]
-    if gemm:
-        value = kernels.correlate(spikes, future) if side == "post" else kernels.correlate(
-            future, spikes)  # fmt: skip
-    else:
-        value = kernels.events(spikes, None, future)
-        value = value if side == "post" else value.t()
+    value = _at_spikes(kernels, chunk.inputs[side], future, side == "post", kernel.gemm)
     del padded, future
     if strict:
         value.mul_(d)
     x0 = chunk.state.get(trace)
-    if x0 is not None and bool(x0.any()):
+    if x0 is not None and bool(x0.any()):  # the pairs of the trace carried in
         seen = torch.tensordot(decay_powers(d, chunk.steps, q), q, dims=1)  # [B, *other]
         pair = (x0[None], seen[None]) if side == "post" else (seen[None], x0[None])
         kernels.correlate_into(value, *pair)
     return value.mul_(number) if number != 1.0 else value
+
+
+def _at_spikes(kernels: Kernels, spikes: Tensor, future: Tensor, on_post: bool,
+               gemm: bool) -> Tensor:  # fmt: skip
+    """``Σ_t s(t) ⊗ future(t)`` in the weight's layout: a GEMM (or conv weight-gradient),
+    or an event-driven sum of ``future``'s rows at the ``spikes``."""
+    if gemm:
+        return kernels.correlate(spikes, future) if on_post else kernels.correlate(future, spikes)
+    value = kernels.events(spikes, None, future)
+    return value if on_post else value.t()
+
+
+def _number_apart(mod: Any) -> tuple[float, Tensor | None]:
+    """``(number, table)`` of a row factor: a number (folded as a scale) or a table."""
+    if mod is not None and not isinstance(mod, Tensor):
+        return mod, None
+    return 1.0, mod
 
 
 class NotFinite(ValueError):

@@ -49,25 +49,19 @@ def run_window(
     of one step takes the fast path of :func:`~plasticity.engine.step.run_step`.
     """
     w = weight
-    state = {} if state is None else _following(state, w)
+    state = _state_on(state, w)
     pre, post = rows["pre"], rows["post"]
     assert pre is not None and post is not None
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
         return _one_step(plan, rows, state, Kernels(w, geometry, compute), sink(1), record)
-    n_pre, n_post = pre.numel() // n, post.numel() // n
-    per_step = n_pre + n_post
-    width = plan.table_width(n_pre, n_post)
-    budget = tables * chunk * per_step - len(plan.eligibilities) * w.numel()
-    budget = max(budget, 0.1 * chunk * per_step)
-    sub = max(1, int(budget / width) - 1) if width else chunk
+    sub = _sub_chunk(plan, pre.numel() // n, post.numel() // n, w, chunk, tables)
     for (a, b), nnz in zip(bounds, counts, strict=True):
         receiver = sink(b - a)
         with _checked(plan, receiver, state, a, b) as state:
             for c in range(a, b, sub):
                 d = min(b, c + sub)
-                part = slice(None) if (c, d) == (0, n) else slice(c, d)
-                inputs = {k: v[part] for k, v in rows.items() if v is not None}
+                inputs = _steps(rows, c, d, n)
                 kernels = Kernels(w, geometry, compute)
                 share = nnz if d - c == b - a else [x * (d - c) // (b - a) for x in nnz]
                 state = CHOOSER.run(kernel, plan, inputs, state, kernels, receiver.deliver,
@@ -76,12 +70,32 @@ def run_window(
     return state
 
 
-def _following(state: dict[Any, Tensor], w: Tensor) -> dict[Any, Tensor]:
-    """A copy of ``state`` on ``w``'s device and dtype (converted where it is not)."""
-    dtype, device = w.dtype, w.device
+def _state_on(state: dict[str, Tensor] | None, weight: Tensor) -> dict[str, Tensor]:
+    """The state carried in on the weight's device and dtype (``None``: none)."""
+    if state is None:
+        return {}
+    dtype, device = weight.dtype, weight.device
     if all(v.dtype == dtype and v.device == device for v in state.values()):
-        return dict(state)
+        return dict(state)  # no conversion ops on the per-step path
     return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+
+
+def _steps(rows: dict[str, Tensor | None], start: int, end: int, n: int) -> dict[str, Tensor]:
+    """The inputs of the steps ``[start, end)`` of ``rows`` (of ``n`` steps)."""
+    part = slice(None) if (start, end) == (0, n) else slice(start, end)
+    return {k: v[part] for k, v in rows.items() if v is not None}
+
+
+def _sub_chunk(plan: Plan, n_pre: int, n_post: int, weight: Tensor, chunk: int,
+               tables: float) -> int:  # fmt: skip
+    """Steps per sub-chunk: the tables of one (:meth:`Plan.table_width` per step, for
+    ``n_pre``/``n_post`` elements of a step of each side) fit in ``tables`` times the
+    ``chunk`` steps' buffers, less the weight-sized eligibility traces."""
+    per_step = n_pre + n_post
+    width = plan.table_width(n_pre, n_post)
+    budget = tables * chunk * per_step - len(plan.eligibilities) * weight.numel()
+    budget = max(budget, 0.1 * chunk * per_step)
+    return max(1, int(budget / width) - 1) if width else chunk
 
 
 def _one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor],
