@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ._grad import eagerly, in_backward, run_eagerly, traced
-from .hooks import ConvSynapse, synapse_adapter
+from .synapses import ConvSynapse, synapse_adapter
 from .rules.checks import _real
 from .rules.checks import check_positive as _positive
 

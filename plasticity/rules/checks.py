@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..functional.correlate import KERNELS
+from ..functional.traces import TRACE_MODES, decay_factor
 from ..language.text import _number
 
 __all__ = ["check_positive", "check_amplitude", "spike_count"]
@@ -322,3 +324,68 @@ def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | 
         unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
     unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
     return bounded, not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
+
+
+def _check_wiring(synapse: Any, neuron: Any, adapter: Any) -> None:
+    """A synapse with weights an update can reach, and a neuron module that is not it."""
+    adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
+    if adapter.weight.numel() == 0:
+        raise ValueError(
+            f"`synapse` ({type(synapse).__name__}) has no weights (weight shape "
+            f"{tuple(adapter.weight.shape)}): there is nothing to learn; pass a layer "
+            "with at least one input and one output"
+        )
+    if not isinstance(neuron, torch.nn.Module):
+        raise TypeError(
+            f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
+        )
+    if neuron is synapse:
+        raise ValueError(
+            "`neuron` is the synapse itself; pass the spiking module the synapse drives"
+        )
+
+
+def check_options(synapse: Any, neuron: Any, adapter: Any, *, dt: Any, trace: str,
+                  coincident: str, batch_reduction: str, decay: str, chunk_size: Any,
+                  kernel: str, spikes: str, precision: str, distributed: Any,
+                  time_constants: dict[str, float] | None) -> float:  # fmt: skip
+    """The checks of :class:`~plasticity.PlasticityRule`'s constructor, before anything is
+    set: a clear error naming the first bad argument; returns ``dt`` as a float."""
+    _check_wiring(synapse, neuron, adapter)
+    dt = check_positive("dt", dt)
+    for name, value, options in (
+        ("trace", trace, TRACE_MODES), ("coincident", coincident, COINCIDENT),
+        ("batch_reduction", batch_reduction, ("mean", "sum")),
+        ("decay", decay, ("exact", "euler")), ("kernel", kernel, KERNELS),
+        ("spikes", spikes, SPIKE_POLICIES), ("precision", precision, PRECISIONS),
+    ):  # fmt: skip
+        _choice(name, value, options)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(
+            f"`chunk_size` must be an int >= 1 or None (automatic), got {chunk_size!r}"
+        )
+    for name, tau in (time_constants or {}).items():
+        try:  # forward-Euler decay needs dt < tau
+            decay_factor(dt, check_positive(name, tau), decay)
+        except ValueError as err:
+            raise ValueError(f"`{name}`: {err}") from err
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(
+            f"`distributed` must be True, False or None (automatic), got {distributed!r}"
+        )
+    return dt
+
+
+def reduces_across_ranks(distributed: bool | None) -> bool:
+    """Whether a rule's ``step()`` combines the window across a process group: when
+    ``torch.distributed`` is initialized (``distributed=None``, the default) or forced."""
+    if distributed is False:
+        return False
+    import torch.distributed as dist
+
+    initialized = dist.is_available() and dist.is_initialized()
+    if distributed and not initialized:
+        raise RuntimeError("distributed=True but torch.distributed is not initialized")
+    return initialized
