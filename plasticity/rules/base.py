@@ -31,6 +31,7 @@ from .checks import (
     _PRE,
     _VOLT,
     _chunks,
+    _fed_blocks,
     _overflow_message,
     _overflow_risk,
     _refused_message,
@@ -405,13 +406,15 @@ class PlasticityRule(nn.Module):
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
             [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
+        if fed:  # user-fed values: checked like membrane potentials
+            one += _fed_blocks(fed, self._hooks._signals.sides)  # type: ignore[union-attr]
         plan, w = self.plan, self.weight  # (a pruned synapse's weight is computed: once)
         if n == 1 and steppable(plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
         peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
-        bounded, hold = _overflow_risk(plan, w, binary, one, mod, fed, len(bounds), peaks,
+        bounded, hold = _overflow_risk(plan, w, binary, one, mod, len(bounds), peaks,
                                        bad is None)  # fmt: skip
         try:
             self._state = run_window(

@@ -234,6 +234,16 @@ def _first_in(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] |
     return step, what, bool(finite)
 
 
+def _fed_blocks(fed: dict[str, Tensor], sides: dict[str, str]) -> list[tuple[Tensor, bool, str]]:
+    """The ``(values, binary, what)`` blocks of user-fed signals (keyed ``"signal:name"``),
+    checked per chunk like membrane potentials (finite)."""
+    out = []
+    for key, values in fed.items():
+        name = key.partition(":")[2]
+        out.append((values, False, f"the values fed to {sides[name]}.signal({name!r})"))
+    return out
+
+
 def _refused_message(what: str, step: int, finite: bool) -> str:
     """The start of the error for a refused step (:func:`first_refused`), counted in the
     window."""
@@ -310,11 +320,11 @@ def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
 
 
 def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | None,
-                   fed: dict[str, Tensor] | None, chunks: int, peaks: list[float],
-                   whole: bool) -> tuple[bool, bool]:  # fmt: skip
+                   chunks: int, peaks: list[float], whole: bool) -> tuple[bool, bool]:  # fmt: skip
     """``(bounded, hold)`` for a window of ``chunks`` chunks: whether its products are
     finite by construction (binary spikes and traces), and whether an overflow is likely
-    (``one``: ``[(steps, binary, name)]``; ``peaks``: graded values' largest magnitudes
+    (``one``: ``[(steps, binary, name)]``, with the user-fed signals' values;
+    ``peaks``: graded values' largest magnitudes
     from the check, every chunk's where ``whole``)."""
     bounded = binary and not (  # products of binary spikes and traces are finite
         plan.reads_voltage or plan.reads_mod or plan.unbounded or plan.fed
@@ -322,7 +332,7 @@ def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | 
     unbounded = [x for x, p, _ in one if not p]
     if peaks and len(peaks) == len(unbounded) * chunks and whole:  # all seen
         unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
-    unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
+    unbounded += [] if mod is None else [mod]
     return bounded, not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
 
 
