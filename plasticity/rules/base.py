@@ -198,10 +198,12 @@ class PlasticityRule(nn.Module):
         N_in]`` for a pre-side one) or a number (every sample and neuron); tensors are
         converted to the weight's device and dtype. A name the rule does not read, a
         second value for the step, a value before any step, a wrong shape, a bool or
-        complex value, NaN or infinity: an error naming it, and nothing is stored. A
-        step left without a value is refused where it is needed: at the next step's
-        forward pass, ``step()`` or ``flush()``. In eval mode the hooks observe no step
-        and ``feed`` is ignored.
+        complex value: an error naming it, and nothing is stored. NaN or infinity is
+        found with the step's chunk, as for spikes: the call that fills the chunk, or
+        ``step()``, names the signal and the step; the steps before it are learned, it
+        and the rest of its chunk discarded. A step left without a value is refused
+        where it is needed: at the next step's forward pass, ``step()`` or ``flush()``.
+        In eval mode the hooks observe no step and ``feed`` is ignored.
 
         Example:
             >>> import torch, snntorch as snn
