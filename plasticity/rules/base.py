@@ -181,75 +181,24 @@ class PlasticityRule(nn.Module):
 
     @no_grad
     def reward(self, value: float | Tensor) -> None:
-        """Adds to the third factor of the step just simulated (call it after that step's
-        forward pass): a number (every sample) or a ``[B]`` tensor (numpy arrays and
-        lists are converted; a bool, a string or a complex number is a ``TypeError``).
-        Steps without one have 0. In eval mode (the rule's or the synapse's) the hooks
-        observe no step, and a reward is ignored: it belongs to no step that is learned
-        from."""
         self._inputs.reward(value)
+
+    reward.__doc__ = Inputs.reward.__doc__
 
     @no_grad
     def feed(self, **signals: Any) -> None:
-        """Gives the values of user-fed signals (``post.signal(name)``,
-        ``pre.signal(name)``) for the step just simulated: call it after that step's
-        forward pass, once per step and signal, before the next step. Each value is
-        ``[B, *side]`` (``[B, N_out]`` for a post-side signal of a ``Linear``, ``[B,
-        N_in]`` for a pre-side one) or a number (every sample and neuron); tensors are
-        converted to the weight's device and dtype. A name the rule does not read, a
-        second value for the step, a value before any step, a wrong shape, a bool or
-        complex value: an error naming it, and nothing is stored. NaN or infinity is
-        found with the step's chunk, as for spikes: the call that fills the chunk, or
-        ``step()``, names the signal and the step; the steps before it are learned, it
-        and the rest of its chunk discarded. A step left without a value is refused
-        where it is needed: at the next step's forward pass, ``step()`` or ``flush()``.
-        In eval mode the hooks observe no step and ``feed`` is ignored.
-
-        Example:
-            >>> import torch, snntorch as snn
-            >>> import plasticity as pl
-            >>> from plasticity import post, pre
-            >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5)
-            >>> rule = pl.Rule(fc, lif, pos=post.signal("L") * pre.spike)
-            >>> spk, mem = lif(fc(torch.ones(1, 3)), lif.init_leaky())
-            >>> rule.feed(L=torch.tensor([[1.0, -2.0]]))   # [B, N_out]
-            >>> rule.step()[:, 0].tolist()                 # Σ_t L_i(t) pre_j(t)
-            [1.0, -2.0]
-        """
         self._inputs.feed(signals)
+
+    feed.__doc__ = Inputs.feed.__doc__
 
     @no_grad
     def observe(
         self, pre: Any, post: Any, *, voltage: Any = None, reward: Any = None,
         signals: dict[str, Any] | None = None,
     ) -> None:
-        """Learns from whole sequences without hooks: ``pre`` ``[T, B, *in]``, ``post``
-        ``[T, B, *out]`` (the way to feed a conv synapse a ``[T, B, C, H, W]`` sequence);
-        ``voltage`` ``[T, B, *out]`` for rules that read ``post.voltage``; ``reward`` a
-        number, ``[T]`` or ``[T, B]`` for rules with a third factor (default 0);
-        ``signals`` ``{name: [T, B, *side]}``, every user-fed signal the rule reads
-        (``post.signal(name)``: the shape of ``post``; ``pre.signal(name)``: of ``pre``).
-
-        Tensors of any real dtype, numpy arrays and (nested) lists are converted to the
-        weight's device and dtype (spikes may be bool; a reward may not). A single
-        recording ``[T, N]`` is refused, not guessed (the hooks take ``[B, N]`` as one
-        step): pass ``x[:, None]`` (``[T, 1, N]``), or ``x[None]`` for one step of a
-        batch. ``voltage`` for a rule that reads none, ``reward`` for one without a third
-        factor, strings, complex values and mismatched shapes are errors that name the
-        argument and change nothing. ``T = 0`` changes nothing; ``B = 0`` learns nothing.
-        The guide's "What observe accepts" has the table.
-
-        Spikes the ``spikes`` policy refuses are reported here: a value other than 0 and 1
-        (``spikes="binary"``) refuses the whole call; NaN or infinity at step ``t`` keeps
-        the steps before it (as ``observe(pre[:t], post[:t], ...)``) and discards the rest.
-        Earlier calls' steps are kept either way.
-
-        With nothing buffered, the sequence is processed straight from ``pre`` and
-        ``post`` in chunks (no copy into the step buffers); only a remainder shorter than
-        16 steps (or than ``chunk_size``) is buffered for the next call. ``pre`` and
-        ``post`` are read, never modified.
-        """
         self._inputs.observe(pre, post, voltage, reward, signals)
+
+    observe.__doc__ = Inputs.observe.__doc__
 
     # -------------------------------------------------------------------- checkpoints
 
@@ -407,9 +356,7 @@ class PlasticityRule(nn.Module):
         binary = self.spikes == "binary"
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
-            [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
-        if fed:  # user-fed values: checked like membrane potentials
-            one += _fed_blocks(fed, self._hooks._signals.sides)  # type: ignore[union-attr]
+            [] if volt is None else [(volt, False, _VOLT)]) + _fed_blocks(fed, self._hooks._signals)  # fmt: skip
         plan, w = self.plan, self.weight  # (a pruned synapse's weight is computed: once)
         if n == 1 and steppable(plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
