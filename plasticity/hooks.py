@@ -385,7 +385,7 @@ class HookPairing:
         missing = fed.missing(n)
         if missing:
             name = missing[0]
-            raise ValueError(unfed(name, self._window_steps + fed.buffers[name].n))
+            raise ValueError(_unfed(name, self._window_steps + fed.buffers[name].n))
         return fed.views(n)
 
     def _check_fed(self) -> None:
@@ -396,7 +396,7 @@ class HookPairing:
             self._fed_views(self._post.n)
 
 
-def unfed(name: str, step: int) -> str:
+def _unfed(name: str, step: int) -> str:
     """The error for step ``step`` of the window left without a value of signal ``name``."""
     return (f"step {step} of the window has no value of `{name}`: call rule.feed({name}=...) "
             "after each step's forward pass (or pass signals= to observe())")

@@ -23,7 +23,8 @@ from typing import Any
 from ..buffers import StepBuffer
 from ..language.text import KEY_FORMAT
 
-__all__ = ["checkpoint_config", "state_holders"]
+__all__ = ["checkpoint_config", "state_tensor", "extra_state", "check_checkpoint", "load_extra_state",
+           "state_holders"]
 
 
 def state_holders(plan: Any, key_format: int = KEY_FORMAT) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from ..functional.correlate import KERNELS
 from ..functional.traces import TRACE_MODES, decay_factor
 from ..language.text import _number
 
-__all__ = ["check_positive", "check_amplitude", "spike_count"]
+__all__ = ["check_positive", "check_amplitude", "spike_count", "check_options", "reduces_across_ranks"]
 
 SPIKE_POLICIES = ("binary", "graded")
 PRECISIONS = ("full", "bf16")

@@ -11,11 +11,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..hooks import HookPairing, unfed
+from ..hooks import HookPairing, _unfed
 from ..synapses import ConvSynapse
 from .checks import _POST, _PRE, _VOLT, _first_refused, _refused_message
 
-__all__ = ["Inputs"]
+__all__ = ["Inputs", "check_fed_synapse"]
 
 
 def _as_values(value: Any, what: str, like: Tensor, expected: str, *, bools: bool = False) -> Tensor:
@@ -183,7 +183,7 @@ class Inputs:
                                  f"{hooks._window_steps + n - 1} of the window); feed each "
                                  "signal once per step")  # fmt: skip
             if done < n - 1:
-                raise ValueError(unfed(name, hooks._window_steps + done))
+                raise ValueError(_unfed(name, hooks._window_steps + done))
             side = fed.sides[name]
             shape = (hooks._post if side == "post" else hooks._pre).data.shape[1:]  # type: ignore[union-attr]
             rows[name] = self._signal_rows(name, value, tuple(shape), one_step=True, like=w)
