@@ -166,7 +166,7 @@ def _attribute_summary(app, what, name, obj, options, lines):
             lines[0:1] = [head + ":", rest]
 
 
-_MIXINS = {"BoundSetters", "AccumulatorState", "RuleInputs", "HookPairing"}
+_MIXINS = {"BoundSetters", "AccumulatorState"}
 
 
 def _public_bases(app, name, obj, options, bases):

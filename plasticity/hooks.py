@@ -1,21 +1,14 @@
-"""Attaching rules to modules: synapse adapters and reading spikes from neuron outputs.
-
-A *synapse* is a module with a ``weight`` whose forward is linear in its input:
-``nn.Linear`` (also snnTorch's ``RLeaky.recurrent``) or ``nn.Conv1d/2d/3d``. The adapter
-turns its forward input (pre spikes) and the neuron's output (post spikes) into
-``[T, B, ...]`` step blocks, checked against the weight's shape.
+"""A rule's hooks: reading spikes from neuron outputs, and pairing each neuron call with
+the synapse step that fed it (:class:`HookPairing`, which also holds the buffered steps).
 
 A *neuron* is any module whose output is spikes, or a tuple whose first element is
 spikes (snnTorch's ``(spk, mem)`` convention, with ``init_hidden`` either way); its
-membrane potential is the tuple's last element or ``neuron.mem``.
-
-:class:`HookPairing` holds the hooks and the protocol that pairs each neuron call with
-the synapse step that fed it.
+membrane potential is the tuple's last element or ``neuron.mem``. The synapse side is
+:mod:`plasticity.synapses`.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 import weakref
 from typing import Any
@@ -23,19 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ._grad import _graph_task_id, eagerly, traced
-from ._weights import check_materialized, effective_weight, grad_target, weight_mask
-from .buffers import StepBuffer, same_storage
+from ._grad import _graph_task_id, eagerly, run_eagerly, traced
+from .buffers import SignalBuffers, StepBuffer, same_storage
+from .synapses import SynapseAdapter
 
-__all__ = [
-    "SynapseAdapter",
-    "DenseSynapse",
-    "ConvSynapse",
-    "HookPairing",
-    "synapse_adapter",
-    "output_spikes",
-    "output_voltage",
-]
+__all__ = ["HookPairing", "output_spikes", "output_voltage"]
 
 
 def output_spikes(output: object, where: str = "neuron") -> Tensor:
@@ -66,193 +51,12 @@ def output_voltage(output: object, neuron: nn.Module) -> Tensor:
     )
 
 
-class SynapseAdapter:
-    """Shape handling and the correlation kernel for one kind of synapse."""
-
-    module: nn.Module
-    in_shape: tuple[int, ...]
-
-    def __init__(self, module: nn.Module) -> None:
-        self.module = module
-
-    @property
-    def weight(self) -> Tensor:
-        """The weight the synapse's forward uses (a pruned synapse's ``weight_orig *
-        weight_mask``, computed now)."""
-        w = self.module._parameters.get("weight")
-        return w if w is not None else effective_weight(self.module)
-
-    @property
-    def parameter(self) -> Tensor:
-        """The tensor whose ``.grad`` a rule writes: the weight, or a pruned synapse's
-        ``weight_orig``; a ``TypeError`` for a weight computed by a parametrization."""
-        w = self.module._parameters.get("weight")
-        return w if w is not None else grad_target(self.module)
-
-    @property
-    def mask(self) -> Tensor | None:
-        """A pruned synapse's ``weight_mask`` (its update is masked), else ``None``."""
-        return None if "weight" in self.module._parameters else weight_mask(self.module)
-
-    def pre_steps(self, x: Tensor) -> Tensor:
-        """The synapse's input as ``[T, B, *in]`` (T = 1 for one step)."""
-        raise NotImplementedError
-
-    def post_steps(self, s: Tensor, pre_block: Tensor | None) -> Tensor:
-        """The neuron's spikes as ``[T, B, *out]``; checked against the synapse's output."""
-        raise NotImplementedError
-
-
-
-def _blocks(x: Tensor, feature_ndim: int, what: str, expected: str) -> Tensor:
-    if x.ndim == feature_ndim:  # one unbatched step
-        return x.unsqueeze(0).unsqueeze(0)
-    if x.ndim == feature_ndim + 1:  # one batched step
-        return x.unsqueeze(0)
-    if x.ndim == feature_ndim + 2:  # a [T, B, ...] sequence
-        return x
-    raise ValueError(f"{what} has shape {tuple(x.shape)}; expected {expected}")
-
-
-class DenseSynapse(SynapseAdapter):
-    """``nn.Linear``: weight ``[N_out, N_in]``; spikes ``[N]``, ``[B, N]`` or ``[T, B, N]``."""
-
-    def __init__(self, module: nn.Linear) -> None:
-        super().__init__(module)
-        self.n_in, self.n_out = module.in_features, module.out_features
-        self.in_shape = (self.n_in,)
-
-    def pre_steps(self, x: Tensor) -> Tensor:
-        if x.ndim == 2 and x.shape[1] == self.n_in:  # the common case: one batched step
-            return x[None]
-        if x.ndim == 0 or x.shape[-1] != self.n_in:
-            raise ValueError(
-                f"the synapse's input has shape {tuple(x.shape)}; expected [..., {self.n_in}] (in_features)"
-            )
-        return _blocks(x, 1, "the synapse's input", f"[B, {self.n_in}] or [T, B, {self.n_in}]")
-
-    def post_steps(self, s: Tensor, pre_block: Tensor | None) -> Tensor:
-        if s.ndim == 2 and s.shape[1] == self.n_out:  # the common case: one batched step
-            return s[None]
-        if s.ndim == 0 or s.shape[-1] != self.n_out:
-            raise ValueError(
-                f"the neuron's spikes have shape {tuple(s.shape)} but the synapse has out_features="
-                f"{self.n_out}; attach the rule to the neuron that this synapse drives"
-            )
-        return _blocks(s, 1, "the neuron's spikes", f"[B, {self.n_out}] or [T, B, {self.n_out}]")
-
-
-
-class ConvSynapse(SynapseAdapter):
-    """``nn.Conv{1,2,3}d`` with any stride, padding (incl. strings and modes), dilation, groups."""
-
-    def __init__(self, module: nn.Conv1d | nn.Conv2d | nn.Conv3d) -> None:
-        super().__init__(module)
-        self.k = len(module.kernel_size)
-        self.c_in, self.c_out = module.in_channels, module.out_channels
-        self.in_shape = (self.c_in,)
-        padding = module.padding
-        if isinstance(padding, str) or module.padding_mode != "zeros":
-            pad = tuple(module._reversed_padding_repeated_twice)
-            self.pad = pad if any(pad) else None
-            self.padding = (0,) * self.k
-        else:
-            self.pad, self.padding = None, tuple(padding)
-
-    def _check(self, x: Tensor, channels: int, what: str) -> Tensor:
-        if x.ndim < self.k + 1 or x.shape[-(self.k + 1)] != channels:
-            raise ValueError(
-                f"{what} has shape {tuple(x.shape)}; expected [B, {channels}, *spatial] with "
-                f"{self.k} spatial dimensions ({channels} channels)"
-            )
-        return _blocks(
-            x, self.k + 1, what, f"[B, {channels}, *spatial] or [T, B, {channels}, *spatial]"
-        )
-
-    def pre_steps(self, x: Tensor) -> Tensor:
-        return self._check(x, self.c_in, "the synapse's input")
-
-    def out_spatial(self, in_spatial: tuple[int, ...]) -> tuple[int, ...]:
-        m = self.module
-        sizes = list(in_spatial)
-        if self.pad is not None:
-            for i in range(self.k):  # F.pad order: last dim first
-                sizes[self.k - 1 - i] += self.pad[2 * i] + self.pad[2 * i + 1]
-        return tuple(
-            math.floor(
-                (sizes[i] + 2 * self.padding[i] - m.dilation[i] * (m.kernel_size[i] - 1) - 1)
-                / m.stride[i]
-                + 1
-            )
-            for i in range(self.k)
-        )
-
-    def post_steps(self, s: Tensor, pre_block: Tensor | None) -> Tensor:
-        block = self._check(s, self.c_out, "the neuron's spikes")
-        if pre_block is not None:
-            expected = self.out_spatial(tuple(pre_block.shape[-self.k :]))
-            if tuple(block.shape[-self.k :]) != expected:
-                raise ValueError(
-                    f"the neuron's spikes have spatial shape {tuple(block.shape[-self.k :])} but the "
-                    f"convolution produces {expected}; attach the rule to the neuron this synapse drives"
-                )
-        return block
-
-    def geometry(self) -> dict:
-        """The convolution's shape keywords (for the event-driven kernels)."""
-        m = self.module
-        return {
-            "weight_shape": tuple(m.weight.shape),
-            "stride": tuple(m.stride),
-            "padding": self.padding,
-            "dilation": tuple(m.dilation),
-            "groups": m.groups,
-            "pad": self.pad,
-            "padding_mode": m.padding_mode,
-        }
-
-
-
-def synapse_adapter(module: object) -> SynapseAdapter:
-    """The adapter for a synapse module, or a clear ``TypeError``."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"`synapse` must be a torch.nn.Module (e.g. nn.Linear), got {type(module).__name__}"
-        )
-    name = type(module).__name__
-    if not isinstance(getattr(module, "weight", None), Tensor) and (
-        getattr(module, "all_to_all", None) is False  # snn.RLeaky / snn.RSynaptic itself
-        or name == "RecurrentOneToOne"  # its `.recurrent`: x * V
-    ):
-        what = (
-            f"the `.recurrent` ({name}) of an RLeaky/RSynaptic"
-            if name == "RecurrentOneToOne"
-            else f"an snn.{name}"
-        )
-        raise TypeError(
-            f"`synapse` is {what} built with all_to_all=False: its one-to-one recurrent weight "
-            "`V` scales each neuron's own spike elementwise (V * spk), not a linear layer, and "
-            "learning it is not supported. Build the neuron with all_to_all=True, "
-            "linear_features=N and pass its `.recurrent` (an nn.Linear, whose weight learns)"
-        )
-    if not isinstance(getattr(module, "weight", None), Tensor):
-        raise TypeError(
-            f"`synapse` ({type(module).__name__}) has no `weight` tensor; pass the nn.Linear or "
-            "nn.Conv1d/2d/3d whose weight should learn (for snn.RLeaky: its `.recurrent`)"
-        )
-    check_materialized(module, "plasticity on it")
-    if isinstance(module, nn.Linear):
-        return DenseSynapse(module)
-    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
-        return ConvSynapse(module)
-    raise TypeError(
-        f"`synapse` is a {type(module).__name__}; supported synapses are nn.Linear and nn.Conv1d/2d/3d"
-    )
-
-
 class HookPairing:
-    """The hooks of a rule (mixed into :class:`~plasticity.PlasticityRule`): the synapse's
-    forward pre-hook and forward hook, and the neuron's forward hook.
+    """The hooks of a rule and the steps they buffer: a part of
+    :class:`~plasticity.PlasticityRule` (its ``_hooks``), which owns the synapse's forward
+    pre-hook and forward hook, the neuron's forward hook, the step buffers (pre and post
+    spikes; membrane potentials, third factor and user-fed signals for rules that read
+    them) and the window's pairing bookkeeping.
 
     Pairing protocol: a neuron call is paired with the synapse output that fed it. The
     synapse's input is *staged* (copied into the pre buffer after the paired steps) by the
@@ -261,33 +65,85 @@ class HookPairing:
     input that never reaches the neuron (a sanity call, a call feeding another neuron) is
     dropped with a warning and never shifts later pairs. A ``[T, B, N]`` sequence through
     the synapse is consumed one step per neuron call.
+
+    Args:
+        adapter: the synapse's adapter (:func:`~plasticity.synapses.synapse_adapter`).
+        neuron: the module whose output is the postsynaptic spikes.
+        rule: what the steps are for: the hooks observe while ``rule.training`` (and the
+            synapse's); ``rule.chunk`` and ``rule.chunk_for(block)`` size the buffers and
+            ``rule.flush(keep_last)`` runs once a chunk of steps is paired.
+
+    Example:
+        >>> import torch, snntorch as snn
+        >>> import plasticity as pl
+        >>> fc, lif = torch.nn.Linear(3, 2, bias=False), snn.Leaky(beta=0.5, init_hidden=True)
+        >>> rule = pl.STDP(fc, lif, a_plus=0.1, a_minus=0.1, tau_plus=5.0, tau_minus=5.0)
+        >>> _ = lif(fc(torch.ones(1, 3)))
+        >>> hooks = rule._hooks
+        >>> hooks._pre.n, hooks._post.n, hooks._batch, len(hooks._handles)
+        (1, 1, 1, 3)
     """
 
-    _adapter: SynapseAdapter
-    _pre: StepBuffer
-    _post: StepBuffer
-    _volt: StepBuffer | None
-    _mod: StepBuffer | None
-    _signals: Any  # SignalBuffers | None: user-fed signals (PlasticityRule)
-    _pending: list[list]
-    _batch: int | None
+    def __init__(self, adapter: SynapseAdapter, neuron: nn.Module, rule: Any) -> None:
+        self._adapter, self._neuron, self._rule = adapter, neuron, rule
+        self._pre, self._post = StepBuffer(), StepBuffer()
+        self._volt: StepBuffer | None = None  # membrane potential rows (rules that read it)
+        self._mod: StepBuffer | None = None  # third-factor rows [B] (rules that read it)
+        self._signals: SignalBuffers | None = None  # user-fed signals (rules that read them)
+        # staged synapse inputs not yet paired with a neuron call: [start row, steps,
+        # steps consumed, weak reference to the synapse output they produced]
+        self._pending: list[list] = []
+        self._warned: set[str] = set()  # warning kinds given in this window
+        # in this window (reported by step() and by errors)
+        self._neuron_calls = self._dropped = self._window_steps = 0
+        self._batch: int | None = None
+        self._unchecked = False  # buffered steps not checked when they were given
+        self._handles: list = []
+
+    def reads(self, voltage: bool, modulator: bool, fed: dict[str, str]) -> None:
+        """Buffers membrane potentials, a third factor and the user-fed signals ``fed``
+        (``{name: side}``) too, as the rule's declaration reads them."""
+        self._volt = StepBuffer() if voltage else None
+        self._mod = StepBuffer() if modulator else None
+        self._signals = SignalBuffers(fed) if fed else None
+
+    def __getstate__(self) -> dict[str, Any]:
+        d = self.__dict__.copy()
+        d["_pending"] = [[*p[:3], None] for p in self._pending]  # no weak references
+        return d
+
+    @property
+    def _hold_last(self) -> bool:  # the latest step waits for its reward or signals
+        return self._mod is not None or self._signals is not None
+
+    def attach(self) -> None:
+        """Registers the hooks (nothing if they are registered)."""
+        if self._handles:
+            return
+        run_eagerly(HookPairing, "_on_pre", "_on_synapse_output", "_on_post")
+        synapse = self._adapter.module
+        self._handles = [
+            synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
+            synapse.register_forward_hook(self._on_synapse_output, prepend=True),
+            self._neuron.register_forward_hook(self._on_post),
+        ]
+
+    def detach(self) -> None:
+        """Removes every hook."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
 
     #
-    # A neuron call is paired with the synapse output that fed it. The synapse's input is
-    # *staged* (copied into the pre buffer after the paired steps) by the synapse's
-    # pre-hook; the neuron's hook *commits* one staged step (or a block of steps) together
-    # with its spikes. A staged input that never reaches the neuron (a sanity call, a call
-    # feeding another neuron) is dropped with a warning and never shifts later pairs. A
-    # ``[T, B, N]`` sequence through the synapse is consumed one step per neuron call.
     # The hooks run every step: keep their fast paths lean. They observe nothing while
     # autograd's backward runs (activation checkpointing recomputes forward passes then),
     # leave inference mode (what they buffer outlives it) and run outside torch.compile
-    # graphs (PlasticityRule.attach).
+    # graphs (attach).
 
     def _on_pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if traced():  # by torch.compile: run outside its graph
             return eagerly(HookPairing._on_pre, self, module, args, kwargs)
-        if not (self.training and module.training) or _graph_task_id() != -1:  # (in backward)
+        if not (self._rule.training and module.training) or _graph_task_id() != -1:  # (in backward)
             return
         if torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
@@ -316,8 +172,9 @@ class HookPairing:
             if len(pending) > 1 or pending[-1][2] > 0 or other_shape:
                 self._drop_pending(keep_last=pending[-1][2] == 0 and not other_shape)
         at = pending[-1][0] + pending[-1][1] if pending else pre.n
-        capacity = (self.chunk if pre.data is not None else self.chunk_for(block)) + self._hold_last
-        pre.stage(block.detach(), self.weight, at, capacity)
+        rule = self._rule
+        capacity = (rule.chunk if pre.data is not None else rule.chunk_for(block)) + self._hold_last
+        pre.stage(block.detach(), self._adapter.weight, at, capacity)
         pending.append([at, block.shape[0], 0, None])
 
     def _on_synapse_output(self, module: nn.Module, args: tuple, output: Any) -> None:
@@ -331,7 +188,7 @@ class HookPairing:
     def _on_post(self, module: nn.Module, args: tuple, output: Any) -> None:
         if traced():  # by torch.compile: run outside its graph
             return eagerly(HookPairing._on_post, self, module, args, output)
-        if not (self.training and self._adapter.module.training) or _graph_task_id() != -1:
+        if not (self._rule.training and self._adapter.module.training) or _graph_task_id() != -1:
             return
         if torch.is_inference_mode_enabled():
             with torch.inference_mode(False):
@@ -342,7 +199,7 @@ class HookPairing:
             else output_spikes(output, f"neuron ({type(module).__name__})")
         )
         pending = self._pending
-        self.__dict__["_neuron_calls"] += 1  # a plain attribute, set without __setattr__
+        self._neuron_calls += 1
         # fast path: the one staged step of this neuron call, shaped like the paired ones
         if (
             len(pending) == 1
@@ -354,7 +211,7 @@ class HookPairing:
             and self._post.push(s.detach())
         ):
             self._pre.n += 1
-            self.__dict__["_unchecked"] = True  # checked with its chunk (see _process)
+            self._unchecked = True  # checked with its chunk (see PlasticityRule._process)
             pending.clear()
             self._maybe_flush()
             return
@@ -370,7 +227,7 @@ class HookPairing:
             self._warn_once(
                 "unfed",
                 f"the neuron ({type(module).__name__}) was called without an input from the "
-                f"rule's synapse ({type(self.synapse).__name__}) since its last call: its "
+                f"rule's synapse ({type(self._adapter.module).__name__}) since its last call: its "
                 "spikes are not paired with any presynaptic step and are ignored",
             )
             return
@@ -385,7 +242,7 @@ class HookPairing:
         voltage = None  # the membrane potential of the same steps (read before any change)
         if self._volt is not None:
             voltage = self._adapter.post_steps(output_voltage(output, module), None)
-        self.__dict__["_unchecked"] = True  # checked with its chunk (see _process)
+        self._unchecked = True  # checked with its chunk (see PlasticityRule._process)
         self._pre.commit(start + cursor, take)
         self._add(self._post, block, flush=False)
         if voltage is not None:
@@ -402,7 +259,7 @@ class HookPairing:
             return len(fed) - 1 - fed[::-1].index(True)
         self._warn_once(
             "shared",
-            f"the synapse ({type(self.synapse).__name__}) was called {len(pending)} "
+            f"the synapse ({type(self._adapter.module).__name__}) was called {len(pending)} "
             f"times before the neuron ({type(module).__name__}): weight sharing is not "
             "supported by the hooks; the neuron's spikes are paired with the last call "
             "only, the other calls are dropped (use rule.observe() for such networks)",
@@ -446,8 +303,8 @@ class HookPairing:
     def _warn_stray(self) -> None:
         self._warn_once(
             "stray",
-            f"an output of the rule's synapse ({type(self.synapse).__name__}) never reached "
-            f"its neuron ({type(self.neuron).__name__}) (a sanity call, or a call feeding "
+            f"an output of the rule's synapse ({type(self._adapter.module).__name__}) never "
+            f"reached its neuron ({type(self._neuron).__name__}) (a sanity call, or a call feeding "
             "another neuron): that step is dropped and does not shift later pairs",
         )
 
@@ -464,10 +321,82 @@ class HookPairing:
             self._batch = block.shape[1]
         weight = self._adapter.module.weight
         # the first presynaptic block sizes the buffers (before it, chunk is a guess)
-        chunk = self.chunk if self._pre.data is not None else self.chunk_for(block)
+        chunk = self._rule.chunk if self._pre.data is not None else self._rule.chunk_for(block)
         chunk += self._hold_last  # the latest step waits there for its reward
         buffer.append(block.detach(), weight, chunk)
         if self._mod is not None and buffer is self._post:
             self._mod.append(weight.new_zeros(block.shape[:2]), weight, chunk)
         if flush:
             self._maybe_flush()
+
+    def _check_batch(self, batch: int) -> None:
+        if self._batch is not None and batch != self._batch:
+            raise ValueError(
+                f"the batch size changed from {self._batch} to {batch} within a sequence; call "
+                "rule.reset() before a batch of another size"
+            )
+
+    def _maybe_flush(self) -> None:
+        rule = self._rule
+        chunk, hold = rule.chunk, self._hold_last
+        if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
+            rule.flush(keep_last=hold)
+
+    def _consume(self, n: int) -> None:
+        """Drops the first ``n`` paired steps (processed, or discarded by an error)."""
+        for p in self._pending:  # staged rows move to the front with the rest
+            p[0] -= n
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
+            if buffer is not None:
+                buffer.consume(n)
+        self._unchecked = self._unchecked and self._post.n > 0
+
+    def clear(self) -> None:
+        """Forgets the buffered steps, staged inputs and the batch size (a new sequence)."""
+        self._batch = None
+        self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
+        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
+            if buffer is not None:
+                buffer.clear()
+
+    def end_window(self, rule_name: str) -> None:
+        """Says so if the neuron was never called while the synapse was (the rule was
+        given another neuron than the one in the forward pass); starts the next window."""
+        if self._neuron_calls == 0 and (self._dropped or self._pending):
+            unpaired = self._dropped + sum(p[1] - p[2] for p in self._pending)
+            warnings.warn(
+                f"{rule_name}.step(): the rule's neuron ({type(self._neuron).__name__}, "
+                f"id {id(self._neuron):#x}) was not called in this window, while its synapse "
+                f"({type(self._adapter.module).__name__}) produced {unpaired} unpaired steps; "
+                "nothing was learned from them. Pass the rule the neuron instance that the "
+                "synapse drives in the forward pass",
+                UserWarning,
+                stacklevel=3,
+            )
+            self._drop_pending(keep_last=False, warn=False)  # nothing carries over
+        self._neuron_calls = self._dropped = self._window_steps = 0
+        self._warned.clear()
+
+    def _fed_views(self, n: int) -> dict[str, Tensor]:
+        """The first ``n`` buffered steps of every fed signal; an error naming the first
+        step left without a value (nothing is processed)."""
+        fed = self._signals
+        assert fed is not None
+        missing = fed.missing(n)
+        if missing:
+            name = missing[0]
+            raise ValueError(_unfed(name, self._window_steps + fed.buffers[name].n))
+        return fed.views(n)
+
+    def _check_fed(self) -> None:
+        """At a forward pass: every step before it has its signals (the synapse's
+        pre-hook calls it before anything is staged)."""
+        fed = self._signals
+        if fed is not None and fed.steps() < self._post.n:
+            self._fed_views(self._post.n)
+
+
+def _unfed(name: str, step: int) -> str:
+    """The error for step ``step`` of the window left without a value of signal ``name``."""
+    return (f"step {step} of the window has no value of `{name}`: call rule.feed({name}=...) "
+            "after each step's forward pass (or pass signals= to observe())")

@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from ._grad import eagerly, in_backward, run_eagerly, traced
-from .hooks import ConvSynapse, synapse_adapter
 from .rules.checks import _real
 from .rules.checks import check_positive as _positive
+from .synapses import ConvSynapse, synapse_adapter
 
 __all__ = ["ShortTermPlasticity", "tsodyks_markram"]
 

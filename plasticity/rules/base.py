@@ -2,7 +2,7 @@
 
 A rule observes the synapse's input (pre spikes), the neuron's output (post spikes, and
 its membrane potential if the rule reads it) and the third factor (``reward()``),
-buffers the paired steps (:class:`~plasticity.hooks.HookPairing`), and every
+buffers the paired steps (its part :class:`~plasticity.hooks.HookPairing`), and every
 ``chunk_size`` steps evaluates its declaration (:mod:`plasticity.language`) on the whole
 chunk with the engine (:mod:`plasticity.engine`); results go to
 :attr:`PlasticityRule.accumulator`. Weights are frozen during a window, so chunked and
@@ -17,34 +17,32 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._grad import no_grad, run_eagerly
+from .._grad import no_grad
 from ..accumulator import Accumulator
-from ..buffers import SignalBuffers, StepBuffer
 from ..engine import Plan, Sink, compile_rule, run_window
 from ..engine.run import NotFinite
 from ..engine.step import steppable
-from ..functional.correlate import KERNELS
-from ..functional.traces import TRACE_MODES, decay_factor
-from ..hooks import ConvSynapse, HookPairing, synapse_adapter
-from .checkpoint import RuleState
+from ..hooks import HookPairing
+from ..language.text import KEY_FORMAT
+from ..synapses import ConvSynapse, synapse_adapter
+from . import checkpoint
 from .checks import (
     _POST,
     _PRE,
     _VOLT,
-    COINCIDENT,
-    PRECISIONS,
-    SPIKE_POLICIES,
-    _choice,
     _chunks,
+    _fed_blocks,
     _overflow_message,
     _overflow_risk,
     _refused_message,
     _steps_valid,
     check_amplitude,
+    check_options,
     check_positive,
+    reduces_across_ranks,
     spike_count,
 )
-from .inputs import RuleInputs
+from .inputs import Inputs, check_fed_synapse
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
@@ -52,11 +50,14 @@ __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 _PLAIN = frozenset((bool, int, float, str, dict, list, tuple, type(None)))
 
 
-class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
+class PlasticityRule(nn.Module):
     """Base class: attaches to a synapse and its neuron, buffers steps, evaluates the rule's
     declaration per chunk. Subclasses implement :meth:`declaration`; :class:`Rule` takes
     it as arguments. The synapse and neuron are not registered as submodules (the rule's
     ``state_dict`` holds only its own state: traces, buffered steps and the accumulator).
+    Its parts: ``_hooks`` (:class:`~plasticity.hooks.HookPairing`: the hooks and the
+    buffered steps) and ``_inputs`` (:class:`~plasticity.rules.inputs.Inputs`: ``observe``,
+    ``reward``, ``feed``); :mod:`plasticity.rules.checkpoint` saves and loads its state.
 
     Example:
         The life cycle every rule shares (here :class:`~plasticity.STDP`):
@@ -105,44 +106,10 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         those of :class:`~plasticity.STDP` (``trace`` and ``coincident`` pick the terms
         of the built-ins). Subclasses call :meth:`_finish_init` at the end of theirs."""
         adapter = synapse_adapter(synapse)
-        adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
-        if adapter.weight.numel() == 0:
-            raise ValueError(
-                f"`synapse` ({type(synapse).__name__}) has no weights (weight shape "
-                f"{tuple(adapter.weight.shape)}): there is nothing to learn; pass a layer "
-                "with at least one input and one output"
-            )
-        if not isinstance(neuron, nn.Module):
-            raise TypeError(
-                f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
-            )
-        if neuron is synapse:
-            raise ValueError(
-                "`neuron` is the synapse itself; pass the spiking module the synapse drives"
-            )
-        dt = check_positive("dt", dt)
-        _choice("trace", trace, TRACE_MODES)
-        _choice("coincident", coincident, COINCIDENT)
-        _choice("batch_reduction", batch_reduction, ("mean", "sum"))
-        _choice("decay", decay, ("exact", "euler"))
-        _choice("kernel", kernel, KERNELS)
-        _choice("spikes", spikes, SPIKE_POLICIES)
-        _choice("precision", precision, PRECISIONS)
-        if chunk_size is not None and (
-            isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-        ):
-            raise ValueError(
-                f"`chunk_size` must be an int >= 1 or None (automatic), got {chunk_size!r}"
-            )
-        for name, tau in (time_constants or {}).items():
-            try:  # forward-Euler decay needs dt < tau
-                decay_factor(dt, check_positive(name, tau), decay)
-            except ValueError as err:
-                raise ValueError(f"`{name}`: {err}") from err
-        if distributed is not None and not isinstance(distributed, bool):
-            raise TypeError(
-                f"`distributed` must be True, False or None (automatic), got {distributed!r}"
-            )
+        dt = check_options(synapse, neuron, adapter, dt=dt, trace=trace, coincident=coincident,
+                           batch_reduction=batch_reduction, decay=decay, chunk_size=chunk_size,
+                           kernel=kernel, spikes=spikes, precision=precision,
+                           distributed=distributed, time_constants=time_constants)  # fmt: skip
         super().__init__()
         self.dt, self.trace, self.coincident = dt, trace, coincident
         self.batch_reduction, self.decay, self.chunk_size = batch_reduction, decay, chunk_size
@@ -151,35 +118,20 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         self.accumulator = Accumulator(shape=adapter.weight.shape, chunked=True)
         self.__dict__["_adapter"] = adapter
         self.__dict__["_neuron"] = neuron
-        self._pre, self._post = StepBuffer(), StepBuffer()
-        self._volt: StepBuffer | None = None  # membrane potential rows (rules that read it)
-        self._mod: StepBuffer | None = None  # third-factor rows [B] (rules that read it)
-        self._signals: SignalBuffers | None = None  # user-fed signals (rules that read them)
-        # staged synapse inputs not yet paired with a neuron call: [start row, steps,
-        # steps consumed, weak reference to the synapse output they produced]
-        self._pending: list[list] = []
-        self._warned: set[str] = set()  # warning kinds given in this window
-        # in this window (reported by step() and by errors)
-        self._neuron_calls = self._dropped = self._window_steps = 0
-        self._batch: int | None = None
-        self._unchecked = False  # buffered steps not checked when they were given
+        self._hooks = HookPairing(adapter, neuron, self)  # the hooks and the buffered steps
+        self._inputs = Inputs(self, self._hooks)  # observe(), reward(), feed()
         self._state: dict[str, Tensor] | None = None
         self._extras: dict[str, Tensor] = {}  # signed targets of the window (e.g. Σζ)
         self._choice: dict[str, str] = {}  # the kernel of each product in the last chunk
         self._kernels: dict[str, tuple[str, ...]] = {}  # the choices used, by shape key
-        self._handles: list = []
 
     def _finish_init(self) -> None:
         """Compiles the declaration (errors at construction) and attaches the hooks;
         subclasses call it at the end of their ``__init__``."""
         plan = self.plan
-        if plan.reads_voltage:
-            self._volt = StepBuffer()
-        if plan.reads_mod:
-            self._mod = StepBuffer()
         if plan.fed:
-            self._check_fed_synapse(plan)
-            self._signals = SignalBuffers(plan.fed)
+            check_fed_synapse(self._adapter, plan)
+        self._hooks.reads(plan.reads_voltage, plan.reads_mod, plan.fed)
         self.attach()
 
     # ------------------------------------------------------------------ declaration
@@ -215,7 +167,9 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         super().__setattr__(name, value)
         if name[0] != "_":  # a public setting: the declaration may read it
             self.__dict__.pop("_plan_cache", None)
-            self.__dict__["_unchecked"] = True  # (e.g. `spikes`): buffered steps checked again
+            hooks = self.__dict__.get("_hooks")
+            if hooks is not None:  # (e.g. `spikes`): buffered steps checked again
+                hooks._unchecked = True
 
     @property
     def kernel_choice(self) -> dict[str, str]:
@@ -223,13 +177,71 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         ``"post-events"``, ``"pre-events"``, ``"post-rewrite"``, ...)."""
         return dict(self._choice)
 
+    # ------------------------------------------------------------------------ inputs
+
+    @no_grad
+    def reward(self, value: float | Tensor) -> None:
+        self._inputs.reward(value)
+
+    reward.__doc__ = Inputs.reward.__doc__
+
+    @no_grad
+    def feed(self, **signals: Any) -> None:
+        self._inputs.feed(signals)
+
+    feed.__doc__ = Inputs.feed.__doc__
+
+    @no_grad
+    def observe(
+        self, pre: Any, post: Any, *, voltage: Any = None, reward: Any = None,
+        signals: dict[str, Any] | None = None,
+    ) -> None:
+        self._inputs.observe(pre, post, voltage, reward, signals)
+
+    observe.__doc__ = Inputs.observe.__doc__
+
+    # -------------------------------------------------------------------- checkpoints
+
+    def checkpoint_config(self, key_format: int = KEY_FORMAT) -> dict[str, Any]:
+        """What a checkpoint of this rule must match to load: the class, the weight's
+        shape, ``dt``, ``decay``, ``batch_reduction`` and the carried ``state``'s names
+        (traces, filters, delays, eligibility traces, extra sums; their time constants
+        are in the names), written in ``key_format``."""
+        return checkpoint.checkpoint_config(self, key_format)
+
+    def state_tensor(self, name: Any) -> Any:
+        """The carried state of a signal of the declaration (a filter such as
+        ``post.trace(20.0)`` or an eligibility trace), or of its text (e.g.
+        ``"post.trace(20)"``, ``"elig:eligibility(...)"``), after the last processed
+        step; ``None`` before any."""
+        return checkpoint.state_tensor(self, name)
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return checkpoint.extra_state(self)
+
+    def set_extra_state(self, state: dict[str, Any]) -> None:
+        checkpoint.load_extra_state(self, state)
+
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ) -> None:
+        # validate before anything changes: this rule's configuration, then its
+        # accumulator's window (loaded after this module, as a child)
+        extra = state_dict.get(prefix + "_extra_state")
+        if extra is not None:
+            checkpoint.check_checkpoint(self, extra)
+        self.accumulator._check_loadable(state_dict, prefix + "accumulator.")
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
     # ------------------------------------------------------------------------ sizes
 
     @property
     def chunk(self) -> int:
         """Steps per chunk: ``chunk_size``, or (``None``) about 32 MB of presynaptic spikes
         per chunk for the current batch, between 16 and :attr:`MAX_CHUNK` steps."""
-        key = (self.chunk_size, self._pre.data)
+        key = (self.chunk_size, self._hooks._pre.data)
         cached = self.__dict__.get("_chunk_cache")
         if cached is None or cached[0] != key[0] or cached[1] is not key[1]:
             cached = self.__dict__["_chunk_cache"] = (*key, self.chunk_for(key[1]))
@@ -246,11 +258,19 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
 
     @property
     def _scale(self) -> float:
-        return 1.0 / self._batch if (self.batch_reduction == "mean" and self._batch) else 1.0
+        batch = self._hooks._batch
+        return 1.0 / batch if (self.batch_reduction == "mean" and batch) else 1.0
 
-    @property
-    def _hold_last(self) -> bool:  # the latest step waits for its reward or signals
-        return self._mod is not None or self._signals is not None
+    # the parts' state, as tests and tools read it
+    _pre = property(lambda self: self._hooks._pre)
+    _post = property(lambda self: self._hooks._post)
+    _volt = property(lambda self: self._hooks._volt)
+    _mod = property(lambda self: self._hooks._mod)
+    _signals = property(lambda self: self._hooks._signals)
+    _pending = property(lambda self: self._hooks._pending)
+    _batch = property(lambda self: self._hooks._batch)
+    _on_pre = property(lambda self: self._hooks._on_pre)
+    _on_post = property(lambda self: self._hooks._on_post)
 
     # ----------------------------------------------------------------------- wiring
 
@@ -280,7 +300,7 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
 
     @property
     def attached(self) -> bool:
-        return bool(self._handles)
+        return bool(self._hooks._handles)
 
     @property
     def learning(self) -> bool:
@@ -290,35 +310,14 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
     def attach(self) -> None:
         """Registers the hooks (again, after :meth:`detach`; a copy of an attached rule is
         attached to the copied modules already)."""
-        if self._handles:
-            return
-        run_eagerly(HookPairing, "_on_pre", "_on_synapse_output", "_on_post")
-        self._handles = [
-            self.synapse.register_forward_pre_hook(self._on_pre, with_kwargs=True, prepend=True),
-            self.synapse.register_forward_hook(self._on_synapse_output, prepend=True),
-            self.neuron.register_forward_hook(self._on_post),
-        ]
+        self._hooks.attach()
 
     def detach(self) -> None:
         """Removes every hook; the rule observes nothing more (``step()`` still applies
         what was accumulated)."""
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        self._hooks.detach()
 
     remove = detach
-
-    def _check_batch(self, batch: int) -> None:
-        if self._batch is not None and batch != self._batch:
-            raise ValueError(
-                f"the batch size changed from {self._batch} to {batch} within a sequence; call "
-                "rule.reset() before a batch of another size"
-            )
-
-    def _maybe_flush(self) -> None:
-        chunk, hold = self.chunk, self._hold_last
-        if self._pre.n >= chunk + hold and self._post.n >= chunk + hold:
-            self.flush(keep_last=hold)
 
     # ---------------------------------------------------------------------- compute
 
@@ -330,28 +329,21 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         traces, accumulator and weights are then unchanged (NaN/infinity: as they were
         just before the bad step).
         """
-        n = min(self._pre.n, self._post.n) - (1 if keep_last else 0)
+        h = self._hooks
+        n = min(h._pre.n, h._post.n) - (1 if keep_last else 0)
         if n <= 0:
             return
-        fed = None if self._signals is None else self._fed_views(n)  # (all fed, or an error)
+        fed = None if h._signals is None else h._fed_views(n)  # (all fed, or an error)
         w = self._adapter.weight
         dtype, device = w.dtype, w.device
-        views = [None if b is None else b.view(n) for b in (self._pre, self._post, self._volt, self._mod)]
+        views = [None if b is None else b.view(n) for b in (h._pre, h._post, h._volt, h._mod)]
         for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
             if v is not None and (v.dtype != dtype or v.device != device):
                 views[i] = v.to(device=device, dtype=dtype)
         try:
-            self._process(*views, self.chunk, checked=not self._unchecked, fed=fed)  # type: ignore[arg-type]
+            self._process(*views, self.chunk, checked=not h._unchecked, fed=fed)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
-            self._consume(n)
-
-    def _consume(self, n: int) -> None:
-        for p in self._pending:  # staged rows move to the front with the rest
-            p[0] -= n
-        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
-            if buffer is not None:
-                buffer.consume(n)
-        self._unchecked = self._unchecked and self._post.n > 0
+            h._consume(n)
 
     def _process(self, pre: Tensor, post: Tensor, volt: Tensor | None, mod: Tensor | None,
                  chunk: int, checked: bool = False, fed: dict[str, Tensor] | None = None) -> None:  # fmt: skip
@@ -365,14 +357,14 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         binary = self.spikes == "binary"
         bounds, counts, bad = [], [], None
         one = [(pre, binary, _PRE), (post, binary, _POST)] + (
-            [] if volt is None else [(volt, False, _VOLT)])  # fmt: skip
+            [] if volt is None else [(volt, False, _VOLT)]) + _fed_blocks(fed, self._hooks._signals)  # fmt: skip
         plan, w = self.plan, self.weight  # (a pruned synapse's weight is computed: once)
         if n == 1 and steppable(plan) and (checked or _steps_valid(one)):  # online
             bounds, counts, n = [(0, 1)], [[0, 0]], 0  # (no counts needed)
         peaks: list[float] = []  # graded values' largest magnitudes, from the check
         if n:
             bounds, counts, bad = _chunks(one, chunk, checked, peaks)
-        bounded, hold = _overflow_risk(plan, w, binary, one, mod, fed, len(bounds), peaks,
+        bounded, hold = _overflow_risk(plan, w, binary, one, mod, len(bounds), peaks,
                                        bad is None)  # fmt: skip
         try:
             self._state = run_window(
@@ -386,19 +378,21 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
             self._state = err.state or (None if err.cleared else self._state)
-            self._window_steps += err.start
+            h = self._hooks
+            h._window_steps += err.start
             inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
                 plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
                 plan.fed)  # fmt: skip
-            raise ValueError(_overflow_message(self._window_steps, err, inputs, w.dtype)) from None
+            raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
+        h = self._hooks
         if bad is not None:
-            step = self._window_steps + bad[0]
-            self._window_steps = step
+            step = h._window_steps + bad[0]
+            h._window_steps = step
             raise ValueError(
                 f"{_refused_message(bad[1], step, bad[2])}; the {step} steps before it were "
                 "learned from, that step and the unprocessed steps after it were discarded"
             )
-        self._window_steps += pre.shape[0]
+        h._window_steps += pre.shape[0]
 
     @no_grad
     def step(self) -> Tensor | None:
@@ -412,14 +406,14 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         adapter = self._adapter
         p = adapter.parameter  # a weight computed since construction: refused now
         self.flush()
-        self._end_window()
+        self._hooks.end_window(type(self).__name__)
         self.__dict__["_extras"] = {}  # (a plain attribute: see __setattr__)
         w = adapter.weight
         acc = self._modules["accumulator"]
-        if self._reduces_across_ranks():
+        if reduces_across_ranks(self.distributed):
             average = self.batch_reduction == "mean"
             # a rank that observed nothing in this window has no samples in its mean
-            seen = float(self._batch or 0) if any(acc.counts) else 0.0
+            seen = float(self._hooks._batch or 0) if any(acc.counts) else 0.0
             local = seen if average else 1.0
             acc.all_reduce_(w.detach(), group=self.process_group, weight=local, average=average)
         update = acc._take_update(w)  # update() + clear()
@@ -435,38 +429,6 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
             p.grad.sub_(update)
         return update
 
-    def _end_window(self) -> None:
-        """Says so if the neuron was never called while the synapse was (the rule was
-        given another neuron than the one in the forward pass); starts the next window."""
-        if self._neuron_calls == 0 and (self._dropped or self._pending):
-            import warnings
-
-            unpaired = self._dropped + sum(p[1] - p[2] for p in self._pending)
-            warnings.warn(
-                f"{type(self).__name__}.step(): the rule's neuron ({type(self.neuron).__name__}, "
-                f"id {id(self.neuron):#x}) was not called in this window, while its synapse "
-                f"({type(self.synapse).__name__}) produced {unpaired} unpaired steps; nothing "
-                "was learned from them. Pass the rule the neuron instance that the synapse "
-                "drives in the forward pass",
-                UserWarning,
-                stacklevel=3,
-            )
-            self._drop_pending(keep_last=False, warn=False)  # nothing carries over
-        self._neuron_calls = self._dropped = self._window_steps = 0
-        self._warned.clear()
-
-    def _reduces_across_ranks(self) -> bool:
-        """Whether ``step()`` combines the window across a process group: when
-        ``torch.distributed`` is initialized (``distributed=None``, the default) or forced."""
-        if self.distributed is False:
-            return False
-        import torch.distributed as dist
-
-        initialized = dist.is_available() and dist.is_initialized()
-        if self.distributed and not initialized:
-            raise RuntimeError("distributed=True but torch.distributed is not initialized")
-        return initialized
-
     @no_grad
     def reset(self) -> None:
         """Zeroes the traces (e.g. between samples); buffered steps are processed first.
@@ -475,17 +437,12 @@ class PlasticityRule(HookPairing, RuleInputs, RuleState, nn.Module):
         if self._state is not None:
             kept = {k: v for k, v in self._state.items() if k in self.plan.eligibilities}
             self._state = kept or None
-        self._batch = None
-        self._pending.clear()  # synapse inputs that never reached the neuron: forgotten
-        for buffer in (self._pre, self._post, self._volt, self._mod, self._signals):
-            if buffer is not None:
-                buffer.clear()
+        self._hooks.clear()
 
     def __getstate__(self) -> dict[str, Any]:
         # a copy (deepcopy, pickle) copies the synapse and neuron with their hooks: the
         # handles, copied with them, remove the copy's own hooks
         d = self.__dict__.copy()
-        d["_pending"] = [[*p[:3], None] for p in self._pending]  # no weak references
         d.pop("_chunk_cache", None)
         return d
 

@@ -8,9 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..functional.correlate import KERNELS
+from ..functional.traces import TRACE_MODES, decay_factor
 from ..language.text import _number
 
-__all__ = ["check_positive", "check_amplitude", "spike_count"]
+__all__ = ["check_positive", "check_amplitude", "spike_count", "check_options", "reduces_across_ranks"]
 
 SPIKE_POLICIES = ("binary", "graded")
 PRECISIONS = ("full", "bf16")
@@ -136,44 +138,65 @@ def _spike_counts(blocks: list[tuple[Tensor, bool, str]], count: bool = True,
     kernels, which are what the counts choose between, and counting non-zeros costs many
     times a sum); ``peaks``: where given, their largest magnitudes are appended to it
     (for :func:`_huge`, without another pass)."""
-    numbers, flats = [], []
-    for spikes, binary, _ in blocks:
-        flat = _flat(spikes) if binary else spikes.reshape(-1)
-        flats.append(flat)
-        if not binary:
-            numbers += ([flat.sum(), torch.count_nonzero(flat).to(flat.dtype)] if count
-                        else list(torch.aminmax(flat)) if flat.numel() else [flat.new_zeros(())] * 2)  # fmt: skip
-            continue
-        numbers += _binary_numbers(flat)
+    flats = [_flat(spikes) if binary else spikes.reshape(-1) for spikes, binary, _ in blocks]
+    numbers = [n for (_, binary, _), flat in zip(blocks, flats, strict=True)
+               for n in _block_numbers(flat, binary, count)]  # fmt: skip
     dtype = numbers[0].dtype
     values = torch.stack([n if n.dtype == dtype else n.to(dtype) for n in numbers]).tolist()
     out = []
     for (spikes, binary, what), flat in zip(blocks, flats, strict=True):
-        if not binary:
-            (a, b), values = values[:2], values[2:]
-            if math.isfinite(a) and math.isfinite(b):  # count: (sum, non-zeros); else extremes
-                out.append((int(b) if count else flat.numel(), None))
-                if peaks is not None and not count:
-                    peaks.append(max(-a, b))
-                continue
-        else:
-            (lo, hi, total, nonzeros), values = values[:4], values[4:]
-            if math.isfinite(total):
-                if not _binary(flat, lo, hi, total, nonzeros):
-                    raise ValueError(
-                        f"{what} are not binary (values other than 0 and 1); pass "
-                        "spikes='graded' to use graded values as spike amplitudes"
-                    )
-                out.append((int(total), None))
-                continue
-        finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
-        if bool(finite.all()):  # graded values whose sum overflows, each one finite
-            out.append((int(torch.count_nonzero(flat)) if count else flat.numel(), None))
-            continue
-        bad = int((~finite).nonzero()[0, 0])
-        nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
-        out.append((nnz, bad))
+        size = 4 if binary else 2
+        got, values = values[:size], values[size:]
+        seen = _binary_seen(flat, got, what) if binary else _graded_seen(flat, got, count, peaks)
+        out.append(_up_to_first_bad(spikes, flat, binary, what, count) if seen is None else seen)
     return out
+
+
+def _block_numbers(flat: Tensor, binary: bool, count: bool) -> list[Tensor]:
+    """What :func:`_spike_counts` reads back of a block: :func:`_binary_numbers`; or, of
+    graded values, ``[sum, non-zeros]`` (``count``) or ``[min, max]``."""
+    if binary:
+        return _binary_numbers(flat)
+    if count:
+        return [flat.sum(), torch.count_nonzero(flat).to(flat.dtype)]
+    return list(torch.aminmax(flat)) if flat.numel() else [flat.new_zeros(())] * 2
+
+
+def _binary_seen(flat: Tensor, got: list[float], what: str) -> tuple[int, None] | None:
+    """A binary block's count from its numbers; ``None`` where they are not finite."""
+    lo, hi, total, nonzeros = got
+    if not math.isfinite(total):
+        return None
+    if not _binary(flat, lo, hi, total, nonzeros):
+        raise ValueError(
+            f"{what} are not binary (values other than 0 and 1); pass "
+            "spikes='graded' to use graded values as spike amplitudes"
+        )
+    return int(total), None
+
+
+def _graded_seen(flat: Tensor, got: list[float], count: bool,
+                 peaks: list[float] | None) -> tuple[int, None] | None:  # fmt: skip
+    """A graded block's count (``count``: its non-zeros, else its size) from ``(sum,
+    non-zeros)`` or ``(min, max)``; ``None`` where they are not finite."""
+    a, b = got
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return None
+    if peaks is not None and not count:
+        peaks.append(max(-a, b))
+    return (int(b) if count else flat.numel()), None
+
+
+def _up_to_first_bad(spikes: Tensor, flat: Tensor, binary: bool, what: str,
+                     count: bool) -> tuple[int, int | None]:  # fmt: skip
+    """The count of the steps before the first one with NaN or infinity, and that step
+    (``None``: every value is finite, their sum overflowed)."""
+    finite = torch.isfinite(spikes.reshape(spikes.shape[0], -1)).all(1)
+    if bool(finite.all()):  # graded values whose sum overflows, each one finite
+        return (int(torch.count_nonzero(flat)) if count else flat.numel()), None
+    bad = int((~finite).nonzero()[0, 0])
+    nnz = spike_count(spikes[:bad], binary=binary, what=what)[0] if bad else 0
+    return nnz, bad
 
 
 def _refused_steps(values: Tensor, binary: bool) -> Tensor:
@@ -230,6 +253,17 @@ def _first_in(blocks: list[tuple[Tensor, bool, str]]) -> tuple[int, str, bool] |
     return step, what, bool(finite)
 
 
+def _fed_blocks(fed: dict[str, Tensor] | None, signals: Any) -> list[tuple[Tensor, bool, str]]:
+    """The ``(values, binary, what)`` blocks of user-fed signals (``fed``: keyed
+    ``"signal:name"``; ``signals``: the rule's :class:`~plasticity.buffers.SignalBuffers`),
+    checked per chunk like membrane potentials (finite)."""
+    out = []
+    for key, values in (fed or {}).items():
+        name = key.partition(":")[2]
+        out.append((values, False, f"the values fed to {signals.sides[name]}.signal({name!r})"))
+    return out
+
+
 def _refused_message(what: str, step: int, finite: bool) -> str:
     """The start of the error for a refused step (:func:`first_refused`), counted in the
     window."""
@@ -271,19 +305,10 @@ def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int, checked: bool = 
     bounds, counts = [], []
     for a in range(0, n, chunk):
         b = min(n, a + chunk)
-        whole = a == 0 and b == n  # (no slicing: a one-step window is one chunk)
-        part = [(x if whole else x[a:b], p, what) for x, p, what in blocks]
-        if checked:  # binary: the sum is the count (graded: no counts needed)
-            sums = [_flat(x).sum().double() if binary else x.new_tensor(x.numel(), dtype=torch.float64)
-                    for x, _, _ in part[:2]]  # fmt: skip
-            bounds.append((a, b))
-            counts.append([int(c) for c in torch.stack(sums).tolist()])
-            continue
-        try:
-            seen = _spike_counts(part, count=binary, peaks=peaks)
-        except ValueError:  # not binary: which step, below
-            seen = None
-        if seen is None or any(s[1] is not None for s in seen):
+        # (no slicing: a one-step window is one chunk)
+        part = blocks if a == 0 and b == n else [(x[a:b], p, what) for x, p, what in blocks]
+        seen = _checked_counts(part, binary) if checked else _chunk_counts(part, binary, peaks)
+        if seen is None:  # a value the policy refuses: which step
             bad = _first_refused(part)
             assert bad is not None
             if bad[0]:  # the valid steps before it still count
@@ -292,8 +317,28 @@ def _chunks(blocks: list[tuple[Tensor, bool, str]], chunk: int, checked: bool = 
                                for x, _, _ in blocks[:2]])  # fmt: skip
             return bounds, counts, (a + bad[0], bad[1], bad[2])
         bounds.append((a, b))
-        counts.append([s[0] for s in seen[:2]])
+        counts.append(seen)
     return bounds, counts, None
+
+
+def _checked_counts(part: list[tuple[Tensor, bool, str]], binary: bool) -> list[int]:
+    """The pre and post spike counts of checked values (binary: the sum is the count;
+    graded: no counts needed, their size)."""
+    sums = [_flat(x).sum().double() if binary else x.new_tensor(x.numel(), dtype=torch.float64)
+            for x, _, _ in part[:2]]  # fmt: skip
+    return [int(c) for c in torch.stack(sums).tolist()]
+
+
+def _chunk_counts(part: list[tuple[Tensor, bool, str]], binary: bool,
+                  peaks: list[float] | None) -> list[int] | None:  # fmt: skip
+    """The pre and post spike counts of a chunk whose values pass the policy, else ``None``."""
+    try:
+        seen = _spike_counts(part, count=binary, peaks=peaks)
+    except ValueError:  # not binary
+        return None
+    if any(s[1] is not None for s in seen):
+        return None
+    return [s[0] for s in seen[:2]]
 
 
 def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
@@ -306,11 +351,11 @@ def _huge(values: list[Tensor], dtype: torch.dtype) -> bool:
 
 
 def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | None,
-                   fed: dict[str, Tensor] | None, chunks: int, peaks: list[float],
-                   whole: bool) -> tuple[bool, bool]:  # fmt: skip
+                   chunks: int, peaks: list[float], whole: bool) -> tuple[bool, bool]:  # fmt: skip
     """``(bounded, hold)`` for a window of ``chunks`` chunks: whether its products are
     finite by construction (binary spikes and traces), and whether an overflow is likely
-    (``one``: ``[(steps, binary, name)]``; ``peaks``: graded values' largest magnitudes
+    (``one``: ``[(steps, binary, name)]``, with the user-fed signals' values;
+    ``peaks``: graded values' largest magnitudes
     from the check, every chunk's where ``whole``)."""
     bounded = binary and not (  # products of binary spikes and traces are finite
         plan.reads_voltage or plan.reads_mod or plan.unbounded or plan.fed
@@ -318,5 +363,70 @@ def _overflow_risk(plan: Any, w: Tensor, binary: bool, one: list, mod: Tensor | 
     unbounded = [x for x, p, _ in one if not p]
     if peaks and len(peaks) == len(unbounded) * chunks and whole:  # all seen
         unbounded = [torch.tensor(max(peaks), dtype=torch.float64)]
-    unbounded += ([] if mod is None else [mod]) + list((fed or {}).values())
+    unbounded += [] if mod is None else [mod]
     return bounded, not bounded and _huge(unbounded, w.dtype)  # an overflow is likely
+
+
+def _check_wiring(synapse: Any, neuron: Any, adapter: Any) -> None:
+    """A synapse with weights an update can reach, and a neuron module that is not it."""
+    adapter.parameter  # noqa: B018 (a weight no update can reach is refused here)
+    if adapter.weight.numel() == 0:
+        raise ValueError(
+            f"`synapse` ({type(synapse).__name__}) has no weights (weight shape "
+            f"{tuple(adapter.weight.shape)}): there is nothing to learn; pass a layer "
+            "with at least one input and one output"
+        )
+    if not isinstance(neuron, torch.nn.Module):
+        raise TypeError(
+            f"`neuron` must be a torch.nn.Module (e.g. snn.Leaky), got {type(neuron).__name__}"
+        )
+    if neuron is synapse:
+        raise ValueError(
+            "`neuron` is the synapse itself; pass the spiking module the synapse drives"
+        )
+
+
+def check_options(synapse: Any, neuron: Any, adapter: Any, *, dt: Any, trace: str,
+                  coincident: str, batch_reduction: str, decay: str, chunk_size: Any,
+                  kernel: str, spikes: str, precision: str, distributed: Any,
+                  time_constants: dict[str, float] | None) -> float:  # fmt: skip
+    """The checks of :class:`~plasticity.PlasticityRule`'s constructor, before anything is
+    set: a clear error naming the first bad argument; returns ``dt`` as a float."""
+    _check_wiring(synapse, neuron, adapter)
+    dt = check_positive("dt", dt)
+    for name, value, options in (
+        ("trace", trace, TRACE_MODES), ("coincident", coincident, COINCIDENT),
+        ("batch_reduction", batch_reduction, ("mean", "sum")),
+        ("decay", decay, ("exact", "euler")), ("kernel", kernel, KERNELS),
+        ("spikes", spikes, SPIKE_POLICIES), ("precision", precision, PRECISIONS),
+    ):  # fmt: skip
+        _choice(name, value, options)
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
+    ):
+        raise ValueError(
+            f"`chunk_size` must be an int >= 1 or None (automatic), got {chunk_size!r}"
+        )
+    for name, tau in (time_constants or {}).items():
+        try:  # forward-Euler decay needs dt < tau
+            decay_factor(dt, check_positive(name, tau), decay)
+        except ValueError as err:
+            raise ValueError(f"`{name}`: {err}") from err
+    if distributed is not None and not isinstance(distributed, bool):
+        raise TypeError(
+            f"`distributed` must be True, False or None (automatic), got {distributed!r}"
+        )
+    return dt
+
+
+def reduces_across_ranks(distributed: bool | None) -> bool:
+    """Whether a rule's ``step()`` combines the window across a process group: when
+    ``torch.distributed`` is initialized (``distributed=None``, the default) or forced."""
+    if distributed is False:
+        return False
+    import torch.distributed as dist
+
+    initialized = dist.is_available() and dist.is_initialized()
+    if distributed and not initialized:
+        raise RuntimeError("distributed=True but torch.distributed is not initialized")
+    return initialized

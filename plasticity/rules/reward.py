@@ -131,7 +131,7 @@ class MSTDP(_ModulatedSTDP):
         if reward is not None and not self.window_reward:
             raise ValueError("step(reward=...) needs the rule built with window_reward=True")
         r = (
-            None if reward is None else self._rows(reward, "`reward`")
+            None if reward is None else self._inputs._rows(reward, "`reward`")
         )  # validated before any change
         self.flush()
         window = self._extras.get("window")
@@ -196,7 +196,7 @@ class MSTDPET(_ModulatedSTDP):
     def step(self, reward: float | Tensor | None = None) -> Tensor | None:  # type: ignore[override]
         """Ends the window; with ``reward`` also applies :math:`\\gamma R\\,z(T)\\,dt`."""
         r = (
-            None if reward is None else self._rows(reward, "`reward`")
+            None if reward is None else self._inputs._rows(reward, "`reward`")
         )  # validated before any change
         self.flush()
         z = self.eligibility
