@@ -52,18 +52,18 @@ def draws(seed: int, s: dict = SETTINGS) -> dict[str, np.ndarray]:
     W_out, B (float32, as NEST's), the input spikes ``x`` [steps, n_in] (step 0 empty),
     the target [steps] (four sines, shifted to start at 0, scaled to max |·| = 1)."""
     n_in, n_rec, steps = s["n_in"], s["n_rec"], s["steps"]
-    np.random.seed(seed)
+    rs = np.random.RandomState(seed)  # = the tutorial's np.random.seed(seed), same stream
     f32 = np.float32
-    w_in = np.array(np.random.randn(n_in, n_rec).T / np.sqrt(n_in), dtype=f32)
-    w_rec = np.array(np.random.randn(n_rec, n_rec).T / np.sqrt(n_rec), dtype=f32)
+    w_in = np.array(rs.randn(n_in, n_rec).T / np.sqrt(n_in), dtype=f32)
+    w_rec = np.array(rs.randn(n_rec, n_rec).T / np.sqrt(n_rec), dtype=f32)
     np.fill_diagonal(w_rec, 0.0)
-    w_out = np.array(np.random.randn(n_rec, 1).T / np.sqrt(n_rec), dtype=f32)
-    b = np.array(np.random.randn(n_rec, 1) / np.sqrt(n_rec), dtype=f32)
-    x = np.random.rand(steps, n_in) < s["p_input"]
+    w_out = np.array(rs.randn(n_rec, 1).T / np.sqrt(n_rec), dtype=f32)
+    b = np.array(rs.randn(n_rec, 1) / np.sqrt(n_rec), dtype=f32)
+    x = rs.rand(steps, n_in) < s["p_input"]
     x[0] = False
     periods = s["periods"]
-    amplitudes = np.random.uniform(low=0.5, high=2.0, size=len(periods))
-    phases = np.random.uniform(low=0.0, high=2.0 * np.pi, size=len(periods))
+    amplitudes = rs.uniform(low=0.5, high=2.0, size=len(periods))
+    phases = rs.uniform(low=0.0, high=2.0 * np.pi, size=len(periods))
     target = sum(a * np.sin(np.linspace(phi, phi + 2.0 * np.pi * (steps // p), steps))
                  for a, phi, p in zip(amplitudes, phases, periods, strict=True))  # fmt: skip
     target = target - target[0]
