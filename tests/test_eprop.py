@@ -401,3 +401,67 @@ def test_reset_starts_a_new_sequence_within_the_window():
     for name in together:
         torch.testing.assert_close(together[name], apart[0][name] + apart[1][name],
                                    rtol=1e-12, atol=1e-12)  # fmt: skip
+
+
+def test_a_per_sample_mask_drops_those_samples_errors():
+    """``target(y_star, mask)`` with a ``[B]`` mask, summed over the batch: the samples
+    masked out contribute nothing (no regularization here), the others what they would
+    alone; a mask of ``False`` at every step learns nothing."""
+    x, y_star = _data(3, "mse")
+
+    def window(keep, mask):
+        fc, rlif, out, readout = net = _network()
+        rule = pl.EProp(*net, batch_reduction="sum")
+        spk, mem = rlif.init_rleaky()
+        y = readout.init_leaky()
+        for t in range(T):
+            spk, mem = rlif(fc(x[0, t, keep]), spk.double(), mem)
+            _, y = readout(out(spk.double()), y)
+            rule.target(y_star[0, t, keep], mask=mask)
+        return rule.step()
+
+    masked = window([0, 1, 2], torch.tensor([True, False, True]))
+    kept = window([0, 2], True)
+    for name in kept:
+        assert kept[name].abs().sum() > 0
+        torch.testing.assert_close(masked[name], kept[name], rtol=1e-12, atol=1e-12)
+    assert all(d is None or float(d.abs().sum()) == 0.0 for d in window([0, 1], False).values())
+
+
+def test_average_gradient_divides_by_the_learning_steps():
+    """``average_gradient``: the sums of the window divided by the steps whose mask was
+    not all 0 (here 15 of 25), regularization included."""
+    x, y_star = _data(2, "mse")
+
+    def window(**options):
+        fc, rlif, out, readout = net = _network()
+        rule = pl.EProp(*net, c_reg=0.5, **options)
+        spk, mem = rlif.init_rleaky()
+        y = readout.init_leaky()
+        for t in range(T):
+            spk, mem = rlif(fc(x[0, t]), spk.double(), mem)
+            _, y = readout(out(spk.double()), y)
+            rule.target(y_star[0, t], mask=t >= 10)
+        return rule.step()
+
+    summed, averaged = window(), window(average_gradient=True)
+    for name in summed:
+        torch.testing.assert_close(averaged[name], summed[name] / 15, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("mask, exc, words", [
+    (torch.ones(2), ValueError, r"`mask` must be True, False or a tensor of shape \[3\]"),
+    (torch.tensor([0.0, 2.0, 1.0]), ValueError, "`mask` must hold 0/1"),
+    ("yes", TypeError, "`mask` must be True, False"),
+])  # fmt: skip
+def test_a_bad_mask_names_it_and_changes_nothing(mask, exc, words):
+    x, y_star = _data(3, "mse")
+    fc, rlif, out, readout = _network()
+    rule = pl.EProp(fc, rlif, out, readout, c_reg=0.3)
+    state = _partial(rule, fc, rlif, out, readout, x, y_star, 6)
+    with pytest.raises(exc, match=words):
+        rule.target(y_star[0, 5], mask=mask)
+    dw = _finish(rule, fc, rlif, out, readout, x, y_star, state, 6)
+    want = _clean(x, y_star)
+    for name in want:
+        assert torch.equal(dw[name], want[name])

@@ -177,3 +177,20 @@ def test_clopath_reproduces_the_sjostrom_frequency_dependence(tmp_path):
     assert c["temporal_forward"] > 0.25 and c["temporal_backward"] < 0.02
     assert c["temporal_bidirectional_pairs"] == 0
     assert [p.name for p in r["paths"]] == ["clopath_frequency.png", "clopath_connectivity.png"]
+
+
+def test_eprop_regression_starts_as_nest_and_learns_as_nest(tmp_path):
+    """NEST's e-prop regression tutorial, seed 1, two iterations: the draws are the
+    tutorial's (weights, inputs, target, committed from NEST's run), the loss of iteration 1
+    (no learning yet) is NEST's 101.96, and that of iteration 2, after one e-prop update of
+    all three matrices, NEST's 103.47 (both measured equal to 1e-15)."""
+    from models import eprop_regression
+    from tests.eprop_nest_case import tutorial
+
+    nest = tutorial()
+    d = eprop_regression.draws(1)
+    for key in ("W_in", "W_rec", "W_out", "B", "x", "target"):
+        np.testing.assert_array_equal(np.asarray(d[key], float), nest["seed1"][key].numpy(), err_msg=key)
+    r = eprop_regression.run(tmp_path, seeds=(1,), iterations=2)
+    np.testing.assert_allclose(r["runs"][0]["losses"], nest["losses"][0, :2].numpy(), rtol=1e-6)
+    assert sorted(p.name for p in r["paths"]) == ["eprop_regression.json", "eprop_regression.png"]

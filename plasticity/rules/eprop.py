@@ -71,17 +71,47 @@ def _check_layer(layer: nn.Module) -> float:
     return float(threshold)
 
 
+def _mask(mask: bool | Tensor, y: Tensor) -> Tensor:
+    """``target()``'s ``mask`` as a ``[B, 1]`` column of 0/1 in ``y``'s dtype, or a clear
+    error naming ``mask``."""
+    if isinstance(mask, bool):
+        return y.new_full((1, 1), float(mask))
+    batch = y.shape[0]
+    what = f"True, False or a tensor of shape [{batch}] (one per sample)"
+    if not isinstance(mask, Tensor):
+        raise TypeError(f"`mask` must be {what}, got {type(mask).__name__}")
+    if tuple(mask.shape) != (batch,):
+        raise ValueError(f"`mask` must be {what}, got shape {tuple(mask.shape)}")
+    m = mask.detach().to(device=y.device, dtype=y.dtype)
+    if not bool(((m == 0) | (m == 1)).all()):
+        raise ValueError("`mask` must hold 0/1 (or bool) values")
+    return m[:, None]
+
+
+def _scale_window(rule: PlasticityRule, factor: float) -> None:
+    """Multiplies what ``rule``'s accumulator holds for the window by ``factor`` > 0 (exact
+    for every positively homogeneous reduction: sum, mean, max, min, median)."""
+    acc = rule.accumulator
+    for which in ("pos", "neg"):
+        buf = acc._buffers[f"{which}_acc"]
+        if buf is not None:
+            buf.mul_(factor)
+        for value in acc._lists[which]:
+            value.mul_(factor)
+
+
 class _Synapses(PlasticityRule):
     r"""The input or recurrent synapses of the layer: :math:`g_{ji} = \sum_t L_j^t \bar e_{ji}^t`
     (``neg``, so that ``step()`` writes :math:`g` into ``.grad``), and, with ``c_reg``,
     :math:`\sum_t e_{ji}^t` of the window (the extra ``"reg"``)."""
 
     def __init__(self, synapse: nn.Module, neuron: nn.Module, *, gamma: float, width: float,
-                 threshold: float, tau_m: float, tau_out: float, reg: bool, **options: Any) -> None:  # fmt: skip
+                 threshold: float, tau_m: float, tau_out: float, reg: bool, gain: float,
+                 **options: Any) -> None:  # fmt: skip
         super().__init__(synapse, neuron, time_constants={"tau_m": tau_m, "tau_out": tau_out},
                          **options)  # fmt: skip
         self.gamma, self.width, self.threshold = gamma, width, threshold
-        self.tau_m, self.tau_out, self.reg = tau_m, tau_out, reg
+        self.tau_m, self.tau_out, self.reg, self.gain = tau_m, tau_out, reg, gain
         self._finish_init()
 
     def declaration(self) -> dict[str, Any]:
@@ -89,8 +119,9 @@ class _Synapses(PlasticityRule):
         # ψ_j^t = (γ / v_th) max(0, 1 − |v_j^t − v_th| / (width · v_th))
         psi = (self.gamma / theta) * relu(1.0 - abs(post.voltage - theta) / (self.width * theta))
         e = psi * pre.trace(self.tau_m)  # e_ji^t = ψ_j^t z̄_i
+        # ē = κ ē + e (gain 1), or NEST's κ ē + (1 − κ) e (normalize_filter: gain 1 − κ)
         out: dict[str, Any] = {
-            "neg": post.signal("L") * eligibility(e, self.tau_out, per_sample=True)
+            "neg": self.gain * post.signal("L") * eligibility(e, self.tau_out, per_sample=True)
         }
         if self.reg:
             out["extra"] = {"reg": (e, False)}  # Σ_b Σ_t e_bji^t
@@ -144,9 +175,10 @@ class EProp(nn.Module):
     :math:`\bar z` the presynaptic spikes low-passed with :math:`\alpha` (``beta`` of the
     layer; for the readout with :math:`\kappa`), :math:`f_j` the neuron's spikes per step
     in the window (averaged over the batch; NEST's form), each sum over the samples reduced
-    by ``batch_reduction``. ``step()`` ends the window (a sequence): it adds :math:`g` to
-    the three weights' ``.grad`` (any torch optimizer applies them: SGD, Adam) and starts
-    the next window from zero traces (NEST's ``_bsshslm_2020`` models); biases do not learn.
+    by ``batch_reduction``; ``target(y_star, mask)`` zeroes :math:`\delta^t` where the step
+    is outside the learning window. ``step()`` ends the window (a sequence): it adds
+    :math:`g` to the three weights' ``.grad`` (any torch optimizer applies them: SGD, Adam)
+    and starts the next window from zero traces (NEST's ``_bsshslm_2020`` models); biases do not learn.
 
     Args:
         inputs: the input ``nn.Linear`` into ``layer``.
@@ -160,8 +192,14 @@ class EProp(nn.Module):
         f_target: the target rate, spikes per unit of ``dt`` (0.01: 10 Hz with ``dt`` in ms).
         feedback: ``"symmetric"`` (:math:`B = W^{\text{out}\top}`, the weights of the window)
             or ``"random"`` (fixed, :math:`\mathcal N(0, 1/N)`, drawn with ``generator``;
-            ``rule.feedback`` [K, N] holds it).
+            ``rule.feedback`` [K, N] holds it; copy your own B into it to fix another).
         loss: ``"mse"`` or ``"cross_entropy"``.
+        normalize_filter: filter the eligibility with unit gain,
+            :math:`\bar e^t = \kappa \bar e^{t-1} + (1 - \kappa) e^t` (NEST's form: the
+            learning-signal term times :math:`1 - \kappa`) instead of the paper's sum.
+        average_gradient: divide the window's three gradients (with the regularization) by
+            its number of learning steps, the steps whose ``target()`` mask was not all 0
+            (NEST's ``average_gradient``: by its learning window); default: sums.
         **options: ``dt``, ``batch_reduction``, ``chunk_size``, ``kernel`` as for
             :class:`~plasticity.STDP`.
 
@@ -185,7 +223,8 @@ class EProp(nn.Module):
     def __init__(self, inputs: nn.Linear, layer: nn.Module, readout: nn.Linear,
                  readout_neuron: nn.Module, *, gamma: float = 0.3, width: float = 1.0,
                  c_reg: float = 0.0, f_target: float = 0.01, feedback: str = "symmetric",
-                 loss: str = "mse", generator: torch.Generator | None = None,
+                 loss: str = "mse", normalize_filter: bool = False,
+                 average_gradient: bool = False, generator: torch.Generator | None = None,
                  **options: Any) -> None:  # fmt: skip
         """Builds the three rules and registers their hooks; arguments: ``help(pl.EProp)``."""
         theta = _check_layer(layer)
@@ -203,17 +242,22 @@ class EProp(nn.Module):
         c_reg, f_target = check_amplitude("c_reg", c_reg), check_amplitude("f_target", f_target)
         _choice("feedback", feedback, ("symmetric", "random"))
         _choice("loss", loss, ("mse", "cross_entropy"))
+        for name, flag in (("normalize_filter", normalize_filter),
+                           ("average_gradient", average_gradient)):  # fmt: skip
+            if not isinstance(flag, bool):
+                raise TypeError(f"`{name}` must be True or False, got {flag!r}")
         dt = check_positive("dt", options.get("dt", 1.0))
         alpha, kappa = _leak(layer, "layer"), _leak(readout_neuron, "readout_neuron")
         tau_m, tau_out = -dt / math.log(alpha), -dt / math.log(kappa)
         super().__init__()
         common = dict(gamma=gamma, width=width, threshold=theta, tau_m=tau_m, tau_out=tau_out,
-                      reg=c_reg > 0, **options)  # fmt: skip
+                      reg=c_reg > 0, gain=1.0 - kappa if normalize_filter else 1.0, **options)  # fmt: skip
         self.input_rule = _Synapses(inputs, layer, **common)
         self.recurrent_rule = _Synapses(layer.recurrent, layer, **common)
         self.readout_rule = _Readout(readout, readout_neuron, tau_out=tau_out, **options)
         self.gamma, self.width, self.c_reg, self.f_target = gamma, width, c_reg, f_target
         self.loss, self.dt, self.kappa, self.alpha = loss, dt, kappa, alpha
+        self.normalize_filter, self.average_gradient = normalize_filter, average_gradient
         w = readout.weight
         if feedback == "random":
             b = torch.randn(w.shape, generator=generator, dtype=w.dtype) / math.sqrt(n)
@@ -224,6 +268,7 @@ class EProp(nn.Module):
         self._y: Tensor | None = None  # the readout of the step just simulated, until target()
         self._counts: Tensor | None = None  # spikes per neuron in the window (all samples)
         self._steps = 0
+        self._learning_steps = 0  # steps of the window whose error counted (mask not all 0)
         self._handles: list = []
         self.attach()
 
@@ -269,11 +314,15 @@ class EProp(nn.Module):
     # ------------------------------------------------------------------- learning
 
     @no_grad
-    def target(self, y_star: Any) -> None:
+    def target(self, y_star: Any, mask: bool | Tensor = True) -> None:
         """The target :math:`y^{*t}` of the step just simulated (``[B, K]``; with
         ``loss="cross_entropy"`` the target probabilities, e.g. one-hot): call it after
-        the step's forward pass, once per step. A wrong shape, a bool, NaN or infinity is
-        an error naming ``y_star``, and nothing is changed. Ignored in eval mode."""
+        the step's forward pass, once per step. ``mask``: whether this step's error counts
+        (``False`` outside the learning window, e.g. before a classification's recall
+        phase: the error, and so the learning signal, is zero there, whatever ``y_star``
+        holds), or a ``[B]`` tensor of 0/1 per sample. A wrong shape, a bool ``y_star``,
+        NaN or infinity is an error naming the argument, and nothing is changed. Ignored in
+        eval mode."""
         if not self.readout_rule.learning:
             return
         y = self._y
@@ -287,7 +336,9 @@ class EProp(nn.Module):
                              f"{list(y.shape)} (the readout's shape)")  # fmt: skip
         if not bool(torch.isfinite(t).all()):
             raise ValueError("`y_star` contains NaN or infinity")
-        error = (torch.softmax(y, -1) if self.loss == "cross_entropy" else y) - t
+        m = _mask(mask, y)
+        error = ((torch.softmax(y, -1) if self.loss == "cross_entropy" else y) - t) * m
+        self._learning_steps += bool(m.any())
         b = self._readout.weight if self.feedback is None else self.feedback
         signal = error @ b.detach().to(error.dtype)  # L_j = Σ_k B_jk δ_k
         self.readout_rule.feed(error=error)
@@ -306,6 +357,10 @@ class EProp(nn.Module):
         for rule in (self.input_rule, self.recurrent_rule):
             rule.flush()
             self._regularize(rule)
+        if self.average_gradient and self._learning_steps:
+            for rule in self.rules.values():
+                rule.flush()
+                _scale_window(rule, 1.0 / self._learning_steps)
         out = {name: rule.step() for name, rule in self.rules.items()}
         self._clear()
         return out
@@ -334,10 +389,12 @@ class EProp(nn.Module):
 
     def _clear(self) -> None:
         self.reset()
-        self._counts, self._steps = None, 0
+        self._counts, self._steps, self._learning_steps = None, 0, 0
 
     def extra_repr(self) -> str:
         kind = "symmetric" if self.feedback is None else "random"
         return (f"gamma={self.gamma}, width={self.width}, c_reg={self.c_reg}, "
                 f"f_target={self.f_target}, feedback={kind!r}, loss={self.loss!r}, "
+                f"normalize_filter={self.normalize_filter}, "
+                f"average_gradient={self.average_gradient}, "
                 f"alpha={self.alpha:.6g}, kappa={self.kappa:.6g}")  # fmt: skip
