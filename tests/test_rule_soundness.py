@@ -20,6 +20,12 @@ from plasticity.language import Exp, Pow, parse
 
 TAUS = st.sampled_from([2.0, 3.5, 6.0])
 NUMBERS = st.sampled_from([0.5, -0.3, 1.25, 2.0])
+#: the names of the user-fed signals of each side (a name belongs to one side)
+FED = {"post": ["L", "E"], "pre": ["g"]}
+
+
+def _fed(draw, side: str):
+    return (post if side == "post" else pre).signal(draw(st.sampled_from(FED[side])))
 
 
 # ---------------------------------------------------------------------- declarations
@@ -63,10 +69,14 @@ BINARY = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x,
 
 @st.composite
 def side_signal(draw, side: str, depth: int = 2, binary: bool = True):
-    """A signal of one side drawn from the whole grammar of signals."""
+    """A signal of one side drawn from the whole grammar of signals (user-fed signals
+    among its leaves)."""
     factory = post if side == "post" else pre
     if depth == 0 or draw(st.integers(0, 2)) == 0:
-        kind = draw(st.sampled_from(["spike", "trace", "nearest"] + ["voltage"] * (side == "post")))
+        kind = draw(st.sampled_from(["spike", "trace", "nearest", "fed"]
+                                    + ["voltage"] * (side == "post")))  # fmt: skip
+        if kind == "fed":
+            return _fed(draw, side)
         if kind in ("spike", "voltage"):
             return getattr(factory, kind)
         return factory.trace(draw(TAUS), nearest=kind == "nearest")
@@ -80,11 +90,14 @@ def side_signal(draw, side: str, depth: int = 2, binary: bool = True):
 @st.composite
 def factor(draw, side: str, binary: bool = True):
     """A side's factor of a term: half the time of the forms the engine's event-driven
-    and rewritten kernels serve (spikes, spikes times a signal, traces of spikes)."""
+    and rewritten kernels serve (spikes, spikes times a signal, traces of spikes), or a
+    user-fed signal."""
     factory = post if side == "post" else pre
-    form = draw(st.sampled_from(["any", "any", "spike", "spike-times", "trace", "before"]))
+    form = draw(st.sampled_from(["any", "any", "spike", "spike-times", "trace", "before", "fed"]))
     if form == "any":
         return draw(side_signal(side, 2, binary))
+    if form == "fed":
+        return _fed(draw, side)
     if form == "spike":
         return factory.spike
     if form == "spike-times":
@@ -127,6 +140,15 @@ def term(draw, binary: bool = True, weighted: bool = True, constant: bool = True
 
 
 @st.composite
+def read_out_factor(draw, binary: bool = True):
+    """A post-side factor of an eligibility trace's read-out: e-prop's learning signal
+    ``post.signal("L")``, or any post-side signal."""
+    if draw(st.booleans()):
+        return _fed(draw, "post")
+    return draw(side_signal("post", 1, binary))
+
+
+@st.composite
 def side_of_rule(draw, binary: bool, constant: bool):
     """What ``pos=`` or ``neg=`` holds: ``None``, or a sum of terms and eligibility terms."""
     n = draw(st.integers(0, 3))
@@ -139,6 +161,8 @@ def side_of_rule(draw, binary: bool, constant: bool):
                                   min_size=1, max_size=2))  # fmt: skip
             e = eligibility(inner[0] if len(inner) == 1 else inner[0] + inner[1], draw(TAUS), per_sample=draw(st.booleans()))
             t = draw(NUMBERS) * (draw(mod_signal()) if draw(st.integers(0, 3)) else 1.0) * e
+            if e.per_sample and draw(st.booleans()):  # a per-neuron factor of its rows
+                t = t * draw(read_out_factor(binary))
         else:
             t = draw(term(binary, constant=constant))
         out = t if out is None else out + t
