@@ -406,3 +406,29 @@ def test_the_interpreter_itself_gives_the_spike_pair_sums(trace, coincident):
     p, n = dense_reference(x, y, params, trace=trace, coincident=coincident, decay="euler")
     got = Interpreter(pos, neg, decay="euler").window(torch.zeros(3, 4), x, y)
     torch.testing.assert_close(got, p - n, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", ["plain", "L", "mod", "lowpass"])
+def test_the_interpreter_itself_gives_the_fed_signal_loops(variant):
+    """The interpreter's user-fed signals and post-side factors of eligibility read-outs,
+    checked apart from the engine: the per-step loops of tests/test_fed_signals.py."""
+    from test_fed_signals import (B, N_IN, N_OUT, _data, eprop_terms, plain_terms,
+                                  reference_eprop, reference_plain)  # fmt: skip
+
+    x, L, g, m = _data(12, 14)
+    s = (torch.rand(14, B, N_OUT, generator=torch.Generator().manual_seed(5)) < 0.4).double()
+    windows = [6, 1, 7]
+    if variant == "plain":
+        pos, neg = plain_terms()
+        want = reference_plain(x, s, L, g, windows)
+    else:
+        pos, neg = eprop_terms(variant == "mod", 2.0 if variant == "lowpass" else None), None
+        want = reference_eprop(x, s, L, m, windows, with_mod=variant == "mod",
+                               lowpass=2.0 if variant == "lowpass" else None)  # fmt: skip
+    ref, t = Interpreter(pos, neg, batch_reduction="sum"), 0
+    for length, dw in zip(windows, want, strict=True):
+        part = slice(t, t + length)
+        got = ref.window(torch.zeros(N_OUT, N_IN), x[part], s[part], reward=m[part],
+                         signals={"L": L[part], "g": g[part]})  # fmt: skip
+        torch.testing.assert_close(got, dw, rtol=1e-12, atol=1e-12)
+        t += length
