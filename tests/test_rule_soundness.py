@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import snntorch as snn
+import test_fed_signals as loops  # the per-step loops of user-fed signals
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -193,7 +194,7 @@ def test_every_declaration_runs_on_every_kernel_and_equals_the_interpreter(drawn
     pos, neg, options = drawn
     for decl in (pos, neg):  # and reads back from its text (the values' contract)
         assert decl is None or parse(repr(decl)) == decl, repr(decl)
-    check_declaration(pos, neg, **options)
+    check_declaration(pos, neg, **options, every_path=False)
 
 
 # ------------------------------------------------------------------------ regressions
@@ -412,23 +413,20 @@ def test_the_interpreter_itself_gives_the_spike_pair_sums(trace, coincident):
 def test_the_interpreter_itself_gives_the_fed_signal_loops(variant):
     """The interpreter's user-fed signals and post-side factors of eligibility read-outs,
     checked apart from the engine: the per-step loops of tests/test_fed_signals.py."""
-    from test_fed_signals import (B, N_IN, N_OUT, _data, eprop_terms, plain_terms,
-                                  reference_eprop, reference_plain)  # fmt: skip
-
-    x, L, g, m = _data(12, 14)
-    s = (torch.rand(14, B, N_OUT, generator=torch.Generator().manual_seed(5)) < 0.4).double()
+    x, L, g, m = loops._data(12, 14)
+    s = (torch.rand(14, loops.B, loops.N_OUT, generator=torch.Generator().manual_seed(5)) < 0.4).double()
     windows = [6, 1, 7]
     if variant == "plain":
-        pos, neg = plain_terms()
-        want = reference_plain(x, s, L, g, windows)
+        pos, neg = loops.plain_terms()
+        want = loops.reference_plain(x, s, L, g, windows)
     else:
-        pos, neg = eprop_terms(variant == "mod", 2.0 if variant == "lowpass" else None), None
-        want = reference_eprop(x, s, L, m, windows, with_mod=variant == "mod",
-                               lowpass=2.0 if variant == "lowpass" else None)  # fmt: skip
+        lowpass = 2.0 if variant == "lowpass" else None
+        pos, neg = loops.eprop_terms(variant == "mod", lowpass), None
+        want = loops.reference_eprop(x, s, L, m, windows, with_mod=variant == "mod", lowpass=lowpass)
     ref, t = Interpreter(pos, neg, batch_reduction="sum"), 0
     for length, dw in zip(windows, want, strict=True):
         part = slice(t, t + length)
-        got = ref.window(torch.zeros(N_OUT, N_IN), x[part], s[part], reward=m[part],
+        got = ref.window(torch.zeros(loops.N_OUT, loops.N_IN), x[part], s[part], reward=m[part],
                          signals={"L": L[part], "g": g[part]})  # fmt: skip
         torch.testing.assert_close(got, dw, rtol=1e-12, atol=1e-12)
         t += length
