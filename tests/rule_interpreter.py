@@ -16,8 +16,14 @@ their whole history (for ``.delayed(k)``). A term adds
 (a missing side or third factor is the factor 1, ``g`` the weight or 1); an eligibility
 trace is :math:`e(t) = d\, e(t-1) + \zeta(t)` with :math:`\zeta(t)` its terms' sum over
 the batch (per sample with ``per_sample=True``) and adds :math:`c \sum_b m(t, b)\, e(t)`
-(a shared trace is read with the batch's common third factor). The window's Δw is the
-sum over its steps, times ``1/B`` for ``batch_reduction="mean"``.
+(a shared trace is read with the batch's common third factor); a post-side factor
+:math:`L` of the read-out (``post.signal("L") * eligibility(..., per_sample=True)``)
+multiplies row :math:`i` of each sample's trace: :math:`c \sum_b m(t, b) L_i(t, b)
+e_{bij}(t)`. The window's Δw is the sum over its steps, times ``1/B`` for
+``batch_reduction="mean"``.
+
+A user-fed signal (``post.signal(name)``, ``pre.signal(name)``) is, at step :math:`t`,
+the value given for that step, sample and neuron of its side (``signals[name][t]``).
 
 The signal kinds (the node classes of :mod:`plasticity.language`) are dispatched in one
 table, :data:`SIGNALS` (one small function per class, written from the kind's equation,
@@ -44,6 +50,7 @@ from plasticity.language import (
     Delay,
     ETerm,
     Exp,
+    Fed,
     Heaviside,
     Lowpass,
     Modulator,
@@ -61,7 +68,7 @@ from plasticity.language import (
     as_terms,
 )
 
-__all__ = ["Interpreter", "SIGNALS", "leaves"]
+__all__ = ["Interpreter", "SIGNALS", "fed_signals", "leaves"]
 
 F64 = torch.float64
 
@@ -87,16 +94,15 @@ def _key(s: Any) -> Any:
 _INPUTS = {Spike: "spike", Voltage: "voltage", Modulator: "mod"}
 
 
-def leaves(decl: Any) -> set[str]:
-    """The inputs a declaration reads: ``"spike"``, ``"voltage"``, ``"mod"``."""
-    found: set[str] = set()
+def _signals(decl: Any) -> list[Signal]:
+    """Every signal node of a declaration (its terms', eligibility traces' and
+    read-outs' factors, and theirs), depth first."""
+    found: list[Signal] = []
 
     def walk(s: Any) -> None:
         if isinstance(s, Signal):
-            kind, _, args = _fields(s)
-            if kind in _INPUTS:
-                found.add(_INPUTS[kind])
-            for a in args:
+            found.append(s)
+            for a in _fields(s)[2]:
                 walk(a)
 
     for term in as_terms(decl).terms if decl is not None else ():
@@ -105,6 +111,16 @@ def leaves(decl: Any) -> set[str]:
             for s in (getattr(t, "post", None), getattr(t, "pre", None), t.mod):
                 walk(s)
     return found
+
+
+def leaves(decl: Any) -> set[str]:
+    """The inputs a declaration reads: ``"spike"``, ``"voltage"``, ``"mod"``."""
+    return {_INPUTS[type(s)] for s in _signals(decl) if type(s) in _INPUTS}
+
+
+def fed_signals(decl: Any) -> dict[str, str]:
+    """The user-fed signals a declaration reads: ``{name: side}``."""
+    return {s.name: s.side for s in _signals(decl) if isinstance(s, Fed)}
 
 
 class _Step:
@@ -146,6 +162,11 @@ def _voltage(step: _Step, side, args, key) -> Tensor:
 
 def _mod(step: _Step, side, args, key) -> Tensor:
     return step.rows["mod"][:, None]  # [B, 1]: one value per sample, for either side
+
+
+def _fed(step: _Step, side, args, key) -> Tensor:
+    """The value fed for this step: ``[B, N]`` of its side."""
+    return step.rows["signal:" + args[1]]
 
 
 def _const(step: _Step, side, args, key) -> float:
@@ -256,7 +277,7 @@ def _delay(step: _Step, side, args, key) -> Tensor:
 #: one evaluation per signal kind (node class): ``f(step, side, args, key) -> value``
 #: (``[B, N]`` tensors of a side, ``[B, 1]`` for the third factor, numbers for constants)
 SIGNALS: dict[type, Callable[..., Any]] = {
-    Spike: _spike, Voltage: _voltage, Modulator: _mod, Const: _const,
+    Spike: _spike, Voltage: _voltage, Modulator: _mod, Fed: _fed, Const: _const,
     Scale: _scale, Add: _add, Mul: _mul, Relu: _relu, Pow: _pow, Abs: _abs,
     Sigmoid: _sigmoid, Exp: _exp, Tanh: _tanh, Heaviside: _heaviside,
     BatchMean: _batch_mean, Trace: _trace, Lowpass: _lowpass,
@@ -292,9 +313,11 @@ class Interpreter:
         return 1.0 - self.dt / tau
 
     def window(self, weight: Tensor, pre: Tensor, post: Tensor, voltage: Tensor | None = None,
-               reward: Tensor | None = None) -> Tensor:  # fmt: skip
+               reward: Tensor | None = None,
+               signals: dict[str, Tensor] | None = None) -> Tensor:  # fmt: skip
         """Δw of one window: ``pre`` ``[T, B, N_in]``, ``post`` ``[T, B, N_out]``,
-        ``voltage`` like ``post``, ``reward`` ``[T, B]`` (the third factor)."""
+        ``voltage`` like ``post``, ``reward`` ``[T, B]`` (the third factor), ``signals``
+        the user-fed values by name, ``[T, B, N]`` of their side."""
         w = weight.detach().to(F64)
         steps, batch = pre.shape[:2]
         dw = torch.zeros_like(w)
@@ -304,6 +327,8 @@ class Interpreter:
                 rows["voltage"] = voltage[t].to(F64)
             if reward is not None:
                 rows["mod"] = reward[t].to(F64)
+            for name, values in (signals or {}).items():
+                rows["signal:" + name] = values[t].to(F64)
             step = _Step(self, rows)
             for i, (sign, term) in enumerate(self.terms):
                 if isinstance(term, ETerm):
@@ -327,7 +352,8 @@ class Interpreter:
         return value if per_sample else value.sum(0)
 
     def _read_out(self, step: _Step, i: int, term: ETerm, shape, batch: int) -> Tensor:
-        """``c · Σ_b m(t, b) e(t)`` after adding this step's ζ to the eligibility trace."""
+        """``c · Σ_b m(t, b) e(t)`` after adding this step's ζ to the eligibility trace
+        (``c · Σ_b m(t, b) L_i(t, b) e_bij(t)`` with a post-side factor ``L``)."""
         elig = term.elig
         per_sample = elig.per_sample
         zeta = sum(self._term(step, t, torch.zeros(shape, dtype=F64), batch, per_sample)
@@ -338,7 +364,9 @@ class Interpreter:
         self.elig[i] = e
         m = _rows(step, term.mod, batch, 1)[:, 0]  # [B]
         if per_sample:
-            return term.coef * torch.einsum("b,bij->ij", m, e)
+            rows = _rows(step, term.post, batch, shape[0])  # [B, N_out]: the post factor
+            return term.coef * torch.einsum("b,bi,bij->ij", m, rows, e)
+        assert term.post is None, "a post-side factor reads a per-sample trace"
         assert bool((m == m[0]).all()), "a shared eligibility trace reads a common third factor"
         return term.coef * m[0] * e
 

@@ -1,5 +1,6 @@
 """Running a declaration through the engine (every kernel candidate of its plan, and
-one-step windows) beside the slow interpreter of tests/rule_interpreter.py, for the
+one-step windows; the steps given to ``rule.observe`` or through the hooks, user-fed
+signals with them) beside the slow interpreter of tests/rule_interpreter.py, for the
 soundness tests."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import contextlib
 import pytest
 import snntorch as snn
 import torch
-from rule_interpreter import Interpreter, leaves
+from rule_interpreter import Interpreter, fed_signals, leaves
 from torch import nn
 
 import plasticity as pl
@@ -21,8 +22,11 @@ __all__ = ["N_IN", "N_OUT", "check_declaration", "observed"]
 N_IN, N_OUT = 4, 3
 
 
-def _inputs(seed: int, lengths: list[int], batch: int, binary: bool, per_sample: bool):
+def _inputs(seed: int, lengths: list[int], batch: int, binary: bool, per_sample: bool,
+            fed: dict[str, str]):  # fmt: skip
+    """The windows' (pre, post, voltage, reward, fed values by name)."""
     g = torch.Generator().manual_seed(seed)
+    h = torch.Generator().manual_seed(seed + 2)  # the fed values (the rest as without them)
     out = []
 
     def spikes(steps, n):
@@ -31,11 +35,17 @@ def _inputs(seed: int, lengths: list[int], batch: int, binary: bool, per_sample:
             s = s * torch.rand(steps, batch, n, generator=g, dtype=torch.float64) * 2.0
         return s
 
+    def values(steps, side):  # signed, some of them sparse
+        v = torch.randn(steps, batch, N_OUT if side == "post" else N_IN, generator=h,
+                        dtype=torch.float64)  # fmt: skip
+        return v * (torch.rand(v.shape, generator=h) < 0.4) if torch.rand(1, generator=h) < 0.3 else v
+
     for steps in lengths:
         x, y = spikes(steps, N_IN), spikes(steps, N_OUT)
         v = torch.randn(steps, batch, N_OUT, generator=g, dtype=torch.float64)
         r = torch.randn(steps, batch if per_sample else 1, generator=g, dtype=torch.float64)
-        out.append((x, y, v, r.expand(steps, batch)))
+        out.append((x, y, v, r.expand(steps, batch),
+                    {name: values(steps, side) for name, side in sorted(fed.items())}))  # fmt: skip
     return out
 
 
@@ -48,21 +58,47 @@ def _forced(index: int):
         yield
 
 
-def _run(make, w0, windows, reads, one_step: bool):
+class _Replay(nn.Module):
+    """A neuron that returns the recorded post spikes (and membrane potentials: ``(spk,
+    mem)``) of the next step, whatever its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list = []
+
+    def forward(self, current: torch.Tensor):
+        spikes, voltage = self.rows.pop(0)
+        return spikes if voltage is None else (spikes, voltage)
+
+
+def _run(make, w0, windows, reads, one_step: bool, hooks: bool):
     """Δw of every window (one-step windows summed per window with ``one_step``), and
-    the kernels that ran."""
+    the kernels that ran; the steps given through the hooks (``rule.feed``,
+    ``rule.reward`` after each forward pass) or to ``rule.observe`` (``signals=``)."""
     fc = nn.Linear(N_IN, N_OUT, bias=False).double()
     with torch.no_grad():
         fc.weight.copy_(w0)
-    rule = make(fc)
+    neuron = _Replay()
+    rule = make(fc, neuron)
     out, kernels = [], set()
-    for x, y, v, r in windows:
+    for x, y, v, r, fed in windows:
         parts = [slice(t, t + 1) for t in range(x.shape[0])] if one_step else [slice(None)]
         total = torch.zeros_like(w0)
         for part in parts:
-            rule.observe(x[part], y[part], voltage=v[part] if "voltage" in reads else None,
-                         reward=(r[part] if rule.per_sample else r[part, 0]) if "mod" in reads
-                         else None)  # fmt: skip
+            if hooks:
+                for t in range(x.shape[0])[part]:
+                    neuron.rows.append((y[t], v[t] if "voltage" in reads else None))
+                    neuron(fc(x[t]))
+                    if fed:
+                        rule.feed(**{name: values[t] for name, values in fed.items()})
+                    if "mod" in reads:
+                        rule.reward(r[t] if rule.per_sample else float(r[t, 0]))
+            else:
+                rule.observe(x[part], y[part], voltage=v[part] if "voltage" in reads else None,
+                             reward=(r[part] if rule.per_sample else r[part, 0])
+                             if "mod" in reads else None,
+                             signals={name: values[part] for name, values in fed.items()}
+                             if fed else None)  # fmt: skip
             dw = rule.step()
             kernels |= set(rule.kernel_choice.values())
             total += 0 if dw is None else dw
@@ -71,30 +107,38 @@ def _run(make, w0, windows, reads, one_step: bool):
 
 
 def check_declaration(pos, neg, *, seed=0, lengths=(5, 1, 12), batch=2, binary=True,
-                      dt=1.0, decay="exact", reduction="mean", chunk_size=None):  # fmt: skip
+                      dt=1.0, decay="exact", reduction="mean", chunk_size=None,
+                      every_path=True):  # fmt: skip
     """Every kernel candidate and the one-step path give the interpreter's Δw (``pos``,
-    ``neg``: declarations, or their text)."""
+    ``neg``: declarations, or their text), the steps given to ``rule.observe`` on
+    recordings and through the hooks (with ``rule.feed``/``rule.reward``); without
+    ``every_path``, the candidates alternate between the two (from the parity of
+    ``seed``) and the one-step path takes both."""
     pos, neg = (parse(x) if isinstance(x, str) else x for x in (pos, neg))
     options = dict(dt=dt, decay=decay, batch_reduction=reduction, chunk_size=chunk_size,
                    spikes="binary" if binary else "graded")  # fmt: skip
 
-    def make(fc):
-        return pl.Rule(fc, snn.Leaky(beta=0.5), pos=pos, neg=neg, **options)
+    def make(fc, neuron):
+        return pl.Rule(fc, neuron, pos=pos, neg=neg, **options)
 
-    probe = make(nn.Linear(N_IN, N_OUT, bias=False).double())
+    probe = make(nn.Linear(N_IN, N_OUT, bias=False).double(), snn.Leaky(beta=0.5))
     reads = leaves(pos) | leaves(neg)
-    windows = _inputs(seed, list(lengths), batch, binary, probe.per_sample)
+    fed = fed_signals(pos) | fed_signals(neg)
+    windows = _inputs(seed, list(lengths), batch, binary, probe.per_sample, fed)
     g = torch.Generator().manual_seed(seed + 1)
     w0 = torch.rand(N_OUT, N_IN, generator=g, dtype=torch.float64) - 0.4  # signed weights
     ref = Interpreter(pos, neg, dt=dt, decay=decay, batch_reduction=reduction)
     expected = [ref.window(w0, x, y, v if "voltage" in reads else None,
-                           r if "mod" in reads else None) for x, y, v, r in windows]  # fmt: skip
+                           r if "mod" in reads else None, f) for x, y, v, r, f in windows]  # fmt: skip
     candidates = probe.plan.candidates(conv=False)
-    runs = {f"candidate {c}": (i, False) for i, c in enumerate(candidates)}
-    runs["one-step"] = (0, True)
-    for name, (index, one_step) in runs.items():
+    runs = {}
+    for p, path in enumerate(("observe", "hooks")):
+        runs |= {f"{path}, candidate {c}": (i, False, path) for i, c in enumerate(candidates)
+                 if every_path or (i + seed) % 2 == p}  # fmt: skip
+        runs[f"{path}, one-step"] = (0, True, path)
+    for name, (index, one_step, path) in runs.items():
         with _forced(index):
-            got, kernels = _run(make, w0, windows, reads, one_step)
+            got, kernels = _run(make, w0, windows, reads, one_step, path == "hooks")
         if one_step and probe.plan.products and all(not p.per_sample
                                                     for p in probe.plan.products):
             assert kernels == {"one-step"}, kernels

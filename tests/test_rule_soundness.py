@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 import snntorch as snn
+import test_fed_signals as loops  # the per-step loops of user-fed signals
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,6 +21,12 @@ from plasticity.language import Exp, Pow, parse
 
 TAUS = st.sampled_from([2.0, 3.5, 6.0])
 NUMBERS = st.sampled_from([0.5, -0.3, 1.25, 2.0])
+#: the names of the user-fed signals of each side (a name belongs to one side)
+FED = {"post": ["L", "E"], "pre": ["g"]}
+
+
+def _fed(draw, side: str):
+    return (post if side == "post" else pre).signal(draw(st.sampled_from(FED[side])))
 
 
 # ---------------------------------------------------------------------- declarations
@@ -63,10 +70,14 @@ BINARY = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x,
 
 @st.composite
 def side_signal(draw, side: str, depth: int = 2, binary: bool = True):
-    """A signal of one side drawn from the whole grammar of signals."""
+    """A signal of one side drawn from the whole grammar of signals (user-fed signals
+    among its leaves)."""
     factory = post if side == "post" else pre
     if depth == 0 or draw(st.integers(0, 2)) == 0:
-        kind = draw(st.sampled_from(["spike", "trace", "nearest"] + ["voltage"] * (side == "post")))
+        kind = draw(st.sampled_from(["spike", "trace", "nearest", "fed"]
+                                    + ["voltage"] * (side == "post")))  # fmt: skip
+        if kind == "fed":
+            return _fed(draw, side)
         if kind in ("spike", "voltage"):
             return getattr(factory, kind)
         return factory.trace(draw(TAUS), nearest=kind == "nearest")
@@ -80,11 +91,14 @@ def side_signal(draw, side: str, depth: int = 2, binary: bool = True):
 @st.composite
 def factor(draw, side: str, binary: bool = True):
     """A side's factor of a term: half the time of the forms the engine's event-driven
-    and rewritten kernels serve (spikes, spikes times a signal, traces of spikes)."""
+    and rewritten kernels serve (spikes, spikes times a signal, traces of spikes), or a
+    user-fed signal."""
     factory = post if side == "post" else pre
-    form = draw(st.sampled_from(["any", "any", "spike", "spike-times", "trace", "before"]))
+    form = draw(st.sampled_from(["any", "any", "spike", "spike-times", "trace", "before", "fed"]))
     if form == "any":
         return draw(side_signal(side, 2, binary))
+    if form == "fed":
+        return _fed(draw, side)
     if form == "spike":
         return factory.spike
     if form == "spike-times":
@@ -127,6 +141,15 @@ def term(draw, binary: bool = True, weighted: bool = True, constant: bool = True
 
 
 @st.composite
+def read_out_factor(draw, binary: bool = True):
+    """A post-side factor of an eligibility trace's read-out: e-prop's learning signal
+    ``post.signal("L")``, or any post-side signal."""
+    if draw(st.booleans()):
+        return _fed(draw, "post")
+    return draw(side_signal("post", 1, binary))
+
+
+@st.composite
 def side_of_rule(draw, binary: bool, constant: bool):
     """What ``pos=`` or ``neg=`` holds: ``None``, or a sum of terms and eligibility terms."""
     n = draw(st.integers(0, 3))
@@ -139,6 +162,8 @@ def side_of_rule(draw, binary: bool, constant: bool):
                                   min_size=1, max_size=2))  # fmt: skip
             e = eligibility(inner[0] if len(inner) == 1 else inner[0] + inner[1], draw(TAUS), per_sample=draw(st.booleans()))
             t = draw(NUMBERS) * (draw(mod_signal()) if draw(st.integers(0, 3)) else 1.0) * e
+            if e.per_sample and draw(st.booleans()):  # a per-neuron factor of its rows
+                t = t * draw(read_out_factor(binary))
         else:
             t = draw(term(binary, constant=constant))
         out = t if out is None else out + t
@@ -169,7 +194,7 @@ def test_every_declaration_runs_on_every_kernel_and_equals_the_interpreter(drawn
     pos, neg, options = drawn
     for decl in (pos, neg):  # and reads back from its text (the values' contract)
         assert decl is None or parse(repr(decl)) == decl, repr(decl)
-    check_declaration(pos, neg, **options)
+    check_declaration(pos, neg, **options, every_path=False)
 
 
 # ------------------------------------------------------------------------ regressions
@@ -382,3 +407,26 @@ def test_the_interpreter_itself_gives_the_spike_pair_sums(trace, coincident):
     p, n = dense_reference(x, y, params, trace=trace, coincident=coincident, decay="euler")
     got = Interpreter(pos, neg, decay="euler").window(torch.zeros(3, 4), x, y)
     torch.testing.assert_close(got, p - n, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", ["plain", "L", "mod", "lowpass"])
+def test_the_interpreter_itself_gives_the_fed_signal_loops(variant):
+    """The interpreter's user-fed signals and post-side factors of eligibility read-outs,
+    checked apart from the engine: the per-step loops of tests/test_fed_signals.py."""
+    x, L, g, m = loops._data(12, 14)
+    s = (torch.rand(14, loops.B, loops.N_OUT, generator=torch.Generator().manual_seed(5)) < 0.4).double()
+    windows = [6, 1, 7]
+    if variant == "plain":
+        pos, neg = loops.plain_terms()
+        want = loops.reference_plain(x, s, L, g, windows)
+    else:
+        lowpass = 2.0 if variant == "lowpass" else None
+        pos, neg = loops.eprop_terms(variant == "mod", lowpass), None
+        want = loops.reference_eprop(x, s, L, m, windows, with_mod=variant == "mod", lowpass=lowpass)
+    ref, t = Interpreter(pos, neg, batch_reduction="sum"), 0
+    for length, dw in zip(windows, want, strict=True):
+        part = slice(t, t + length)
+        got = ref.window(torch.zeros(loops.N_OUT, loops.N_IN), x[part], s[part], reward=m[part],
+                         signals={"L": L[part], "g": g[part]})  # fmt: skip
+        torch.testing.assert_close(got, dw, rtol=1e-12, atol=1e-12)
+        t += length
