@@ -43,6 +43,7 @@ from .checks import (
     spike_count,
 )
 from .inputs import Inputs, check_fed_synapse
+from .online import one_step_window
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
@@ -334,13 +335,15 @@ class PlasticityRule(nn.Module):
         if n <= 0:
             return
         fed = None if h._signals is None else h._fed_views(n)  # (all fed, or an error)
-        w = self._adapter.weight
-        dtype, device = w.dtype, w.device
-        views = [None if b is None else b.view(n) for b in (h._pre, h._post, h._volt, h._mod)]
-        for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
-            if v is not None and (v.dtype != dtype or v.device != device):
-                views[i] = v.to(device=device, dtype=dtype)
         try:
+            if n == 1 and one_step_window(self, h, fed):  # online learning
+                return
+            w = self._adapter.weight
+            dtype, device = w.dtype, w.device
+            views = [None if b is None else b.view(n) for b in (h._pre, h._post, h._volt, h._mod)]
+            for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
+                if v is not None and (v.dtype != dtype or v.device != device):
+                    views[i] = v.to(device=device, dtype=dtype)
             self._process(*views, self.chunk, checked=not h._unchecked, fed=fed)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
             h._consume(n)
@@ -377,13 +380,7 @@ class PlasticityRule(nn.Module):
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
-            self._state = err.state or (None if err.cleared else self._state)
-            h = self._hooks
-            h._window_steps += err.start
-            inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
-                plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
-                plan.fed)  # fmt: skip
-            raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
+            self._overflowed(err, plan, binary, w)
         h = self._hooks
         if bad is not None:
             step = h._window_steps + bad[0]
@@ -393,6 +390,17 @@ class PlasticityRule(nn.Module):
                 "learned from, that step and the unprocessed steps after it were discarded"
             )
         h._window_steps += pre.shape[0]
+
+    def _overflowed(self, err: NotFinite, plan: Plan, binary: bool, w: Tensor) -> None:
+        """The ``ValueError`` of a chunk whose update is not finite (the chunks before it
+        count: the state after them is kept)."""
+        self._state = err.state or (None if err.cleared else self._state)
+        h = self._hooks
+        h._window_steps += err.start
+        inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
+            plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
+            plan.fed)  # fmt: skip
+        raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
 
     @no_grad
     def step(self) -> Tensor | None:
