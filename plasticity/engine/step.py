@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..functional.correlate import Kernels
 from ..language import Signal
-from .plan import Plan
+from .plan import Plan, _roots
 from .run import Deliver, signed_parts
 
 __all__ = ["steppable", "run_step"]
@@ -39,7 +39,8 @@ class _Step:
 
     def __init__(self, plan: Plan, rows: dict[str, Tensor], state: dict[Any, Tensor]) -> None:
         self.plan, self.inputs, self.state = plan, rows, state
-        self.memo: dict[Signal, Any] = {}
+        self.ids = _keys(plan)
+        self.memo: dict[Any, Any] = {}  # by key: equal nodes of the plan share one
         self.new: dict[Signal, Tensor] = {}
 
     def decay(self, tau: float) -> float:
@@ -56,10 +57,11 @@ class _Step:
         return start if isinstance(start, Tensor) else torch.full_like(x, start)
 
     def value(self, s: Signal) -> Tensor | float:
+        key = self.ids.get(id(s), s)  # (an int: no node hashed per step)
         memo = self.memo
-        out = memo.get(s)
+        out = memo.get(key)
         if out is None:
-            out = memo[s] = s.step(self)
+            out = memo[key] = s.step(self)
         return out
 
     def input(self, f: Signal) -> Tensor:
@@ -69,6 +71,19 @@ class _Step:
             return x
         like = self.inputs["pre"]
         return torch.full(like.shape[:1], x, dtype=like.dtype, device=like.device)
+
+
+def _keys(plan: Plan) -> dict[int, int]:
+    """The one-step memo's key of every node the plan reads, by ``id`` (the plan holds
+    them): one int per distinct signal, shared by equal nodes (computed once per plan)."""
+    out = plan.__dict__.get("_step_keys")
+    if out is None:
+        seen: dict[Signal, int] = {}
+        out = plan.__dict__["_step_keys"] = {
+            id(x): seen.setdefault(x, len(seen))
+            for root in (*_roots(plan), *plan.filters) for x in root.walk()
+        }  # fmt: skip
+    return out
 
 
 def _rows_of(m: Any, like: Tensor) -> Any:
