@@ -159,27 +159,39 @@ def _parts(x: Tensor | float | None, nonnegative: bool) -> Any:
 _ONE = ((1.0, None),)  # the factor 1
 
 
-def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
-                 elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
-    """One product's value on the step, for every combination of its factors' signed
-    parts, to ``deliver`` (the rule's update) or into ``elig`` (an eligibility trace).
+def _factors(compiled: tuple, step: _Step) -> tuple[Any, Any, Any]:
+    """The ``[(sign, part)]`` of a product's post, pre and row factors (:func:`_parts`).
     The factors are evaluated first (filters advance whether or not the product is 0);
     a factor that is 0 leaves the others unsplit."""
-    p, signed, to_elig, weight, ((s_post, n_post), (s_pre, n_pre), (s_mod, n_mod)) = compiled
+    (s_post, n_post), (s_pre, n_pre), (s_mod, n_mod) = compiled[4]
     value = step.value
     f_post = None if s_post is None else value(s_post)
     f_pre = None if s_pre is None else value(s_pre)
     f_mod = None if s_mod is None else value(s_mod)
-    posts = _parts(f_post, n_post)
-    pres = _parts(f_pre, n_pre) if posts else ()
-    mods = _parts(f_mod, n_mod) if pres else ()
+    # (a non-negative tensor whole, without a call)
+    posts = ((1.0, f_post),) if n_post and isinstance(f_post, Tensor) else _parts(f_post, n_post)
+    if not posts:
+        return posts, (), ()
+    pres = ((1.0, f_pre),) if n_pre and isinstance(f_pre, Tensor) else _parts(f_pre, n_pre)
+    return posts, pres, (_ONE if f_mod is None else _parts(f_mod, n_mod)) if pres else ()
+
+
+def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
+                 elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
+    """One product's value on the step, for every combination of its factors' signed
+    parts (:func:`_factors`), to ``deliver`` (the rule's update) or into ``elig`` (an
+    eligibility trace)."""
+    p, signed, to_elig, weight, _ = compiled
+    posts, pres, mods = _factors(compiled, step)
     alpha, rows = p.coef if signed else abs(p.coef) * scale, step.inputs
     for sp, a in posts:
         for sq, b in pres:
             for sm, m in mods:
                 sign = sp * sq * sm
                 v = _product(a, b, m, alpha * sign if signed else alpha, rows, kernels)
-                for s, part in _weighted(v, weight, kernels, signed):
+                parts = _weighted(v, weight, kernels, signed) if weight else (
+                    (1.0, v if v.is_contiguous() else v.contiguous()),)  # fmt: skip
+                for s, part in parts:
                     if signed:
                         _signed(p.target, part, to_elig, elig, deliver)
                     else:

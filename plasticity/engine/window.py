@@ -76,9 +76,10 @@ def _state_on(state: dict[str, Tensor] | None, weight: Tensor) -> dict[str, Tens
     if state is None:
         return {}
     dtype, device = weight.dtype, weight.device
-    if all(v.dtype == dtype and v.device == device for v in state.values()):
-        return dict(state)  # no conversion ops on the per-step path
-    return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    for v in state.values():
+        if v.dtype != dtype or v.device != device:
+            return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    return dict(state)  # no conversion ops on the per-step path
 
 
 def _steps(rows: dict[str, Tensor | None], start: int, end: int, n: int) -> dict[str, Tensor]:

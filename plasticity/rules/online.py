@@ -58,13 +58,13 @@ def one_step_window(rule: Any, hooks: Any, fed: dict[str, Tensor] | None) -> boo
         return False
     bounded, hold = _overflow_risk(plan, w, binary, one, mod, 1, [], True)
     adapter = rule._adapter
-    try:
-        rule._state = run_one_step(
+    try:  # (the rule's plain attributes, without nn.Module's __getattr__/__setattr__)
+        rule.__dict__["_state"] = run_one_step(
             plan, {"pre": pre, "post": post, "voltage": volt, "mod": mod, **(signals or {})},
             rule._state, weight=w,
             geometry=adapter.geometry() if isinstance(adapter, ConvSynapse) else None,
             compute=torch.bfloat16 if rule.precision == "bf16" else None,
-            receiver=Sink(rule.accumulator, rule._scale, rule._extras, 1, checked=not bounded,
+            receiver=Sink(rule._modules["accumulator"], rule._scale, rule._extras, 1, checked=not bounded,
                           hold=hold),
             record=rule._choice,
         )  # fmt: skip
