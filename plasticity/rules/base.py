@@ -32,7 +32,6 @@ from .checks import (
     _VOLT,
     _chunks,
     _fed_blocks,
-    _overflow_message,
     _overflow_risk,
     _refused_message,
     _steps_valid,
@@ -43,7 +42,7 @@ from .checks import (
     spike_count,
 )
 from .inputs import Inputs, check_fed_synapse
-from .online import one_step_window
+from .online import one_step_window, overflowed
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
@@ -380,7 +379,7 @@ class PlasticityRule(nn.Module):
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
-            self._overflowed(err, plan, binary, w)
+            overflowed(self, err, plan, binary, w)
         h = self._hooks
         if bad is not None:
             step = h._window_steps + bad[0]
@@ -390,17 +389,6 @@ class PlasticityRule(nn.Module):
                 "learned from, that step and the unprocessed steps after it were discarded"
             )
         h._window_steps += pre.shape[0]
-
-    def _overflowed(self, err: NotFinite, plan: Plan, binary: bool, w: Tensor) -> None:
-        """The ``ValueError`` of a chunk whose update is not finite (the chunks before it
-        count: the state after them is kept)."""
-        self._state = err.state or (None if err.cleared else self._state)
-        h = self._hooks
-        h._window_steps += err.start
-        inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
-            plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
-            plan.fed)  # fmt: skip
-        raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
 
     @no_grad
     def step(self) -> Tensor | None:

@@ -20,9 +20,21 @@ from ..engine import Sink, run_one_step
 from ..engine.run import NotFinite
 from ..engine.step import steppable
 from ..synapses import ConvSynapse
-from .checks import _POST, _PRE, _VOLT, _fed_blocks, _overflow_risk, _steps_valid
+from .checks import _POST, _PRE, _VOLT, _fed_blocks, _overflow_message, _overflow_risk, _steps_valid
 
-__all__ = ["one_step_window"]
+__all__ = ["one_step_window", "overflowed"]
+
+
+def overflowed(rule: Any, err: NotFinite, plan: Any, binary: bool, w: Tensor) -> None:
+    """Raises the ``ValueError`` of a chunk of ``rule``'s window whose update is not
+    finite (the chunks before it count: the state after them is kept)."""
+    rule._state = err.state or (None if err.cleared else rule._state)
+    h = rule._hooks
+    h._window_steps += err.start
+    inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
+        plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
+        plan.fed)  # fmt: skip
+    raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
 
 
 def _rows(hooks: Any, weight: Tensor) -> list[Tensor | None]:
@@ -69,6 +81,6 @@ def one_step_window(rule: Any, hooks: Any, fed: dict[str, Tensor] | None) -> boo
             record=rule._choice,
         )  # fmt: skip
     except NotFinite as err:
-        rule._overflowed(err, plan, binary, w)
+        overflowed(rule, err, plan, binary, w)
     hooks._window_steps += 1
     return True
