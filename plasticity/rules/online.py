@@ -22,7 +22,7 @@ from ..engine.step import steppable
 from ..synapses import ConvSynapse
 from .checks import _POST, _PRE, _VOLT, _fed_blocks, _overflow_message, _overflow_risk, _steps_valid
 
-__all__ = ["one_step_window", "overflowed"]
+__all__: list[str] = []  # (the rule's plumbing: PlasticityRule.flush and _process call it)
 
 
 def overflowed(rule: Any, err: NotFinite, plan: Any, binary: bool, w: Tensor) -> None:
