@@ -42,7 +42,7 @@ from .checks import (
     spike_count,
 )
 from .inputs import Inputs, check_fed_synapse
-from .online import one_step_window, overflowed
+from .online import _one_step_window, _overflowed
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
@@ -335,7 +335,7 @@ class PlasticityRule(nn.Module):
             return
         fed = None if h._signals is None else h._fed_views(n)  # (all fed, or an error)
         try:
-            if n == 1 and one_step_window(self, h, fed):  # online learning
+            if n == 1 and _one_step_window(self, h, fed):  # online learning
                 return
             w = self._adapter.weight
             dtype, device = w.dtype, w.device
@@ -379,7 +379,7 @@ class PlasticityRule(nn.Module):
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
-            overflowed(self, err, plan, binary, w)
+            _overflowed(self, err, plan, binary, w)
         h = self._hooks
         if bad is not None:
             step = h._window_steps + bad[0]

@@ -25,7 +25,7 @@ from .checks import _POST, _PRE, _VOLT, _fed_blocks, _overflow_message, _overflo
 __all__: list[str] = []  # (the rule's plumbing: PlasticityRule.flush and _process call it)
 
 
-def overflowed(rule: Any, err: NotFinite, plan: Any, binary: bool, w: Tensor) -> None:
+def _overflowed(rule: Any, err: NotFinite, plan: Any, binary: bool, w: Tensor) -> None:
     """Raises the ``ValueError`` of a chunk of ``rule``'s window whose update is not
     finite (the chunks before it count: the state after them is kept)."""
     rule._state = err.state or (None if err.cleared else rule._state)
@@ -50,7 +50,7 @@ def _rows(hooks: Any, weight: Tensor) -> list[Tensor | None]:
     return rows
 
 
-def one_step_window(rule: Any, hooks: Any, fed: dict[str, Tensor] | None) -> bool:
+def _one_step_window(rule: Any, hooks: Any, fed: dict[str, Tensor] | None) -> bool:
     """Runs ``rule`` on its one buffered step (``fed``: the fed signals' ``[1, B, ...]``
     views); ``False`` (nothing done) where the chunk path must: a plan with per-sample
     products, or a value the ``spikes`` policy refuses."""
@@ -81,6 +81,6 @@ def one_step_window(rule: Any, hooks: Any, fed: dict[str, Tensor] | None) -> boo
             record=rule._choice,
         )  # fmt: skip
     except NotFinite as err:
-        overflowed(rule, err, plan, binary, w)
+        _overflowed(rule, err, plan, binary, w)
     hooks._window_steps += 1
     return True
