@@ -95,6 +95,15 @@ class StepBuffer:
         """Forgets every staged row."""
         self.end = self.n
 
+    def row(self, i: int) -> Tensor:
+        """Step ``i`` (``[B, *shape]``): a view kept with the buffer (no op per call),
+        valid until the buffer grows (its values: until the next append or consume)."""
+        rows = self.rows
+        if rows is None:
+            assert self.data is not None
+            rows = self.rows = self.data.unbind(0)
+        return rows[i]
+
     def view(self, n: int) -> Tensor:
         """The first ``n`` buffered steps (valid until the next append or consume)."""
         assert self.data is not None

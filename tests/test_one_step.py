@@ -12,6 +12,7 @@ from torch import nn
 
 import plasticity as pl
 import plasticity.engine.window as window
+import plasticity.rules.online as online
 from plasticity import modulator, post, pre, relu, weight
 
 PAIR = dict(a_plus=0.5, a_minus=0.4, tau_plus=3.0, tau_minus=4.0)
@@ -78,8 +79,9 @@ def _online(name: str, x, y, v, r, fast: bool, monkeypatch) -> tuple[list, list]
         fc.weight.copy_(torch.rand(fc.weight.shape, generator=g, dtype=torch.float64) - 0.3)
     rule = RULES[name](fc, snn.Leaky(beta=0.5))
     with monkeypatch.context() as m:
-        if not fast:
+        if not fast:  # (the rule's one-step window and the engine's both ask)
             m.setattr(window, "steppable", lambda plan: False)
+            m.setattr(online, "steppable", lambda plan: False)
         updates, kernels = [], set()
         for t in range(x.shape[0]):
             rule.observe(x[t : t + 1], y[t : t + 1], voltage=v[t : t + 1] if name in READS_VOLTAGE

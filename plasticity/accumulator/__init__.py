@@ -214,6 +214,25 @@ class Accumulator(BoundSetters, BoundedUpdate, AccumulatorState, nn.Module):
             self._fold(which, v, keep)
         self._counts[which] += count
 
+    def _hand_over(self, which: str, value: Tensor, count: int) -> bool:
+        """A rule's first append of a window to ``which`` (``count`` steps): the engine's
+        fresh, finite result, of the weight's shape and dtype, kept as the running sum as
+        :meth:`add_` keeps it, without the checks its maker made; ``False`` (nothing
+        done) where :meth:`add_` must take it (an append there already, a custom
+        reduction, another dtype, device or shape than the window's, a view)."""
+        buffers = self._buffers
+        key = _BUFFER[which]
+        if buffers[key] is not None or self._mode not in ("sum", "mean"):
+            return False
+        ref = buffers["neg_acc" if key == "pos_acc" else "pos_acc"]
+        shape = self._shape if self._shape is not None else None if ref is None else ref.shape
+        if (value.shape != shape or value.requires_grad or not _whole(value) or (
+                ref is not None and (ref.dtype != value.dtype or ref.device != value.device))):  # fmt: skip
+            return False
+        buffers[key] = value
+        self._counts[which] += count
+        return True
+
     def _incoming(self, which: str, value: Any, owned: bool) -> tuple[Tensor, bool]:
         """``value`` checked (a tensor of the parameter's shape), detached, converted to the
         window's device and dtype; and whether it may be kept as is (``owned``,

@@ -83,14 +83,14 @@ class BoundedUpdate:
         their fresh results are combined in place."""
         buffers = self._buffers
         pos, neg = buffers["pos_acc"], buffers["neg_acc"]
-        w = self._handed(param, pos, neg)
-        if w is None:
+        if not self._handed(param, pos, neg):
             update = self.update(param)
             self.clear()
             return update
         mean = self._mode == "mean"
         n_pos, n_neg = self._counts["pos"], self._counts["neg"]
         if self._upper is not None or self._lower is not None or self._full is not None:
+            w = param.detach()
             self._check_limits(w.shape)
             if mean:  # (fresh: the running sums stay as they were if a bound raises)
                 pos = None if pos is None else pos / n_pos
@@ -107,20 +107,19 @@ class BoundedUpdate:
             pos.sub_(neg, alpha=1.0 / n_neg if mean else 1.0)
         return pos
 
-    def _handed(self, param: Any, pos: Tensor | None, neg: Tensor | None) -> Tensor | None:
-        """``param`` detached where :meth:`_take_update` takes the running components as
-        they are (a sum or a mean with an append, in ``param``'s shape, dtype and
-        device), else ``None`` (:meth:`update` reads them)."""
+    def _handed(self, param: Any, pos: Tensor | None, neg: Tensor | None) -> bool:
+        """Whether :meth:`_take_update` takes the running components as they are (a sum
+        or a mean with an append, in ``param``'s shape, dtype and device; else
+        :meth:`update` reads them)."""
         if not isinstance(param, Tensor) or self._mode not in ("sum", "mean"):
-            return None
+            return False
         if pos is None and neg is None:
-            return None
-        w = param.detach()
-        shape, dtype, device = w.shape, w.dtype, w.device
+            return False
+        shape, dtype, device = param.shape, param.dtype, param.device
         for b in (pos, neg):
             if b is not None and not (b.dtype == dtype and b.shape == shape and b.device == device):
-                return None
-        return w
+                return False
+        return True
 
     def _bounded(self, w: Tensor, pos: Tensor | None, neg: Tensor | None,
                  owned: bool = False) -> Tensor | None:  # fmt: skip

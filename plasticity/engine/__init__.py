@@ -31,7 +31,7 @@ from .kernel import GEMM, Kernel
 from .plan import Plan, Product, compile_rule
 from .run import Sink, run_plan, signed_parts
 from .step import run_step
-from .window import run_window
+from .window import run_one_step, run_window
 
 __all__ = ["Plan", "Product", "Chunk", "Kernel", "GEMM", "KernelChooser", "CHOOSER", "compile_rule", "run_plan",
-           "signed_parts", "Sink", "run_window", "run_step"]  # fmt: skip
+           "signed_parts", "Sink", "run_window", "run_one_step", "run_step"]  # fmt: skip

@@ -397,9 +397,10 @@ class Sink:
                 self.extras[target].add_(value, alpha=alpha)
             else:
                 self.extras[target] = value if alpha == 1.0 else value.mul_(alpha)
-        else:
-            self.acc.add_(target, value, merge=target in self.started, finite=True, alpha=alpha,
-                          count=self.steps)  # fmt: skip
+        elif target in self.started:
+            self.acc.add_(target, value, merge=True, finite=True, alpha=alpha, count=self.steps)
+        elif alpha != 1.0 or not self.acc._hand_over(target, value, self.steps):
+            self.acc.add_(target, value, finite=True, alpha=alpha, count=self.steps)
         self.started.add(target)
 
     def close(self) -> None:

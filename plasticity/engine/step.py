@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..functional.correlate import Kernels
 from ..language import Signal
-from .plan import Plan
+from .plan import Plan, _roots
 from .run import Deliver, signed_parts
 
 __all__ = ["steppable", "run_step"]
@@ -39,7 +39,8 @@ class _Step:
 
     def __init__(self, plan: Plan, rows: dict[str, Tensor], state: dict[Any, Tensor]) -> None:
         self.plan, self.inputs, self.state = plan, rows, state
-        self.memo: dict[Signal, Any] = {}
+        self.ids = _keys(plan)
+        self.memo: dict[Any, Any] = {}  # by key: equal nodes of the plan share one
         self.new: dict[Signal, Tensor] = {}
 
     def decay(self, tau: float) -> float:
@@ -56,10 +57,11 @@ class _Step:
         return start if isinstance(start, Tensor) else torch.full_like(x, start)
 
     def value(self, s: Signal) -> Tensor | float:
+        key = self.ids.get(id(s), s)  # (an int: no node hashed per step)
         memo = self.memo
-        out = memo.get(s)
+        out = memo.get(key)
         if out is None:
-            out = memo[s] = s.step(self)
+            out = memo[key] = s.step(self)
         return out
 
     def input(self, f: Signal) -> Tensor:
@@ -69,6 +71,19 @@ class _Step:
             return x
         like = self.inputs["pre"]
         return torch.full(like.shape[:1], x, dtype=like.dtype, device=like.device)
+
+
+def _keys(plan: Plan) -> dict[int, int]:
+    """The one-step memo's key of every node the plan reads, by ``id`` (the plan holds
+    them): one int per distinct signal, shared by equal nodes (computed once per plan)."""
+    out = plan.__dict__.get("_step_keys")
+    if out is None:
+        seen: dict[Signal, int] = {}
+        out = plan.__dict__["_step_keys"] = {
+            id(x): seen.setdefault(x, len(seen))
+            for root in (*_roots(plan), *plan.filters) for x in root.walk()
+        }  # fmt: skip
+    return out
 
 
 def _rows_of(m: Any, like: Tensor) -> Any:
@@ -144,27 +159,39 @@ def _parts(x: Tensor | float | None, nonnegative: bool) -> Any:
 _ONE = ((1.0, None),)  # the factor 1
 
 
-def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
-                 elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
-    """One product's value on the step, for every combination of its factors' signed
-    parts, to ``deliver`` (the rule's update) or into ``elig`` (an eligibility trace).
+def _factors(compiled: tuple, step: _Step) -> tuple[Any, Any, Any]:
+    """The ``[(sign, part)]`` of a product's post, pre and row factors (:func:`_parts`).
     The factors are evaluated first (filters advance whether or not the product is 0);
     a factor that is 0 leaves the others unsplit."""
-    p, signed, to_elig, weight, ((s_post, n_post), (s_pre, n_pre), (s_mod, n_mod)) = compiled
+    (s_post, n_post), (s_pre, n_pre), (s_mod, n_mod) = compiled[4]
     value = step.value
     f_post = None if s_post is None else value(s_post)
     f_pre = None if s_pre is None else value(s_pre)
     f_mod = None if s_mod is None else value(s_mod)
-    posts = _parts(f_post, n_post)
-    pres = _parts(f_pre, n_pre) if posts else ()
-    mods = _parts(f_mod, n_mod) if pres else ()
+    # (a non-negative tensor whole, without a call)
+    posts = ((1.0, f_post),) if n_post and isinstance(f_post, Tensor) else _parts(f_post, n_post)
+    if not posts:
+        return posts, (), ()
+    pres = ((1.0, f_pre),) if n_pre and isinstance(f_pre, Tensor) else _parts(f_pre, n_pre)
+    return posts, pres, (_ONE if f_mod is None else _parts(f_mod, n_mod)) if pres else ()
+
+
+def _run_product(compiled: tuple, step: _Step, kernels: Kernels, deliver: Deliver,
+                 elig: dict[str, Tensor], scale: float) -> None:  # fmt: skip
+    """One product's value on the step, for every combination of its factors' signed
+    parts (:func:`_factors`), to ``deliver`` (the rule's update) or into ``elig`` (an
+    eligibility trace)."""
+    p, signed, to_elig, weight, _ = compiled
+    posts, pres, mods = _factors(compiled, step)
     alpha, rows = p.coef if signed else abs(p.coef) * scale, step.inputs
     for sp, a in posts:
         for sq, b in pres:
             for sm, m in mods:
                 sign = sp * sq * sm
                 v = _product(a, b, m, alpha * sign if signed else alpha, rows, kernels)
-                for s, part in _weighted(v, weight, kernels, signed):
+                parts = _weighted(v, weight, kernels, signed) if weight else (
+                    (1.0, v if v.is_contiguous() else v.contiguous()),)  # fmt: skip
+                for s, part in parts:
                     if signed:
                         _signed(p.target, part, to_elig, elig, deliver)
                     else:

@@ -16,7 +16,7 @@ from .plan import Plan
 from .run import NotFinite, Sink, finite
 from .step import run_step, steppable
 
-__all__ = ["run_window"]
+__all__ = ["run_window", "run_one_step"]
 
 
 def run_window(
@@ -54,7 +54,8 @@ def run_window(
     assert pre is not None and post is not None
     n = pre.shape[0]
     if n == 1 and bounds == [(0, 1)] and steppable(plan):  # online learning's fast path
-        return _one_step(plan, rows, state, Kernels(w, geometry, compute), sink(1), record)
+        one = {k: v[0] for k, v in rows.items() if v is not None}
+        return _one_step(plan, one, state, Kernels(w, geometry, compute), sink(1), record)
     sub = _sub_chunk(plan, pre.numel() // n, post.numel() // n, w, chunk, tables)
     for (a, b), nnz in zip(bounds, counts, strict=True):
         receiver = sink(b - a)
@@ -75,9 +76,10 @@ def _state_on(state: dict[str, Tensor] | None, weight: Tensor) -> dict[str, Tens
     if state is None:
         return {}
     dtype, device = weight.dtype, weight.device
-    if all(v.dtype == dtype and v.device == device for v in state.values()):
-        return dict(state)  # no conversion ops on the per-step path
-    return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    for v in state.values():
+        if v.dtype != dtype or v.device != device:
+            return {k: v.to(device=device, dtype=dtype) for k, v in state.items()}
+    return dict(state)  # no conversion ops on the per-step path
 
 
 def _steps(rows: dict[str, Tensor | None], start: int, end: int, n: int) -> dict[str, Tensor]:
@@ -98,13 +100,25 @@ def _sub_chunk(plan: Plan, n_pre: int, n_post: int, weight: Tensor, chunk: int,
     return max(1, int(budget / width) - 1) if width else chunk
 
 
-def _one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor],
+def run_one_step(plan: Plan, rows: dict[str, Tensor | None], state: dict[str, Tensor] | None,
+                 *, weight: Tensor, geometry: dict | None, compute: Any,
+                 receiver: Sink, record: dict[str, str]) -> dict[str, Tensor]:  # fmt: skip
+    """:func:`run_window` on a window of one step whose ``rows`` are the step's
+    (``[B, ...]``, not ``[1, B, ...]``: no slicing per step) for a plan that is
+    :func:`~plasticity.engine.step.steppable` (online learning: the caller checked the
+    step's values as for a chunk); ``receiver``: the :class:`Sink` of the step."""
+    one = {k: v for k, v in rows.items() if v is not None}
+    kernels = Kernels(weight, geometry, compute)
+    return _one_step(plan, one, _state_on(state, weight), kernels, receiver, record)
+
+
+def _one_step(plan: Plan, rows: dict[str, Tensor], state: dict[str, Tensor],
               kernels: Kernels, receiver: Sink, record: dict[str, str]) -> dict[str, Tensor]:  # fmt: skip
-    """A window of one step by :func:`~plasticity.engine.step.run_step` (no sub-chunks,
-    no counts, no kernel choice; errors as :func:`_checked`)."""
+    """A window of one step (``rows``: ``[B, ...]``) by
+    :func:`~plasticity.engine.step.run_step` (no sub-chunks, no counts, no kernel choice;
+    errors as :func:`_checked`)."""
     try:
-        out = run_step(plan, {k: v[0] for k, v in rows.items() if v is not None}, state,
-                       kernels, receiver.deliver, scale=receiver.scale)  # fmt: skip
+        out = run_step(plan, rows, state, kernels, receiver.deliver, scale=receiver.scale)
         _close(plan, receiver, out)
     except NotFinite as err:
         _failed(err, plan, state, 0, 1)

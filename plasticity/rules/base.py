@@ -32,7 +32,6 @@ from .checks import (
     _VOLT,
     _chunks,
     _fed_blocks,
-    _overflow_message,
     _overflow_risk,
     _refused_message,
     _steps_valid,
@@ -43,6 +42,7 @@ from .checks import (
     spike_count,
 )
 from .inputs import Inputs, check_fed_synapse
+from .online import _one_step_window, _overflowed
 
 __all__ = ["PlasticityRule", "check_positive", "check_amplitude", "spike_count"]
 
@@ -334,13 +334,15 @@ class PlasticityRule(nn.Module):
         if n <= 0:
             return
         fed = None if h._signals is None else h._fed_views(n)  # (all fed, or an error)
-        w = self._adapter.weight
-        dtype, device = w.dtype, w.device
-        views = [None if b is None else b.view(n) for b in (h._pre, h._post, h._volt, h._mod)]
-        for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
-            if v is not None and (v.dtype != dtype or v.device != device):
-                views[i] = v.to(device=device, dtype=dtype)
         try:
+            if n == 1 and _one_step_window(self, h, fed):  # online learning
+                return
+            w = self._adapter.weight
+            dtype, device = w.dtype, w.device
+            views = [None if b is None else b.view(n) for b in (h._pre, h._post, h._volt, h._mod)]
+            for i, v in enumerate(views):  # (buffers follow the weight: converted if it moved)
+                if v is not None and (v.dtype != dtype or v.device != device):
+                    views[i] = v.to(device=device, dtype=dtype)
             self._process(*views, self.chunk, checked=not h._unchecked, fed=fed)  # type: ignore[arg-type]
         finally:  # processed, or discarded by a ValueError
             h._consume(n)
@@ -377,13 +379,7 @@ class PlasticityRule(nn.Module):
                 record=self._choice, remembered=self._kernels,
             )  # fmt: skip
         except NotFinite as err:  # the chunks before it count
-            self._state = err.state or (None if err.cleared else self._state)
-            h = self._hooks
-            h._window_steps += err.start
-            inputs = ["graded spikes"] * (not binary) + ["membrane potentials"] * (
-                plan.reads_voltage) + ["rewards"] * plan.reads_mod + ["fed signals"] * bool(
-                plan.fed)  # fmt: skip
-            raise ValueError(_overflow_message(h._window_steps, err, inputs, w.dtype)) from None
+            _overflowed(self, err, plan, binary, w)
         h = self._hooks
         if bad is not None:
             step = h._window_steps + bad[0]

@@ -19,6 +19,7 @@ PRECISIONS = ("full", "bf16")
 COINCIDENT = ("ltp", "both", "none")
 _PRE, _POST = "the synapse's input spikes", "the neuron's output spikes"
 _VOLT = "the neuron's membrane potential values"
+_DISTRIBUTED = torch.distributed.is_available()  # (a build without it never has it)
 
 
 def _real(name: str, value: Any) -> float:
@@ -424,9 +425,7 @@ def reduces_across_ranks(distributed: bool | None) -> bool:
     ``torch.distributed`` is initialized (``distributed=None``, the default) or forced."""
     if distributed is False:
         return False
-    import torch.distributed as dist
-
-    initialized = dist.is_available() and dist.is_initialized()
+    initialized = _DISTRIBUTED and torch.distributed.is_initialized()
     if distributed and not initialized:
         raise RuntimeError("distributed=True but torch.distributed is not initialized")
     return initialized
