@@ -37,6 +37,23 @@ def _rows(crow: Tensor, nnz: int) -> Tensor:
     return torch.repeat_interleave(rows, counts.to(torch.int64), output_size=nnz)
 
 
+def _index_problem(crow: Tensor, col: Tensor, n_out: int, n_in: int) -> str | None:
+    """What is wrong with CSR indices for an ``[n_out, n_in]`` layer, or ``None``."""
+    if crow.shape != (n_out + 1,) or col.ndim != 1:
+        return f"its crow_indices have shape {tuple(crow.shape)}, expected ({n_out + 1},)"
+    crow, col = crow.cpu().to(torch.int64), col.cpu().to(torch.int64)
+    counts = crow[1:] - crow[:-1]
+    if int(crow[0]) != 0 or int(crow[-1]) != col.numel() or bool((counts < 0).any()):
+        return "its crow_indices are not row pointers of its col_indices"
+    if col.numel() and (int(col.min()) < 0 or int(col.max()) >= n_in):
+        return f"its col_indices go outside [0, {n_in})"
+    new_row = torch.zeros(col.numel(), dtype=torch.bool)
+    new_row[crow[1:-1][counts[1:] > 0]] = True  # the first synapse of each row after the first
+    if bool(((col[1:] <= col[:-1]) & ~new_row[1:]).any()):
+        return "its col_indices are not increasing within a row"
+    return None
+
+
 class _SparseProduct(torch.autograd.Function):
     """``y = x Wᵀ`` for ``x`` ``[M, in]`` and the CSR ``W`` ``[out, in]``; gradients w.r.t.
     the values (a sampled product at the stored pairs) and the input."""
@@ -212,6 +229,25 @@ class SparseLinear(nn.Module):
                            device=self.col_indices.device)  # fmt: skip
         rows, cols = self.indices.unbind(0)
         return mask.index_put_((rows, cols), torch.ones_like(rows, dtype=torch.bool))
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
+                              unexpected_keys, error_msgs) -> None:  # fmt: skip
+        # all or nothing: a row-pointer array copied without its column indices would
+        # describe synapses that do not exist (a CSR product then reads out of bounds)
+        crow, col = state_dict.get(prefix + "crow_indices"), state_dict.get(prefix + "col_indices")
+        if crow is not None and col is not None:
+            problem = _index_problem(crow, col, self.out_features, self.in_features)
+            if problem is None and col.numel() != self.nnz:
+                problem = (
+                    f"it stores {col.numel()} synapses, this layer {self.nnz}: build the layer "
+                    "with the checkpoint's connectivity, SparseLinear(in_features, "
+                    f"out_features, indices) (see `.indices`), then load"
+                )
+            if problem is not None:
+                error_msgs.append(f"SparseLinear {prefix or '(root)'}: cannot load: {problem}")
+                return
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
+                                      unexpected_keys, error_msgs)  # fmt: skip
 
     def extra_repr(self) -> str:
         density = self.nnz / (self.in_features * self.out_features)
