@@ -20,8 +20,8 @@ from ._connectivity import check_features, check_generator, connectivity_indices
 
 __all__ = ["SparseLinear"]
 
-#: elements of the temporaries of one block of the input's gradient
-_GRAD_BLOCK = 1 << 22
+#: elements of the temporaries of one block of the input's gradient (1 MiB of float32)
+_GRAD_BLOCK = 1 << 18
 
 
 def _csr(values: Tensor, crow: Tensor, col: Tensor, shape: tuple[int, int]) -> Tensor:

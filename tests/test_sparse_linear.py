@@ -4,12 +4,12 @@ dense-shaped tensor; snnTorch networks and sparse recurrence; checkpoints; devic
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 import snntorch as snn
 import torch
@@ -109,8 +109,6 @@ def test_draws_are_the_same_bits_in_another_process():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT, env={"PYTHONPATH": str(ROOT)}).stdout.split()  # fmt: skip
-    import hashlib
-
     for conn, digest in zip((0.03, 9), out, strict=True):
         fc = pl.SparseLinear(300, 200, conn, generator=seeded(11), bias=True)
         h = hashlib.sha256()
@@ -139,9 +137,8 @@ def test_a_probability_connects_independent_pairs():
 
 @pytest.mark.parametrize("k, autapses", [(1, True), (7, False), (30, True), (49, False)])
 def test_a_fixed_in_degree_draws_k_distinct_pre_neurons_uniformly(k, autapses):
-    n, n_out = 50, 2000
-    n_in = n if not autapses else n
-    n_out = n if not autapses else n_out
+    n_in = 50
+    n_out = 2000 if autapses else n_in  # (no autapses: a square layer)
     fc = pl.SparseLinear(n_in, n_out, k, generator=seeded(k), autapses=autapses)
     rows, cols = fc.indices
     assert torch.equal(torch.bincount(rows, minlength=n_out), torch.full((n_out,), k))
@@ -278,8 +275,11 @@ class LargestTensor(TorchDispatchMode):
         return out
 
 
-def test_no_dense_shaped_tensor_forward_or_backward():
-    n_in, n_out, T, B = 500, 400, 4, 8
+def test_no_dense_shaped_tensor_forward_or_backward(monkeypatch):
+    """The largest temporaries: the input, the output, nnz values, one block of the
+    input's gradient (made smaller here, so that the layer can stay small)."""
+    n_in, n_out, T, B = 600, 500, 4, 8
+    monkeypatch.setattr(pl.sparse, "_GRAD_BLOCK", 4096)
     fc = pl.SparseLinear(n_in, n_out, 0.02, generator=seeded(9), bias=True)
     x = (torch.rand(T, B, n_in, generator=seeded(10)) < 0.2).float().requires_grad_()
     watcher = LargestTensor()
@@ -303,26 +303,27 @@ def test_in_an_snntorch_network_and_as_sparse_recurrence():
     snn.RLeaky with the same weights as a dense recurrent nn.Linear."""
     n, T, B = 30, 25, 3
     g = seeded(12)
-    ff = pl.SparseLinear(20, n, 0.3, generator=g, dtype=torch.float64)
-    rec = pl.SparseLinear(n, n, 0.2, generator=g, autapses=False, dtype=torch.float64)
+    ff = pl.SparseLinear(20, n, 0.3, generator=g)
+    rec = pl.SparseLinear(n, n, 0.2, generator=g, autapses=False)
     with torch.no_grad():
         ff.weight.mul_(4.0), rec.weight.mul_(2.0)
-    x = (torch.rand(T, B, 20, generator=g) < 0.3).double()
+    x = (torch.rand(T, B, 20, generator=g) < 0.3).float()
     lif = leaky()
     rlif = snn.RLeaky(beta=0.8, linear_features=n, all_to_all=True,
-                      spike_grad=snn.surrogate.StraightThroughEstimator.apply).double()  # fmt: skip
+                      spike_grad=snn.surrogate.StraightThroughEstimator.apply)  # fmt: skip
     with torch.no_grad():
         rlif.recurrent.weight.copy_(rec.to_dense())
         rlif.recurrent.bias.zero_()
-    mem, spk = lif.init_leaky(), torch.zeros(B, n, dtype=torch.float64)
+    mem, spk = lif.init_leaky(), torch.zeros(B, n)
     rspk, rmem = rlif.init_rleaky()
     total = 0.0
-    for t in range(T):
-        spk, mem = lif(ff(x[t]) + rec(spk), mem)
-        rspk, rmem = rlif(ff(x[t]), rspk, rmem)
-        assert torch.equal(spk, rspk)
-        torch.testing.assert_close(mem, rmem, rtol=0, atol=1e-12)
-        total += float(spk.sum())
+    with torch.no_grad():
+        for t in range(T):  # (float32: snnTorch's straight-through spikes are float32)
+            spk, mem = lif(ff(x[t]) + rec(spk), mem)
+            rspk, rmem = rlif(ff(x[t]), rspk, rmem)
+            assert torch.equal(spk, rspk)
+            torch.testing.assert_close(mem, rmem, rtol=0, atol=1e-5)
+            total += float(spk.sum())
     assert total > 0
 
 
@@ -352,4 +353,6 @@ def test_devices_and_dtypes(device):
             pl.SparseLinear(50, 40, 0.1, generator=torch.Generator(device=device))
     half = pl.SparseLinear(50, 40, 0.1, generator=seeded(14)).to(device)
     assert half(x.float().to(device)).dtype == torch.float32
-    assert np.isfinite(half.to_dense().cpu().numpy()).all()
+    same = pl.SparseLinear(50, 40, 0.1, generator=seeded(14))
+    assert torch.equal(half.to_dense().detach().cpu(), same.to_dense().detach())
+    assert torch.equal(half.mask().cpu(), same.mask())
