@@ -356,3 +356,21 @@ def test_devices_and_dtypes(device):
     same = pl.SparseLinear(50, 40, 0.1, generator=seeded(14))
     assert torch.equal(half.to_dense().detach().cpu(), same.to_dense().detach())
     assert torch.equal(half.mask().cpu(), same.mask())
+
+
+def test_a_rule_on_a_sparse_linear_is_refused_with_the_pruned_equivalent():
+    """Rules learn on a SparseLinear in a later step; until then the message names the
+    dense equivalent, and that equivalent learns (absent synapses stay 0)."""
+    from torch.nn.utils import prune
+
+    sparse = pl.SparseLinear(12, 6, 0.3, generator=seeded(16))
+    with pytest.raises(TypeError, match="custom_from_mask"):
+        pl.STDP(sparse, leaky(), a_plus=0.1, a_minus=0.1, tau_plus=5.0, tau_minus=5.0)
+    fc = torch.nn.Linear(12, 6, bias=False)
+    with torch.no_grad():
+        fc.weight.copy_(sparse.to_dense())
+    prune.custom_from_mask(fc, "weight", sparse.mask())
+    rule = pl.STDP(fc, leaky(), a_plus=0.1, a_minus=0.1, tau_plus=5.0, tau_minus=5.0)
+    rule.observe(torch.ones(5, 1, 12), torch.ones(5, 1, 6))
+    dw = rule.step()
+    assert torch.all(dw[~sparse.mask()] == 0) and torch.all(dw[sparse.mask()] != 0)
