@@ -110,9 +110,14 @@ def drive(rule, fc, lif, path, data):
                 rule.reward(float(r[t]))
 
 
-@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-@pytest.mark.parametrize("path", ["hooks", "observe"])
-@pytest.mark.parametrize("name", sorted(RULES))
+# every rule through both paths with the clamping optimizer (soft bounds read the weight);
+# every optimizer with a rule of each kind: pair, weight-dependent, declared
+CASES = [(name, path, "Clamped") for name in sorted(RULES) for path in ("hooks", "observe")] + [
+    (name, path, opt) for name in ("STDP", "Oja", "Rule") for path in ("hooks", "observe")
+    for opt in sorted(OPTIMIZERS) if opt != "Clamped"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name, path, optimizer", CASES)
 def test_every_rule_and_optimizer_honours_a_pruning_mask(name, path, optimizer):
     fc, ref_fc, mask = pruned_pair(seed=len(name) + len(optimizer))
     rule = soft_bounds(RULES[name](fc, leaky()))
@@ -134,6 +139,8 @@ def test_every_rule_and_optimizer_honours_a_pruning_mask(name, path, optimizer):
         ref_fc.weight.grad = -(ref_dw * mask)  # the plain layer: its absent weights are 0
         opt.step(), ref_opt.step()
         opt.zero_grad(), ref_opt.zero_grad()
+        with torch.no_grad():  # (clamp_min > 0 would give the plain layer's absent weights)
+            ref_fc.weight.mul_(mask)
         effective = fc.weight_orig.detach() * fc.weight_mask
         assert torch.all(effective[absent] == 0)
         torch.testing.assert_close(effective, ref_fc.weight.detach(), rtol=1e-12, atol=1e-15)
@@ -185,3 +192,21 @@ def test_l1_normalization_with_a_mask_is_checked():
         pl.L1NormalizedParameterOptimizer([w], lr=1.0, norm=2.0, mask=torch.ones(4, 3))
     with pytest.raises(TypeError, match="`mask` must be a tensor"):
         pl.L1NormalizedParameterOptimizer([w], lr=1.0, norm=2.0, mask=[[1, 0]])
+
+
+def test_normalize_with_a_mask_against_a_loop():
+    """Each row's stored entries scaled to an L1 sum of ``norm``; absent ones untouched;
+    a row with nothing stored unchanged."""
+    from plasticity.optim import normalize_
+
+    g = torch.Generator().manual_seed(4)
+    w = torch.randn(5, 7, generator=g, dtype=torch.float64)
+    mask = torch.rand(5, 7, generator=g) < 0.5
+    mask[2] = False
+    expected = w.clone()
+    for i in range(5):
+        total = sum(abs(float(w[i, j])) for j in range(7) if mask[i, j])
+        for j in range(7):
+            if mask[i, j]:
+                expected[i, j] = w[i, j] * 3.0 / total
+    torch.testing.assert_close(normalize_(w, 3.0, mask=mask), expected, rtol=1e-14, atol=0)
