@@ -26,6 +26,8 @@ in the order data flows through them:
   compatible with ``rai_toolbox.optim``, apply the update and keep weights in range.
 * :class:`ShortTermPlasticity`: Tsodyks–Markram depression and facilitation of a
   synapse's input.
+* :class:`SparseLinear`: a synapse over a sparse connectivity (a probability, a fixed
+  in-degree, a mask or index pairs), one value per stored synapse.
 * :mod:`plasticity.monitor` (bounded recorders) and :mod:`plasticity.plot` (figures).
 
 ``help(plasticity.STDP)`` and the other classes show their arguments and an example; the
@@ -60,6 +62,7 @@ from .rules import (
     VogelsSprekeler,
 )
 from .short_term import ShortTermPlasticity
+from .sparse import SparseLinear
 
 __version__ = "0.1.0"
 
@@ -93,6 +96,7 @@ __all__ = [
     "SynapticScaling",
     "PlasticityRule",
     "ShortTermPlasticity",
+    "SparseLinear",
     "bounds",
     "functional",
     "monitor",

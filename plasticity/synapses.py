@@ -196,6 +196,12 @@ def synapse_adapter(module: object) -> SynapseAdapter:
         return DenseSynapse(module)
     if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         return ConvSynapse(module)
+    if name == "SparseLinear":
+        raise TypeError(
+            "`synapse` is a pl.SparseLinear: rules do not learn on it yet; meanwhile the same "
+            "network learns on a dense nn.Linear pruned to its synapses: "
+            "torch.nn.utils.prune.custom_from_mask(fc, 'weight', sparse.mask())"
+        )
     raise TypeError(
         f"`synapse` is a {type(module).__name__}; supported synapses are nn.Linear and nn.Conv1d/2d/3d"
     )

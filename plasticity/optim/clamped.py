@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.optim import SGD
 
 from .._grad import no_grad
-from .transforming import InnerOptLike, ParamTransformingOptimizer, _check_real
+from .transforming import InnerOptLike, ParamTransformingOptimizer, _check_real, _reshape_to_batch
 
 __all__ = [
     "ClampedGradientOptimizer",
@@ -121,7 +121,12 @@ class ClampedParameterOptimizer(_ClampedOptim):
 
 @no_grad
 def normalize_(
-    weight: Tensor, norm: float, *, dim: int | tuple[int, ...] = -1, eps: float = 0.0
+    weight: Tensor,
+    norm: float,
+    *,
+    dim: int | tuple[int, ...] = -1,
+    eps: float = 0.0,
+    mask: Tensor | None = None,
 ) -> Tensor:
     r"""Scales ``weight`` in-place so that the L1 norm along ``dim`` equals ``norm``.
 
@@ -129,7 +134,9 @@ def normalize_(
 
     For a ``[N_out, N_in]`` synapse and ``dim=-1`` each post-neuron's incoming weights
     sum to ``norm`` (Diehl & Cook 2015 use ``norm = 78`` for 784 inputs). Slices whose
-    L1 norm is ``<= eps`` are left unchanged (no division by zero).
+    L1 norm is ``<= eps`` are left unchanged (no division by zero). ``mask`` (weight-shaped,
+    nonzero: the synapse exists; e.g. a pruned layer's ``weight_mask``) restricts the norm
+    and the scaling to the existing synapses; the others are left as they are.
 
     Example:
         >>> import torch
@@ -139,10 +146,14 @@ def normalize_(
                 [0.0000, 0.0000]])
     """
     _check_norm("normalize_", norm)
-    total = weight.abs().sum(dim=dim, keepdim=True)
+    present = None if mask is None else mask != 0
+    stored = weight.abs() if present is None else weight.abs() * present
+    total = stored.sum(dim=dim, keepdim=True)
     scale = torch.where(
         total > eps, norm / total.clamp_min(torch.finfo(weight.dtype).tiny), torch.ones_like(total)
     )
+    if present is not None:
+        scale = torch.where(present, scale, torch.ones_like(scale))
     return weight.mul_(scale)
 
 
@@ -155,6 +166,10 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
 
     Args:
         norm: target L1 sum of each slice (Diehl & Cook 2015: 78 for 784 inputs). Per group.
+        mask: ``None``, or a tensor shaped like each parameter of the group whose nonzero
+            entries are the synapses that exist: the norm is over those only, the others
+            are not touched. For a layer pruned by ``torch.nn.utils.prune``: optimize
+            ``weight_orig`` with ``mask=layer.weight_mask``. Per group.
         params, InnerOpt, param_ndim, defaults, inner_opt_kwargs: as for
             :class:`ParamTransformingOptimizer`.
 
@@ -175,6 +190,7 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
         InnerOpt: InnerOptLike = SGD,
         *,
         norm: float | None = None,
+        mask: Tensor | None = None,
         param_ndim: int | None = -1,
         defaults: dict[str, Any] | None = None,
         **inner_opt_kwargs: Any,
@@ -182,14 +198,30 @@ class L1NormalizedParameterOptimizer(ParamTransformingOptimizer):
         """Builds the optimizer; arguments: ``help(plasticity.optim.L1NormalizedParameterOptimizer)``."""
         defaults = dict(defaults or {})
         defaults.setdefault("norm", norm)
+        defaults.setdefault("mask", mask)
         super().__init__(
             params, InnerOpt, defaults=defaults, param_ndim=param_ndim, **inner_opt_kwargs
         )
 
     def _validate_group(self, group: dict[str, Any]) -> None:
         super()._validate_group(group)
-        _check_norm(type(self).__name__, group.get("norm"))
+        where = type(self).__name__
+        _check_norm(where, group.get("norm"))
+        mask = group.get("mask")
+        if mask is None:
+            return
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"{where}: `mask` must be a tensor or None, got {type(mask).__name__}")
+        for p in group["params"]:
+            if mask.shape != p.shape:
+                raise ValueError(
+                    f"{where}: `mask` has shape {tuple(mask.shape)} but a parameter of its group "
+                    f"has shape {tuple(p.shape)}; give each parameter its own group and mask"
+                )
 
     def _post_step_transform_(self, param: Tensor, optim_group: dict[str, Any]) -> None:
         dims = tuple(range(1, param.ndim))
-        normalize_(param, optim_group["norm"], dim=dims)
+        mask = optim_group.get("mask")
+        if mask is not None:
+            mask = _reshape_to_batch(mask, optim_group["param_ndim"])
+        normalize_(param, optim_group["norm"], dim=dims, mask=mask)
