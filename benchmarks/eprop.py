@@ -15,9 +15,10 @@ sequences. Every method runs one window on the same inputs:
   it: the presynaptic traces z̄ (α for the input and recurrent synapses, κ for the readout),
   ψ, the eligibility ``e = ψ z̄`` and the filtered eligibility ``ē = κ ē + e`` kept per
   synapse and per sample (``[B, N_post, N_pre]``, in place), the learning signal
-  ``L = δ B`` and ``g += Σ_b L ē`` (one ``einsum``), ``g_out += δᵀ z̄`` (``addmm_``),
-  ``Σ e`` and the spike counts for the regularization; the batch mean and ``.grad`` at
-  the end.
+  ``L = δ B`` and ``g += Σ_b L ē`` (a product and a sum over the batch: 3x faster here
+  than ``einsum("bj,bji->ji")`` or ``bmm``), ``g_out += δᵀ z̄`` and ``Σ_b e = ψᵀ z̄``
+  (``addmm_``) and the spike counts for the regularization; the batch mean and ``.grad``
+  at the end.
 
 Before timing, :func:`check` runs ``ours`` and ``plain`` on the same window and compares the
 three Δw (largest |difference| / largest |Δw|), in float32 and float64; the benchmark
@@ -163,8 +164,8 @@ def plain(net: Net):
                                             (e_rec, eb_rec, z_bar, g_rec, sum_rec)):  # fmt: skip
                     torch.mul(psi[:, :, None], pre[:, None, :], out=e)  # e = ψ z̄
                     e_bar.mul_(kappa).add_(e)  # ē = κ ē + e
-                    g.add_(torch.einsum("bj,bji->ji", signal, e_bar))  # Σ_b L ē
-                    s.add_(e.sum(0))  # Σ_b e, for the regularization
+                    g.add_((signal[:, :, None] * e_bar).sum(0))  # Σ_b L ē
+                    s.addmm_(psi.t(), pre)  # Σ_b e = Σ_b ψ z̄ᵀ, for the regularization
                 g_out.addmm_(delta.t(), z_out)  # Σ_b δ z̄_κ
                 count.add_(spk.sum(0))
             rate = count / (batch * steps)
