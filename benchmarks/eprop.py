@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import time
 from pathlib import Path
 
 import snntorch as snn
@@ -130,11 +131,43 @@ def ours(net: Net):
     return run
 
 
+def split(net: Net, repeats: int) -> dict[str, float]:
+    """Where ``ours`` spends a window (ms, the minimum of ``repeats`` windows each): the
+    forward passes with the hooks, ``target()`` and ``step()``; with the forward alone,
+    the hooks' share."""
+    rule = pl.EProp(net.fc, net.rlif, net.out, net.readout, gamma=GAMMA, width=WIDTH,
+                    c_reg=C_REG, f_target=F_TARGET, feedback="random")  # fmt: skip
+    alone = forward(Net(net.x.shape[1], net.x.shape[0]))
+    clock = time.perf_counter
+    best: dict[str, float] = {}
+    for _ in range(repeats + 1):  # (the first: the warm-up)
+        spent = dict.fromkeys(("forward_hooks", "target", "step", "forward"), 0.0)
+        spk, mem = net.rlif.init_rleaky()
+        y = net.readout.init_leaky()
+        with torch.no_grad():
+            for t in range(net.x.shape[0]):
+                start = clock()
+                spk, mem, y = net.step(spk, mem, y, t)
+                middle = clock()
+                rule.target(net.y_star[t])
+                spent["forward_hooks"] += middle - start
+                spent["target"] += clock() - middle
+        start = clock()
+        rule.step()
+        spent["step"] = clock() - start
+        start = clock()
+        alone()
+        spent["forward"] = clock() - start
+        best = {k: min(best.get(k, math.inf), v * 1e3) for k, v in spent.items()}
+    best["hooks"] = best["forward_hooks"] - best["forward"]
+    return best
+
+
 def plain(net: Net):
     """The per-step e-prop loop in plain torch (the module's docstring)."""
     batch, dtype = net.x.shape[1], net.x.dtype
     alpha, kappa, theta = float(net.rlif.beta), float(net.readout.beta), 1.0
-    w_out, feedback = net.out.weight, net.feedback
+    feedback = net.feedback
 
     def zeros(*shape):
         return torch.zeros(*shape, dtype=dtype)
@@ -209,6 +242,7 @@ def measure(batch: int, steps: int, repeats: int) -> dict:
            "ours_update_ms": best["ours"] - best["forward"],
            "plain_update_ms": best["plain"] - best["forward"],
            "relative_difference": agree}  # fmt: skip
+    row["ours_split_ms"] = split(Net(batch, steps), repeats)
     row["plain_over_ours"] = best["plain"] / best["ours"]
     row["plain_over_ours_update"] = row["plain_update_ms"] / max(row["ours_update_ms"], 1e-9)
     return row
@@ -241,6 +275,16 @@ def table(rows: list[dict], header: str) -> str:
             f"| {r['plain_over_ours']:.1f}x, {r['plain_over_ours_update']:.1f}x "
             f"| {d['float32']:.0e}, {d['float64']:.0e} |"
         )
+    lines += ["", "Where `ours` spends a window (ms; each part the minimum over the repeats, "
+              "timed inside the loop): the hooks (forward passes with the hooks − the forward "
+              "alone), `target()` every step (error, learning signal, three `feed`s) and "
+              "`step()` (the engine on the buffered steps, the regularization, `.grad`):", "",
+              "| B | hooks | target() | step() | sum | ours − forward (interleaved) |",
+              "|---|---|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        s = r["ours_split_ms"]
+        lines.append(f"| {r['batch']} | {s['hooks']:.0f} | {s['target']:.0f} | {s['step']:.0f} "
+                     f"| {s['hooks'] + s['target'] + s['step']:.0f} | {r['ours_update_ms']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -249,8 +293,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=1000, help="steps per window")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared machine, 2 threads of these "
+                        "per-step loops of small ops spin and stall)")  # fmt: skip
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     pinned = pin_allocator()
     header = (f"e-prop, {N_IN} inputs → {N_REC} recurrent LIF → {N_OUT} readout, one window "
               f"of {args.steps} steps (times in ms per window); torch {torch.__version__}, "
