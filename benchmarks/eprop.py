@@ -283,8 +283,10 @@ def table(rows: list[dict], header: str) -> str:
               "|---|---|---|---|---|---|"]  # fmt: skip
     for r in rows:
         s = r["ours_split_ms"]
-        lines.append(f"| {r['batch']} | {s['hooks']:.0f} | {s['target']:.0f} | {s['step']:.0f} "
-                     f"| {s['hooks'] + s['target'] + s['step']:.0f} | {r['ours_update_ms']:.0f} |")
+        lines.append(
+            f"| {r['batch']} | {s['hooks']:.0f} | {s['target']:.0f} | {s['step']:.0f} "
+            f"| {s['hooks'] + s['target'] + s['step']:.0f} | {r['ours_update_ms']:.0f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
