@@ -242,10 +242,46 @@ def measure(batch: int, steps: int, repeats: int) -> dict:
            "ours_update_ms": best["ours"] - best["forward"],
            "plain_update_ms": best["plain"] - best["forward"],
            "relative_difference": agree}  # fmt: skip
+    cpu = cpu_times(methods, repeats)
+    row.update({f"{k}_cpu_ms": v for k, v in cpu.items()})
+    row["plain_over_ours_cpu_update"] = (cpu["plain"] - cpu["forward"]) / max(
+        cpu["ours"] - cpu["forward"], 1e-9
+    )
+    row["aten_ops_per_step"] = aten_ops(batch)
     row["ours_split_ms"] = split(Net(batch, steps), repeats)
     row["plain_over_ours"] = best["plain"] / best["ours"]
     row["plain_over_ours_update"] = row["plain_update_ms"] / max(row["ours_update_ms"], 1e-9)
     return row
+
+
+def cpu_times(methods: dict, repeats: int) -> dict[str, float]:
+    """The process's CPU time per call of each method (ms, the minimum over ``repeats``
+    turns; one thread): on a shared machine it moves less with the other processes' load
+    than the wall time does (caches and memory bandwidth are still shared)."""
+    best = dict.fromkeys(methods, math.inf)
+    for _ in range(repeats):
+        for name, fn in methods.items():
+            start = time.process_time()
+            fn()
+            best[name] = min(best[name], (time.process_time() - start) * 1e3)
+    return best
+
+
+def aten_ops(batch: int, steps: int = 100) -> dict[str, float]:
+    """Top-level aten operators per step of each method (``torch.profiler``; counts do
+    not depend on the load)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    out = {}
+    for name, make in (("forward", forward), ("ours", ours), ("plain", plain)):
+        run = make(Net(batch, steps))
+        run()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            run()
+        top = [e for e in prof.events() if e.name.startswith("aten::") and (
+            e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::"))]  # fmt: skip
+        out[name] = len(top) / steps
+    return out
 
 
 def _rate(net: Net) -> float:
@@ -274,6 +310,18 @@ def table(rows: list[dict], header: str) -> str:
             f"| {r['plain_ms']:.0f} | {r['ours_update_ms']:.0f}, {r['plain_update_ms']:.0f} "
             f"| {r['plain_over_ours']:.1f}x, {r['plain_over_ours_update']:.1f}x "
             f"| {d['float32']:.0e}, {d['float64']:.0e} |"
+        )
+    lines += ["", "CPU time of the process (ms per window, minimum of the repeats; less "
+              "sensitive to the machine's load than the wall time) and top-level aten "
+              "operators per step (`torch.profiler`):", "",
+              "| B | CPU: forward, ours, plain | CPU, update alone: plain / ours | aten ops per "
+              "step: forward, ours, plain |", "|---|---|---|---|"]  # fmt: skip
+    for r in rows:
+        ops = r["aten_ops_per_step"]
+        lines.append(
+            f"| {r['batch']} | {r['forward_cpu_ms']:.0f}, {r['ours_cpu_ms']:.0f}, "
+            f"{r['plain_cpu_ms']:.0f} | {r['plain_over_ours_cpu_update']:.1f}x "
+            f"| {ops['forward']:.0f}, {ops['ours']:.0f}, {ops['plain']:.0f} |"
         )
     lines += ["", "Where `ours` spends a window (ms; each part the minimum over the repeats, "
               "timed inside the loop): the hooks (forward passes with the hooks − the forward "
