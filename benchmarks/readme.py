@@ -108,8 +108,10 @@ SECTIONS = {
         "the end); and a plain per-step torch e-prop loop doing the same update, the "
         "eligibility `e = ψ z̄` and the filtered eligibility `ē = κ ē + e` kept per synapse "
         "and sample (`[B, N_post, N_pre]`, in place), `g += Σ_b L ē` every step. Before timing, "
-        "the three Δw of both are compared (float32 and float64). The second table splits "
-        "ours' window into the hooks, `target()` and `step()`.",
+        "the three Δw of both are compared (float32 and float64). The second table gives the "
+        "process's CPU time (on a shared machine less load-dependent than the wall time) and "
+        "the aten operators per step; the third splits ours' window into the hooks, "
+        "`target()` and `step()`.",
     ),
 }
 
