@@ -15,7 +15,8 @@ import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling", "online", "engine_targets")
+NAMES = ("stdp_dense", "stdp_rules", "stdp_conv", "distributed_scaling", "online", "engine_targets",
+         "eprop")
 
 HEADER = """\
 # Benchmarks
@@ -97,6 +98,20 @@ SECTIONS = {
         "and the copies of the steps; MSTDPET's eligibility, carried across windows, needs "
         "each product twice (weighted by the reward's future and by the eligibility's decay), "
         "which is why it is closest to the per-step loop.",
+    ),
+    "eprop": (
+        "e-prop (`benchmarks/eprop.py`)",
+        "NEST's regression tutorial's network (100 frozen-Poisson inputs at 5 % → `snn.RLeaky` "
+        "of 100 LIF neurons → one leaky readout, τ = 30 steps, c_reg = 300, random feedback), "
+        "one window of 1000 steps, B = 1 (the tutorial) and 32, one torch thread: the snnTorch "
+        "forward pass alone; `pl.EProp` through its hooks (`target()` every step, `step()` at "
+        "the end); and a plain per-step torch e-prop loop doing the same update, the "
+        "eligibility `e = ψ z̄` and the filtered eligibility `ē = κ ē + e` kept per synapse "
+        "and sample (`[B, N_post, N_pre]`, in place), `g += Σ_b L ē` every step. Before timing, "
+        "the three Δw of both are compared (float32 and float64). The second table gives the "
+        "process's CPU time (on a shared machine less load-dependent than the wall time) and "
+        "the aten operators per step; the third splits ours' window into the hooks, "
+        "`target()` and `step()`.",
     ),
 }
 

@@ -124,6 +124,18 @@ def test_rules_benchmark_script_runs_at_a_tiny_size(tmp_path):
     assert (tmp_path / "stdp_rules.md").read_text().count("| mstdpet |") == 1
 
 
+def test_eprop_benchmark_runs_at_a_tiny_size_and_its_plain_loop_equals_eprop(tmp_path):
+    """benchmarks/eprop.py: its plain per-step loop (eligibility kept per synapse) and
+    ``pl.EProp`` give the same three Δw (float32 and float64; ``check`` raises otherwise)."""
+    eprop = benchmark("eprop")
+    rows = eprop.main(["--steps", "20", "--batch", "2", "--repeats", "1", "--out", str(tmp_path)])
+    assert [r["batch"] for r in rows] == [2]
+    diff = rows[0]["relative_difference"]
+    assert diff["float32"] < 1e-5 and diff["float64"] < 1e-11
+    assert rows[0]["ours_ms"] > 0 and rows[0]["plain_ms"] > 0 and rows[0]["aten_ops_per_step"]["ours"] > 0
+    assert (tmp_path / "eprop.md").read_text().count("| 100→100→1 | 2 | 20 |") == 1
+
+
 def test_benchmarks_readme_is_generated_from_the_tables(tmp_path):
     readme = benchmark("readme")
     (tmp_path / "stdp_conv.md").write_text("Conv2d, T = 5\n\n| B | ours |\n|---|---|\n| 1 | 1.2 |\n")
