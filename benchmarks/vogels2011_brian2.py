@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-BIN_S = 0.1  # rate and weight sampling
+BIN_S = 0.1  # rate bins, and the weight sampling unless --sample-every
 SETTLED_S = 2.0  # the settled rate: mean over the last SETTLED_S seconds
 COMMIT = "aec54d2afae3621f42be2a7030b9bb6f21488571"
 
@@ -52,7 +52,12 @@ def _load() -> list[float]:
 
 
 def run_seed(
-    seed: int, ne: int = 8000, simtime_s: float = 10.0, raster_n: int = 400, eps: float = 0.02
+    seed: int,
+    ne: int = 8000,
+    simtime_s: float = 10.0,
+    raster_n: int = 400,
+    eps: float = 0.02,
+    sample_s: float = BIN_S,
 ) -> dict:
     """One run of the example (runtime device, Cython), its recordings as plain lists."""
     import brian2 as b2
@@ -125,8 +130,8 @@ dApost/dt=-Apost/tau_stdp : 1 (event-driven)
         ``before_run`` preparation), the whole, the process CPU, and per code object."""
         loop_s, prof = 0.0, {}
         t0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(round(seconds / BIN_S)):
-            net.run(BIN_S * second, namespace=namespace, profile=True)
+        for _ in range(round(seconds / sample_s)):
+            net.run(sample_s * second, namespace=namespace, profile=True)
             loop_s += get_device()._last_run_time
             for obj, spent in net.profiling_info:
                 prof[obj] = prof.get(obj, 0.0) + float(spent / second)
@@ -186,7 +191,7 @@ dApost/dt=-Apost/tau_stdp : 1 (event-driven)
         "rate_e_first_s_hz": float((t_e < 1.0 - 1e-9).sum() / NE),
         "rate_e_hz": np.round(rate_e, 4).tolist(),
         "rate_i_hz": np.round(rate_i, 4).tolist(),
-        "w_ie_t_s": [round(k * BIN_S, 3) for k in range(len(w_stats))],
+        "w_ie_t_s": [round(k * sample_s, 3) for k in range(len(w_stats))],
         "w_ie_mean": [x[0] for x in w_stats],
         "w_ie_median": [x[1] for x in w_stats],
         "w_ie_max": [x[2] for x in w_stats],
@@ -228,6 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ne", type=int, default=8000, help="excitatory neurons (NI = NE/4)")
     parser.add_argument("--simtime", type=float, default=10.0, help="simulated seconds")
     parser.add_argument("--epsilon", type=float, default=0.02, help="connection probability")
+    parser.add_argument(
+        "--sample-every", type=float, default=BIN_S, help="seconds between weight samples"
+    )
     parser.add_argument("--raster-n", type=int, default=400, help="excitatory neurons in rasters")
     parser.add_argument("--out", default="benchmarks/results")
     parser.add_argument("--cache-dir", default="/tmp/brian2-cython-cache")
@@ -250,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         old = json.loads(path.read_text())
         runs = [r for r in old["runs"] if r["seed"] not in args.seeds]
     for seed in args.seeds:
-        r = run_seed(seed, args.ne, args.simtime, args.raster_n, args.epsilon)
+        r = run_seed(seed, args.ne, args.simtime, args.raster_n, args.epsilon, args.sample_every)
         runs.append(r)
         print(
             f"seed {seed}: settled E rate {r['settled_rate_e_hz']:.2f} Hz "
@@ -279,6 +287,7 @@ def main(argv: list[str] | None = None) -> None:
             "simtime_s": args.simtime,
             "plasticity_on_s": 1.0,
             "bin_s": BIN_S,
+            "w_sample_s": args.sample_every,
             "settled_window_s": [args.simtime - SETTLED_S, args.simtime],
             "raster_neurons": args.raster_n,
             "runs": runs,
