@@ -78,7 +78,10 @@ def test_the_committed_runs_are_what_the_note_says(path):
         w = np.asarray(r["w_ie_mean"])  # at t = 0, 0.1, ..., t_end: 1e-10 until plasticity
         assert len(w) == len(rate_e) + 1 and np.allclose(w[:11], 1e-10)
         assert w[-1] == pytest.approx(r["w_ie_final_mean"]) and np.all(np.diff(w[11:]) > 0)
-        for name, (t0, t1) in (("raster_before", (0.8, 1.0)), ("raster_after", (t_end - 0.2, t_end))):
+        for name, (t0, t1) in (
+            ("raster_before", (0.8, 1.0)),
+            ("raster_after", (t_end - 0.2, t_end)),
+        ):
             steps = np.asarray(r[name]["step"])
             assert steps.min() >= round(t0 / 1e-4) and steps.max() < round(t1 / 1e-4)
             assert max(r[name]["neuron"]) < data["raster_neurons"]
