@@ -81,12 +81,17 @@ bench: $(VENV)/.installed-bench
 gpu-check: $(VENV)/.installed-dev
 	$(PY) benchmarks/gpu_check.py --out benchmarks/results
 
-# Brian2's STDP example, 10 seeds, for `make demo` to compare with (docs/models/song2000.md).
+# Brian2's STDP example, 10 seeds, for `make demo` to compare with (docs/models/song2000.md),
+# and Brian2's Vogels et al. (2011) example, 5 seeds at full size (10^4 neurons, 10 s) and at
+# the reduced size of the suite's test (800 + 200 neurons at 20 %: the same in-degrees), for
+# models/vogels2011.py (docs/vogels2011_brian2.md; ~3 min a full-size seed on 2 loaded cores).
 # Its own environment: Brian2 2.9 (the last for Python 3.11) does not import with numpy 2.4
 reference:
 	$(PYTHON) -m venv .venv-brian2
 	.venv-brian2/bin/python -m pip install -q "brian2>=2.7" "numpy<2.4"
 	.venv-brian2/bin/python benchmarks/song2000_brian2.py --seeds 0 1 2 3 4 5 6 7 8 9 --out benchmarks/results
+	.venv-brian2/bin/python benchmarks/vogels2011_brian2.py --seeds 0 1 2 3 4 --out benchmarks/results
+	.venv-brian2/bin/python benchmarks/vogels2011_brian2.py --ne 800 --epsilon 0.2 --seeds 0 1 2 3 4 --out benchmarks/results
 
 # NEST 3.10's synapse models on fixed spike trains, the weights into tests/data/nest_reference.json,
 # which tests/test_nest_reference.py checks our rules against (docs/matching_nest.md). Its own
