@@ -69,6 +69,7 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/stdp_conv.py --out benchmarks/results
 	$(PY) benchmarks/distributed_scaling.py --out benchmarks/results
 	$(PY) benchmarks/online.py --out benchmarks/results
+	$(PY) benchmarks/fed_signal.py
 	$(PY) benchmarks/eprop.py --out benchmarks/results
 	# the engine before the rule language, for engine_targets.py to run beside this one
 	rm -rf .bench-old && mkdir -p .bench-old && git archive 0e67eb4 plasticity | tar -x -C .bench-old
