@@ -18,7 +18,8 @@ same order), so iteration 1 is NEST's (no learning has happened yet). NEST's own
 (``make reference-nest``, ``tests/data/nest_eprop.json``) are shown beside ours.
 
 Run ``python -m models.eprop_regression --out results`` (``--seeds 1 2 3 4 5``,
-``--iterations 200``).
+``--iterations 200``; ``--batch 32`` learns from 32 sequences per iteration, the tutorial's
+and 31 other frozen-Poisson inputs).
 """
 
 from __future__ import annotations
@@ -102,15 +103,33 @@ def network(d: dict[str, np.ndarray], s: dict = SETTINGS, dtype: torch.dtype = t
     return (fc, rlif, out, readout), rule, optimizer, zeta_out
 
 
+def _inputs(d: dict[str, np.ndarray], seed: int, batch: int, s: dict,
+            dtype: torch.dtype) -> torch.Tensor:  # fmt: skip
+    """``[T, batch, n_in]``: the tutorial's frozen input first, then ``batch − 1`` other
+    frozen-Poisson inputs of the same rate (NumPy, seeded by ``seed``; none at step 0)."""
+    x = [d["x"]]
+    rs = np.random.RandomState(10_000 + seed)
+    for _ in range(batch - 1):
+        extra = (rs.rand(s["steps"], s["n_in"]) < s["p_input"]).astype(np.float64)
+        extra[0] = 0.0
+        x.append(extra)
+    return torch.as_tensor(np.stack(x, axis=1), dtype=dtype)
+
+
 def train(seed: int = 1, iterations: int = 200, s: dict = SETTINGS,
-          dtype: torch.dtype = torch.float64) -> dict:  # fmt: skip
+          dtype: torch.dtype = torch.float64, batch: int = 1) -> dict:  # fmt: skip
     """``iterations`` sequences of the tutorial for ``seed``, one update each. Returns the
     loss ½Σ_t (y_t − y*_t)² per iteration (NEST's), the readout of the first and the last
-    iteration, the recurrent spikes of the last, and the wall time of the iterations."""
+    iteration, the recurrent spikes of the last, and the wall time of the iterations.
+
+    ``batch > 1``: every iteration runs ``batch`` sequences at once (the tutorial's input and
+    ``batch − 1`` other frozen-Poisson inputs, one target), each with its own eligibility,
+    and updates once with their mean gradient; the loss and readouts are the tutorial
+    sequence's (sample 0)."""
     d = draws(seed, s)
     (fc, rlif, out, readout), rule, optimizer, _ = network(d, s, dtype)
-    x = torch.as_tensor(d["x"], dtype=dtype)[:, None]  # [T, 1, n_in]
-    target = torch.as_tensor(d["target"], dtype=dtype).view(-1, 1, 1)
+    x = _inputs(d, seed, batch, s, dtype)  # [T, batch, n_in]
+    target = torch.as_tensor(d["target"], dtype=dtype).view(-1, 1, 1).expand(-1, batch, 1)
     steps = s["steps"]
     losses, ys = [], torch.zeros(2, steps, dtype=dtype)
     spikes = torch.zeros(steps, s["n_rec"], dtype=dtype)
@@ -129,11 +148,11 @@ def train(seed: int = 1, iterations: int = 200, s: dict = SETTINGS,
                     spikes[t] = spk[0]
         rule.step()
         optimizer.step()
-        losses.append(0.5 * float(((y_all - target.view(-1)) ** 2).sum()))
+        losses.append(0.5 * float(((y_all - target[:, 0, 0]) ** 2).sum()))
         if it in (0, iterations - 1):
             ys[0 if it == 0 else 1] = y_all
     wall = time.perf_counter() - start
-    return {"seed": seed, "losses": losses, "readout_first": ys[0].tolist(),
+    return {"seed": seed, "batch": batch, "losses": losses, "readout_first": ys[0].tolist(),
             "readout_last": ys[1].tolist(), "target": d["target"].tolist(),
             "spikes_last": [np.flatnonzero(spikes[:, j].numpy()).tolist() for j in range(s["n_rec"])],
             "wall_s": wall}  # fmt: skip
@@ -197,11 +216,14 @@ def plot(runs: list[dict], nest: dict | None, out: Path) -> Path:
 
 
 def run(out: str | Path | None = "results", seeds: tuple[int, ...] = (1, 2, 3, 4, 5),
-        iterations: int = 200, reference: str | Path | None = REFERENCE) -> dict:  # fmt: skip
-    """Trains every seed, writes ``eprop_regression.json`` and the figure to ``out``."""
-    runs = [train(seed, iterations) for seed in seeds]
+        iterations: int = 200, reference: str | Path | None = REFERENCE,
+        batch: int = 1) -> dict:  # fmt: skip
+    """Trains every seed (``batch`` sequences per iteration: :func:`train`), writes
+    ``eprop_regression.json`` and the figure to ``out``."""
+    runs = [train(seed, iterations, batch=batch) for seed in seeds]
     nest = load_reference(reference)
-    result = {"settings": {**SETTINGS, "iterations": iterations}, "runs": runs, "paths": []}
+    settings = {**SETTINGS, "iterations": iterations, "batch": batch}
+    result = {"settings": settings, "runs": runs, "paths": []}
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -217,15 +239,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     parser.add_argument("--iterations", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1,
+                        help="sequences per iteration (the tutorial's first; loss of that one)")
     args = parser.parse_args(argv)
-    r = run(args.out, tuple(args.seeds), args.iterations)
+    r = run(args.out, tuple(args.seeds), args.iterations, batch=args.batch)
     nest = r["nest"]
     for x in r["runs"]:
         line = f"seed {x['seed']}: loss {x['losses'][0]:.2f} -> {x['losses'][-1]:.2f}"
         if nest is not None and x["seed"] in nest["seeds"]:
             k = nest["seeds"].index(x["seed"])
             line += f"  (NEST {nest['losses'][k, 0]:.2f} -> {nest['losses'][k, len(x['losses']) - 1]:.2f})"
-        print(f"{line}; {x['wall_s']:.1f} s for {args.iterations} iterations")
+        per = x["wall_s"] / (args.iterations * args.batch) * 1e3
+        print(f"{line}; {x['wall_s']:.1f} s for {args.iterations} iterations of "
+              f"{args.batch} sequence(s), {per:.0f} ms per sequence")  # fmt: skip
     finals = [x["losses"][-1] for x in r["runs"]]
     print(f"final loss: ours median {np.median(finals):.2f} (range {min(finals):.2f}-{max(finals):.2f})", end="")
     if nest is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 
 def test_stdp_window_fits_recover_the_parameters(tmp_path):
@@ -194,3 +195,22 @@ def test_eprop_regression_starts_as_nest_and_learns_as_nest(tmp_path):
     r = eprop_regression.run(tmp_path, seeds=(1,), iterations=2)
     np.testing.assert_allclose(r["runs"][0]["losses"], nest["losses"][0, :2].numpy(), rtol=1e-6)
     assert sorted(p.name for p in r["paths"]) == ["eprop_regression.json", "eprop_regression.png"]
+
+
+def test_eprop_regression_in_batches_keeps_the_tutorial_sequence_first():
+    """``batch=3``: the first sample is the tutorial's sequence, so iteration 1 (no learning
+    yet) has NEST's loss; the other inputs are new frozen-Poisson draws of the same rate,
+    and the mean gradient of three sequences moves iteration 2 away from the B = 1 run."""
+    from models import eprop_regression
+
+    s = eprop_regression.SETTINGS
+    d = eprop_regression.draws(1)
+    x = eprop_regression._inputs(d, 1, 3, s, torch.float64)
+    assert x.shape == (s["steps"], 3, s["n_in"])
+    np.testing.assert_array_equal(x[:, 0].numpy(), d["x"])
+    assert not torch.equal(x[:, 1], x[:, 0]) and not torch.equal(x[:, 2], x[:, 1])
+    assert float(x[0].abs().sum()) == 0.0 and 0.04 < float(x[:, 1:].mean()) < 0.06
+    one = eprop_regression.train(1, 2, s)["losses"]
+    three = eprop_regression.train(1, 2, s, batch=3)["losses"]
+    assert three[0] == pytest.approx(one[0], rel=1e-12)
+    assert abs(three[1] - one[1]) > 1e-6 * one[1]
